@@ -1,0 +1,49 @@
+"""Click options shared by commands that pick a dataset and episodes."""
+from __future__ import annotations
+
+import click
+
+DATA_MAPPING = {
+    "dataset": "data.dataset",
+    "data_root": "data.data_root",
+    "text_column": "data.text_column",
+    "label_column": "data.label_column",
+}
+EPISODE_MAPPING = {
+    "way": "episodes.way",
+    "shot": "episodes.shot",
+    "query": "episodes.query",
+    "n_episodes": "episodes.episodes",
+    "seed": "episodes.seed",
+    "sampler": "episodes.sampler",
+    "classes": "episodes.classes",
+}
+
+
+def data_options(f):
+    for opt in reversed([
+        click.option("--dataset", default=None, help="Dataset name (see `fewshot datasets`) or a path to a "
+                     "CSV/TSV/JSONL file, an .npz file or a folder of class subfolders. Default: wn33."),
+        click.option("--data-root", default=None, envvar="FEWSHOT_DATA", type=click.Path(file_okay=False),
+                     help="Folder holding the named datasets (default: ../shared/data beside the project)."),
+        click.option("--text-column", default=None, help="Text column of a CSV/TSV/JSONL file (default: text)."),
+        click.option("--label-column", default=None, help="Label column of a CSV/TSV/JSONL file (default: label)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def episode_options(f):
+    for opt in reversed([
+        click.option("--way", type=int, default=None, help="Classes per episode (default 5)."),
+        click.option("--shot", type=int, default=None, help="Support examples per class (default 1)."),
+        click.option("--query", type=int, default=None, help="Query examples per class (default 15)."),
+        click.option("--episodes", "n_episodes", type=int, default=None, help="Number of episodes (default 600)."),
+        click.option("--seed", type=int, default=None, help="Episode seed (default 0)."),
+        click.option("--sampler", type=click.Choice(["fixed", "variable"]), default=None,
+                     help="fixed N-way K-shot, or Meta-Dataset's variable-way variable-shot (default fixed)."),
+        click.option("--classes", type=click.Choice(["train", "val", "test", "all"]), default=None,
+                     help="Which class split episodes come from (default test; `all` for your own data)."),
+    ]):
+        f = opt(f)
+    return f

@@ -1,0 +1,70 @@
+"""``fewshot run``: score a learner on N-way K-shot test episodes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import load_run_config, main
+from .options import DATA_MAPPING, EPISODE_MAPPING, data_options, episode_options
+
+RUN_MAPPING = {
+    **DATA_MAPPING,
+    **EPISODE_MAPPING,
+    "episodes_file": "episodes.episodes_file",
+    "encoder": "encoder",
+    "learner": "learner.name",
+    "metric": "learner.metric",
+    "device": "device",
+    "checkpoint": "checkpoint",
+    "batch_size": "batch_size",
+}
+
+
+@main.command()
+@data_options
+@episode_options
+@click.option("--episodes-file", type=click.Path(dir_okay=False), default=None,
+              help="Score exactly the episodes of this file (from `fewshot episodes make`).")
+@click.option("--encoder", default=None, help="Encoder name (minilm, conv4, mobilenetv2) or a transformers "
+              "model folder. Default: minilm for text, mobilenetv2 for images.")
+@click.option("--learner", default=None, help="Learner (default protonet).")
+@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None,
+              help="Prototype distance (default euclidean).")
+@click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
+              help="A folder written by `fewshot train`.")
+@click.option("--device", default=None, help="auto (default), cpu or cuda.")
+@click.option("--batch-size", type=int, default=None, help="Embedding batch size (default 128).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML/YAML config; flags override it.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Also write run.json and the resolved config.json to this folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+@click.option("--no-cache", is_flag=True, help="Re-embed every episode (to measure what the cache saves).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def run(ctx, config_path, out, as_json, no_cache, quiet, **_):
+    """Sample episodes from the test classes, adapt, and report accuracy with its 95% interval."""
+    from ..experiment import run_experiment
+
+    cfg = load_run_config(ctx, config_path, RUN_MAPPING)
+    report = run_experiment(cfg, progress=not quiet, cache=not no_cache)
+    d = report.to_dict()
+    if out:
+        from ..atomic import atomic_write_text
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out) / "run.json", json.dumps(d, indent=2, sort_keys=True) + "\n")
+        cfg.save(Path(out) / "config.json")
+    if as_json:
+        d.pop("config")
+        click.echo(json.dumps(d, sort_keys=True))
+        return
+    shape = f"{d['way']}-way {d['shot']}-shot" if d["sampler"] != "variable" else "variable-way variable-shot"
+    click.echo(
+        f"{d['dataset']} {shape} ({d['query']} queries/class), {d['learner']} on {d['encoder']}: "
+        f"accuracy {100 * d['accuracy_mean']:.2f}% +- {100 * d['accuracy_ci95']:.2f}% (95% CI) "
+        f"over {d['episodes']} episodes, seed {d['seed']}, {d['elapsed_s']:.1f} s "
+        f"({d['embedded_examples']} examples embedded)"
+    )

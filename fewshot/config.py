@@ -1,0 +1,189 @@
+"""Typed configuration: file (TOML/YAML), then CLI flags, then validation.
+
+``FewShotConfig.from_dict(d, strict=True)`` rejects unknown keys with the
+closest valid key; values are coerced by field type (YAML reads ``1e-3`` as a
+string, TOML as a float: both become floats). The ``[learner]`` table is
+validated by the config class the learner registered (see
+:mod:`fewshot.learners`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    try:
+        if tp is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if tp is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise TypeError
+            return str(value)
+        if origin in (list, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            return [_coerce(v, args[0], key) for v in value] if args else list(value)
+        if origin is dict or tp is dict:
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError):
+        name = getattr(tp, "__name__", str(tp))
+        raise ValueError(f"config key {key!r}: expected {name}, got {type(value).__name__} {value!r}") from None
+    return value
+
+
+def _unknown_key(key: str, valid: list[str], where: str) -> ValueError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"unknown config key {where}{key!r}; valid keys are {sorted(valid)}.{hint}")
+
+
+def dataclass_from_dict(cls, d: dict, strict: bool = True, where: str = ""):
+    """Build dataclass ``cls`` from ``d``, coercing by field type; unknown keys raise."""
+    hints = typing.get_type_hints(cls)
+    valid = {f.name: f for f in fields(cls) if f.init}
+    kwargs = {}
+    for key, value in d.items():
+        if key not in valid:
+            if strict:
+                raise _unknown_key(key, list(valid), where)
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            kwargs[key] = dataclass_from_dict(tp, value, strict, f"{where}{key}.")
+        else:
+            kwargs[key] = _coerce(value, tp, where + key)
+    return cls(**kwargs)
+
+
+@dataclass
+class DataConfig:
+    """Which dataset and how to read it."""
+
+    dataset: str = "wn33"
+    data_root: Optional[str] = None
+    text_column: str = "text"
+    label_column: str = "label"
+
+    def __post_init__(self) -> None:
+        if not self.dataset:
+            raise ValueError("data.dataset is empty: give a dataset name or a path to a file or folder")
+
+
+@dataclass
+class EpisodeConfig:
+    """Shape and number of evaluation episodes."""
+
+    way: int = 5
+    shot: int = 1
+    query: int = 15
+    episodes: int = 600
+    seed: int = 0
+    sampler: str = "fixed"  # fixed | variable (Meta-Dataset)
+    classes: str = "test"  # train | val | test | all
+    episodes_file: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        for name, low in (("way", 2), ("shot", 1), ("query", 1), ("episodes", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"--{name} must be at least {low}, got {getattr(self, name)}")
+        if self.sampler not in ("fixed", "variable"):
+            raise ValueError(f"--sampler must be 'fixed' or 'variable', got {self.sampler!r}")
+        if self.classes not in ("train", "val", "test", "all"):
+            raise ValueError(f"--classes must be train, val, test or all, got {self.classes!r}")
+
+
+@dataclass
+class FewShotConfig:
+    """Everything a run needs. ``learner`` is validated by the learner's own config class."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    episodes: EpisodeConfig = field(default_factory=EpisodeConfig)
+    encoder: Optional[str] = None  # None: minilm for text, mobilenetv2 for images
+    encoder_options: dict = field(default_factory=dict)
+    learner: Any = None  # a LearnerConfig subclass instance; default protonet
+    checkpoint: Optional[str] = None
+    device: str = "auto"
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        from .learners import learner_config
+
+        if self.learner is None or isinstance(self.learner, (str, dict)):
+            self.learner = learner_config(self.learner)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+    @classmethod
+    def from_dict(cls, d: dict, strict: bool = True) -> "FewShotConfig":
+        d = dict(d)
+        d.pop("fewshot_version", None)
+        learner = d.pop("learner", None)
+        cfg = dataclass_from_dict(cls, d, strict)
+        from .learners import learner_config
+
+        cfg.learner = learner_config(learner, strict=strict)
+        return cfg
+
+    def to_dict(self) -> dict:
+        from . import __version__
+
+        d = dataclasses.asdict(self)
+        d["learner"] = self.learner.to_dict()
+        d["fewshot_version"] = __version__
+        return d
+
+    def save(self, path: str | os.PathLike) -> None:
+        from .atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a TOML, YAML or JSON config file into a plain dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text) or {}
+        if path.suffix == ".json":
+            return json.loads(text)
+    except Exception as exc:  # each parser has its own error type
+        raise ValueError(f"config file {path} could not be parsed: {exc}") from exc
+    raise ValueError(f"config file {path}: expected a .toml, .yaml, .yml or .json file, got {path.suffix!r}")

@@ -1,0 +1,139 @@
+"""Labelled datasets as fewshot sees them: items, class names, class splits.
+
+Every loader in :mod:`fewshot.datasets` returns a :class:`FewShotDataset`.
+Items are strings (text) or ``uint8`` arrays of shape (H, W) or (H, W, C)
+(images). Labels are class *names* (strings); nothing assumes 0..n-1.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+class ClassVocabulary:
+    """A bijection between class names and indices 0..n-1, in first-seen order."""
+
+    def __init__(self, names: Iterable[Hashable] = ()):
+        self._names: list[Hashable] = []
+        self._index: dict[Hashable, int] = {}
+        for name in names:
+            self.add(name)
+
+    def add(self, name: Hashable) -> int:
+        if name not in self._index:
+            self._index[name] = len(self._names)
+            self._names.append(name)
+        return self._index[name]
+
+    def encode(self, names: Iterable[Hashable]) -> np.ndarray:
+        try:
+            return np.asarray([self._index[n] for n in names], dtype=np.int64)
+        except KeyError as exc:
+            raise ValueError(
+                f"unknown class {exc.args[0]!r}; known classes: {self._names[:20]}"
+                + (" ..." if len(self._names) > 20 else "")
+            ) from None
+
+    def decode(self, indices: Iterable[int]) -> list[Hashable]:
+        return [self._names[int(i)] for i in indices]
+
+    @property
+    def names(self) -> list[Hashable]:
+        return list(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+
+@dataclass
+class FewShotDataset:
+    """Items with class-name labels and an optional train/val/test class split.
+
+    ``splits`` maps "train"/"val"/"test" to disjoint lists of class names.
+    ``source`` says where the data came from (a path or a package), for reports.
+    """
+
+    name: str
+    modality: str  # "text" or "image"
+    items: Sequence
+    labels: list[str]
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.modality not in ("text", "image"):
+            raise ValueError(f"modality must be 'text' or 'image', got {self.modality!r}")
+        if len(self.items) != len(self.labels):
+            raise ValueError(
+                f"dataset {self.name!r}: {len(self.items)} items but {len(self.labels)} labels; "
+                "every item needs exactly one label"
+            )
+        if len(self.items) == 0:
+            raise ValueError(f"dataset {self.name!r} is empty: expected at least one labelled example")
+        known = set(self.labels)
+        seen: dict[str, str] = {}
+        for split, names in self.splits.items():
+            if split not in SPLITS:
+                raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+            missing = [n for n in names if n not in known]
+            if missing:
+                raise ValueError(
+                    f"dataset {self.name!r}: split {split!r} names classes with no examples: {missing[:5]}"
+                )
+            for n in names:
+                if n in seen:
+                    raise ValueError(
+                        f"dataset {self.name!r}: class {n!r} is in both {seen[n]!r} and {split!r}; "
+                        "class splits must be disjoint"
+                    )
+                seen[n] = split
+
+    @property
+    def classes(self) -> list[str]:
+        """All class names, sorted."""
+        return sorted(set(self.labels))
+
+    def split_classes(self, split: str) -> list[str]:
+        """Class names of ``split`` ("train", "val", "test" or "all")."""
+        if split == "all":
+            return self.classes
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS + ('all',)}")
+        if split not in self.splits:
+            raise ValueError(
+                f"dataset {self.name!r} has no {split!r} split (it has {sorted(self.splits) or 'none'}); "
+                "use --classes all to evaluate on every class"
+            )
+        return list(self.splits[split])
+
+    def ids_by_class(self, classes: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Example ids (indices into ``items``) of each class, in dataset order."""
+        wanted = None if classes is None else set(classes)
+        out: dict[str, list[int]] = {}
+        for i, label in enumerate(self.labels):
+            if wanted is None or label in wanted:
+                out.setdefault(label, []).append(i)
+        return {c: np.asarray(v, dtype=np.int64) for c, v in out.items()}
+
+    def take(self, ids: Sequence[int]) -> list:
+        """The items with these example ids."""
+        return [self.items[int(i)] for i in ids]
+
+    def fingerprint(self) -> str:
+        """A short hash of labels and items, stored with frozen episodes."""
+        h = hashlib.sha256(self.name.encode())
+        for label in self.labels:
+            h.update(label.encode() + b"\0")
+        step = max(1, len(self.items) // 512)
+        for i in range(0, len(self.items), step):
+            item = self.items[i]
+            h.update(item.encode() if isinstance(item, str) else np.ascontiguousarray(item).tobytes())
+        return h.hexdigest()[:16]

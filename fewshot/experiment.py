@@ -1,0 +1,119 @@
+"""One evaluation run from a FewShotConfig: dataset -> episodes -> learner -> accuracy.
+
+This is what ``fewshot run`` calls; it holds no CLI code.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .config import FewShotConfig
+from .data import FewShotDataset
+from .episodes import EpisodeSampler, VariableEpisodeSampler, load_episodes
+from .evaluation import EvalResult, evaluate
+
+DEFAULT_ENCODER = {"text": "minilm", "image": "mobilenetv2"}
+
+
+def build_dataset(cfg: FewShotConfig) -> FewShotDataset:
+    from .datasets import load_dataset
+
+    d = cfg.data
+    kw = {}
+    if d.text_column != "text" or d.label_column != "label":
+        kw = {"text_column": d.text_column, "label_column": d.label_column}
+    return load_dataset(d.dataset, d.data_root, **kw)
+
+
+def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[list, dict]:
+    """The episodes to score, sampled from ``cfg.episodes`` or read from its episodes_file."""
+    e = cfg.episodes
+    if e.episodes_file:
+        header, episodes = load_episodes(e.episodes_file)
+        fp = header.get("dataset_fingerprint")
+        if fp and fp != dataset.fingerprint():
+            raise ValueError(
+                f"episode file {e.episodes_file} was made from dataset {header.get('dataset')!r} "
+                f"(fingerprint {fp}) but the loaded dataset {dataset.name!r} has fingerprint "
+                f"{dataset.fingerprint()}; make the episodes again for this dataset"
+            )
+        n = len(dataset.items)
+        bad = [ep.index for ep in episodes if ep.support.max() >= n or ep.query.max() >= n]
+        if bad:
+            raise ValueError(f"episode file {e.episodes_file}: episode {bad[0]} names examples past the "
+                             f"dataset's {n} items")
+        return episodes, {"episodes_file": str(e.episodes_file), **header}
+    classes = dataset.split_classes(e.classes)
+    if e.sampler == "variable":
+        sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)
+    else:
+        sampler = EpisodeSampler(dataset.labels, e.way, e.shot, e.query, seed=e.seed, classes=classes)
+    return list(sampler.episodes(e.episodes)), sampler.describe()
+
+
+def build_learner(cfg: FewShotConfig, modality: str):
+    """The learner of ``cfg``: from a checkpoint folder, or a fresh pretrained encoder."""
+    from .device import resolve_device
+    from .learners import create_learner
+
+    device = resolve_device(cfg.device)
+    if cfg.checkpoint:
+        from .checkpoint import load_learner
+
+        learner = load_learner(cfg.checkpoint, learner_cfg=cfg.learner)
+    else:
+        from .encoders import create_encoder
+
+        name = cfg.encoder or DEFAULT_ENCODER[modality]
+        encoder = create_encoder(name, **cfg.encoder_options)
+        learner = create_learner(cfg.learner.name, encoder, cfg.learner)
+    if learner.encoder.modality != modality:
+        raise ValueError(
+            f"encoder {learner.encoder.name!r} reads {learner.encoder.modality} but the dataset is "
+            f"{modality}; choose a {modality} encoder with --encoder ({DEFAULT_ENCODER[modality]!r})"
+        )
+    return learner.to(device)
+
+
+@dataclass
+class RunReport:
+    cfg: FewShotConfig
+    dataset: FewShotDataset
+    result: EvalResult
+    sampler: dict
+    encoder: str
+    encoder_fingerprint: str
+    elapsed_s: float
+
+    def to_dict(self) -> dict:
+        e = self.cfg.episodes
+        shape = ({"way": e.way, "shot": e.shot, "query": e.query} if self.sampler.get("sampler") == "fixed"
+                 else {k: self.sampler.get(k) for k in ("way", "shot", "query")})
+        return {
+            "dataset": self.dataset.name,
+            "learner": self.cfg.learner.name,
+            "encoder": self.encoder,
+            "encoder_fingerprint": self.encoder_fingerprint,
+            **shape,
+            "episodes": int(len(self.result.accuracies)),
+            "seed": self.sampler.get("seed", e.seed),
+            "accuracy_mean": self.result.mean,
+            "accuracy_ci95": self.result.ci95,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "embedded_examples": self.result.n_embedded,
+            "classes": e.classes,
+            "sampler": self.sampler.get("sampler", "file"),
+            "episodes_file": self.sampler.get("episodes_file"),
+            "checkpoint": self.cfg.checkpoint,
+            "config": self.cfg.to_dict(),
+        }
+
+
+def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True) -> RunReport:
+    start = time.perf_counter()
+    dataset = build_dataset(cfg)
+    episodes, sampler = build_episodes(cfg, dataset)
+    learner = build_learner(cfg, dataset.modality)
+    result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress)
+    return RunReport(cfg=cfg, dataset=dataset, result=result, sampler=sampler, encoder=learner.encoder.name,
+                     encoder_fingerprint=learner.encoder.fingerprint(), elapsed_s=time.perf_counter() - start)
