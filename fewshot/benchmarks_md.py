@@ -1,0 +1,32 @@
+"""Write a named section of BENCHMARKS.md, replacing that section's earlier version.
+
+Every ``bin/bench-*`` script prints its figures and records them here between
+``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` markers, with the command
+that produced them. A file lock keeps concurrent scripts from losing sections.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from pathlib import Path
+
+from .atomic import atomic_write_text
+
+DEFAULT_PATH = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+HEADER = "# Benchmarks\n\nEvery section below is written by the script named in it; rerun that command to reproduce it.\n"
+
+
+def update_section(name: str, markdown: str, path: str | os.PathLike | None = None) -> Path:
+    """Replace (or append) section ``name`` of BENCHMARKS.md with ``markdown``."""
+    path = Path(path or os.environ.get("FEWSHOT_BENCHMARKS_MD", DEFAULT_PATH))
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{begin}\n{markdown.strip()}\n{end}"
+    lock_path = path.with_name(f".{path.name}.lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text() if path.exists() else HEADER
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+        atomic_write_text(path, text)
+    return path

