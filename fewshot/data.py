@@ -59,6 +59,9 @@ class FewShotDataset:
 
     ``splits`` maps "train"/"val"/"test" to disjoint lists of class names.
     ``source`` says where the data came from (a path or a package), for reports.
+    ``episodes``, when set, are the dataset's own fixed evaluation protocol
+    (e.g. the 20 official Omniglot one-shot runs): ``fewshot run`` scores
+    exactly these instead of sampling, unless an episodes file is given.
     """
 
     name: str
@@ -67,6 +70,7 @@ class FewShotDataset:
     labels: list[str]
     splits: dict[str, list[str]] = field(default_factory=dict)
     source: str = ""
+    episodes: list | None = None  # protocol episodes (fewshot.episodes.Episode), if the dataset has them
 
     def __post_init__(self) -> None:
         if self.modality not in ("text", "image"):

@@ -43,6 +43,10 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[list, d
             raise ValueError(f"episode file {e.episodes_file}: episode {bad[0]} names examples past the "
                              f"dataset's {n} items")
         return episodes, {"episodes_file": str(e.episodes_file), **header}
+    if dataset.episodes:
+        eps = list(dataset.episodes)
+        return eps, {"sampler": "protocol", "way": eps[0].n_way, "shot": len(eps[0].support) // eps[0].n_way,
+                     "query": len(eps[0].query) // eps[0].n_way, "seed": None}
     classes = dataset.split_classes(e.classes)
     if e.sampler == "variable":
         sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)
