@@ -35,6 +35,9 @@ class TextEncoder(Encoder):
     def __init__(self, spec: dict):
         super().__init__(spec)
         from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # weight-loading bars are noise next to ours
 
         path = spec["path"]
         if spec.get("pretrained", True):

@@ -1,0 +1,76 @@
+"""`fewshot run` end to end on the embedded dataset with the real MiniLM, and its errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fewshot.cli import main
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return CliRunner()
+
+
+def invoke(runner, *args):
+    return runner.invoke(main, list(args), catch_exceptions=False)
+
+
+def test_run_default_dataset_json_and_report_file(runner, tmp_path):
+    res = invoke(runner, "run", "--way", "5", "--shot", "1", "--episodes", "40", "--json", "--quiet",
+                 "--out", str(tmp_path / "out"))
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    for key in ("dataset", "learner", "encoder", "way", "shot", "query", "episodes", "seed",
+                "accuracy_mean", "accuracy_ci95", "elapsed_s"):
+        assert key in d
+    assert (d["dataset"], d["learner"], d["encoder"]) == ("wn33", "protonet", "minilm")
+    assert (d["way"], d["shot"], d["query"], d["episodes"], d["seed"]) == (5, 1, 15, 40, 0)
+    # 5-way chance is 0.20; frozen MiniLM on WordNet supersense glosses measures ~0.36 (600 episodes).
+    assert 0.28 < d["accuracy_mean"] < 0.45
+    assert 0 < d["accuracy_ci95"] < 0.06
+    saved = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert saved["accuracy_mean"] == d["accuracy_mean"]
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert cfg["episodes"]["episodes"] == 40 and cfg["fewshot_version"]
+
+
+def test_config_file_then_flags(runner, tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text('[episodes]\nway = 3\nshot = 2\nquery = 4\nepisodes = 5\nseed = 11\n')
+    res = invoke(runner, "run", "--config", str(conf), "--shot", "1", "--json", "--quiet")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert (d["way"], d["shot"], d["query"], d["episodes"], d["seed"]) == (3, 1, 4, 5, 11)
+
+
+def test_episodes_file_is_scored_exactly(runner, tmp_path):
+    eps = tmp_path / "e.jsonl"
+    res = invoke(runner, "episodes", "make", "--way", "4", "--shot", "1", "--query", "3", "--episodes", "6",
+                 "--seed", "5", "--out", str(eps))
+    assert res.exit_code == 0 and "wrote 6 episodes" in res.output
+    a = json.loads(invoke(runner, "run", "--episodes-file", str(eps), "--json", "--quiet").stdout)
+    b = json.loads(invoke(runner, "run", "--episodes-file", str(eps), "--json", "--quiet").stdout)
+    c = json.loads(invoke(runner, "run", "--way", "4", "--shot", "1", "--query", "3", "--episodes", "6",
+                          "--seed", "5", "--json", "--quiet").stdout)
+    assert a["episodes"] == 6 and a["accuracy_mean"] == b["accuracy_mean"] == c["accuracy_mean"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--way", "1"], "--way must be at least 2, got 1"),
+    (["--way", "40"], "--way 40 needs 40 classes but only 15 are available"),
+    (["--shot", "190"], "but class 'noun.act' has 200 examples"),
+    (["--dataset", "clinc15"], "unknown dataset 'clinc15'"),
+    (["--encoder", "resnet"], "unknown encoder 'resnet'"),
+    (["--learner", "protonett"], "Did you mean 'protonet'"),
+    (["--encoder", "conv4"], "encoder 'conv4' reads image but the dataset is text"),
+    (["--metric", "manhattan"], "Invalid value for '--metric'"),
+    (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+])
+def test_bad_input_exit_code_2_and_one_clear_message(runner, args, message):
+    res = runner.invoke(main, ["run", "--episodes", "2", "--quiet", *args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
