@@ -1,0 +1,220 @@
+"""Text datasets read in place from their publishers' files under the data root.
+
+========================  =======  ===========================  ==============================
+name                      classes  examples per class           class split (episodes/splits/)
+========================  =======  ===========================  ==============================
+``clinc150``              150      150 (train+val+test pooled)  by domain: 5 / 2 / 3 domains
+                                                                (75 / 30 / 45 intents)
+``huffpost``              41       900                          published: 5-24 / 0-4 / 25-40
+``reuters``               31       20                           published: 0-14 / 15-19 / 20-30
+``fewrel``                16       700 (val_wiki.json)          seeded: 6 / 2 / 8 relations
+``fewrel-nyt``            25       100 (val_nyt.json)           seeded: 10 / 2 / 13
+``fewrel-pubmed``         10       100 (val_pubmed.json)        seeded: 4 / 1 / 5
+``fewrel-semeval``        17       110-1,135                    seeded: 6 / 2 / 9
+``trec``                  50       4-1,017 (fine labels)        seeded over the 35 classes with
+                                                                >= 20 questions: 15 / 5 / 15
+``wordnet``               45       42-14,435 (supersenses)      same as ``wn33``: 25 / 5 / 15
+``wordnet-hypernym``      623      20-664                       seeded 60/20/20: 373 / 125 / 125
+========================  =======  ===========================  ==============================
+
+Each split file says in its ``how`` field exactly how it was made. Labels are
+strings: CLINC150 intent names, HuffPost/Reuters label ids as strings
+("0".."40"), FewRel Wikidata property ids ("P177"), TREC ``COARSE:fine``,
+WordNet lexicographer file names or hypernym synset offsets.
+
+CLINC150's out-of-scope queries (``oos_*``) are not a class here; they are
+returned by :func:`clinc150_out_of_scope` for open-set evaluation.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from ..data import FewShotDataset
+from . import load_split, register_dataset, require_file
+
+CLINC_SOURCE = "https://github.com/clinc/oos-eval (data/data_full.json and data/domains.json)"
+METAPROMPTER_SOURCE = "https://github.com/ws-jiang/MetaPrompter_public (data/{name}.json)"
+FEWREL_SOURCE = "https://github.com/thunlp/FewRel (data/{name})"
+TREC_SOURCE = "https://cogcomp.seas.upenn.edu/Data/QA/QC/ (train_5500.label and TREC_10.label)"
+WORDNET_SOURCE = "the project's WordNet 3.0 extraction (wordnet/{name}), made from Debian's wordnet-base"
+
+FEWREL_FILES = {"fewrel": "val_wiki.json", "fewrel-nyt": "val_nyt.json", "fewrel-pubmed": "val_pubmed.json",
+                "fewrel-semeval": "val_semeval.json"}
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: expected JSON but line {exc.lineno} is malformed ({exc.msg}); "
+                         "download the file again") from exc
+
+
+def _read_json_lines(path: Path, text_key: str = "raw", label_key: str = "label") -> tuple[list[str], list[str]]:
+    """``(texts, labels)`` of a JSON-lines file of ``{"raw": text, "label": int}`` objects."""
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                texts.append(str(row[text_key]))
+                labels.append(str(row[label_key]))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{lineno}: expected a JSON object with keys {text_key!r} and "
+                                 f"{label_key!r} ({exc!r}); download the file again") from exc
+    return texts, labels
+
+
+def _clinc_file(root: Path) -> Path:
+    return require_file(Path(root) / "clinc150" / "data_full.json", "clinc150", CLINC_SOURCE)
+
+
+@register_dataset("clinc150")
+def load_clinc150(root: Path, **_) -> FewShotDataset:
+    """The 150 in-scope intents, train+val+test pooled (150 queries each)."""
+    data = _read_json(_clinc_file(root))
+    require_file(Path(root) / "clinc150" / "domains.json", "clinc150", CLINC_SOURCE)
+    texts, labels = [], []
+    for part in ("train", "val", "test"):
+        for text, intent in data[part]:
+            texts.append(text)
+            labels.append(intent)
+    return FewShotDataset(name="clinc150", modality="text", items=texts, labels=labels,
+                          splits=load_split("clinc150"), source=str(_clinc_file(root)))
+
+
+def clinc150_out_of_scope(root: Path | str | None = None) -> list[str]:
+    """CLINC150's 1,200 out-of-scope queries (oos_train + oos_val + oos_test, in that order)."""
+    from . import data_root
+
+    data = _read_json(_clinc_file(data_root(root)))
+    return [text for part in ("oos_train", "oos_val", "oos_test") for text, _ in data[part]]
+
+
+def clinc150_domains(root: Path | str | None = None) -> dict[str, list[str]]:
+    """CLINC150's 10 domains, each mapped to its 15 intents (domains.json)."""
+    from . import data_root
+
+    path = require_file(data_root(root) / "clinc150" / "domains.json", "clinc150", CLINC_SOURCE)
+    return {d: list(v) for d, v in _read_json(path).items()}
+
+
+def _metaprompter(name: str, root: Path) -> FewShotDataset:
+    path = require_file(Path(root) / name / f"{name}.json", name, METAPROMPTER_SOURCE.format(name=name))
+    texts, labels = _read_json_lines(path)
+    return FewShotDataset(name=name, modality="text", items=texts, labels=labels, splits=load_split(name),
+                          source=str(path))
+
+
+@register_dataset("huffpost")
+def load_huffpost(root: Path, **_) -> FewShotDataset:
+    """HuffPost headlines, 41 categories x 900; labels are the integer ids as strings."""
+    return _metaprompter("huffpost", root)
+
+
+@register_dataset("reuters")
+def load_reuters(root: Path, **_) -> FewShotDataset:
+    """Reuters-21578 few-shot subset, 31 topics x 20 documents."""
+    return _metaprompter("reuters", root)
+
+
+def fewrel_text(instance: dict) -> str:
+    """The sentence with its first head mention in ``[E1] .. [/E1]`` and tail in ``[E2] .. [/E2]``."""
+    tokens = list(instance["tokens"])
+    marks: dict[int, list[str]] = {}
+    for tag, key in (("E1", "h"), ("E2", "t")):
+        positions = instance[key][2][0]
+        marks.setdefault(min(positions), []).append(f"[{tag}]")
+        marks.setdefault(max(positions) + 1, []).append(f"[/{tag}]")
+    out = []
+    for i in range(len(tokens) + 1):
+        # closing tags before opening tags at the same position
+        out.extend(sorted(marks.get(i, []), key=lambda m: not m.startswith("[/")))
+        if i < len(tokens):
+            out.append(tokens[i])
+    return " ".join(out)
+
+
+def _fewrel(name: str, root: Path) -> FewShotDataset:
+    fname = FEWREL_FILES[name]
+    path = require_file(Path(root) / "fewrel" / fname, name, FEWREL_SOURCE.format(name=fname))
+    data = _read_json(path)
+    texts, labels = [], []
+    for relation in sorted(data):
+        for instance in data[relation]:
+            texts.append(fewrel_text(instance))
+            labels.append(relation)
+    return FewShotDataset(name=name, modality="text", items=texts, labels=labels, splits=load_split(name),
+                          source=str(path))
+
+
+def _register_fewrel(name: str) -> None:
+    @register_dataset(name)
+    def load(root: Path, **_) -> FewShotDataset:
+        return _fewrel(name, root)
+
+    load.__name__ = f"load_{name.replace('-', '_')}"
+    load.__doc__ = f"FewRel relation classification from {FEWREL_FILES[name]}; labels are relation ids."
+
+
+for _name in FEWREL_FILES:
+    _register_fewrel(_name)
+
+
+@register_dataset("trec")
+def load_trec(root: Path, **_) -> FewShotDataset:
+    """TREC questions (train_5500 + TREC_10 pooled) labelled with their 50 fine classes ``COARSE:fine``."""
+    texts, labels = [], []
+    for fname in ("train_5500.label", "TREC_10.label"):
+        path = require_file(Path(root) / "trec" / fname, "trec", TREC_SOURCE)
+        with open(path, encoding="latin-1") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                label, _, question = line.rstrip("\n").partition(" ")
+                if ":" not in label or not question.strip():
+                    raise ValueError(f"{path}:{lineno}: expected 'COARSE:fine question', got {line[:60]!r}")
+                texts.append(question.strip())
+                labels.append(label)
+    return FewShotDataset(name="trec", modality="text", items=texts, labels=labels, splits=load_split("trec"),
+                          source=str(Path(root) / "trec"))
+
+
+def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: expected columns {missing} but the header has {reader.fieldnames}")
+        for row in reader:
+            texts.append(row[text_column])
+            labels.append(row[label_column])
+    return texts, labels
+
+
+@register_dataset("wordnet")
+def load_wordnet(root: Path, **_) -> FewShotDataset:
+    """WordNet 3.0 synset definitions labelled with their 45 supersenses (lexicographer files)."""
+    fname = "wordnet30_supersense.csv"
+    path = require_file(Path(root) / "wordnet" / fname, "wordnet", WORDNET_SOURCE.format(name=fname))
+    texts, labels = _read_csv(path, "definition", "supersense")
+    return FewShotDataset(name="wordnet", modality="text", items=texts, labels=labels,
+                          splits=load_split("wordnet"), source=str(path))
+
+
+@register_dataset("wordnet-hypernym")
+def load_wordnet_hypernym(root: Path, **_) -> FewShotDataset:
+    """WordNet 3.0 noun definitions grouped under their direct hypernym (623 classes of >= 20)."""
+    fname = "wordnet30_noun_hypernym_k20.csv"
+    path = require_file(Path(root) / "wordnet" / fname, "wordnet-hypernym", WORDNET_SOURCE.format(name=fname))
+    texts, labels = _read_csv(path, "definition", "hypernym")
+    return FewShotDataset(name="wordnet-hypernym", modality="text", items=texts, labels=labels,
+                          splits=load_split("wordnet-hypernym"), source=str(path))
+
+
+__all__ = ["clinc150_domains", "clinc150_out_of_scope", "fewrel_text"]
