@@ -122,6 +122,51 @@ class EpisodeConfig:
 
 
 @dataclass
+class TrainConfig:
+    """How ``fewshot train`` trains: episodes (or batches), optimiser, validation, early stopping.
+
+    Training episodes come from the train classes only; validation episodes from
+    the val classes, shaped like the evaluation episodes (``[episodes]`` way/shot/query).
+    Episode ``i`` of the run is a pure function of ``(seed, i)``.
+    """
+
+    steps: int = 500
+    eval_every: int = 50
+    patience: int = 5  # evaluations without improvement before stopping; 0 = never stop early
+    lr: float = 2e-5
+    head_lr: float = 1e-2  # the learner's own parameters (temperature, head)
+    weight_decay: float = 0.01
+    warmup: int = 0  # linear warm-up steps, then constant (so resuming changes nothing)
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+    train_way: int = 5
+    train_shot: int = 1
+    train_query: int = 5
+    batch_size: int = 32  # supervised learners (finetune pretraining)
+    val_way: int = 5
+    val_shot: int = 1
+    val_query: int = 15
+    val_episodes: int = 100
+    val_seed: int = 12345
+    seed: int = 0
+    augment: bool = False
+    rotations: bool = False  # images: 90-degree rotations as new train classes (Snell 2017, Finn 2017)
+
+    def __post_init__(self) -> None:
+        for name, low in (("steps", 1), ("eval_every", 1), ("patience", 0), ("warmup", 0), ("train_way", 2),
+                          ("train_shot", 1), ("train_query", 1), ("batch_size", 1), ("val_way", 2), ("val_shot", 1),
+                          ("val_query", 1), ("val_episodes", 1)):
+            if getattr(self, name) < low:
+                flag = name.replace("_", "-")
+                raise ValueError(f"train.{name} (--{flag}) must be at least {low}, got {getattr(self, name)}")
+        for name in ("lr", "head_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"train.weight_decay and train.grad_clip must be >= 0, got "
+                             f"{self.weight_decay} and {self.grad_clip}")
+
+
+@dataclass
 class FewShotConfig:
     """Everything a run needs. ``learner`` is validated by the learner's own config class."""
 
@@ -133,6 +178,7 @@ class FewShotConfig:
     checkpoint: Optional[str] = None
     device: str = "auto"
     batch_size: int = 128
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         from .learners import learner_config

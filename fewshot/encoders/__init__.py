@@ -63,7 +63,11 @@ def encoder_spec(name: str, **kw) -> dict:
 
 
 def build_encoder(spec: dict) -> Encoder:
-    """Instantiate an encoder from a spec (as stored in a checkpoint)."""
+    """Instantiate an encoder from a spec (as stored in a checkpoint), in eval mode."""
+    return _instantiate(spec).eval()
+
+
+def _instantiate(spec: dict) -> Encoder:
     kind = spec.get("kind")
     if kind == "text":
         from .text import TextEncoder

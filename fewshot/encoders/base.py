@@ -76,7 +76,7 @@ class Encoder(nn.Module):
             h = hashlib.sha256(repr(sorted(self.spec.items())).encode())
             for key, tensor in sorted(self.state_dict().items()):
                 h.update(key.encode())
-                h.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+                h.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 

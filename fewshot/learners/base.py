@@ -6,6 +6,15 @@ A learner holds its encoder. Per task it is given a labelled support set
 untouched (``adapts_encoder = False``: protonet, head-only finetune, ANIL) also
 take precomputed embeddings through :meth:`adapt_features` and
 :meth:`logits_features`, so an evaluation embeds each example once.
+
+Training interface (used by :class:`fewshot.training.Trainer`):
+
+- :attr:`Learner.module`: the ``nn.Module`` holding everything that is trained
+  and saved (the encoder plus the learner's own parameters). Default: the encoder.
+- :attr:`Learner.train_mode`: ``"episodic"`` (the trainer feeds episodes to
+  :meth:`Learner.episode_loss`) or ``"supervised"`` (plain batches of base-class
+  examples to :meth:`Learner.batch_loss`).
+- :meth:`Learner.meta_train` delegates to the Trainer; learners hold no loops.
 """
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..encoders import Encoder
 
@@ -35,25 +45,65 @@ class Learner(ABC):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[LearnerConfig]] = LearnerConfig
     adapts_encoder: bool = False
+    train_mode: ClassVar[str] = "episodic"  # "episodic" | "supervised"
 
     def __init__(self, encoder: Encoder, cfg: LearnerConfig | None = None):
         self.encoder = encoder
         self.cfg = cfg if cfg is not None else self.config_class()
 
     @property
+    def module(self) -> nn.Module:
+        """Everything that is trained and saved: the encoder plus the learner's own parameters."""
+        return self.encoder
+
+    @property
     def device(self) -> torch.device:
         return next(self.encoder.parameters()).device
 
     def to(self, device) -> "Learner":
-        self.encoder.to(device)
+        self.module.to(device)
         return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters of :attr:`module` that training updates (``requires_grad``)."""
+        return [p for p in self.module.parameters() if p.requires_grad]
 
     def embed(self, x: Sequence) -> np.ndarray:
         """(n, dim) float32 embeddings of raw items, for a SupportIndex."""
         return self.encoder.encode(x, device=self.device)
 
-    def meta_train(self, *args, **kwargs) -> dict:
-        raise NotImplementedError(f"learner {self.name!r} has no training loop; use it frozen")
+    def meta_train(self, dataset, cfg=None, out_dir=None, resume: bool = False) -> dict:
+        """Train :attr:`module` on ``dataset``'s train classes (validating on its val classes).
+
+        ``cfg`` is a :class:`fewshot.config.TrainConfig`; ``out_dir`` receives the best
+        checkpoint, the resume state and the training log. Returns the final metrics.
+        """
+        from ..training import Trainer
+
+        return Trainer(self, dataset, cfg, out_dir=out_dir, resume=resume).fit()
+
+    def prepare_training(self, dataset, cfg) -> None:
+        """Called once before the optimizer is built (e.g. to size a head over the train classes)."""
+
+    def episode_loss(self, support_x: Sequence, support_y: torch.Tensor, query_x: Sequence,
+                     query_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scalar loss, (n_query, n_way) logits) on one training episode of raw items.
+
+        Labels are local (0..n_way-1) LongTensors; the loss is differentiable with
+        respect to the trainable parameters of :attr:`module`.
+        """
+        raise NotImplementedError(f"learner {self.name!r} does not train on episodes")
+
+    def batch_loss(self, x: Sequence, y: torch.Tensor) -> torch.Tensor:
+        """Scalar loss on a plain batch of raw items with global train-class labels (supervised mode)."""
+        raise NotImplementedError(f"learner {self.name!r} does not train on plain batches")
+
+    def checkpoint_meta(self) -> dict:
+        """JSON-able facts needed to rebuild :attr:`module` before loading its weights."""
+        return {}
+
+    def restore_meta(self, meta: dict) -> None:
+        """Rebuild :attr:`module`'s structure from :meth:`checkpoint_meta` (before weights load)."""
 
     def adapt(self, support_x: Sequence, support_y: Sequence[int]) -> None:
         """Fit to one task's support set (local labels 0..n_way-1)."""

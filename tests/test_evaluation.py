@@ -1,0 +1,67 @@
+"""Evaluation: the CI formula, the embedding cache, and FAISS prototypes against brute force."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fewshot.data import FewShotDataset
+from fewshot.episodes import EpisodeSampler
+from fewshot.evaluation import evaluate, mean_ci95
+from fewshot.learners import create_learner
+from fewshot.learners.base import prototypes
+
+
+def test_mean_ci95_by_hand():
+    acc = [0.2, 0.4, 0.6, 0.8]
+    mean = 0.5
+    s = math.sqrt(sum((a - mean) ** 2 for a in acc) / 3)
+    m, h = mean_ci95(acc)
+    assert m == pytest.approx(0.5) and h == pytest.approx(1.96 * s / 2)
+    assert math.isnan(mean_ci95([0.7])[1])
+    with pytest.raises(ValueError, match="no episodes"):
+        mean_ci95([])
+
+
+def test_prototypes_with_sparse_labels_refused():
+    z = torch.arange(6.0).reshape(3, 2)
+    np.testing.assert_allclose(prototypes(z, torch.tensor([0, 1, 0])).numpy(), [[2, 3], [2, 3]])
+    with pytest.raises(ValueError, match=r"local labels \[1\] have no support example"):
+        prototypes(z, torch.tensor([0, 2, 0]))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_faiss_logits_equal_brute_force(tiny_image_encoder, metric):
+    learner = create_learner("protonet", tiny_image_encoder, {"metric": metric})
+    g = torch.Generator().manual_seed(0)
+    zs, ys = torch.randn(10, 8, generator=g), torch.arange(5).repeat(2)
+    zq = torch.randn(7, 8, generator=g)
+    learner.adapt_features(zs, ys)
+    got = learner.logits_features(zq)
+    protos = prototypes(zs, ys)
+    if metric == "euclidean":
+        want = -torch.cdist(zq, protos) ** 2
+    else:
+        want = torch.nn.functional.normalize(zq, dim=1) @ torch.nn.functional.normalize(protos, dim=1).T
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+    assert torch.equal(got.argmax(1), want.argmax(1))
+
+
+def test_cache_and_no_cache_give_identical_accuracy(tiny_image_encoder):
+    rng = np.random.default_rng(0)
+    centers = rng.integers(0, 255, size=(8, 1, 1))
+    items = [np.clip(centers[c] + rng.normal(0, 40, (28, 28)), 0, 255).astype(np.uint8)
+             for c in range(8) for _ in range(10)]
+    labels = [f"c{c}" for c in range(8) for _ in range(10)]
+    ds = FewShotDataset("toy", "image", items, labels)
+    eps = list(EpisodeSampler(labels, 4, 2, 3, seed=0).episodes(12))
+    learner = create_learner("protonet", tiny_image_encoder)
+    tiny_image_encoder.eval()
+    a = evaluate(learner, ds, eps, progress=False, cache=True)
+    b = evaluate(learner, ds, eps, progress=False, cache=False)
+    np.testing.assert_allclose(a.accuracies, b.accuracies)
+    assert a.mean > 0.5  # brightness separates these classes
+    assert a.n_embedded == len({int(i) for e in eps for i in np.concatenate([e.support, e.query])})
+    assert b.n_embedded == 12 * (4 * 2 + 4 * 3)
