@@ -36,6 +36,9 @@ class Encoder(nn.Module):
     def preprocess(self, items: Sequence):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def validate(self, items: Sequence) -> None:
+        """Raise TypeError/ValueError naming the first bad item (index into ``items``)."""
+
     def batch_order(self, items: Sequence) -> np.ndarray:
         """Order in which :meth:`encode` batches items (text sorts by length to cut padding)."""
         return np.arange(len(items))
@@ -51,6 +54,7 @@ class Encoder(nn.Module):
         """Batched inference: (n, dim) float32 NumPy array, in the order of ``items``."""
         if len(items) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        self.validate(items)
         device = resolve_device(device) if device is not None else next(self.parameters()).device
         was_training = self.training
         self.eval()

@@ -48,10 +48,13 @@ class TextEncoder(Encoder):
         self.max_length = int(spec.get("max_length", 128))
         self.dim = int(self.model.config.hidden_size)
 
-    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+    def validate(self, items: Sequence) -> None:
         for i, t in enumerate(items):
             if not isinstance(t, str):
                 raise TypeError(f"text encoder {self.name!r} expects strings, item {i} is {type(t).__name__}")
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+        self.validate(items)
         enc = self.tokenizer(list(items), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
