@@ -72,15 +72,18 @@ class Learner(ABC):
         """(n, dim) float32 embeddings of raw items, for a SupportIndex."""
         return self.encoder.encode(x, device=self.device)
 
-    def meta_train(self, dataset, cfg=None, out_dir=None, resume: bool = False) -> dict:
+    def meta_train(self, dataset, cfg=None, out_dir=None, resume: bool = False, *,
+                   run_config: dict | None = None, progress: bool = False) -> dict:
         """Train :attr:`module` on ``dataset``'s train classes (validating on its val classes).
 
         ``cfg`` is a :class:`fewshot.config.TrainConfig`; ``out_dir`` receives the best
-        checkpoint, the resume state and the training log. Returns the final metrics.
+        checkpoint, the resume state and the training log; ``run_config`` (the resolved
+        FewShotConfig as a dict) is written beside the weights. Returns the final metrics.
         """
         from ..training import Trainer
 
-        return Trainer(self, dataset, cfg, out_dir=out_dir, resume=resume).fit()
+        return Trainer(self, dataset, cfg, out_dir=out_dir, resume=resume, run_config=run_config,
+                       progress=progress).fit()
 
     def prepare_training(self, dataset, cfg) -> None:
         """Called once before the optimizer is built (e.g. to size a head over the train classes)."""

@@ -1,0 +1,366 @@
+"""The training loop every learner shares: episodes (or batches) -> AdamW -> validation -> checkpoints.
+
+:class:`Trainer` draws training episodes from the TRAIN classes only (train way
+may differ from test way) and validates on a fixed set of VAL-class episodes
+through :func:`fewshot.evaluation.evaluate` every ``eval_every`` steps, keeping
+the best checkpoint and stopping after ``patience`` evaluations without
+improvement. Step ``s`` of a run is a pure function of ``(seed, s)`` (episode,
+augmentation and dropout), so a run resumed from its last evaluation ends
+exactly where an uninterrupted run would. Under ``torchrun`` the model is
+wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU); rank ``r`` takes
+episode ``s * world + r`` and rank 0 alone validates and writes.
+
+Output folder: ``model.safetensors``, ``learner.json``, ``config.json`` (the
+best checkpoint, see :mod:`fewshot.checkpoint`), ``train_log.jsonl`` (one line
+per evaluation) and ``last/`` (resume state: weights, optimizer, counters).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+from .data import ClassVocabulary, FewShotDataset
+from .device import autocast
+from .episodes import EpisodeSampler
+
+
+def init_distributed(device: str = "auto") -> tuple[int, int]:
+    """Start torch.distributed when launched by torchrun (WORLD_SIZE > 1); returns (rank, world).
+
+    Uses nccl on CUDA (each process on GPU LOCAL_RANK) and gloo on the CPU.
+    """
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def step_seed(seed: int, step: int, rank: int = 0, stream: int = 0) -> int:
+    """A 63-bit seed for step ``step`` of rank ``rank``."""
+    return int(np.random.SeedSequence([int(seed), int(step), int(rank), int(stream)]).generate_state(2, np.uint64)[0]
+               >> np.uint64(1))
+
+
+class _LossModule(nn.Module):
+    """Routes DDP's forward to the learner's loss, so DDP sees every parameter of ``learner.module``."""
+
+    def __init__(self, learner):
+        super().__init__()
+        self.inner = learner.module
+        self._learner = [learner]  # not a submodule
+
+    def forward(self, kind: str, *args):
+        learner = self._learner[0]
+        if kind == "episode":
+            return learner.episode_loss(*args)
+        return learner.batch_loss(*args), None
+
+
+class Trainer:
+    """Trains ``learner.module`` on ``dataset`` following ``cfg``; :meth:`fit` runs it."""
+
+    def __init__(self, learner, dataset: FewShotDataset, cfg: TrainConfig | None = None, out_dir=None,
+                 resume: bool = False, run_config: dict | None = None, progress: bool = False):
+        cfg = cfg if cfg is not None else TrainConfig()
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(f"cfg must be a fewshot.config.TrainConfig, got {type(cfg).__name__}")
+        if learner.train_mode not in ("episodic", "supervised"):
+            raise ValueError(f"learner {learner.name!r} has train_mode {learner.train_mode!r}; "
+                             "expected 'episodic' or 'supervised'")
+        if resume and out_dir is None:
+            raise ValueError("resume=True needs out_dir, the folder of the interrupted run")
+        self.learner, self.dataset, self.cfg = learner, dataset, cfg
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.resume, self.progress = resume, progress
+        self.run_config = run_config
+        import torch.distributed as dist
+
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        self.device = learner.device
+
+        train_ds = dataset
+        if cfg.rotations:
+            from .augment import with_rotations
+
+            train_ds = with_rotations(dataset)
+        self.train_ds = train_ds
+        self.train_classes = train_ds.split_classes("train")
+        val_classes = dataset.split_classes("val")
+        self.augmenter = None
+        if cfg.augment:
+            from .augment import make_augmenter
+
+            self.augmenter = make_augmenter(dataset.modality, learner.encoder)
+        if learner.train_mode == "episodic":
+            self.sampler = EpisodeSampler(train_ds.labels, cfg.train_way, cfg.train_shot, cfg.train_query,
+                                          seed=cfg.seed, classes=self.train_classes)
+        else:
+            vocab = ClassVocabulary(self.train_classes)
+            ids = train_ds.ids_by_class(self.train_classes)
+            self.train_ids = np.concatenate([ids[c] for c in self.train_classes])
+            self.train_targets = vocab.encode([train_ds.labels[int(i)] for i in self.train_ids])
+            if cfg.batch_size > len(self.train_ids):
+                raise ValueError(f"--batch-size {cfg.batch_size} exceeds the {len(self.train_ids)} training "
+                                 "examples; lower it")
+        val_sampler = EpisodeSampler(dataset.labels, cfg.val_way, cfg.val_shot, cfg.val_query,
+                                     seed=cfg.val_seed, classes=val_classes)
+        self.val_episodes = list(val_sampler.episodes(cfg.val_episodes))
+
+        learner.prepare_training(train_ds, cfg)
+        learner.module.to(self.device)
+        params = learner.trainable_parameters()
+        if not params:
+            raise ValueError(f"learner {learner.name!r} has no trainable parameters (trainable='none' and no "
+                             "learner parameters); choose --trainable full, last:K, lora or bitfit")
+        enc_ids = {id(p) for p in learner.encoder.parameters()}
+        groups = []
+        for is_enc, lr in ((True, cfg.lr), (False, cfg.head_lr)):
+            ps = [p for p in params if (id(p) in enc_ids) == is_enc]
+            if not ps:
+                continue
+            groups.append({"params": [p for p in ps if p.ndim >= 2], "lr": lr, "weight_decay": cfg.weight_decay})
+            groups.append({"params": [p for p in ps if p.ndim < 2], "lr": lr, "weight_decay": 0.0})
+        groups = [g for g in groups if g["params"]]
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = torch.optim.AdamW(groups)
+        self.base_lrs = [g["lr"] for g in groups]
+        self.wrapped = _LossModule(learner)
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            dev_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.wrapped, device_ids=dev_ids, find_unused_parameters=True)
+
+        self.step = 0
+        self.best = -math.inf
+        self.best_step = 0
+        self.bad_evals = 0
+        self.stopped_early = False
+        self.log: list[dict] = []
+        self.elapsed_before = 0.0
+        if resume:
+            self._load_state()
+
+    # ----------------------------------------------------------------- one step
+    def _lr_factor(self, step: int) -> float:
+        return min(1.0, (step + 1) / self.cfg.warmup) if self.cfg.warmup else 1.0
+
+    def episode_index(self, step: int) -> int:
+        """The training episode rank ``self.rank`` draws at ``step``."""
+        return step * self.world + self.rank
+
+    def _train_step(self, step: int) -> tuple[float, float, int]:
+        cfg = self.cfg
+        torch.manual_seed(step_seed(cfg.seed, step, self.rank))
+        aug_rng = np.random.default_rng([cfg.seed, step, self.rank, 1])
+        self.learner.module.train()
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * self._lr_factor(step)
+        if self.learner.train_mode == "episodic":
+            index = self.episode_index(step)
+            ep = self.sampler.sample(index)
+            sx, qx = self.train_ds.take(ep.support), self.train_ds.take(ep.query)
+            if self.augmenter is not None:
+                sx, qx = self.augmenter(sx, aug_rng), self.augmenter(qx, aug_rng)
+            sy = torch.as_tensor(ep.support_labels, dtype=torch.long, device=self.device)
+            qy = torch.as_tensor(ep.query_labels, dtype=torch.long, device=self.device)
+            with autocast(self.device):
+                loss, logits = self.wrapped("episode", sx, sy, qx, qy)
+            target = qy
+        else:
+            index = step * self.world + self.rank
+            rng = np.random.default_rng([cfg.seed, step, self.rank, 2])
+            pick = rng.choice(len(self.train_ids), size=cfg.batch_size, replace=False)
+            x = self.train_ds.take(self.train_ids[pick])
+            if self.augmenter is not None:
+                x = self.augmenter(x, aug_rng)
+            target = torch.as_tensor(self.train_targets[pick], dtype=torch.long, device=self.device)
+            with autocast(self.device):
+                loss, logits = self.wrapped("batch", x, target)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower --lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.optimizer.step()
+        acc = float((logits.argmax(1) == target).float().mean()) if logits is not None else float("nan")
+        return float(loss.detach()), acc, index
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> tuple[float, float]:
+        """Mean accuracy and 95% CI on the fixed validation episodes."""
+        from .evaluation import evaluate
+
+        self.learner.module.eval()
+        with torch.no_grad():
+            result = evaluate(self.learner, self.dataset, self.val_episodes, progress=False)
+        return result.mean, result.ci95
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self) -> dict:
+        cfg = self.cfg
+        start = time.perf_counter()
+        losses, accs, seen = [], [], []
+        bar = None
+        if self.progress and self.rank == 0:
+            from .evaluation import progress_bar
+
+            bar = progress_bar(cfg.steps - self.step, "training")
+        try:
+            while self.step < cfg.steps and not self.stopped_early:
+                loss, acc, index = self._train_step(self.step)
+                losses.append(loss)
+                accs.append(acc)
+                seen.append(index)
+                self.step += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}")
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    self._evaluate_and_save(losses, accs, seen, time.perf_counter() - start)
+                    losses, accs, seen = [], [], []
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return {
+            "steps": self.step,
+            "best_val_accuracy": self.best,
+            "best_step": self.best_step,
+            "final_val_accuracy": self.log[-1]["val_accuracy"] if self.log else float("nan"),
+            "stopped_early": self.stopped_early,
+            "train_time_s": round(self.elapsed_before + time.perf_counter() - start, 3),
+            "world_size": self.world,
+        }
+
+    def _gather(self, values: list[float], dtype=torch.float64) -> list[list]:
+        """Each rank's ``values`` (same length on every rank), on rank 0."""
+        t = torch.as_tensor(values, dtype=dtype)
+        if not self.distributed:
+            return [t.tolist()]
+        import torch.distributed as dist
+
+        backend_dev = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        t = t.to(backend_dev)
+        out = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(out, t)
+        return [o.cpu().tolist() for o in out]
+
+    def _evaluate_and_save(self, losses, accs, seen, elapsed) -> None:
+        cfg = self.cfg
+        rank_episodes = self._gather(seen, torch.int64)
+        rank_checksums = [r[0] for r in self._gather([param_checksum(self.learner.module)])]
+        stop = torch.zeros(1, dtype=torch.int64)
+        if self.rank == 0:
+            val_acc, val_ci = self.validate()
+            improved = val_acc > self.best
+            if improved:
+                self.best, self.best_step, self.bad_evals = val_acc, self.step, 0
+            else:
+                self.bad_evals += 1
+            if cfg.patience and self.bad_evals >= cfg.patience:
+                self.stopped_early = True
+            entry = {"step": self.step, "train_loss": float(np.mean(losses)), "train_accuracy": float(np.nanmean(accs))
+                     if not all(math.isnan(a) for a in accs) else None,
+                     "val_accuracy": val_acc, "val_ci95": val_ci, "best_val_accuracy": self.best,
+                     "best_step": self.best_step, "elapsed_s": round(self.elapsed_before + elapsed, 3),
+                     "lr": self.optimizer.param_groups[0]["lr"]}
+            if self.world > 1:
+                entry["rank_episodes"] = rank_episodes
+                entry["rank_param_checksums"] = rank_checksums
+            self.log.append(entry)
+            if self.out_dir is not None:
+                if improved:
+                    from .checkpoint import save_checkpoint
+
+                    save_checkpoint(self.out_dir, self.learner, self._run_config(),
+                                    {"step": self.step, "val_accuracy": val_acc, "val_ci95": val_ci})
+                self._save_state(elapsed)
+            stop[0] = int(self.stopped_early)
+        if self.distributed:
+            import torch.distributed as dist
+
+            stop_dev = stop.to(self.device) if dist.get_backend() == "nccl" else stop
+            dist.broadcast(stop_dev, src=0)
+            self.stopped_early = bool(stop_dev.item())
+
+    def _run_config(self) -> dict:
+        if self.run_config is not None:
+            return self.run_config
+        return {"train": dataclasses.asdict(self.cfg), "learner": self.learner.cfg.to_dict()}
+
+    # ----------------------------------------------------------------- resume state
+    def _save_state(self, elapsed: float) -> None:
+        from .atomic import atomic_write_text
+        from .checkpoint import save_training_state
+
+        state = {"step": self.step, "best": self.best if math.isfinite(self.best) else None,
+                 "best_step": self.best_step, "bad_evals": self.bad_evals, "stopped_early": self.stopped_early,
+                 "elapsed_s": self.elapsed_before + elapsed, "train": dataclasses.asdict(self.cfg)}
+        save_training_state(self.out_dir / "last", self.learner, self.optimizer, state)
+        lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in self.log)
+        atomic_write_text(self.out_dir / "train_log.jsonl", lines)
+
+    def _load_state(self) -> None:
+        from .checkpoint import load_training_state
+
+        last = self.out_dir / "last"
+        if not (last / "state.json").is_file():
+            raise ValueError(f"--resume: {self.out_dir} holds no resume state (expected {last}/state.json); "
+                             "start without --resume")
+        state = load_training_state(last, self.learner, self.optimizer)
+        saved_train = dict(state.get("train", {}))
+        mine = dataclasses.asdict(self.cfg)
+        changed = [k for k in mine if k not in ("steps", "patience") and saved_train.get(k, mine[k]) != mine[k]]
+        if changed:
+            raise ValueError(f"--resume: training options {changed} differ from the interrupted run "
+                             f"({ {k: saved_train[k] for k in changed} }); only --steps and --patience may change")
+        self.step = int(state["step"])
+        self.best = state["best"] if state["best"] is not None else -math.inf
+        self.best_step = int(state["best_step"])
+        self.bad_evals = int(state["bad_evals"])
+        self.stopped_early = bool(state["stopped_early"]) and self.bad_evals >= self.cfg.patience > 0
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        log_path = self.out_dir / "train_log.jsonl"
+        if log_path.is_file():
+            entries = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.strip()]
+            self.log = [e for e in entries if e["step"] <= self.step]
+
+
+def param_checksum(module: nn.Module) -> float:
+    """A float64 fingerprint of every floating parameter and buffer (equal weights -> equal value)."""
+    total = 0.0
+    for i, (_, t) in enumerate(sorted(module.state_dict().items())):
+        if t.is_floating_point():
+            t = t.detach().double().cpu().flatten()
+            w = torch.arange(1, t.numel() + 1, dtype=torch.float64).remainder_(7).add_(1 + i % 5)
+            total += float((t * w).sum())
+    return total
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy in float32 (bf16 logits under autocast lose too much precision)."""
+    return F.cross_entropy(logits.float(), target)
