@@ -1,34 +1,105 @@
 """SupportIndex: class prototypes in a FAISS index for nearest-prototype search.
 
-Wraps ``faiss.IndexIDMap2`` over ``IndexFlatL2`` (metric "euclidean") or
-``IndexFlatIP`` on L2-normalised vectors (metric "cosine"), so vectors carry
-stable int64 ids that survive removals. Scores are "larger is closer":
-negative squared distance for euclidean, cosine similarity for cosine.
+Vectors carry stable int64 ids that survive removals. Scores are "larger is
+closer": negative squared distance for metric "euclidean", cosine similarity
+for metric "cosine" (vectors are L2-normalised on the way in and searched by
+inner product).
+
+Three kinds of index (``kind``):
+
+- ``"flat"`` (default): exact search, ``IndexIDMap2`` over ``IndexFlatL2`` /
+  ``IndexFlatIP``.
+- ``"ivf"``: approximate, ``IndexIVFFlat`` with its own ids and a hash-table
+  direct map (so removal and :meth:`SupportIndex.vectors` work). The coarse
+  quantizer is trained on the first vectors added (on at most
+  ``IVF_TRAIN_PER_LIST * nlist`` of them); ``nlist`` defaults to ``sqrt(n)``
+  (at most ``n / 39``) and ``nprobe`` to ``nlist / 16`` (at least 8).
+- ``"hnsw"``: approximate, ``IndexIDMap2`` over ``IndexHNSWFlat``. HNSW cannot
+  delete, so :meth:`SupportIndex.remove` rebuilds the graph from the stored
+  vectors of the ids that stay (O(n log n); fine for occasional removals).
+
+:meth:`SupportIndex.to_bytes` / :meth:`SupportIndex.from_bytes` use FAISS's own
+serialisation format (``faiss.serialize_index``).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 METRICS = ("euclidean", "cosine")
+KINDS = ("flat", "ivf", "hnsw")
+IVF_TRAIN_PER_LIST = 64
+
+
+def _faiss():
+    import faiss
+
+    return faiss
 
 
 class SupportIndex:
-    """Exact nearest-prototype search over ``dim``-dimensional float32 vectors."""
+    """Nearest-prototype search over ``dim``-dimensional float32 vectors.
 
-    def __init__(self, dim: int, metric: str = "euclidean"):
-        import faiss
+    ``kind`` is ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"`` (approximate; see
+    the module docstring). ``nlist``/``nprobe`` tune IVF, ``hnsw_m`` and
+    ``ef_search`` tune HNSW; None picks a default from the size.
+    """
 
+    def __init__(self, dim: int, metric: str = "euclidean", kind: str = "flat", *, nlist: int | None = None,
+                 nprobe: int | None = None, hnsw_m: int = 32, ef_search: int = 64):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        if not isinstance(dim, (int, np.integer)) or dim < 1:
+        if kind not in KINDS:
+            raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
-        self.dim, self.metric = int(dim), metric
-        flat = faiss.IndexFlatL2(self.dim) if metric == "euclidean" else faiss.IndexFlatIP(self.dim)
-        self._index = faiss.IndexIDMap2(flat)
+        for name, value in (("nlist", nlist), ("nprobe", nprobe), ("hnsw_m", hnsw_m), ("ef_search", ef_search)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        self.dim, self.metric, self.kind = int(dim), metric, kind
+        self.nlist, self.nprobe, self.hnsw_m, self.ef_search = nlist, nprobe, int(hnsw_m), int(ef_search)
+        self._ids = np.zeros(0, dtype=np.int64)  # sorted ids present in the index
+        self.n_trained = 0  # IVF: how many vectors the coarse quantizer was trained on
+        self._index = None if kind == "ivf" else self._new_index()
+
+    # -- construction -----------------------------------------------------------------------------
+    def _faiss_metric(self):
+        faiss = _faiss()
+        return faiss.METRIC_L2 if self.metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
+
+    def _new_index(self, train: np.ndarray | None = None):
+        faiss = _faiss()
+        if self.kind == "flat":
+            flat = faiss.IndexFlatL2(self.dim) if self.metric == "euclidean" else faiss.IndexFlatIP(self.dim)
+            return faiss.IndexIDMap2(flat)
+        if self.kind == "hnsw":
+            hnsw = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, self._faiss_metric())
+            hnsw.hnsw.efSearch = self.ef_search
+            return faiss.IndexIDMap2(hnsw)
+        n = len(train)
+        nlist = self.nlist or max(1, min(int(math.sqrt(n)), n // 39))
+        if nlist > n:
+            raise ValueError(f"an IVF index with nlist={nlist} needs at least {nlist} vectors to train on, got {n}; "
+                             "add more classes at once, lower nlist or use kind='flat'")
+        quantizer = faiss.IndexFlatL2(self.dim) if self.metric == "euclidean" else faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss_metric())
+        ivf.own_fields = True
+        quantizer.this.disown()
+        sample = train
+        if n > IVF_TRAIN_PER_LIST * nlist:
+            pick = np.random.default_rng(0).choice(n, IVF_TRAIN_PER_LIST * nlist, replace=False)
+            sample = np.ascontiguousarray(train[np.sort(pick)])
+        ivf.train(sample)
+        ivf.nprobe = min(nlist, self.nprobe or max(8, nlist // 16))
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        self.nlist, self.nprobe, self.n_trained = nlist, int(ivf.nprobe), n
+        return ivf
 
     @property
     def ntotal(self) -> int:
-        return int(self._index.ntotal)
+        return 0 if self._index is None else int(self._index.ntotal)
 
     def _check(self, vectors, what: str) -> np.ndarray:
         x = np.asarray(vectors)
@@ -45,35 +116,64 @@ class SupportIndex:
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         return x
 
+    def _check_ids(self, ids, what: str) -> np.ndarray:
+        arr = np.asarray(ids)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{what}: ids must be integers, got dtype {arr.dtype}")
+        return np.ascontiguousarray(arr.astype(np.int64).reshape(-1))
+
+    # -- mutation ---------------------------------------------------------------------------------
     def add(self, ids, vectors) -> None:
         """Add ``vectors`` (n, dim) under int64 ``ids`` (n,); an id already present raises."""
         x = self._check(vectors, "SupportIndex.add")
-        ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
+        ids = self._check_ids(ids, "SupportIndex.add")
         if len(ids) != len(x):
             raise ValueError(f"SupportIndex.add: {len(ids)} ids for {len(x)} vectors")
-        if len(np.unique(ids)) != len(ids) or any(self.contains(i) for i in ids):
+        if len(np.unique(ids)) != len(ids) or np.isin(ids, self._ids).any():
             raise ValueError("SupportIndex.add: ids must be unique and not already in the index; remove() first")
+        if len(ids) == 0:
+            return
+        if self._index is None:  # IVF: train on the first vectors
+            self._index = self._new_index(train=x)
         self._index.add_with_ids(x, ids)
+        self._ids = np.union1d(self._ids, ids)
 
     def contains(self, id_: int) -> bool:
-        try:
-            self._index.reconstruct(int(id_))
-            return True
-        except RuntimeError:
-            return False
+        i = np.searchsorted(self._ids, int(id_))
+        return bool(i < len(self._ids) and self._ids[i] == int(id_))
+
+    def ids(self) -> np.ndarray:
+        """The ids in the index, sorted: (ntotal,) int64."""
+        return self._ids.copy()
 
     def remove(self, ids) -> int:
-        """Remove vectors by id; returns how many were removed."""
-        import faiss
+        """Remove vectors by id (ids not present are ignored); returns how many were removed."""
+        ids = self._check_ids(ids, "SupportIndex.remove")
+        present = self._ids[np.isin(self._ids, ids)]
+        if len(present) == 0:
+            return 0
+        if self.kind == "hnsw":  # HNSW cannot delete: rebuild from the vectors that stay
+            keep = self._ids[~np.isin(self._ids, present)]
+            kept = self.vectors(keep) if len(keep) else np.zeros((0, self.dim), np.float32)
+            self._index = self._new_index()
+            if len(keep):
+                self._index.add_with_ids(np.ascontiguousarray(kept, dtype=np.float32), keep)
+        else:
+            faiss = _faiss()
+            # an IVF hash-table direct map only accepts an IDSelectorArray
+            sel = faiss.IDSelectorArray(present) if self.kind == "ivf" else faiss.IDSelectorBatch(present)
+            removed = int(self._index.remove_ids(sel))
+            if removed != len(present):
+                raise RuntimeError(f"FAISS removed {removed} vectors, expected {len(present)}")
+        self._ids = np.setdiff1d(self._ids, present)
+        return len(present)
 
-        ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
-        return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
-
+    # -- search -----------------------------------------------------------------------------------
     def search(self, queries, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` closest ids of each query: (scores (n, k), ids (n, k)); missing ids are -1."""
         q = self._check(queries, "SupportIndex.search")
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
         if self.ntotal == 0:
             raise ValueError("SupportIndex.search: the index is empty; add classes first")
         dist, ids = self._index.search(q, int(k))
@@ -81,8 +181,62 @@ class SupportIndex:
 
     def vectors(self, ids) -> np.ndarray:
         """The stored (normalised, for cosine) vectors of ``ids``: (n, dim)."""
-        return np.stack([self._index.reconstruct(int(i)) for i in np.asarray(ids).reshape(-1)])
+        ids = self._check_ids(ids, "SupportIndex.vectors")
+        missing = ids[~np.isin(ids, self._ids)]
+        if len(missing):
+            raise ValueError(f"SupportIndex.vectors: ids {missing[:5].tolist()} are not in the index")
+        if len(ids) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self._index.reconstruct(int(i)) for i in ids])
 
     @property
     def faiss_index(self):
         return self._index
+
+    # -- persistence ------------------------------------------------------------------------------
+    def config(self) -> dict:
+        """JSON-able settings that :meth:`from_bytes` needs besides the FAISS bytes."""
+        return {"dim": self.dim, "metric": self.metric, "kind": self.kind, "nlist": self.nlist,
+                "nprobe": self.nprobe, "hnsw_m": self.hnsw_m, "ef_search": self.ef_search,
+                "n_trained": self.n_trained}
+
+    def to_bytes(self) -> bytes:
+        """The index in FAISS's own format (empty bytes for an IVF index that holds nothing yet)."""
+        if self._index is None:
+            return b""
+        return _faiss().serialize_index(self._index).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: dict) -> "SupportIndex":
+        """Rebuild from :meth:`to_bytes` and :meth:`config`; checks dimension, metric and kind."""
+        faiss = _faiss()
+        self = cls(config["dim"], config["metric"], config["kind"], nlist=config.get("nlist"),
+                   nprobe=config.get("nprobe"), hnsw_m=config.get("hnsw_m", 32), ef_search=config.get("ef_search", 64))
+        self.n_trained = int(config.get("n_trained", 0))
+        if not data:
+            if self.kind != "ivf":
+                raise ValueError(f"SupportIndex.from_bytes: no index bytes for a {self.kind!r} index")
+            return self
+        try:
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except RuntimeError as exc:
+            raise ValueError(f"SupportIndex.from_bytes: FAISS could not read the index ({exc})") from exc
+        if index.d != self.dim:
+            raise ValueError(f"SupportIndex.from_bytes: the index holds {index.d}-d vectors, expected {self.dim}")
+        if int(index.metric_type) != int(self._faiss_metric()):
+            raise ValueError(f"SupportIndex.from_bytes: the index metric does not match {self.metric!r}")
+        if self.kind == "ivf":
+            ivf = faiss.extract_index_ivf(index)
+            ids = [faiss.rev_swig_ptr(ivf.invlists.get_ids(i), ivf.invlists.list_size(i)).copy()
+                   for i in range(ivf.nlist) if ivf.invlists.list_size(i)]
+            self._ids = np.sort(np.concatenate(ids)).astype(np.int64) if ids else np.zeros(0, np.int64)
+            if ivf.direct_map.type != faiss.DirectMap.Hashtable:
+                ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        else:
+            if not isinstance(index, faiss.IndexIDMap2):
+                raise ValueError(f"SupportIndex.from_bytes: expected an IndexIDMap2, got {type(index).__name__}")
+            self._ids = np.sort(faiss.vector_to_array(index.id_map)).astype(np.int64)
+            if self.kind == "hnsw":
+                faiss.downcast_index(index.index).hnsw.efSearch = self.ef_search
+        self._index = index
+        return self

@@ -1,0 +1,568 @@
+"""FewShotClassifier: a nearest-prototype classifier whose classes come and go at run time.
+
+The public API (scikit-learn shaped, learned state ends in ``_``)::
+
+    clf = FewShotClassifier(encoder="minilm")            # or an Encoder instance
+    clf.fit(texts, labels)                               # -> self
+    clf.add_classes(more_texts, more_labels)             # -> self
+    clf.remove_classes(["refund"])                       # -> self
+    clf.predict(queries)                                 # list of class names (or the unknown label)
+    clf.predict_proba(queries)                           # (n, n_classes), columns ordered like clf.classes_
+    clf.predict_topk(queries, k=3)                       # (labels (n lists of k), scores (n, k))
+    clf.calibrate(held_out_x, held_out_y, target_precision=0.95)   # open-set threshold
+    clf.save(DIR); FewShotClassifier.load(DIR)
+
+Each class is the exact mean of all the embeddings ever added under its
+label: the classifier keeps per-class float64 sums and counts, so adding
+examples to an existing label updates its prototype without re-embedding the
+old ones (``replace=True`` resets the class to the new examples only). The
+prototypes live in a :class:`~fewshot.index.SupportIndex` (``index_``) used by
+:meth:`~FewShotClassifier.predict` and :meth:`~FewShotClassifier.predict_topk`.
+
+Scores are "larger is closer": cosine similarity (metric ``"cosine"``, the
+default) or negative squared Euclidean distance (``"euclidean"``).
+:meth:`~FewShotClassifier.predict_proba` is a softmax of ``score / temperature``
+over all classes, computed exactly (brute force) even when the index is
+approximate; ``temperature`` defaults to 0.05 for cosine (similarities lie in
+[-1, 1]) and 1.0 for euclidean.
+
+Labels are any hashable values (``None`` is reserved for "out of scope");
+``classes_`` lists them in order of first appearance. :meth:`save` needs labels
+that JSON can hold exactly: ``str`` or ``int``.
+
+Persistence goes through :class:`~fewshot.store.SupportStore` (atomic,
+checksummed, lockable); loading with a different encoder (weights fingerprint)
+or dimension is refused.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+from .index import KINDS, METRICS, SupportIndex
+from .store import StoreError, SupportStore
+
+DEFAULT_TEMPERATURE = {"cosine": 0.05, "euclidean": 1.0}
+AUTO_APPROX_MIN = 50_000  # index_kind="auto": exact flat search below this many classes, HNSW from it
+IVF_RETRAIN_GROWTH = 2  # an IVF index is retrained once the class count doubles since its training
+STORE_KIND = "fewshot-classifier"
+
+
+class NotFittedError(ValueError):
+    """The classifier was used before :meth:`FewShotClassifier.fit` (or add_classes)."""
+
+
+class FewShotClassifier:
+    """Nearest-class-mean classifier over a frozen encoder, with classes added and removed at run time.
+
+    Parameters
+    ----------
+    encoder: a registered encoder name (``"minilm"``, ``"mobilenetv2"``, ...), a transformers
+        model folder, or an :class:`~fewshot.encoders.Encoder` instance.
+    metric: ``"cosine"`` (default) or ``"euclidean"``.
+    unknown_label: what :meth:`predict` answers for a query beyond the calibrated threshold
+        (default None). It cannot also be a class name.
+    temperature: softmax temperature of :meth:`predict_proba` (None: 0.05 cosine, 1.0 euclidean).
+    index_kind: ``"flat"`` (exact), ``"ivf"``, ``"hnsw"`` (approximate) or ``"auto"`` (default:
+        flat below 50,000 classes, HNSW from there).
+    index_options: extra SupportIndex settings (``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``).
+    batch_size, device: passed to ``Encoder.encode``.
+    """
+
+    def __init__(self, encoder="minilm", metric: str = "cosine", *, unknown_label: Hashable = None,
+                 temperature: float | None = None, index_kind: str = "auto", index_options: dict | None = None,
+                 batch_size: int = 128, device: str | None = None):
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if index_kind not in KINDS + ("auto",):
+            raise ValueError(f"index_kind must be one of {KINDS + ('auto',)}, got {index_kind!r}")
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                        or not math.isfinite(temperature) or temperature <= 0):
+            raise ValueError(f"temperature must be a positive number or None, got {temperature!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        index_options = dict(index_options or {})
+        unknown_opts = set(index_options) - {"nlist", "nprobe", "hnsw_m", "ef_search"}
+        if unknown_opts:
+            raise ValueError(f"unknown index_options {sorted(unknown_opts)}; valid: nlist, nprobe, hnsw_m, ef_search")
+        SupportIndex(1, metric, "flat" if index_kind == "auto" else index_kind, **index_options)  # validates
+        try:
+            hash(unknown_label)
+        except TypeError as exc:
+            raise TypeError(f"unknown_label must be hashable, got {type(unknown_label).__name__}") from exc
+        self.encoder = _resolve_encoder(encoder)
+        self.metric = metric
+        self.unknown_label = _plain(unknown_label)
+        self.temperature = float(temperature) if temperature is not None else DEFAULT_TEMPERATURE[metric]
+        self.index_kind = index_kind
+        self.index_options = index_options
+        self.batch_size = batch_size
+        self.device = device
+        self.checkpoint = None  # set by from_checkpoint: where the encoder's weights came from
+        self._reset()
+
+    # -- state ------------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self.classes_: list = []
+        self.counts_ = np.zeros(0, dtype=np.int64)
+        self.ids_ = np.zeros(0, dtype=np.int64)  # stable FAISS id of each class, ascending
+        self.sums_ = np.zeros((0, self.dim), dtype=np.float64)
+        self.index_: SupportIndex | None = None
+        self.threshold_: float | None = None
+        self.calibration_: dict | None = None
+        self._next_id = 0
+        self._pos: dict = {}
+        self._fitted = False
+
+    @property
+    def dim(self) -> int:
+        return int(self.encoder.dim)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes_)
+
+    @property
+    def prototypes_(self) -> np.ndarray:
+        """(n_classes, dim) float32 class means, rows ordered like ``classes_``."""
+        return (self.sums_ / self.counts_[:, None]).astype(np.float32) if self.n_classes else \
+            np.zeros((0, self.dim), np.float32)
+
+    def __repr__(self) -> str:
+        return (f"FewShotClassifier(encoder={self.encoder.name!r}, metric={self.metric!r}, "
+                f"n_classes={self.n_classes}, index_kind={self.index_kind!r})")
+
+    # -- input checks -----------------------------------------------------------------------------
+    def _items(self, x, what: str) -> list:
+        if isinstance(x, (str, bytes)):
+            raise TypeError(f"{what}: expected a list of items, got a single {type(x).__name__}; wrap it in a list")
+        if isinstance(x, np.ndarray) and self.encoder.modality == "image" and x.ndim in (3, 4):
+            items = list(x)
+        else:
+            try:
+                items = list(x)
+            except TypeError as exc:
+                raise TypeError(f"{what}: expected a list of items, got {type(x).__name__}") from exc
+        if not items:
+            raise ValueError(f"{what}: got no items; pass at least one")
+        if self.encoder.modality == "text":
+            bad = next((i for i, t in enumerate(items) if not isinstance(t, str)), None)
+            if bad is not None:
+                raise TypeError(f"{what}: encoder {self.encoder.name!r} reads text, but item {bad} is a "
+                                f"{type(items[bad]).__name__}; pass strings (or use an image encoder)")
+        elif self.encoder.modality == "image":
+            bad = next((i for i, t in enumerate(items) if not (isinstance(t, np.ndarray) and t.ndim in (2, 3))), None)
+            if bad is not None:
+                raise TypeError(f"{what}: encoder {self.encoder.name!r} reads images (uint8 arrays (H, W) or "
+                                f"(H, W, C)), but item {bad} is a {type(items[bad]).__name__}; pass images "
+                                "(or use a text encoder)")
+        return items
+
+    def _label(self, value, what: str):
+        value = _plain(value)
+        try:
+            hash(value)
+        except TypeError as exc:
+            raise TypeError(f"{what}: labels must be hashable (str, int, ...), got {type(value).__name__}") from exc
+        if value is None:
+            raise ValueError(f"{what}: None is not a class label (it marks out-of-scope examples in calibrate()); "
+                             "give every example a class name")
+        if value == self.unknown_label:
+            raise ValueError(f"{what}: {value!r} is this classifier's unknown_label, so it cannot name a class; "
+                             "rename the class or choose another unknown_label")
+        return value
+
+    def _labels(self, y, n: int, what: str) -> list:
+        if isinstance(y, (str, bytes)):
+            raise TypeError(f"{what}: expected one label per item (a list), got a single {type(y).__name__}")
+        try:
+            labels = list(y)
+        except TypeError as exc:
+            raise TypeError(f"{what}: expected a list of labels, got {type(y).__name__}") from exc
+        if len(labels) != n:
+            raise ValueError(f"{what}: got {n} items but {len(labels)} labels; give exactly one label per item")
+        return [self._label(v, what) for v in labels]
+
+    def _embeddings(self, z, what: str) -> np.ndarray:
+        z = np.asarray(z)
+        if z.ndim != 2 or z.shape[1] != self.dim:
+            raise ValueError(f"{what}: expected embeddings of shape (n, {self.dim}), got {z.shape}")
+        if not np.issubdtype(z.dtype, np.floating):
+            raise TypeError(f"{what}: expected floating-point embeddings, got dtype {z.dtype}")
+        if len(z) == 0:
+            raise ValueError(f"{what}: got no embeddings; pass at least one")
+        if not np.isfinite(z).all():
+            raise ValueError(f"{what}: embeddings contain NaN or inf")
+        return np.ascontiguousarray(z, dtype=np.float32)
+
+    def _check_fitted(self, what: str) -> None:
+        if not self._fitted:
+            raise NotFittedError(f"{what}: this FewShotClassifier is not fitted yet; call fit(x, y) "
+                                 "(or add_classes) first")
+        if not self.n_classes:
+            raise ValueError(f"{what}: the classifier has no classes left; add_classes() first")
+
+    # -- learning ---------------------------------------------------------------------------------
+    def embed(self, x: Sequence) -> np.ndarray:
+        """(n, dim) float32 embeddings of raw items (texts or images)."""
+        items = self._items(x, "embed")
+        return self.encoder.encode(items, batch_size=self.batch_size, device=self.device)
+
+    def fit(self, x: Sequence, y: Sequence) -> "FewShotClassifier":
+        """Forget every class, then learn one prototype per label of ``y`` from items ``x``."""
+        items = self._items(x, "fit")
+        labels = self._labels(y, len(items), "fit")
+        z = self.encoder.encode(items, batch_size=self.batch_size, device=self.device)
+        self._reset()
+        return self._add(z, labels, replace=False)
+
+    def add_classes(self, x: Sequence, y: Sequence, replace: bool = False) -> "FewShotClassifier":
+        """Add examples ``x`` under labels ``y``.
+
+        A new label adds a class. An existing label's new examples update its prototype to the
+        exact mean over all its examples so far (old ones are not re-embedded), unless
+        ``replace=True``, which resets that class to the new examples only.
+        """
+        items = self._items(x, "add_classes")
+        labels = self._labels(y, len(items), "add_classes")
+        z = self.encoder.encode(items, batch_size=self.batch_size, device=self.device)
+        return self._add(z, labels, replace)
+
+    def add_embeddings(self, z, y: Sequence, replace: bool = False) -> "FewShotClassifier":
+        """Like :meth:`add_classes`, from precomputed (n, dim) embeddings of this classifier's encoder."""
+        z = self._embeddings(z, "add_embeddings")
+        return self._add(z, self._labels(y, len(z), "add_embeddings"), replace)
+
+    def _add(self, z: np.ndarray, labels: list, replace: bool) -> "FewShotClassifier":
+        if not isinstance(replace, bool):
+            raise TypeError(f"replace must be True or False, got {replace!r}")
+        order: dict = {}
+        for i, lab in enumerate(labels):
+            order.setdefault(lab, []).append(i)
+        changed, new_labels, new_sums, new_counts = [], [], [], []
+        sums, counts = self.sums_.copy(), self.counts_.copy()
+        for lab, rows in order.items():
+            s = z[rows].astype(np.float64).sum(0)
+            pos = self._pos.get(lab)
+            if pos is None:
+                new_labels.append(lab)
+                new_sums.append(s)
+                new_counts.append(len(rows))
+            else:
+                sums[pos] = s if replace else sums[pos] + s
+                counts[pos] = len(rows) if replace else counts[pos] + len(rows)
+                changed.append(pos)
+        n_old = self.n_classes
+        self.sums_ = np.concatenate([sums, np.asarray(new_sums, np.float64).reshape(-1, self.dim)])
+        self.counts_ = np.concatenate([counts, np.asarray(new_counts, np.int64)])
+        self.ids_ = np.concatenate([self.ids_, np.arange(self._next_id, self._next_id + len(new_labels))])
+        self._next_id += len(new_labels)
+        for lab in new_labels:
+            self._pos[lab] = len(self.classes_)
+            self.classes_.append(lab)
+        self._fitted = True
+        self._sync_index(changed, list(range(n_old, self.n_classes)))
+        return self
+
+    def remove_classes(self, names) -> "FewShotClassifier":
+        """Forget the classes ``names`` (a list of labels, or one label); unknown names raise."""
+        if not self._fitted:
+            raise NotFittedError("remove_classes: this FewShotClassifier is not fitted yet; call fit(x, y) first")
+        if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple, set, frozenset, np.ndarray)):
+            names = [names]
+        names = [_plain(n) for n in names]
+        if not names:
+            raise ValueError("remove_classes: got no class names; pass at least one")
+        missing = [n for n in names if _safe_get(self._pos, n) is None]
+        if missing:
+            shown = ", ".join(repr(c) for c in self.classes_[:10]) + (", ..." if self.n_classes > 10 else "")
+            raise ValueError(f"remove_classes: unknown class(es) {missing!r}; the classifier has {self.n_classes} "
+                             f"classes: {shown}")
+        drop = sorted({self._pos[n] for n in names})
+        keep = np.setdiff1d(np.arange(self.n_classes), drop)
+        if self.index_ is not None:
+            self.index_.remove(self.ids_[drop])
+        self.classes_ = [self.classes_[i] for i in keep]
+        self.sums_, self.counts_, self.ids_ = self.sums_[keep], self.counts_[keep], self.ids_[keep]
+        self._pos = {lab: i for i, lab in enumerate(self.classes_)}
+        if not self.n_classes:
+            self.index_ = None
+        return self
+
+    def _resolved_kind(self) -> str:
+        if self.index_kind != "auto":
+            return self.index_kind
+        return "flat" if self.n_classes < AUTO_APPROX_MIN else "hnsw"
+
+    def _sync_index(self, changed: list[int], new: list[int]) -> None:
+        kind = self._resolved_kind()
+        ix = self.index_
+        stale = ix is None or ix.kind != kind or (
+            kind == "ivf" and "nlist" not in self.index_options and ix.n_trained
+            and self.n_classes >= IVF_RETRAIN_GROWTH * ix.n_trained)
+        if stale:
+            self.rebuild_index()
+            return
+        protos = self.prototypes_
+        if changed:
+            ix.remove(self.ids_[changed])
+            ix.add(self.ids_[changed], protos[changed])
+        if new:
+            ix.add(self.ids_[new], protos[new])
+
+    def rebuild_index(self) -> None:
+        """Rebuild ``index_`` from the stored prototypes (retrains IVF)."""
+        self.index_ = SupportIndex(self.dim, self.metric, self._resolved_kind(), **self.index_options)
+        if self.n_classes:
+            self.index_.add(self.ids_, self.prototypes_)
+
+    # -- inference --------------------------------------------------------------------------------
+    def scores(self, x: Sequence) -> np.ndarray:
+        """(n, n_classes) exact scores (cosine similarity or negative squared distance), like ``classes_``."""
+        self._check_fitted("scores")
+        return self._scores(self.embed(x))
+
+    def _scores(self, z: np.ndarray) -> np.ndarray:
+        p = self.prototypes_
+        z = z.astype(np.float32)
+        if self.metric == "cosine":
+            zn = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+            pn = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+            return zn @ pn.T
+        return -((z * z).sum(1)[:, None] - 2 * z @ p.T + (p * p).sum(1)[None, :])
+
+    def predict_proba(self, x: Sequence) -> np.ndarray:
+        """(n, n_classes) float64 softmax of ``score / temperature``; columns ordered like ``classes_``.
+
+        Always exact over all classes; it has no "unknown" column (see :meth:`predict`).
+        """
+        self._check_fitted("predict_proba")
+        s = self._scores(self.embed(x)).astype(np.float64) / self.temperature
+        s -= s.max(1, keepdims=True)
+        e = np.exp(s)
+        return e / e.sum(1, keepdims=True)
+
+    def _search(self, z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = self.index_.search(z, k)
+        pos = np.searchsorted(self.ids_, ids)
+        found = (ids >= 0) & (pos < self.n_classes)
+        found &= self.ids_[np.minimum(pos, self.n_classes - 1)] == ids
+        return np.where(found, scores, -np.inf), np.where(found, pos, -1)
+
+    def predict(self, x: Sequence) -> list:
+        """The nearest class of each item (a list), or ``unknown_label`` when its score is below
+        the calibrated ``threshold_`` (no threshold: always a class)."""
+        self._check_fitted("predict")
+        return self.predict_embeddings(self.embed(x))
+
+    def predict_embeddings(self, z) -> list:
+        """Like :meth:`predict`, from precomputed (n, dim) embeddings."""
+        self._check_fitted("predict_embeddings")
+        scores, pos = self._search(self._embeddings(z, "predict_embeddings"), 1)
+        t = self.threshold_
+        return [self.unknown_label if p < 0 or (t is not None and s < t) else self.classes_[p]
+                for s, p in zip(scores[:, 0], pos[:, 0])]
+
+    def predict_topk(self, x: Sequence, k: int) -> tuple[list[list], np.ndarray]:
+        """The ``k`` nearest classes of each item: (labels, a list of n lists of k; scores (n, k)).
+
+        Sorted best first; no threshold is applied. With an approximate index, a slot the
+        index could not fill holds ``unknown_label`` with score ``-inf``.
+        """
+        self._check_fitted("predict_topk")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.n_classes:
+            raise ValueError(f"predict_topk: k must be an int from 1 to the number of classes "
+                             f"({self.n_classes}), got {k!r}")
+        scores, pos = self._search(self.embed(x), int(k))
+        labels = [[self.classes_[p] if p >= 0 else self.unknown_label for p in row] for row in pos]
+        return labels, scores
+
+    # -- open set ---------------------------------------------------------------------------------
+    def calibrate(self, x: Sequence, y: Sequence, target_precision: float = 0.95) -> "FewShotClassifier":
+        """Choose ``threshold_`` (a top-1 score) from held-out data, for open-set :meth:`predict`.
+
+        ``y`` holds a known class for in-scope examples and ``None`` (or ``unknown_label``) for
+        out-of-scope ones. Among thresholds whose accepted predictions (score >= threshold) have
+        precision >= ``target_precision`` (an out-of-scope example accepted counts as an error),
+        the lowest is chosen, which keeps the most in-scope answers. ``calibration_`` records the
+        precision, in-scope coverage and accuracy, and out-of-scope recall on these examples.
+        """
+        self._check_fitted("calibrate")
+        if isinstance(target_precision, bool) or not isinstance(target_precision, (int, float)) or \
+                not 0 < target_precision <= 1:
+            raise ValueError(f"calibrate: target_precision must be in (0, 1], got {target_precision!r}")
+        items = self._items(x, "calibrate")
+        if isinstance(y, (str, bytes)):
+            raise TypeError("calibrate: expected one label per item (a list), got a single string")
+        raw = [_plain(v) for v in y]
+        if len(raw) != len(items):
+            raise ValueError(f"calibrate: got {len(items)} items but {len(raw)} labels; give exactly one per item")
+        oos = np.array([v is None or v == self.unknown_label for v in raw])
+        unknown = sorted({repr(v) for v, o in zip(raw, oos) if not o and _safe_get(self._pos, v) is None})
+        if unknown:
+            raise ValueError(f"calibrate: labels {unknown[:5]} are not classes of this classifier; label "
+                             f"out-of-scope examples None (or {self.unknown_label!r}) and in-scope ones with a class")
+        if oos.all():
+            raise ValueError("calibrate: every example is out of scope; include in-scope examples with their class")
+        scores, pos = self._search(self.embed(items), 1)
+        scores, pos = scores[:, 0], pos[:, 0]
+        truth = np.array([-1 if o else self._pos[v] for v, o in zip(raw, oos)])
+        correct = (~oos) & (pos == truth)
+        order = np.argsort(-scores, kind="stable")
+        s_sorted, c_sorted = scores[order], correct[order]
+        precision = np.cumsum(c_sorted) / np.arange(1, len(order) + 1)
+        last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # a threshold accepts all equal scores
+        ok = np.flatnonzero(last_of_tie & (precision >= target_precision) & np.isfinite(s_sorted))
+        if not len(ok):
+            valid = np.flatnonzero(last_of_tie & np.isfinite(s_sorted))
+            best = valid[np.argmax(precision[valid])]
+            raise ValueError(f"calibrate: no threshold reaches precision {target_precision} on these examples "
+                             f"(the best is {precision[best]:.3f} at threshold {s_sorted[best]:.4f}); lower "
+                             "target_precision or give more examples per class")
+        i = ok[-1]
+        threshold = float(s_sorted[i])
+        accepted = scores >= threshold
+        self.threshold_ = threshold
+        self.calibration_ = {
+            "target_precision": float(target_precision), "threshold": threshold,
+            "precision": float(precision[i]),
+            "in_scope_coverage": float(accepted[~oos].mean()),
+            "in_scope_accuracy": float((correct & accepted)[~oos].mean()),
+            "out_of_scope_recall": float((~accepted[oos]).mean()) if oos.any() else None,
+            "n_in_scope": int((~oos).sum()), "n_out_of_scope": int(oos.sum()),
+        }
+        return self
+
+    # -- persistence ------------------------------------------------------------------------------
+    def encoder_identity(self) -> dict:
+        """JSON-able identity of the encoder: name, spec, modality, dim and weights fingerprint."""
+        return {"name": self.encoder.name, "spec": self.encoder.spec, "modality": self.encoder.modality,
+                "dim": self.dim, "fingerprint": self.encoder.fingerprint(), "checkpoint": self.checkpoint}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the classifier to folder ``path`` atomically (see :class:`~fewshot.store.SupportStore`).
+
+        Holds the folder's lock while writing. Labels must be ``str`` or ``int``.
+        """
+        from safetensors.numpy import save as save_arrays
+
+        for v in self.classes_ + [self.unknown_label]:
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))):
+                raise TypeError(f"save: labels must be str or int to be stored as JSON, got {type(v).__name__} "
+                                f"{v!r}; map your labels to strings first")
+        meta = {
+            "kind": STORE_KIND, "classes": list(self.classes_), "counts": self.counts_.tolist(),
+            "ids": self.ids_.tolist(), "next_id": self._next_id, "fitted": self._fitted,
+            "metric": self.metric, "dim": self.dim, "temperature": self.temperature,
+            "unknown_label": self.unknown_label, "threshold": self.threshold_, "calibration": self.calibration_,
+            "index_kind": self.index_kind, "index_options": self.index_options,
+            "index": self.index_.config() if self.index_ is not None else None,
+            "encoder": self.encoder_identity(),
+        }
+        blobs = {"state": ("safetensors", save_arrays({"sums": np.ascontiguousarray(self.sums_)}))}
+        if self.index_ is not None:
+            blobs["index"] = ("faiss", self.index_.to_bytes())
+        SupportStore(path).write(meta, blobs)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, encoder=None, *, batch_size: int = 128,
+             device: str | None = None) -> "FewShotClassifier":
+        """Read a classifier saved by :meth:`save`.
+
+        ``encoder`` (an Encoder or a name) must be the one the index was built with (same weights
+        fingerprint and dimension); None rebuilds it from the stored spec (or checkpoint).
+        """
+        from safetensors.numpy import load as load_arrays
+
+        meta, blobs = SupportStore(path).read()
+        if meta.get("kind") != STORE_KIND:
+            raise StoreError(f"{path} holds a {meta.get('kind')!r} store, not a {STORE_KIND!r}")
+        ident = meta["encoder"]
+        if encoder is None:
+            encoder = _encoder_from_identity(ident, path)
+        encoder = _resolve_encoder(encoder)
+        if int(encoder.dim) != int(meta["dim"]):
+            raise ValueError(f"the index in {path} holds {meta['dim']}-d prototypes but encoder {encoder.name!r} "
+                             f"gives {encoder.dim}-d embeddings; load it with the encoder it was built with "
+                             f"({ident['name']!r})")
+        if encoder.fingerprint() != ident["fingerprint"]:
+            raise ValueError(f"the index in {path} was built with encoder {ident['name']!r} (weights fingerprint "
+                             f"{ident['fingerprint']}), but the given encoder {encoder.name!r} has fingerprint "
+                             f"{encoder.fingerprint()}; load it with the same encoder weights or rebuild the index")
+        clf = cls(encoder, meta["metric"], unknown_label=meta["unknown_label"], temperature=meta["temperature"],
+                  index_kind=meta["index_kind"], index_options=meta["index_options"], batch_size=batch_size,
+                  device=device)
+        clf.checkpoint = ident.get("checkpoint")
+        try:
+            sums = load_arrays(blobs["state"])["sums"]
+        except Exception as exc:  # safetensors raises its own error type on bad bytes
+            raise StoreError(f"{path}: the prototype sums file cannot be read ({exc})") from exc
+        n = len(meta["classes"])
+        if sums.shape != (n, clf.dim) or len(meta["counts"]) != n or len(meta["ids"]) != n:
+            raise StoreError(f"{path}: inconsistent state ({n} classes, sums {sums.shape}, {len(meta['counts'])} "
+                             f"counts, {len(meta['ids'])} ids); restore the folder from a backup")
+        clf.classes_ = list(meta["classes"])
+        clf.sums_ = sums.astype(np.float64)
+        clf.counts_ = np.asarray(meta["counts"], dtype=np.int64).reshape(-1)
+        clf.ids_ = np.asarray(meta["ids"], dtype=np.int64).reshape(-1)
+        clf._next_id = int(meta["next_id"])
+        clf._pos = {lab: i for i, lab in enumerate(clf.classes_)}
+        clf._fitted = bool(meta["fitted"])
+        clf.threshold_ = meta["threshold"]
+        clf.calibration_ = meta["calibration"]
+        if meta["index"] is not None:
+            clf.index_ = SupportIndex.from_bytes(blobs.get("index", b""), meta["index"])
+            if not np.array_equal(clf.index_.ids(), np.sort(clf.ids_)):
+                raise StoreError(f"{path}: the FAISS index holds {clf.index_.ntotal} prototypes that do not match "
+                                 f"the {n} classes of the metadata; restore the folder from a backup")
+        return clf
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "FewShotClassifier":
+        """A new, empty classifier over the encoder saved in checkpoint folder ``path``."""
+        from .checkpoint import load_encoder
+
+        clf = cls(load_encoder(path), **kwargs)
+        clf.checkpoint = str(os.path.abspath(path))
+        return clf
+
+
+def _plain(value):
+    """NumPy scalars -> Python scalars, so np.int64(3) and 3 are the same label."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _safe_get(mapping: dict, key):
+    try:
+        return mapping.get(key)
+    except TypeError:  # unhashable
+        return None
+
+
+def _resolve_encoder(encoder):
+    from .encoders import Encoder, create_encoder
+
+    if isinstance(encoder, str):
+        return create_encoder(encoder)
+    if isinstance(encoder, Encoder):
+        return encoder
+    raise TypeError(f"encoder must be an encoder name (e.g. 'minilm') or an Encoder instance, "
+                    f"got {type(encoder).__name__}")
+
+
+def _encoder_from_identity(ident: dict, path) -> object:
+    """Rebuild the encoder an index was saved with: from its checkpoint, else from its spec."""
+    if ident.get("checkpoint"):
+        from .checkpoint import load_encoder
+
+        return load_encoder(ident["checkpoint"])
+    from .encoders import build_encoder
+
+    try:
+        return build_encoder(ident["spec"])
+    except (OSError, ValueError, ImportError) as exc:
+        raise ValueError(f"cannot rebuild encoder {ident['name']!r} of the index in {path} ({exc}); pass "
+                         "encoder= to FewShotClassifier.load") from exc

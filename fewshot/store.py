@@ -1,0 +1,190 @@
+"""SupportStore: the on-disk folder of a persistent support index, crash-safe and lockable.
+
+A store folder holds
+
+- ``manifest.json``: the JSON metadata (whatever the caller passes: class
+  names, counts, metric, encoder identity, ...), the fewshot version, a
+  generation counter, and for every data file its name, size and SHA-256; the
+  manifest carries a SHA-256 of its own body too;
+- data files named ``<key>-<token>.<ext>`` (e.g. ``index-1f3a....faiss``,
+  ``state-1f3a....safetensors``), one set per saved generation.
+
+Writing a new state (:meth:`SupportStore.write`) never touches the files the
+current manifest names: it writes the new data files under fresh names
+(temp file, fsync, rename), then atomically replaces ``manifest.json`` (the
+commit point), then deletes the files of older generations. A process killed
+at any instant therefore leaves the old manifest with its intact files, or the
+new one with its intact files. A reader that finds a named file missing (an
+older generation deleted under it) re-reads the manifest and retries.
+
+:meth:`SupportStore.locked` is an exclusive, re-entrant (within one process)
+``fcntl`` lock on ``DIR/.lock``: hold it around load-modify-save so that
+concurrent writers lose no update. :meth:`write` takes it too.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import threading
+from pathlib import Path
+
+from . import __version__
+from .atomic import atomic_write_bytes, atomic_write_text, fsync_dir
+
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+FORMAT = "fewshot-support-store"
+FORMAT_VERSION = 1
+DATA_FILE = re.compile(r"^[A-Za-z_]\w*-\d{8}-[0-9a-f]{8}\.[A-Za-z0-9]+$")
+
+_held: dict[tuple[str, int], int] = {}  # (lock path, thread) -> depth: re-entrant within a thread
+_held_guard = threading.Lock()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _body_digest(body: dict) -> str:
+    return _sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+class StoreError(ValueError):
+    """A store folder is missing, corrupted, truncated or of an unknown format."""
+
+
+class SupportStore:
+    """The folder ``path``; see the module docstring for its layout and guarantees."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"SupportStore({str(self.path)!r})"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    # -- locking ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self):
+        """Exclusive lock on the folder (blocks until free); re-entrant within one process."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = str((self.path / LOCK).resolve())
+        key = (path, threading.get_ident())
+        with _held_guard:
+            depth = _held.get(key, 0)
+            if depth:
+                _held[key] = depth + 1
+        if depth:
+            try:
+                yield self
+            finally:
+                with _held_guard:
+                    _held[key] -= 1
+            return
+        with open(path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            with _held_guard:
+                _held[key] = 1
+            try:
+                yield self
+            finally:
+                with _held_guard:
+                    del _held[key]
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @classmethod
+    def locked(cls, path: str | os.PathLike):
+        """``with SupportStore.locked(DIR):`` hold DIR's lock around load-modify-save."""
+        return cls(path).lock()
+
+    # -- reading ----------------------------------------------------------------------------------
+    def read_manifest(self) -> dict:
+        """The verified manifest: format, version and self-checksum checked."""
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"no index folder at {self.path}; create it first (fewshot index create DIR)")
+        if not self.exists():
+            raise FileNotFoundError(f"{self.path} holds no {MANIFEST}: it is not a fewshot index folder "
+                                    "(create one with `fewshot index create DIR` or FewShotClassifier.save)")
+        raw = self.manifest_path.read_bytes()
+        try:
+            doc = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{self.manifest_path} is corrupted (not valid JSON: {exc}); "
+                             "restore the folder from a backup or rebuild the index") from exc
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or "body" not in doc:
+            raise StoreError(f"{self.manifest_path} is not a {FORMAT} manifest")
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise StoreError(f"{self.manifest_path} has format version {doc.get('format_version')!r}; this fewshot "
+                             f"({__version__}) reads version {FORMAT_VERSION}: upgrade fewshot or rebuild the index")
+        if _body_digest(doc["body"]) != doc.get("sha256"):
+            raise StoreError(f"{self.manifest_path} is corrupted (its checksum does not match its content); "
+                             "restore the folder from a backup or rebuild the index")
+        return doc
+
+    def read(self, retries: int = 5) -> tuple[dict, dict[str, bytes]]:
+        """(metadata, {key: file bytes}) of the current generation, every file checksum-verified."""
+        for attempt in range(retries + 1):
+            doc = self.read_manifest()
+            try:
+                blobs = {key: (self.path / f["name"]).read_bytes() for key, f in doc["files"].items()}
+            except FileNotFoundError:
+                if attempt < retries and self.read_manifest()["generation"] != doc["generation"]:
+                    continue  # a writer replaced the generation while we read: read the new one
+                raise StoreError(f"{self.path}: a file named by {MANIFEST} is missing; "
+                                 "restore the folder from a backup or rebuild the index") from None
+            for key, f in doc["files"].items():
+                data = blobs[key]
+                if len(data) != f["bytes"] or _sha256(data) != f["sha256"]:
+                    why = "truncated" if len(data) < f["bytes"] else "corrupted"
+                    raise StoreError(f"{self.path / f['name']} is {why} ({len(data)} bytes, expected {f['bytes']}; "
+                                     "checksum mismatch); restore the folder from a backup or rebuild the index")
+            return doc["body"], blobs
+        raise AssertionError("unreachable")
+
+    # -- writing ----------------------------------------------------------------------------------
+    def write(self, meta: dict, blobs: dict[str, tuple[str, bytes]]) -> int:
+        """Commit a new generation: ``meta`` (JSON-able) and ``blobs`` {key: (extension, bytes)}.
+
+        Returns the new generation number. Holds the folder lock while writing.
+        """
+        for key, (ext, _) in blobs.items():
+            if not key.isidentifier() or not ext.isalnum():
+                raise ValueError(f"blob key {key!r} / extension {ext!r} must be plain words")
+        with self.lock():
+            generation = self.read_manifest()["generation"] + 1 if self.exists() else 1
+            token = f"{generation:08d}-{secrets.token_hex(4)}"
+            files = {}
+            for key, (ext, data) in blobs.items():
+                name = f"{key}-{token}.{ext}"
+                atomic_write_bytes(self.path / name, data)
+                files[key] = {"name": name, "bytes": len(data), "sha256": _sha256(data)}
+            body = dict(meta)
+            doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "fewshot_version": __version__,
+                   "generation": generation, "files": files, "body": body, "sha256": _body_digest(body)}
+            atomic_write_text(self.manifest_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+            self._collect_garbage({f["name"] for f in files.values()})
+        return generation
+
+    def _collect_garbage(self, keep: set[str]) -> None:
+        """Delete data files of older generations and temp files of killed writers (lock held)."""
+        removed = False
+        for p in self.path.iterdir():
+            stale_data = DATA_FILE.match(p.name) is not None and p.name not in keep
+            stale_tmp = p.name.startswith(".") and ".tmp-" in p.name and DATA_FILE.match(p.name[1:].split(".tmp-")[0])
+            stale_tmp = stale_tmp or p.name.startswith(f".{MANIFEST}.tmp-")
+            if p.is_file() and (stale_data or stale_tmp):
+                p.unlink(missing_ok=True)
+                removed = True
+        if removed:
+            fsync_dir(self.path)
