@@ -58,8 +58,8 @@ OMNIGLOT_ZIPS = ("images_background_small1", "images_background_small2")
 RUN_KEY_LINE = re.compile(r"^(run\d\d)/test/(item\d\d)\.png\s+(run\d\d)/training/(class\d\d)\.png$")
 
 
-def decode_png(data: bytes, where: str) -> np.ndarray:
-    """A PNG as a uint8 (H, W) grey or (H, W, 3) colour array; 1-bit becomes 0/255."""
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """An encoded image (PNG, JPEG, ...) as a uint8 (H, W) grey or (H, W, 3) colour array; 1-bit becomes 0/255."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -86,7 +86,7 @@ def read_omniglot_zip(zf: zipfile.ZipFile) -> tuple[list[np.ndarray], list[str]]
         parts = member.split("/")
         if len(parts) != 4:
             raise ValueError(f"{zf.filename}: expected members 'set/alphabet/characterNN/*.png', got {member!r}")
-        items.append(decode_png(zf.read(member), f"{zf.filename}:{member}"))
+        items.append(decode_image(zf.read(member), f"{zf.filename}:{member}"))
         labels.append(f"{parts[1]}/{parts[2]}")
     return items, labels
 
@@ -162,12 +162,12 @@ def load_omniglot_runs(root: Path, **_) -> FewShotDataset:
             support = []
             for c in range(1, n_way + 1):
                 support.append(len(items))
-                items.append(decode_png(zf.read(f"{run}/training/class{c:02d}.png"), f"{path}:{run}"))
+                items.append(decode_image(zf.read(f"{run}/training/class{c:02d}.png"), f"{path}:{run}"))
                 labels.append(classes[c - 1])
             query, query_labels = [], []
             for i in range(1, n_way + 1):
                 query.append(len(items))
-                items.append(decode_png(zf.read(f"{run}/test/item{i:02d}.png"), f"{path}:{run}"))
+                items.append(decode_image(zf.read(f"{run}/test/item{i:02d}.png"), f"{path}:{run}"))
                 labels.append(classes[key[i] - 1])
                 query_labels.append(key[i] - 1)
             episodes.append(Episode(index=r, classes=classes, support=np.asarray(support, dtype=np.int64),
@@ -230,4 +230,4 @@ def load_font_glyphs(root: Path, **_) -> FewShotDataset:
                           source=str(path))
 
 
-__all__ = ["cache_dir", "decode_png", "read_answer_key", "read_omniglot_zip", "unpacked_npz_member"]
+__all__ = ["cache_dir", "decode_image", "read_answer_key", "read_omniglot_zip", "unpacked_npz_member"]

@@ -1,0 +1,220 @@
+"""A user's own labelled data: ``fewshot run --dataset my.csv --classes all``.
+
+:func:`load_path` reads
+
+* a ``.csv`` / ``.tsv`` file with a header row, or a ``.jsonl`` file of one JSON
+  object per line, with a text column and a label column (``text_column`` /
+  ``label_column``, default ``text`` and ``label``);
+* a folder of images with one subfolder per class (any format PIL decodes:
+  png, jpg, jpeg, bmp, gif, tif, tiff, webp; other files are ignored);
+* an ``.npz`` file with items under ``x`` or ``images`` (uint8 (n, H, W) or
+  (n, H, W, C) images, or a 1-D array of strings for text) and labels under
+  ``y`` or ``labels`` (any values; used as strings).
+
+A user's file has no versioned class split, so :func:`class_split` makes a
+deterministic one: class names sorted, shuffled by ``numpy default_rng(0)``,
+60% train / 20% val / 20% test (at least 2 classes each). With fewer than
+:data:`MIN_SPLIT_CLASSES` classes the split is empty and ``--classes all``
+is the way to use the file.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..data import FewShotDataset
+
+TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+NPZ_ITEM_KEYS = ("x", "images")
+NPZ_LABEL_KEYS = ("y", "labels")
+MIN_SPLIT_CLASSES = 10
+
+
+def class_split(classes, seed: int = 0) -> dict[str, list[str]]:
+    """60/20/20 train/val/test split of ``classes`` (sorted, then permuted by ``default_rng(seed)``).
+
+    Returns ``{}`` when there are fewer than MIN_SPLIT_CLASSES classes.
+    """
+    names = sorted(set(classes))
+    n = len(names)
+    if n < MIN_SPLIT_CLASSES:
+        return {}
+    n_val = n_test = max(2, round(0.2 * n))
+    order = [names[i] for i in np.random.default_rng(seed).permutation(n)]
+    n_train = n - n_val - n_test
+    return {"train": sorted(order[:n_train]), "val": sorted(order[n_train:n_train + n_val]),
+            "test": sorted(order[n_train + n_val:])}
+
+
+def load_path(path: str | os.PathLike, text_column: str = "text", label_column: str = "label",
+              **_) -> FewShotDataset:
+    """A :class:`FewShotDataset` from a user's CSV/TSV/JSONL file, .npz file or folder of class folders."""
+    p = Path(path)
+    if p.is_dir():
+        items, labels = read_image_folder(p)
+        modality = "image"
+    elif not p.is_file():
+        raise ValueError(f"expected a file or folder at {str(p)!r} but there is none")
+    elif p.suffix.lower() in TABLE_SUFFIXES:
+        items, labels = read_table(p, text_column, label_column)
+        modality = "text"
+    elif p.suffix.lower() == ".jsonl":
+        items, labels = read_jsonl(p, text_column, label_column)
+        modality = "text"
+    elif p.suffix.lower() == ".npz":
+        items, labels, modality = read_npz(p)
+    else:
+        raise ValueError(
+            f"{p}: expected a .csv, .tsv, .jsonl or .npz file or a folder with one subfolder per class, "
+            f"got a {p.suffix or 'suffix-less'} file; convert it to one of these"
+        )
+    return FewShotDataset(name=p.name, modality=modality, items=items, labels=labels,
+                          splits=class_split(labels), source=str(p.resolve()))
+
+
+def _text_row(path: Path, lineno: int, row: dict, text_column: str, label_column: str) -> tuple[str, str]:
+    text, label = row.get(text_column), row.get(label_column)
+    if text is None or label is None:
+        raise ValueError(f"{path}:{lineno}: expected values for {text_column!r} and {label_column!r}, "
+                         f"got {row!r}; fix or remove the line")
+    text, label = str(text).strip(), str(label).strip()
+    if not text:
+        raise ValueError(f"{path}:{lineno}: the text ({text_column!r}) is empty; fix or remove the line")
+    if not label:
+        raise ValueError(f"{path}:{lineno}: the label ({label_column!r}) is empty; fix or remove the line")
+    return text, label
+
+
+def _missing_columns(path: Path, present: list, text_column: str, label_column: str, where: str) -> None:
+    missing = [c for c in (text_column, label_column) if c not in present]
+    if missing:
+        raise ValueError(
+            f"{path}: expected columns {text_column!r} (text) and {label_column!r} (label) but {where} has "
+            f"{present}; pass --text-column/--label-column to name yours"
+        )
+
+
+def read_table(path: Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
+    """Texts and labels of a CSV (comma) or TSV (tab) file with a header row."""
+    delimiter = TABLE_SUFFIXES[path.suffix.lower()]
+    texts, labels = [], []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ValueError(f"{path} is empty: expected a header row naming the columns, then one example "
+                             "per line") from None
+        except csv.Error as exc:
+            raise ValueError(f"{path}:1: malformed header ({exc})") from exc
+        header = [h.strip() for h in header]
+        _missing_columns(path, header, text_column, label_column, "the header")
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise ValueError(f"{path}:{reader.line_num}: malformed line ({exc}); fix the quoting") from exc
+            lineno = reader.line_num
+            if not fields or all(not x.strip() for x in fields):
+                continue
+            if len(fields) != len(header):
+                raise ValueError(
+                    f"{path}:{lineno}: expected {len(header)} fields (columns {header}) but the line has "
+                    f"{len(fields)}; quote values that contain {delimiter!r}"
+                )
+            text, label = _text_row(path, lineno, dict(zip(header, fields)), text_column, label_column)
+            texts.append(text)
+            labels.append(label)
+    if not texts:
+        raise ValueError(f"{path}: expected examples after the header but found none")
+    return texts, labels
+
+
+def read_jsonl(path: Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
+    """Texts and labels of a JSON-lines file, one ``{"text": ..., "label": ...}`` object per line."""
+    texts, labels = [], []
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg}); expected one object per "
+                                 "line") from exc
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            _missing_columns(path, sorted(row), text_column, label_column, f"line {lineno}")
+            text, label = _text_row(path, lineno, row, text_column, label_column)
+            texts.append(text)
+            labels.append(label)
+    if not texts:
+        raise ValueError(f"{path} is empty: expected one JSON object per line")
+    return texts, labels
+
+
+def read_image_folder(folder: Path) -> tuple[list[np.ndarray], list[str]]:
+    """Images of ``folder/<class>/<image>``; the subfolder name is the label."""
+    from .images import decode_image
+
+    loose = [f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    if loose:
+        raise ValueError(f"{folder}: expected one subfolder per class holding its images, but images lie "
+                         f"directly in the folder ({loose[:3]}); move them into class subfolders")
+    items, labels = [], []
+    for sub in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        for f in sorted(sub.rglob("*")):
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
+                items.append(decode_image(f.read_bytes(), str(f)))
+                labels.append(sub.name)
+    if not items:
+        raise ValueError(f"{folder}: expected one subfolder per class holding images "
+                         f"({', '.join(sorted(IMAGE_SUFFIXES))}) but found none")
+    return items, labels
+
+
+def _npz_key(npz, keys: tuple[str, ...], path: Path, what: str) -> np.ndarray:
+    for k in keys:
+        if k in npz.files:
+            return npz[k]
+    raise ValueError(f"{path}: expected the {what} under one of the keys {list(keys)} but the file has "
+                     f"{npz.files}; save them as np.savez(path, x=..., y=...)")
+
+
+def read_npz(path: Path) -> tuple[list, list[str], str]:
+    """Items, labels and modality of an .npz file with ``x``/``images`` and ``y``/``labels``."""
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({exc}); write it with numpy.savez") from exc
+    with npz:
+        x = _npz_key(npz, NPZ_ITEM_KEYS, path, "items")
+        y = _npz_key(npz, NPZ_LABEL_KEYS, path, "labels")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"{path}: expected labels of shape ({len(x)},), one per item, got {y.shape}")
+    labels = [str(v) for v in y.tolist()]
+    if x.dtype.kind == "U" and x.ndim == 1:
+        items = [str(t) for t in x.tolist()]
+        empty = [i for i, t in enumerate(items) if not t.strip()]
+        if empty:
+            raise ValueError(f"{path}: text item {empty[0]} is empty; remove it or give it text")
+        return items, labels, "text"
+    if x.dtype not in (np.uint8, np.bool_) or x.ndim not in (3, 4):
+        raise ValueError(
+            f"{path}: expected images as a uint8 array of shape (n, H, W) or (n, H, W, C), or texts as a "
+            f"1-D string array, got {x.dtype} {x.shape}; convert images with (x * 255).astype(np.uint8)"
+        )
+    if x.dtype == np.bool_:
+        x = x.astype(np.uint8) * 255
+    return list(x), labels, "image"
+
+
+__all__ = ["MIN_SPLIT_CLASSES", "class_split", "load_path", "read_image_folder", "read_jsonl", "read_npz",
+           "read_table"]
