@@ -373,10 +373,19 @@ class FewShotClassifier:
         index could not fill holds ``unknown_label`` with score ``-inf``.
         """
         self._check_fitted("predict_topk")
+        self._check_k(k, "predict_topk")
+        return self.predict_topk_embeddings(self.embed(x), k)
+
+    def _check_k(self, k, what: str) -> None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.n_classes:
-            raise ValueError(f"predict_topk: k must be an int from 1 to the number of classes "
+            raise ValueError(f"{what}: k must be an int from 1 to the number of classes "
                              f"({self.n_classes}), got {k!r}")
-        scores, pos = self._search(self.embed(x), int(k))
+
+    def predict_topk_embeddings(self, z, k: int) -> tuple[list[list], np.ndarray]:
+        """Like :meth:`predict_topk`, from precomputed (n, dim) embeddings."""
+        self._check_fitted("predict_topk_embeddings")
+        self._check_k(k, "predict_topk_embeddings")
+        scores, pos = self._search(self._embeddings(z, "predict_topk_embeddings"), int(k))
         labels = [[self.classes_[p] if p >= 0 else self.unknown_label for p in row] for row in pos]
         return labels, scores
 

@@ -1,0 +1,241 @@
+"""``fewshot index``: a persistent support index whose classes are added and removed at run time.
+
+Every command that changes DIR holds DIR's lock around load-modify-save, so
+concurrent ``fewshot index add`` calls lose no update; reads take no lock.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import click
+
+from . import main
+
+EXAMPLE_FILES = (".csv", ".tsv", ".jsonl")
+
+
+@main.group()
+def index() -> None:
+    """A persistent FAISS support index: create, add classes, predict, list, remove, calibrate."""
+
+
+def _read_examples(path: str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    from ..datasets.files import read_jsonl, read_table
+
+    p = Path(path)
+    if p.suffix.lower() not in EXAMPLE_FILES:
+        raise ValueError(f"--file {path}: expected a .csv, .tsv or .jsonl file with columns {text_column!r} and "
+                         f"{label_column!r}, got a {p.suffix or 'suffix-less'} file")
+    if not p.is_file():
+        raise FileNotFoundError(f"--file {path}: no such file")
+    return read_jsonl(p, text_column, label_column) if p.suffix.lower() == ".jsonl" else \
+        read_table(p, text_column, label_column)
+
+
+def _read_texts(path: str, text_column: str) -> list[str]:
+    """The texts of a .txt (one per line), .csv/.tsv or .jsonl file (column ``text_column``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--file {path}: no such file")
+    suffix = p.suffix.lower()
+    if suffix == ".txt":
+        texts = [line.rstrip("\n") for line in p.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    elif suffix in (".csv", ".tsv"):
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="," if suffix == ".csv" else "\t"))
+        if rows and text_column not in rows[0]:
+            raise ValueError(f"--file {path}: expected a column {text_column!r}, the header has {list(rows[0])}; "
+                             "pass --text-column")
+        texts = [r[text_column] for r in rows]
+    elif suffix == ".jsonl":
+        texts = []
+        for lineno, line in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg}); expected one object per line") from exc
+            if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
+                raise ValueError(f"{path}:{lineno}: expected an object with a string {text_column!r}")
+            texts.append(row[text_column])
+    else:
+        raise ValueError(f"--file {path}: expected a .txt, .csv, .tsv or .jsonl file, got {suffix or 'no suffix'}")
+    if not texts:
+        raise ValueError(f"--file {path}: found no texts")
+    return texts
+
+
+@index.command("create")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--encoder", default=None, help="Encoder name (minilm, mobilenetv2, conv4) or a transformers model "
+              "folder. Default: minilm.")
+@click.option("--checkpoint", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Use the encoder of a `fewshot train` checkpoint folder instead.")
+@click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine", show_default=True)
+@click.option("--index-kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto", show_default=True,
+              help="Exact flat search, or approximate IVF/HNSW; auto: flat below 50,000 classes, HNSW above.")
+@click.option("--unknown-label", default=None, help="What predict answers beyond the calibrated threshold "
+              "(default: null in --json, '<unknown>' in text output).")
+def create(directory, encoder, checkpoint, metric, index_kind, unknown_label):
+    """Create an empty index in DIRECTORY."""
+    from ..classifier import FewShotClassifier
+    from ..store import SupportStore
+
+    if encoder and checkpoint:
+        raise ValueError("give --encoder or --checkpoint, not both")
+    with SupportStore.locked(directory) as store:
+        if store.exists():
+            raise ValueError(f"{directory} already holds an index; add to it with `fewshot index add`, or choose "
+                             "a new folder")
+        kw = dict(metric=metric, index_kind=index_kind, unknown_label=unknown_label)
+        clf = FewShotClassifier.from_checkpoint(checkpoint, **kw) if checkpoint else \
+            FewShotClassifier(encoder or "minilm", **kw)
+        clf.save(directory)
+    click.echo(f"created an empty index in {directory} (encoder {clf.encoder.name}, {clf.dim}-d, {metric}, "
+               f"{index_kind})")
+
+
+@index.command("add")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.argument("texts", nargs=-1)
+@click.option("--label", default=None, help="The class of the TEXTS given on the command line.")
+@click.option("--file", "file_", type=click.Path(dir_okay=False), default=None,
+              help="A .csv/.tsv/.jsonl file of labelled examples.")
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              help="A folder with one subfolder of images per class.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--replace", is_flag=True, help="Reset existing classes to the new examples instead of adding to "
+              "their running mean.")
+def add(directory, texts, label, file_, images, text_column, label_column, replace):
+    """Add labelled examples to the index in DIRECTORY: `--label NAME TEXT...`, `--file F` or `--images FOLDER`.
+
+    A new label adds a class; examples of an existing label update its prototype (running mean).
+    """
+    from ..classifier import FewShotClassifier
+    from ..store import SupportStore
+
+    sources = sum([bool(texts), bool(file_), bool(images)])
+    if sources != 1:
+        raise ValueError("give exactly one source of examples: --label NAME TEXT..., --file F or --images FOLDER")
+    if texts and not label:
+        raise ValueError("TEXT arguments need --label NAME (the class they belong to)")
+    if label and not texts:
+        raise ValueError("--label goes with TEXT arguments; with --file or --images the labels come from the data")
+    if texts:
+        x, y = list(texts), [label] * len(texts)
+    elif file_:
+        x, y = _read_examples(file_, text_column, label_column)
+    else:
+        from ..datasets.files import read_image_folder
+
+        if not Path(images).is_dir():
+            raise FileNotFoundError(f"--images {images}: no such folder")
+        x, y = read_image_folder(Path(images))
+    with SupportStore.locked(directory):
+        clf = FewShotClassifier.load(directory)
+        before = set(clf.classes_)
+        clf.add_classes(x, y, replace=replace)
+        clf.save(directory)
+    new = len(set(y) - before)
+    click.echo(f"added {len(x)} examples: {new} new classes, {len(set(y)) - new} updated; "
+               f"the index holds {clf.n_classes} classes")
+
+
+@index.command("predict")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.argument("texts", nargs=-1)
+@click.option("--file", "file_", type=click.Path(dir_okay=False), default=None,
+              help="A .txt (one text per line), .csv/.tsv or .jsonl file of texts.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--top-k", type=int, default=1, show_default=True, help="Also list the K nearest classes.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per text.")
+def predict(directory, texts, file_, text_column, top_k, as_json):
+    """Classify TEXTS (or the texts of --file) with the index in DIRECTORY."""
+    import numpy as np
+
+    from ..classifier import FewShotClassifier
+
+    if bool(texts) == bool(file_):
+        raise ValueError("give the texts to classify as arguments or with --file F, not both and not neither")
+    x = list(texts) if texts else _read_texts(file_, text_column)
+    clf = FewShotClassifier.load(directory)
+    if clf.n_classes and not 1 <= top_k <= clf.n_classes:
+        raise ValueError(f"--top-k must be from 1 to the number of classes ({clf.n_classes}), got {top_k}")
+    z = clf.embed(x)
+    labels = clf.predict_embeddings(z)
+    top_labels, top_scores = clf.predict_topk_embeddings(z, top_k)
+    for i, text in enumerate(x):
+        top = [{"label": lab, "score": round(float(s), 6)}
+               for lab, s in zip(top_labels[i], top_scores[i]) if np.isfinite(s)]
+        if as_json:
+            click.echo(json.dumps({"text": text, "label": labels[i], "score": top[0]["score"], "top_k": top}))
+        else:
+            shown = "<unknown>" if labels[i] is None else labels[i]
+            extra = "\t" + ", ".join(f"{t['label']} ({t['score']:.3f})" for t in top) if top_k > 1 else \
+                f"\t{top[0]['score']:.3f}"
+            click.echo(f"{shown}{extra}\t{text}")
+
+
+@index.command("list")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def list_(directory, as_json):
+    """List the classes of the index in DIRECTORY with their example counts."""
+    from ..store import SupportStore
+
+    meta, _ = SupportStore(directory).read()
+    rows = list(zip(meta["classes"], meta["counts"]))
+    if as_json:
+        click.echo(json.dumps({"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
+                               "metric": meta["metric"], "dim": meta["dim"], "threshold": meta["threshold"],
+                               "classes": [{"label": c, "count": n} for c, n in rows]}))
+        return
+    click.echo(f"# {len(rows)} classes, {sum(n for _, n in rows)} examples; encoder {meta['encoder']['name']} "
+               f"({meta['dim']}-d, {meta['metric']}), threshold {meta['threshold']}")
+    for label, count in rows:
+        click.echo(f"{count}\t{label}")
+
+
+@index.command("remove")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--label", "labels", multiple=True, required=True, help="A class to remove (repeatable).")
+def remove(directory, labels):
+    """Remove classes from the index in DIRECTORY."""
+    from ..classifier import FewShotClassifier
+    from ..store import SupportStore
+
+    with SupportStore.locked(directory):
+        clf = FewShotClassifier.load(directory)
+        clf.remove_classes(list(labels))
+        clf.save(directory)
+    click.echo(f"removed {len(set(labels))} classes; the index holds {clf.n_classes} classes")
+
+
+@index.command("calibrate")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--file", "file_", type=click.Path(dir_okay=False), required=True,
+              help="Held-out .csv/.tsv/.jsonl examples; out-of-scope rows carry --oos-label.")
+@click.option("--oos-label", default="oos", show_default=True, help="The label that marks out-of-scope rows.")
+@click.option("--target-precision", type=float, default=0.95, show_default=True)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+def calibrate(directory, file_, oos_label, target_precision, text_column, label_column):
+    """Set the open-set threshold of DIRECTORY's index from held-out examples."""
+    from ..classifier import FewShotClassifier
+    from ..store import SupportStore
+
+    x, y = _read_examples(file_, text_column, label_column)
+    y = [None if v == oos_label else v for v in y]
+    with SupportStore.locked(directory):
+        clf = FewShotClassifier.load(directory)
+        clf.calibrate(x, y, target_precision=target_precision)
+        clf.save(directory)
+    c = clf.calibration_
+    oos = "n/a" if c["out_of_scope_recall"] is None else f"{c['out_of_scope_recall']:.3f}"
+    click.echo(f"threshold {c['threshold']:.4f}: precision {c['precision']:.3f}, in-scope accuracy "
+               f"{c['in_scope_accuracy']:.3f}, out-of-scope recall {oos} "
+               f"({c['n_in_scope']} in-scope, {c['n_out_of_scope']} out-of-scope examples)")
