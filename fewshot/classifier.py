@@ -410,9 +410,9 @@ class FewShotClassifier:
         if len(raw) != len(items):
             raise ValueError(f"calibrate: got {len(items)} items but {len(raw)} labels; give exactly one per item")
         oos = np.array([v is None or v == self.unknown_label for v in raw])
-        unknown = sorted({repr(v) for v, o in zip(raw, oos) if not o and _safe_get(self._pos, v) is None})
+        unknown = list({repr(v): v for v, o in zip(raw, oos) if not o and _safe_get(self._pos, v) is None}.values())
         if unknown:
-            raise ValueError(f"calibrate: labels {unknown[:5]} are not classes of this classifier; label "
+            raise ValueError(f"calibrate: labels {unknown[:5]!r} are not classes of this classifier; label "
                              f"out-of-scope examples None (or {self.unknown_label!r}) and in-scope ones with a class")
         if oos.all():
             raise ValueError("calibrate: every example is out of scope; include in-scope examples with their class")
