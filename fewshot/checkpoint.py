@@ -155,8 +155,8 @@ def _merge_config(saved: dict, learner_cfg):
     """The saved learner config, with every field of ``learner_cfg`` that differs from its default."""
     from .learners import learner_config
 
-    if learner_cfg is None:
-        return learner_config(dict(saved))
+    if learner_cfg is None or learner_cfg == learner_config(None):
+        return learner_config(dict(saved))  # nothing asked for: the learner the checkpoint was trained as
     if learner_cfg.name != saved.get("name"):
         return learner_cfg
     default = type(learner_cfg)()
@@ -171,8 +171,9 @@ def load_learner(ckpt_dir: str | os.PathLike, learner_cfg=None):
     """The learner saved in ``ckpt_dir``.
 
     ``learner_cfg`` overrides the saved learner options it changes from their
-    defaults; a different learner name keeps only the trained encoder (e.g. a
-    protonet-trained encoder evaluated with finetune).
+    defaults (the all-default config, what ``fewshot run`` passes when no learner
+    flag is given, means "as saved"); a different learner name keeps only the
+    trained encoder (e.g. a protonet-trained encoder evaluated with finetune).
     """
     from .learners import create_learner
 

@@ -65,6 +65,7 @@ def build_learner(cfg: FewShotConfig, modality: str):
         from .checkpoint import load_learner
 
         learner = load_learner(cfg.checkpoint, learner_cfg=cfg.learner)
+        cfg.learner = learner.cfg  # the options actually used (saved, plus overrides), for the report
     else:
         from .encoders import create_encoder
 

@@ -1,0 +1,142 @@
+"""``fewshot train``: meta-train (or pretrain) a learner on a dataset's train classes.
+
+Runs under ``torchrun --nproc-per-node N -m fewshot.cli train ...`` too: each
+process draws different episodes and rank 0 writes the checkpoint.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import load_run_config, main
+from .options import DATA_MAPPING
+
+TRAIN_MAPPING = {
+    **DATA_MAPPING,
+    "encoder": "encoder",
+    "learner": "learner.name",
+    "metric": "learner.metric",
+    "trainable": "learner.trainable",
+    "device": "device",
+    "steps": "train.steps",
+    "eval_every": "train.eval_every",
+    "patience": "train.patience",
+    "lr": "train.lr",
+    "head_lr": "train.head_lr",
+    "weight_decay": "train.weight_decay",
+    "warmup": "train.warmup",
+    "train_way": "train.train_way",
+    "train_shot": "train.train_shot",
+    "train_query": "train.train_query",
+    "batch_size": "train.batch_size",
+    "val_way": "train.val_way",
+    "val_shot": "train.val_shot",
+    "val_query": "train.val_query",
+    "val_episodes": "train.val_episodes",
+    "seed": "train.seed",
+    "augment": "train.augment",
+    "rotations": "train.rotations",
+}
+
+
+@main.command()
+@click.option("--learner", default=None, help="protonet (default), maml or finetune.")
+@click.option("--dataset", default=None, help="Dataset name or path (its train classes train, val classes validate).")
+@click.option("--data-root", default=None, envvar="FEWSHOT_DATA", type=click.Path(file_okay=False),
+              help="Folder holding the named datasets (default: ../shared/data beside the project).")
+@click.option("--text-column", default=None, help="Text column of a CSV/TSV/JSONL file.")
+@click.option("--label-column", default=None, help="Label column of a CSV/TSV/JSONL file.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the best checkpoint, the resume state and train_log.jsonl.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML/YAML config (e.g. configs/huffpost-protonet-5w1s.toml); flags override it.")
+@click.option("--encoder", default=None, help="Encoder name or transformers model folder (default by modality).")
+@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None, help="protonet distance.")
+@click.option("--trainable", default=None, help="What of the encoder trains: full, last:K, lora, bitfit, none.")
+@click.option("--steps", type=int, default=None, help="Training steps (episodes or batches; default 500).")
+@click.option("--eval-every", type=int, default=None, help="Validate every N steps (default 50).")
+@click.option("--patience", type=int, default=None, help="Stop after N validations without improvement (0: never).")
+@click.option("--lr", type=float, default=None, help="Encoder learning rate (default 2e-5).")
+@click.option("--head-lr", type=float, default=None, help="Learning rate of the learner's own parameters.")
+@click.option("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0.01).")
+@click.option("--warmup", type=int, default=None, help="Linear warm-up steps (default 0).")
+@click.option("--train-way", type=int, default=None, help="Classes per training episode (default 5).")
+@click.option("--train-shot", type=int, default=None, help="Support examples per class in training (default 1).")
+@click.option("--train-query", type=int, default=None, help="Queries per class in training (default 5).")
+@click.option("--batch-size", type=int, default=None, help="Batch size of supervised pretraining (finetune).")
+@click.option("--val-way", type=int, default=None, help="Way of the validation episodes (default 5).")
+@click.option("--val-shot", type=int, default=None, help="Shot of the validation episodes (default 1).")
+@click.option("--val-query", type=int, default=None, help="Queries per class in validation (default 15).")
+@click.option("--val-episodes", type=int, default=None, help="Number of validation episodes (default 100).")
+@click.option("--seed", type=int, default=None, help="Training seed (default 0).")
+@click.option("--augment/--no-augment", default=None, help="Augment training items (text: token deletion, "
+              "swap, masking; images: affine jitter).")
+@click.option("--rotations/--no-rotations", default=None,
+              help="Images: add 90/180/270-degree rotations of each train class as new classes.")
+@click.option("--device", default=None, help="auto (default), cpu or cuda.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (its saved config is used; "
+              "--steps and --patience may change).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def train(ctx, config_path, out, resume, quiet, **_):
+    """Train a learner on the train classes, validating on the val classes; writes OUT."""
+    from ..config import FewShotConfig
+    from ..experiment import DEFAULT_ENCODER, build_dataset
+    from ..training import init_distributed
+
+    cfg = load_run_config(ctx, config_path, TRAIN_MAPPING)
+    out_dir = Path(out)
+    if resume:
+        saved = out_dir / "config.json"
+        if not saved.is_file():
+            raise ValueError(f"--resume: {saved} does not exist; start without --resume")
+        d = json.loads(saved.read_text())
+        d.pop("result", None)
+        for key in ("steps", "patience"):
+            if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE:
+                d.setdefault("train", {})[key] = ctx.params[key]
+        cfg = FewShotConfig.from_dict(d)
+    rank, world = init_distributed(cfg.device)
+    try:
+        learner, dataset = _build(cfg, DEFAULT_ENCODER, build_dataset, rank)
+        metrics = learner.meta_train(dataset, cfg.train, out_dir=out_dir, resume=resume,
+                                     run_config=cfg.to_dict(), progress=not quiet and rank == 0)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank == 0:
+        click.echo(
+            f"{cfg.learner.name} on {dataset.name}: best validation accuracy "
+            f"{100 * metrics['best_val_accuracy']:.2f}% at step {metrics['best_step']} "
+            f"({cfg.train.val_way}-way {cfg.train.val_shot}-shot, {cfg.train.val_episodes} val episodes); "
+            f"{metrics['steps']} steps in {metrics['train_time_s']:.1f} s"
+            + (" (stopped early)" if metrics["stopped_early"] else "")
+            + (f" on {world} processes" if world > 1 else "") + f"; checkpoint in {out_dir}"
+        )
+
+
+def _build(cfg, default_encoder, build_dataset, rank):
+    import torch
+
+    from ..device import resolve_device
+    from ..encoders import create_encoder
+    from ..learners import create_learner
+    from ..seed import seed_everything
+
+    dataset = build_dataset(cfg)
+    seed_everything(cfg.train.seed)  # identical initial weights (heads, LoRA) on every rank
+    name = cfg.encoder or default_encoder[dataset.modality]
+    encoder = create_encoder(name, **cfg.encoder_options)
+    if encoder.modality != dataset.modality:
+        raise ValueError(f"encoder {name!r} reads {encoder.modality} but dataset {dataset.name!r} is "
+                         f"{dataset.modality}; pass --encoder {default_encoder[dataset.modality]}")
+    learner = create_learner(cfg.learner.name, encoder, cfg.learner)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and torch.distributed.is_initialized():
+        device = torch.device("cuda", torch.cuda.current_device())
+    learner.to(device)
+    return learner, dataset
