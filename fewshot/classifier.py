@@ -400,15 +400,20 @@ class FewShotClassifier:
         precision, in-scope coverage and accuracy, and out-of-scope recall on these examples.
         """
         self._check_fitted("calibrate")
+        return self.calibrate_embeddings(self.embed(self._items(x, "calibrate")), y, target_precision)
+
+    def calibrate_embeddings(self, z, y: Sequence, target_precision: float = 0.95) -> "FewShotClassifier":
+        """Like :meth:`calibrate`, from precomputed (n, dim) embeddings."""
+        self._check_fitted("calibrate")
         if isinstance(target_precision, bool) or not isinstance(target_precision, (int, float)) or \
                 not 0 < target_precision <= 1:
             raise ValueError(f"calibrate: target_precision must be in (0, 1], got {target_precision!r}")
-        items = self._items(x, "calibrate")
+        z = self._embeddings(z, "calibrate")
         if isinstance(y, (str, bytes)):
             raise TypeError("calibrate: expected one label per item (a list), got a single string")
         raw = [_plain(v) for v in y]
-        if len(raw) != len(items):
-            raise ValueError(f"calibrate: got {len(items)} items but {len(raw)} labels; give exactly one per item")
+        if len(raw) != len(z):
+            raise ValueError(f"calibrate: got {len(z)} items but {len(raw)} labels; give exactly one per item")
         oos = np.array([v is None or v == self.unknown_label for v in raw])
         unknown = list({repr(v): v for v, o in zip(raw, oos) if not o and _safe_get(self._pos, v) is None}.values())
         if unknown:
@@ -416,7 +421,7 @@ class FewShotClassifier:
                              f"out-of-scope examples None (or {self.unknown_label!r}) and in-scope ones with a class")
         if oos.all():
             raise ValueError("calibrate: every example is out of scope; include in-scope examples with their class")
-        scores, pos = self._search(self.embed(items), 1)
+        scores, pos = self._search(z, 1)
         scores, pos = scores[:, 0], pos[:, 0]
         truth = np.array([-1 if o else self._pos[v] for v, o in zip(raw, oos)])
         correct = (~oos) & (pos == truth)

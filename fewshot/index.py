@@ -16,7 +16,8 @@ Three kinds of index (``kind``):
   (at most ``n / 39``) and ``nprobe`` to ``nlist / 16`` (at least 8).
 - ``"hnsw"``: approximate, ``IndexIDMap2`` over ``IndexHNSWFlat``. HNSW cannot
   delete, so :meth:`SupportIndex.remove` rebuilds the graph from the stored
-  vectors of the ids that stay (O(n log n); fine for occasional removals).
+  vectors of the ids that stay (O(n log n); fine for occasional removals). ``hnsw_m``
+  defaults to 32 and ``ef_search`` to 128.
 
 :meth:`SupportIndex.to_bytes` / :meth:`SupportIndex.from_bytes` use FAISS's own
 serialisation format (``faiss.serialize_index``).
@@ -47,7 +48,7 @@ class SupportIndex:
     """
 
     def __init__(self, dim: int, metric: str = "euclidean", kind: str = "flat", *, nlist: int | None = None,
-                 nprobe: int | None = None, hnsw_m: int = 32, ef_search: int = 64):
+                 nprobe: int | None = None, hnsw_m: int = 32, ef_search: int = 128):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         if kind not in KINDS:
@@ -211,7 +212,7 @@ class SupportIndex:
         """Rebuild from :meth:`to_bytes` and :meth:`config`; checks dimension, metric and kind."""
         faiss = _faiss()
         self = cls(config["dim"], config["metric"], config["kind"], nlist=config.get("nlist"),
-                   nprobe=config.get("nprobe"), hnsw_m=config.get("hnsw_m", 32), ef_search=config.get("ef_search", 64))
+                   nprobe=config.get("nprobe"), hnsw_m=config.get("hnsw_m", 32), ef_search=config.get("ef_search", 128))
         self.n_trained = int(config.get("n_trained", 0))
         if not data:
             if self.kind != "ivf":
