@@ -54,10 +54,15 @@ def import_learn2learn():
     return module
 
 
-def maml(model, lr: float, first_order: bool = False, allow_unused: bool = False):
-    """``learn2learn.algorithms.MAML(model, lr, first_order)`` (Finn et al. 2017)."""
+def maml(model, lr: float, first_order: bool = False, allow_unused: bool = False, allow_nograd: bool = False):
+    """``learn2learn.algorithms.MAML(model, lr, first_order, ...)`` (Finn et al. 2017).
+
+    ``allow_unused``: parameters the loss does not use get no update instead of an
+    error; ``allow_nograd``: parameters with ``requires_grad=False`` stay fixed.
+    """
     l2l = import_learn2learn()
-    return l2l.algorithms.MAML(model, lr=lr, first_order=first_order, allow_unused=allow_unused)
+    return l2l.algorithms.MAML(model, lr=lr, first_order=first_order, allow_unused=allow_unused,
+                               allow_nograd=allow_nograd)
 
 
 def adapt(learner, loss) -> None:

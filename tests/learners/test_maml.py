@@ -1,0 +1,200 @@
+"""MAMLLearner: meta-gradients against torch.func, evaluation without side effects, Omniglot training."""
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from fewshot.data import FewShotDataset
+from fewshot.episodes import EpisodeSampler
+from fewshot.evaluation import evaluate
+from fewshot.learners import create_learner, learner_config
+from fewshot.learners.maml import MAMLConfig, MAMLLearner
+
+
+def _images(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, size=(28, 28), dtype=np.uint8) for _ in range(n)]
+
+
+def _reference(learner: MAMLLearner, xs_items, ys, xq_items, yq, first_order: bool, anil: bool):
+    """The same task written with torch.func: replicated head init, inner SGD, query loss, meta-gradient."""
+    net, enc, cfg = learner.module, learner.encoder, learner.cfg
+    params = dict(net.named_parameters())
+    xs, xq = enc.preprocess(xs_items), enc.preprocess(xq_items)
+    n_way = int(ys.max()) + 1
+    fast = {} if anil else {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
+    fast["weight"], fast["bias"] = params["head_weight"].expand(n_way, -1), params["head_bias"].expand(n_way)
+    zs, zq = (enc(xs), enc(xq)) if anil else (None, None)
+
+    def forward(p, x, z):
+        if z is None:
+            z = functional_call(enc, {k: v for k, v in p.items() if k not in ("weight", "bias")}, (x,))
+        return F.linear(z, p["weight"], p["bias"])
+
+    for _ in range(cfg.inner_steps):
+        grads = torch.autograd.grad(F.cross_entropy(forward(fast, xs, zs), ys), list(fast.values()),
+                                    create_graph=not first_order)
+        fast = {k: v - cfg.inner_lr * (g.detach() if first_order else g) for (k, v), g in zip(fast.items(), grads)}
+    loss = F.cross_entropy(forward(fast, xq, zq), yq)
+    return loss, torch.autograd.grad(loss, list(params.values()))
+
+
+@pytest.mark.parametrize("anil", [False, True])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_episode_loss_meta_gradient_matches_torch_func(tiny_image_encoder, first_order, anil):
+    learner = create_learner("maml", tiny_image_encoder,
+                             {"inner_steps": 2, "inner_lr": 0.3, "first_order": first_order, "anil": anil})
+    # a non-zero head init, so that every path of the meta-gradient is exercised
+    with torch.no_grad():
+        learner.module.head_weight.copy_(torch.linspace(-0.5, 0.5, learner.encoder.dim))
+        learner.module.head_bias.fill_(0.1)
+    learner.module.train()
+    xs, xq = _images(6, 0), _images(9, 1)
+    ys, yq = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([2, 1, 0] * 3)
+
+    loss, logits = learner.episode_loss(xs, ys, xq, yq)
+    assert logits.shape == (9, 3) and loss.ndim == 0
+    params = list(learner.module.parameters())
+    got = torch.autograd.grad(loss, params)
+    ref_loss, ref = _reference(learner, xs, ys, xq, yq, first_order, anil)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+    for (name, _), a, b in zip(learner.module.named_parameters(), got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+    # the meta-gradient reaches the encoder and the head init
+    by_name = dict(zip([n for n, _ in learner.module.named_parameters()], got))
+    assert by_name["head_weight"].abs().sum() > 0
+    assert by_name["encoder.blocks.0.0.weight"].abs().sum() > 0
+
+
+def test_second_order_differs_from_first_order(tiny_image_encoder):
+    xs, xq = _images(4, 2), _images(4, 3)
+    ys, yq = torch.tensor([0, 1, 0, 1]), torch.tensor([1, 0, 1, 0])
+    grads = {}
+    for fo in (True, False):
+        learner = create_learner("maml", tiny_image_encoder, {"inner_steps": 2, "first_order": fo, "anil": False})
+        learner.module.train()
+        loss, _ = learner.episode_loss(xs, ys, xq, yq)
+        grads[fo] = torch.autograd.grad(loss, [learner.module.encoder.blocks[0][0].weight])[0]
+    assert (grads[True] - grads[False]).abs().max() > 1e-6
+
+
+def test_config_validation_and_defaults(tiny_image_encoder, tiny_text_encoder):
+    with pytest.raises(ValueError, match=r"inner_steps must be an int >= 1, got 0"):
+        MAMLConfig(inner_steps=0)
+    with pytest.raises(ValueError, match=r"inner_lr must be a positive number, got -0.1"):
+        MAMLConfig(inner_lr=-0.1)
+    with pytest.raises(ValueError, match=r"test_inner_steps must be an int >= 1 or unset"):
+        MAMLConfig(test_inner_steps=0)
+    with pytest.raises(ValueError, match="Did you mean 'inner_steps'"):
+        learner_config({"name": "maml", "inner_step": 3})
+    cfg = learner_config({"name": "maml", "inner_lr": "1e-1", "first_order": "true"})
+    assert (cfg.inner_lr, cfg.first_order, cfg.to_dict()["name"]) == (0.1, True, "maml")
+    image, text = create_learner("maml", tiny_image_encoder), create_learner("maml", tiny_text_encoder)
+    assert (image.anil, image.adapts_encoder) == (False, True)  # MAML on images
+    assert (text.anil, text.adapts_encoder) == (True, False)  # ANIL on text by default
+    assert sorted(image.module.state_dict())[-2:] == ["head_bias", "head_weight"]
+    assert image.module.encoder is tiny_image_encoder
+
+
+def test_bad_labels_are_refused(tiny_image_encoder):
+    learner = create_learner("maml", tiny_image_encoder, {"inner_steps": 1})
+    x = _images(4)
+    with pytest.raises(ValueError, match=r"local labels \[1\] have no support example"):
+        learner.episode_loss(x[:2], torch.tensor([0, 2]), x[2:], torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match=r"query_y must lie in 0\.\.1"):
+        learner.episode_loss(x[:2], torch.tensor([0, 1]), x[2:], torch.tensor([0, 5]))
+    with pytest.raises(TypeError, match="integer torch tensor"):
+        learner.episode_loss(x[:2], np.array([0, 1]), x[2:], torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"call adapt\(\)"):
+        learner.logits(x)
+
+
+def test_evaluation_leaves_module_untouched_and_is_not_transductive(tiny_image_encoder):
+    learner = create_learner("maml", tiny_image_encoder, {"inner_steps": 1, "test_inner_steps": 3})
+    learner.module.train()
+    before = {k: v.clone() for k, v in learner.module.state_dict().items()}
+    support, query = _images(6, 4), _images(5, 5)
+    learner.adapt(support, np.array([0, 1, 2, 0, 1, 2]))
+    together = learner.logits(query)
+    one_by_one = torch.cat([learner.logits([q]) for q in query])
+    assert together.shape == (5, 3) and together.dtype == torch.float32
+    torch.testing.assert_close(together, one_by_one, rtol=1e-4, atol=1e-5)
+    assert together.std() > 0  # the adapted head is no longer the zero head
+    for k, v in learner.module.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert learner.module.training and learner.encoder.training  # modes restored
+
+
+def test_anil_on_text_trains_encoder_through_the_outer_loop(tiny_text_encoder):
+    learner = create_learner("maml", tiny_text_encoder, {"inner_steps": 2, "inner_lr": 0.5})
+    learner.module.train()
+    xs = ["the cat sat", "stocks fell sharply", "a dog barked", "markets rallied today"]
+    ys, yq = torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1])
+    loss, logits = learner.episode_loss(xs, ys, ["a cat meowed", "bonds rose"], yq)
+    loss.backward()
+    assert logits.shape == (2, 2)
+    word_grad = learner.encoder.model.embeddings.word_embeddings.weight.grad
+    assert word_grad is not None and word_grad.abs().sum() > 0
+    # evaluation embeds once: adapt_features / logits_features through the evaluator
+    labels = ["animal", "money"] * 4
+    items = xs + ["the bird sang", "prices dropped", "a horse ran", "gold climbed"]
+    ds = FewShotDataset("tiny", "text", items, labels)
+    episodes = list(EpisodeSampler(ds.labels, 2, 1, 2, seed=0).episodes(3))
+    result = evaluate(learner, ds, episodes, progress=False)
+    assert result.n_embedded == len(items) and result.accuracies.shape == (3,)
+
+
+def test_full_maml_through_a_transformer(tiny_text_encoder):
+    learner = create_learner("maml", tiny_text_encoder, {"inner_steps": 1, "anil": False})
+    learner.module.train()
+    loss, _ = learner.episode_loss(["a b", "c d"], torch.tensor([0, 1]), ["a", "c"], torch.tensor([0, 1]))
+    loss.backward()
+    assert learner.encoder.model.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
+
+
+def _omniglot_small1(shared_data, size: int = 28) -> FewShotDataset:
+    """images_background_small1 read straight from its zip; Early_Aramaic is val, as in the project split."""
+    from PIL import Image
+
+    items, labels = [], []
+    with zipfile.ZipFile(shared_data / "omniglot" / "images_background_small1.zip") as zf:
+        for name in sorted(n for n in zf.namelist() if n.endswith(".png")):
+            parts = name.split("/")
+            img = Image.open(io.BytesIO(zf.read(name))).convert("L").resize((size, size), Image.BILINEAR)
+            items.append(np.array(img, dtype=np.uint8))
+            labels.append(f"{parts[1]}/{parts[2]}")
+    val = sorted({c for c in labels if c.startswith("Early_Aramaic/")})
+    train = sorted(set(labels) - set(val))
+    return FewShotDataset("omniglot-small1-28", "image", items, labels, splits={"train": train, "val": val})
+
+
+def test_meta_training_on_omniglot_beats_the_untrained_model(shared_data):
+    """150 first-order MAML steps on small1's training alphabets lift 5-way 1-shot accuracy on held-out
+    Early_Aramaic from near chance (measured 0.29) to about 0.6 (measured 0.63 after 200 steps)."""
+    from fewshot.encoders import create_encoder
+
+    ds = _omniglot_small1(shared_data)
+    torch.manual_seed(0)
+    encoder = create_encoder("conv4", invert=True, hidden=32)
+    learner = create_learner("maml", encoder, {"inner_steps": 1, "inner_lr": 0.4, "first_order": True})
+    val = list(EpisodeSampler(ds.labels, 5, 1, 5, seed=1, classes=ds.split_classes("val")).episodes(100))
+    before = evaluate(learner, ds, val, progress=False).mean
+
+    train = EpisodeSampler(ds.labels, 5, 1, 5, seed=2, classes=ds.split_classes("train"))
+    opt = torch.optim.Adam(learner.module.parameters(), lr=1e-3)
+    learner.module.train()
+    for ep in train.episodes(150):
+        loss, _ = learner.episode_loss(ds.take(ep.support), torch.from_numpy(ep.support_labels),
+                                       ds.take(ep.query), torch.from_numpy(ep.query_labels))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = evaluate(learner, ds, val, progress=False).mean
+    assert before < 0.4
+    assert after > 0.5 and after > before + 0.2, (before, after)
