@@ -573,10 +573,13 @@ def _encoder_from_identity(ident: dict, path) -> object:
         from .checkpoint import load_encoder
 
         return load_encoder(ident["checkpoint"])
-    from .encoders import build_encoder
+    from .encoders import ENCODERS, build_encoder, encoder_spec
 
+    spec = dict(ident["spec"])
     try:
-        return build_encoder(ident["spec"])
+        if spec.get("name") in ENCODERS and spec.get("kind") == "text":
+            spec["path"] = encoder_spec(spec["name"])["path"]  # the package folder on this machine
+        return build_encoder(spec)
     except (OSError, ValueError, ImportError) as exc:
         raise ValueError(f"cannot rebuild encoder {ident['name']!r} of the index in {path} ({exc}); pass "
                          "encoder= to FewShotClassifier.load") from exc

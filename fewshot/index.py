@@ -212,7 +212,8 @@ class SupportIndex:
         """Rebuild from :meth:`to_bytes` and :meth:`config`; checks dimension, metric and kind."""
         faiss = _faiss()
         self = cls(config["dim"], config["metric"], config["kind"], nlist=config.get("nlist"),
-                   nprobe=config.get("nprobe"), hnsw_m=config.get("hnsw_m", 32), ef_search=config.get("ef_search", 128))
+                   nprobe=config.get("nprobe"), hnsw_m=config.get("hnsw_m", 32),
+                   ef_search=config.get("ef_search", 128))
         self.n_trained = int(config.get("n_trained", 0))
         if not data:
             if self.kind != "ivf":

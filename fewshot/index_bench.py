@@ -182,9 +182,9 @@ def markdown(clinc: dict | None, scale: list[dict], command: str) -> str:
     rows = [r for r in scale if "kind" in r]
     if rows:
         lines += [f"**Scale** (synthetic 384-d Gaussian prototypes, queries = a prototype + noise; euclidean; "
-                  f"one query at a time on one thread (builds use {threads} OpenMP threads); recall@1 = agreement of the top-1 "
-                  "with exact flat search on the same queries; memory = serialized index size and the growth of "
-                  "the process's resident memory while building it):", "",
+                  f"one query at a time on one thread (builds use {threads} OpenMP threads); recall@1 = agreement "
+                  "of the top-1 with exact flat search on the same queries; memory = serialized index size and "
+                  "the growth of the process's resident memory while building it):", "",
                   "| classes | index | build s | p50 ms | p99 ms | queries | recall@1 | index size | RSS growth | "
                   "settings |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:

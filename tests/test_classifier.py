@@ -262,6 +262,24 @@ def test_tiny_transformer_round_trip_rebuilds_the_encoder_from_its_spec(tmp_path
     assert clf.predict(texts) == labels
 
 
+def test_from_checkpoint_then_load_rebuilds_the_encoder_from_the_checkpoint(tmp_path, tiny_text_encoder):
+    from fewshot.checkpoint import save_checkpoint
+    from fewshot.learners import create_learner
+
+    with torch.no_grad():  # weights that differ from the model folder's, so only the checkpoint has them
+        next(tiny_text_encoder.parameters()).mul_(1.5)
+    save_checkpoint(tmp_path / "ckpt", create_learner("protonet", tiny_text_encoder))
+    clf = FewShotClassifier.from_checkpoint(tmp_path / "ckpt", metric="euclidean")
+    assert clf.encoder.fingerprint() == tiny_text_encoder.fingerprint() and clf.metric == "euclidean"
+    texts, labels = ["fly to rome", "rain today", "jazz please"], ["travel", "weather", "music"]
+    clf.fit(texts, labels).save(tmp_path / "ix")
+    again = FewShotClassifier.load(tmp_path / "ix")
+    assert again.checkpoint == str(tmp_path / "ckpt")
+    np.testing.assert_allclose(again.predict_proba(texts), clf.predict_proba(texts), atol=1e-6)
+    with pytest.raises(ValueError, match="checkpoint .* is not a folder"):
+        FewShotClassifier.from_checkpoint(tmp_path / "nope")
+
+
 def test_bad_input_raises_clear_errors(data, tiny_image_encoder, tmp_path):
     enc, texts, labels, _ = data
     clf = FewShotClassifier(enc)

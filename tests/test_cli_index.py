@@ -142,3 +142,18 @@ def test_predict_on_an_empty_index_says_to_add_first(tmp_path, tiny_text_model_d
     assert listed(path) == {}
     r = invoke("index", "predict", path, "hello")
     assert r.exit_code == 2 and "not fitted yet; call fit" in r.output
+
+
+def test_create_from_a_training_checkpoint(tmp_path, tiny_text_encoder):
+    from fewshot.checkpoint import save_checkpoint
+    from fewshot.learners import create_learner
+
+    save_checkpoint(tmp_path / "ckpt", create_learner("protonet", tiny_text_encoder))
+    path = tmp_path / "ix"
+    r = invoke("index", "create", path, "--checkpoint", tmp_path / "ckpt")
+    assert r.exit_code == 0 and "32-d, cosine" in r.output, r.output
+    assert invoke("index", "add", path, "--label", "greet", "hello", "hi").exit_code == 0
+    meta = json.loads((path / "manifest.json").read_text())["body"]["encoder"]
+    assert meta["checkpoint"] == str(tmp_path / "ckpt") and meta["fingerprint"] == tiny_text_encoder.fingerprint()
+    r = invoke("index", "create", tmp_path / "ix2", "--checkpoint", tmp_path / "ckpt", "--encoder", "minilm")
+    assert r.exit_code == 2 and "give --encoder or --checkpoint, not both" in r.output
