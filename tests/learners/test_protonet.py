@@ -1,0 +1,88 @@
+"""ProtoNet: the training loss and its gradients, what `trainable` unfreezes, the learned
+temperature, and the frozen FAISS evaluation path left intact."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fewshot.encoders import create_encoder
+from fewshot.learners import create_learner, learner_config
+from fewshot.learners.protonet import prototype_logits
+
+SUPPORT = ["a cat sat", "stocks fell", "rain today", "a dog ran", "bonds rose", "snow tonight"]
+QUERY = ["kittens play", "markets rally", "storm coming", "puppy sleeps"]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_episode_loss_matches_hand_computation_and_has_gradients(tiny_text_encoder, metric):
+    learner = create_learner("protonet", tiny_text_encoder, {"metric": metric})
+    sy, qy = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([0, 1, 2, 0])
+    loss, logits = learner.episode_loss(SUPPORT, sy, QUERY, qy)
+    assert logits.shape == (4, 3) and loss.ndim == 0
+    with torch.no_grad():
+        z = tiny_text_encoder.embed(SUPPORT + QUERY)
+        protos = torch.stack([z[:6][sy == k].mean(0) for k in range(3)])
+        t = learner.temperature
+        if metric == "cosine":
+            want = t * torch.nn.functional.normalize(z[6:], dim=1) @ torch.nn.functional.normalize(protos, dim=1).T
+        else:
+            want = -t * torch.cdist(z[6:], protos).pow(2)
+    torch.testing.assert_close(logits.detach(), want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(loss.detach(), torch.nn.functional.cross_entropy(want, qy), rtol=1e-4, atol=1e-4)
+    loss.backward()
+    assert learner.module.log_temperature.grad is not None
+    assert all(p.grad is not None for n, p in tiny_text_encoder.named_parameters()
+               if p.requires_grad and "pooler" not in n)
+
+
+def _trainable_names(learner):
+    return {n for n, p in learner.encoder.named_parameters() if p.requires_grad}
+
+
+def test_trainable_selects_what_learns(tiny_text_model_dir):
+    def make(spec):
+        return create_learner("protonet", create_encoder(str(tiny_text_model_dir)), {"trainable": spec})
+
+    full = make("full")
+    assert _trainable_names(full) == {n for n, _ in full.encoder.named_parameters()}
+    last = _trainable_names(make("last:1"))
+    assert last and all(".layer.1." in n for n in last)
+    bitfit = _trainable_names(make("bitfit"))
+    assert bitfit and all(n.endswith("bias") for n in bitfit)
+    lora = make("lora")
+    names = _trainable_names(lora)
+    assert names and all("lora_" in n for n in names)
+    assert {n.split(".")[-4] for n in names} == {"query", "key", "value"}
+    assert sum(p.numel() for p in lora.trainable_parameters()) < 0.2 * sum(
+        p.numel() for p in lora.module.parameters())
+    assert _trainable_names(make("none")) == set()
+    assert [p.numel() for p in make("none").trainable_parameters()] == [1]  # the temperature
+
+
+def test_trainable_on_image_encoders_and_bad_specs(tiny_image_encoder):
+    learner = create_learner("protonet", tiny_image_encoder, {"trainable": "last:2"})
+    assert _trainable_names(learner) and all(n.startswith(("blocks.2.", "blocks.3.")) for n in
+                                             _trainable_names(learner))
+    with pytest.raises(ValueError, match="needs a transformer text encoder"):
+        create_learner("protonet", create_encoder("conv4", hidden=8), {"trainable": "lora"})
+    with pytest.raises(ValueError, match="has only 4 blocks"):
+        create_learner("protonet", create_encoder("conv4", hidden=8), {"trainable": "last:9"})
+    with pytest.raises(ValueError, match=r"trainable must be one of .*got 'last:x'"):
+        learner_config({"name": "protonet", "trainable": "last:x"})
+    with pytest.raises(ValueError, match="unknown config key learner.'trainabel'.*Did you mean 'trainable'"):
+        learner_config({"name": "protonet", "trainabel": "full"})
+
+
+def test_frozen_evaluation_path_is_nearest_prototype(tiny_image_encoder):
+    """Training additions leave the FAISS path alone: its argmax equals the training logits' argmax."""
+    learner = create_learner("protonet", tiny_image_encoder)
+    g = torch.Generator().manual_seed(0)
+    zs, ys = torch.randn(10, 8, generator=g), torch.arange(5).repeat(2)
+    zq = torch.randn(12, 8, generator=g)
+    learner.adapt_features(zs, ys)
+    faiss_logits = learner.logits_features(zq)
+    protos = torch.stack([zs[ys == k].mean(0) for k in range(5)])
+    train_logits = prototype_logits(zq, protos, "euclidean", torch.tensor(0.0))
+    torch.testing.assert_close(faiss_logits, train_logits, rtol=1e-4, atol=1e-4)
+    assert np.array_equal(faiss_logits.argmax(1).numpy(), train_logits.argmax(1).numpy())
