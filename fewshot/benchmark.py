@@ -387,6 +387,14 @@ def run_cell(cfg: BenchConfig, cell: CellSpec, res: _Resources, progress: bool =
     }
 
 
+def _still_valid(old: dict, cfg: BenchConfig, cell: CellSpec, res: _Resources) -> bool:
+    """A saved cell is reused when its config hash matches and its episode file is unchanged."""
+    if old.get("config_hash") != cell.config_hash(cfg):
+        return False
+    path = episodes_path(cfg, cell, res.dataset(cell.dataset))
+    return path.is_file() and file_sha256(path) == old.get("episodes_sha256")
+
+
 def _display_path(path: Path) -> str:
     """``path`` relative to the project root when inside it (reports stay valid in another checkout)."""
     from .provenance import PROJECT_ROOT
@@ -423,7 +431,7 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | os.PathLike | None = None, pr
     with progress_bar(len(cells), "cells", progress) as bar:
         for cell in cells:
             old = previous.cell(cell.key) if previous else None
-            if old is not None and old.get("config_hash") == cell.config_hash(cfg):
+            if old is not None and _still_valid(old, cfg, cell, res):
                 report.cells.append(old)
             else:
                 bar.set_postfix_str(cell.key)

@@ -274,3 +274,28 @@ def test_protocol_dataset_is_one_cell_with_published_figures(tmp_path, monkeypat
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| omniglot-runs | fake | protocol | 2 | 62.50 +- " in md
     assert "| 37.50 (3/8) |" in md and "4.5% err humans [Lake" in md
+
+
+def test_resume_recomputes_a_cell_whose_episode_file_changed(tiny_text_model_dir, tmp_path, monkeypatch):
+    cfg = tiny_config(tiny_text_model_dir, tmp_path / "episodes", shots=[1])
+    out = tmp_path / "out"
+    first = run_benchmark(cfg, out, progress=False).cells[0]
+    path = tmp_path / "episodes" / "wn33-3w1s2q-4ep-seed3.jsonl"
+    path.write_text(path.read_text().replace('"index":3', '"index": 3'))  # same episodes, other bytes
+    recomputed = []
+    real_run_cell = benchmark.run_cell
+    monkeypatch.setattr(benchmark, "run_cell", lambda *a, **k: recomputed.append(1) or real_run_cell(*a, **k))
+    again = run_benchmark(cfg, out, progress=False).cells[0]
+    assert recomputed == [1]
+    assert again["episodes_sha256"] != first["episodes_sha256"] and again["accuracies"] == first["accuracies"]
+
+
+def test_published_figures_match_only_the_same_protocol():
+    from fewshot.published import figures_for
+
+    assert [(f.value, f.ci95) for f in figures_for("clinc150", 5, 1, False)] == [(95.6, 0.4)]
+    assert [f.value for f in figures_for("huffpost", 5, 5, False)] == [64.9]
+    assert figures_for("clinc150", 10, 1, False) == [] and figures_for("wn33", 5, 1, False) == []
+    runs = figures_for("omniglot-runs", None, None, True)
+    assert {f.method: f.value for f in runs}["Siamese net (full background)"] == 8.0
+    assert all(f.metric == "error" and f.kind == "published" for f in runs) and len(runs) == 7
