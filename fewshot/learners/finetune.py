@@ -126,10 +126,10 @@ class FineTune(Learner):
         return nn.functional.cross_entropy(self._module.base_head(z), y.to(z.device))
 
     # ------------------------------------------------------------ per-episode adaptation
-    def _new_head(self, n_way: int, device) -> nn.Module:
+    def _new_head(self, dim: int, n_way: int, device) -> nn.Module:
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(self.cfg.seed)
-        head = make_head(self.cfg.head, self.encoder.dim, n_way, self.cfg.cosine_scale).to(device)
+        head = make_head(self.cfg.head, dim, n_way, self.cfg.cosine_scale).to(device)
         torch.random.set_rng_state(gen_state)
         return head
 
@@ -161,7 +161,7 @@ class FineTune(Learner):
     def adapt_features(self, z_support: torch.Tensor, y_support: torch.Tensor) -> None:
         y = torch.as_tensor(y_support, dtype=torch.long)
         z = z_support.float().detach().cpu()
-        self._head = self._new_head(int(y.max()) + 1, "cpu")
+        self._head = self._new_head(z.shape[1], int(y.max()) + 1, "cpu")
         self._adapted = None
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # a (n_way, dim) head: extra threads only add synchronisation (50x slower)
@@ -194,7 +194,7 @@ class FineTune(Learner):
         apply_trainable(enc, self.cfg.adapt, self.cfg.lora_r, self.cfg.lora_alpha, self.cfg.lora_dropout)
         enc.eval()  # no dropout / batch-norm updates on a handful of examples
         device = self.device
-        self._head = self._new_head(int(y.max()) + 1, device)
+        self._head = self._new_head(enc.dim, int(y.max()) + 1, device)
         self._fit(self._head, lambda: enc.embed(x), y.to(device), enc.parameters())
         self._head.eval()
         self._adapted = enc
