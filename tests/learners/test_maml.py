@@ -198,3 +198,34 @@ def test_meta_training_on_omniglot_beats_the_untrained_model(shared_data):
     after = evaluate(learner, ds, val, progress=False).mean
     assert before < 0.4
     assert after > 0.5 and after > before + 0.2, (before, after)
+
+
+def test_trainer_checkpoint_round_trip(tiny_image_encoder, tmp_path):
+    """fewshot.training.Trainer drives maml (validation runs under torch.no_grad); the saved
+    checkpoint reloads into a learner that predicts exactly like the trained one."""
+    from fewshot.checkpoint import load_learner, save_checkpoint
+    from fewshot.config import TrainConfig
+
+    rng = np.random.default_rng(0)
+    protos = [rng.integers(0, 256, size=(28, 28), dtype=np.uint8) for _ in range(8)]
+    items = [np.clip(p.astype(int) + rng.integers(-30, 30, size=p.shape), 0, 255).astype(np.uint8)
+             for p in protos for _ in range(6)]
+    labels = [f"c{k}" for k in range(8) for _ in range(6)]
+    ds = FewShotDataset("tiny-images", "image", items, labels,
+                        splits={"train": [f"c{k}" for k in range(5)], "val": [f"c{k}" for k in range(5, 8)]})
+    learner = create_learner("maml", tiny_image_encoder, {"inner_steps": 1, "test_inner_steps": 2})
+    cfg = TrainConfig(steps=4, eval_every=2, patience=0, lr=1e-3, head_lr=1e-3, train_way=3, train_query=2,
+                      val_way=3, val_query=2, val_episodes=3)
+    metrics = learner.meta_train(ds, cfg, out_dir=tmp_path / "run")
+    assert metrics["steps"] == 4 and 0.0 <= metrics["best_val_accuracy"] <= 1.0
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+    save_checkpoint(tmp_path / "final", learner, {"learner": learner.cfg.to_dict()})
+    loaded = load_learner(tmp_path / "final")
+    assert isinstance(loaded, MAMLLearner) and loaded.cfg == learner.cfg
+    learner.module.eval()
+    ep = EpisodeSampler(ds.labels, 3, 1, 2, seed=5, classes=ds.split_classes("val")).sample(0)
+    for lrn in (learner, loaded):
+        lrn.adapt(ds.take(ep.support), ep.support_labels)
+    torch.testing.assert_close(loaded.logits(ds.take(ep.query)), learner.logits(ds.take(ep.query)))
+    torch.testing.assert_close(loaded.module.head_weight, learner.module.head_weight)
