@@ -46,7 +46,10 @@ from .index import KINDS, METRICS, SupportIndex
 from .store import StoreError, SupportStore
 
 DEFAULT_TEMPERATURE = {"cosine": 0.05, "euclidean": 1.0}
-AUTO_APPROX_MIN = 50_000  # index_kind="auto": exact flat search below this many classes, HNSW from it
+# index_kind="auto": exact flat search below this many classes, IVF from there. IVF rather than HNSW:
+# on bin/bench-index's 10^5-class rows it has the higher recall@1 (0.995 vs 0.77), builds ~15x
+# faster and deletes without a rebuild.
+AUTO_APPROX_MIN = 50_000
 IVF_RETRAIN_GROWTH = 2  # an IVF index is retrained once the class count doubles since its training
 STORE_KIND = "fewshot-classifier"
 
@@ -67,13 +70,14 @@ class FewShotClassifier:
         (default None). It cannot also be a class name.
     temperature: softmax temperature of :meth:`predict_proba` (None: 0.05 cosine, 1.0 euclidean).
     index_kind: ``"flat"`` (exact), ``"ivf"``, ``"hnsw"`` (approximate) or ``"auto"`` (default:
-        flat below 50,000 classes, HNSW from there).
+        flat below 50,000 classes, IVF from there; IVF is retrained when the class count doubles).
     index_options: extra SupportIndex settings (``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``).
     batch_size, device: passed to ``Encoder.encode``.
     """
 
     def __init__(self, encoder="minilm", metric: str = "cosine", *, unknown_label: Hashable = None,
-                 temperature: float | None = None, index_kind: str = "auto", index_options: dict | None = None,
+                 temperature: float | None = None, index_kind: str = "auto",
+                 index_options: dict | None = None,
                  batch_size: int = 128, device: str | None = None):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -295,7 +299,7 @@ class FewShotClassifier:
     def _resolved_kind(self) -> str:
         if self.index_kind != "auto":
             return self.index_kind
-        return "flat" if self.n_classes < AUTO_APPROX_MIN else "hnsw"
+        return "flat" if self.n_classes < AUTO_APPROX_MIN else "ivf"
 
     def _sync_index(self, changed: list[int], new: list[int]) -> None:
         kind = self._resolved_kind()

@@ -193,7 +193,11 @@ def markdown(clinc: dict | None, scale: list[dict], command: str) -> str:
             lines.append(f"| {r['n']:,} | {r['kind']} | {r['build_s']:.1f} | {r['p50_ms']:.2f} | "
                          f"{r['p99_ms']:.2f} | {r['n_queries']} | {rec} | {_mb(r['index_bytes'])} | "
                          f"{_mb(r['rss_growth_bytes'])} | {params} |")
-        lines += ["", "Machine: shared 2-core CPU box (other jobs were running; latencies are upper bounds)."]
+        lines += ["", "Isotropic Gaussian 384-d prototypes are the hard case for graph search (real embeddings have a "
+                  "much lower intrinsic dimension), which is why HNSW's recall drops at 10^5 here; HNSW is skipped "
+                  "above `--hnsw-max` classes because its build takes minutes on this box. `index_kind=\"auto\"` "
+                  "uses flat below 50,000 classes and IVF above.", "",
+                  "Machine: shared 2-core CPU box (other jobs were running; latencies are upper bounds)."]
     return "\n".join(lines)
 
 
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=1000, help="Queries per scale row (a fifth at 10^6).")
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--targets", default="0.9,0.95", help="Target precisions for the open-set threshold.")
+    p.add_argument("--targets", default="0.85,0.9,0.95", help="Target precisions for the open-set threshold.")
     p.add_argument("--device", default=None)
     p.add_argument("--skip-clinc", action="store_true")
     p.add_argument("--skip-scale", action="store_true")

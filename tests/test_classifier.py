@@ -223,6 +223,24 @@ def test_approximate_index_kinds_agree_with_exact(tmp_path, rng, kind):
     assert again.index_.kind == kind and again.predict(qx) == approx.predict(qx)
 
 
+def test_auto_index_switches_to_ivf_and_retrains_as_classes_grow(monkeypatch, rng, data):
+    import fewshot.classifier as module
+
+    monkeypatch.setattr(module, "AUTO_APPROX_MIN", 100)
+    enc = data[0]
+    clf = FewShotClassifier(enc)
+    z = rng.standard_normal((500, 16)).astype(np.float32)
+    clf.add_embeddings(z[:99], [f"k{i}" for i in range(99)])
+    assert clf.index_.kind == "flat"
+    clf.add_embeddings(z[99:150], [f"k{i}" for i in range(99, 150)])
+    assert clf.index_.kind == "ivf" and clf.index_.n_trained == 150 and clf.index_.ntotal == 150
+    clf.add_embeddings(z[150:299], [f"k{i}" for i in range(150, 299)])
+    assert clf.index_.n_trained == 150  # not yet doubled
+    clf.add_embeddings(z[299:300], ["k299"])
+    assert clf.index_.n_trained == 300 and clf.index_.ntotal == 300  # doubled: retrained on all prototypes
+    assert clf.predict_embeddings(z[:300]) == [f"k{i}" for i in range(300)]
+
+
 def test_loading_with_another_encoder_is_refused(tmp_path, data, tiny_text_encoder):
     enc, texts, labels, table = data
     FewShotClassifier(enc).fit(texts, labels).save(tmp_path / "ix")

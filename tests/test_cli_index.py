@@ -141,7 +141,7 @@ def test_predict_on_an_empty_index_says_to_add_first(tmp_path, tiny_text_model_d
     invoke("index", "create", path, "--encoder", tiny_text_model_dir)
     assert listed(path) == {}
     r = invoke("index", "predict", path, "hello")
-    assert r.exit_code == 2 and "not fitted yet; call fit" in r.output
+    assert r.exit_code == 2 and "has no classes yet; add some first: fewshot index add" in r.output
 
 
 def test_create_from_a_training_checkpoint(tmp_path, tiny_text_encoder):

@@ -75,8 +75,9 @@ def _read_texts(path: str, text_column: str) -> list[str]:
 @click.option("--checkpoint", type=click.Path(file_okay=False, exists=True), default=None,
               help="Use the encoder of a `fewshot train` checkpoint folder instead.")
 @click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine", show_default=True)
-@click.option("--index-kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto", show_default=True,
-              help="Exact flat search, or approximate IVF/HNSW; auto: flat below 50,000 classes, HNSW above.")
+@click.option("--index-kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto",
+              show_default=True, help="Exact flat search, or approximate IVF/HNSW; auto: flat below 50,000 "
+              "classes, IVF above.")
 @click.option("--unknown-label", default=None, help="What predict answers beyond the calibrated threshold "
               "(default: null in --json, '<unknown>' in text output).")
 def create(directory, encoder, checkpoint, metric, index_kind, unknown_label):
@@ -163,7 +164,10 @@ def predict(directory, texts, file_, text_column, top_k, as_json):
         raise ValueError("give the texts to classify as arguments or with --file F, not both and not neither")
     x = list(texts) if texts else _read_texts(file_, text_column)
     clf = FewShotClassifier.load(directory)
-    if clf.n_classes and not 1 <= top_k <= clf.n_classes:
+    if not clf.n_classes:
+        raise ValueError(f"the index in {directory} has no classes yet; add some first: "
+                         f"fewshot index add {directory} --label NAME TEXT...")
+    if not 1 <= top_k <= clf.n_classes:
         raise ValueError(f"--top-k must be from 1 to the number of classes ({clf.n_classes}), got {top_k}")
     z = clf.embed(x)
     labels = clf.predict_embeddings(z)
