@@ -12,7 +12,10 @@ shared by every class, replicated to an (n_way, dim) linear head at the start
 of each task (the "unicorn" head of Ye & Chao 2022, "How to Train Your MAML to
 Excel in Few-Shot Classification"). ``w`` and ``b`` start at zero, so the
 untrained head is the zero head of Kao et al. 2022; meta-training learns them.
-Any way works at test time, whatever the training way.
+Any way works at test time, whatever the training way. As all rows of the
+initial head are equal, the first inner step's gradient w.r.t. the features is
+zero: that step adapts the head only, and the encoder adapts from the second
+step on (so MAML proper needs ``inner_steps >= 2``; with 1 it acts like ANIL).
 
 **Inner loop.** ``anil = false`` adapts encoder and head (MAML); ``anil = true``
 adapts the head only, on features from the encoder, which the outer loop still
@@ -42,6 +45,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .. import l2l
+from ..adapters import apply_trainable, check_trainable
 from .base import Learner, LearnerConfig
 
 
@@ -53,6 +57,10 @@ class MAMLConfig(LearnerConfig):
     loop during meta-training; ``test_inner_steps`` at evaluation (unset: the
     same). ``first_order``: drop second derivatives (FOMAML). ``anil``: adapt
     the head only (unset: true for text encoders, false for image encoders).
+    ``trainable`` (see :mod:`fewshot.adapters`): the encoder parameters that
+    meta-training updates and, unless ``anil``, that the inner loop adapts; with
+    ``trainable = "lora"`` and ``anil = false`` the inner loop runs over the
+    LoRA matrices and the head only.
     """
 
     name = "maml"
@@ -61,8 +69,13 @@ class MAMLConfig(LearnerConfig):
     test_inner_steps: Optional[int] = None
     first_order: bool = False
     anil: Optional[bool] = None
+    trainable: str = "full"  # full | last:K | lora | bitfit | none
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        check_trainable(self.trainable)
         if isinstance(self.inner_steps, bool) or not isinstance(self.inner_steps, int) or self.inner_steps < 1:
             raise ValueError(f"learner.inner_steps must be an int >= 1, got {self.inner_steps!r}; "
                              "MAML needs at least one inner-loop step")
@@ -146,6 +159,7 @@ class MAMLLearner(Learner):
 
     def __init__(self, encoder, cfg: MAMLConfig | None = None):
         super().__init__(encoder, cfg)
+        apply_trainable(encoder, self.cfg.trainable, self.cfg.lora_r, self.cfg.lora_alpha, self.cfg.lora_dropout)
         anil = self.cfg.anil
         self.anil = (encoder.modality == "text") if anil is None else bool(anil)
         self.adapts_encoder = not self.anil

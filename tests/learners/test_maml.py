@@ -229,3 +229,24 @@ def test_trainer_checkpoint_round_trip(tiny_image_encoder, tmp_path):
         lrn.adapt(ds.take(ep.support), ep.support_labels)
     torch.testing.assert_close(loaded.logits(ds.take(ep.query)), learner.logits(ds.take(ep.query)))
     torch.testing.assert_close(loaded.module.head_weight, learner.module.head_weight)
+
+
+def test_inner_loop_over_lora_parameters_only(tiny_text_encoder):
+    learner = create_learner("maml", tiny_text_encoder,
+                             {"anil": False, "trainable": "lora", "inner_steps": 2, "first_order": True})
+    trained = {n for n, p in learner.module.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n or n.startswith("head_") for n in trained)
+    learner.module.train()
+    xs, ys = ["the cat sat", "stocks fell", "a dog ran", "bonds rose"], torch.tensor([0, 1, 0, 1])
+    loss, _ = learner.episode_loss(xs, ys, ["a cat", "gold fell"], torch.tensor([0, 1]))
+    loss.backward()
+    lora_b = [p for n, p in learner.module.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.grad is not None for p in lora_b) and sum(p.grad.abs().sum() for p in lora_b) > 0
+    assert learner.encoder.model.embeddings.word_embeddings.weight.grad is None
+    # evaluation: only the LoRA matrices and the head move in the inner loop (the encoder from the second
+    # step on: a head whose rows are all equal passes no gradient to the features)
+    learner.module.eval()
+    learner.adapt(xs, ys)
+    original = {f"encoder.{k}": v for k, v in learner.encoder.named_parameters()}
+    moved = {k for k, v in learner._adapted["params"].items() if k in original and not torch.equal(v, original[k])}
+    assert moved and all("lora_B" in k for k in moved)
