@@ -46,7 +46,7 @@ class BenchLearner:
     """One learner column of the grid: a frozen pretrained encoder, or a checkpoint folder."""
 
     label: str = ""
-    learner: Any = field(default_factory=lambda: {"name": "protonet"})  # a name or {name = ..., options}
+    learner: Any = None  # a name or {name = ..., options}; default protonet, or the checkpoint's own learner
     encoder: Optional[str] = None  # None: minilm for text, mobilenetv2 for images
     encoder_options: dict = field(default_factory=dict)
     checkpoint: Optional[str] = None
@@ -54,12 +54,23 @@ class BenchLearner:
     def __post_init__(self) -> None:
         from .learners import learner_config
 
+        if self.learner is None:
+            self.learner = self._checkpoint_record()["learner_config"] if self.checkpoint else "protonet"
         if isinstance(self.learner, str):
             self.learner = {"name": self.learner}
         self.learner = learner_config(dict(self.learner)).to_dict()  # validates, fills defaults
         if not self.label:
             what = Path(self.checkpoint).name if self.checkpoint else (self.encoder or "default-encoder")
             self.label = f"{self.learner['name']}-{what}"
+
+    def _checkpoint_record(self) -> dict:
+        from .checkpoint import read_record
+
+        return read_record(self.checkpoint)
+
+    def weights_sha256(self) -> Optional[str]:
+        """The checkpoint's weights hash (a retrained checkpoint in the same folder is a different learner)."""
+        return self._checkpoint_record()["weights_sha256"] if self.checkpoint else None
 
 
 @dataclass
@@ -143,6 +154,7 @@ class CellSpec:
     def config_hash(self, cfg: BenchConfig) -> str:
         """What decides the cell's numbers; a resumed run reuses a saved cell only if this matches."""
         return json_sha256({"dataset": self.dataset, "data_root": cfg.data_root, "learner": asdict(self.learner),
+                            "weights_sha256": self.learner.weights_sha256(),
                             "way": self.way, "shot": self.shot, "query": cfg.query, "episodes": cfg.episodes,
                             "seed": cfg.seed, "classes": cfg.classes, "device": cfg.device,
                             "batch_size": cfg.batch_size})
@@ -380,6 +392,7 @@ def run_cell(cfg: BenchConfig, cell: CellSpec, res: _Resources, progress: bool =
         "key": cell.key, "config_hash": cell.config_hash(cfg), "dataset": cell.dataset,
         "dataset_fingerprint": dataset.fingerprint(), "learner": cell.learner.label,
         "learner_config": dict(cell.learner.learner), "checkpoint": cell.learner.checkpoint,
+        "checkpoint_sha256": cell.learner.weights_sha256(),
         "encoder": learner.encoder.name, "encoder_fingerprint": learner.encoder.fingerprint(),
         "deterministic": _deterministic(learner, cfg), "protocol": cell.protocol, **shape,
         "seed": None if cell.protocol else cfg.seed, "episodes_file": _display_path(path), "episodes_sha256": digest,

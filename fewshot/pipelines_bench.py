@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import random
 import sys
@@ -117,6 +118,7 @@ def run(dataset_name: str = "clinc150", n_episodes: int = 600, loop_episodes: in
 
     from .encoders.text import minilm_path
 
+    load_before = os.getloadavg()[0]
     torch.manual_seed(0)
     cfg = BenchConfig.from_dict({"name": "pipelines", "datasets": [dataset_name], "ways": [5], "shots": [1],
                                  "query": 15, "episodes": n_episodes, "seed": seed, "device": "cpu",
@@ -146,8 +148,9 @@ def run(dataset_name: str = "clinc150", n_episodes: int = 600, loop_episodes: in
                                          [dataset.labels[i] for i in keep], loop_episodes, 5, 1, 15, seed)
     scale = n_episodes / loop_episodes
     max_diff = float(np.abs(ours.accuracies[:loop_episodes] - b_acc).max())
+    load = (load_before, os.getloadavg()[0], os.cpu_count())
     out = {
-        "dataset": dataset_name, "episodes": n_episodes, "loop_episodes": loop_episodes, "seed": seed,
+        "load": load, "dataset": dataset_name, "episodes": n_episodes, "loop_episodes": loop_episodes, "seed": seed,
         "episodes_file": str(path.name), "episodes_sha256": digest, "unique_examples": int(len(ids)),
         "threads": torch.get_num_threads(),
         "floor_s": floor_s,
@@ -208,7 +211,10 @@ def render(r: dict) -> str:
         f"- The per-episode loops embed 80 examples per episode (5 support + 75 query); fewshot embeds each of the "
         f"{r['unique_examples']:,} touched examples once. Loop times for all {n} episodes are extrapolated linearly "
         f"from the first {m}." if m != n else "- The per-episode loops embed 80 examples per episode.",
-        "- The machine is shared with other jobs; ratios within one run are more reliable than absolute seconds.",
+        f"- The machine is shared with other jobs (1-minute load average {r['load'][0]:.1f} before, "
+        f"{r['load'][1]:.1f} after, on {r['load'][2]} cores): absolute seconds are what this process got, and "
+        "the pipelines ran at different moments, so ratios carry that noise too (fewshot below 1.00x floor "
+        "means the floor pass was slowed more).",
     ])
 
 

@@ -299,3 +299,22 @@ def test_published_figures_match_only_the_same_protocol():
     runs = figures_for("omniglot-runs", None, None, True)
     assert {f.method: f.value for f in runs}["Siamese net (full background)"] == 8.0
     assert all(f.metric == "error" and f.kind == "published" for f in runs) and len(runs) == 7
+
+
+def test_checkpoint_learner_scores_like_the_saved_learner(tiny_text_model_dir, tmp_path):
+    from fewshot.checkpoint import save_checkpoint
+    from fewshot.encoders import create_encoder
+    from fewshot.learners import create_learner
+
+    torch.manual_seed(0)
+    learner = create_learner("protonet", create_encoder(str(tiny_text_model_dir)))
+    save_checkpoint(tmp_path / "ckpt", learner)
+    cfg = tiny_config(tiny_text_model_dir, tmp_path / "ep", shots=[1],
+                      learners=[{"label": "frozen", "encoder": str(tiny_text_model_dir)},
+                                {"checkpoint": str(tmp_path / "ckpt")}])
+    assert cfg.learners[1].label == "protonet-ckpt" and cfg.learners[1].learner["name"] == "protonet"
+    frozen, ckpt = run_benchmark(cfg, None, progress=False).cells
+    assert ckpt["checkpoint_sha256"] == json.loads((tmp_path / "ckpt" / "learner.json").read_text())["weights_sha256"]
+    assert ckpt["encoder_fingerprint"] == frozen["encoder_fingerprint"] == learner.encoder.fingerprint()
+    assert ckpt["accuracies"] == frozen["accuracies"]
+    assert ckpt["config_hash"] != frozen["config_hash"]
