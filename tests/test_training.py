@@ -143,3 +143,31 @@ def test_rotation_classes_feed_the_training_sampler(tiny_image_encoder):
     for i in range(30):
         seen |= set(trainer.sampler.sample(i).classes)
     assert any("@rot" in c for c in seen) and not any(c.startswith(("c4", "c5")) for c in seen)
+
+
+def test_cli_train_then_run_checkpoint(tiny_text_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from fewshot.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--learner", "protonet", "--encoder", str(tiny_text_model_dir), "--dataset", "wn33",
+            "--out", str(out), "--steps", "2", "--eval-every", "2", "--train-way", "3", "--val-way", "3",
+            "--val-query", "3", "--val-episodes", "3", "--metric", "cosine", "--trainable", "bitfit",
+            "--device", "cpu", "--quiet"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "protonet on wn33: best validation accuracy" in res.output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["learner"]["trainable"] == "bitfit" and saved["train"]["steps"] == 2
+    res = CliRunner().invoke(main, ["run", "--checkpoint", str(out), "--episodes", "3", "--query", "3",
+                                    "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output.strip().splitlines()[-1])
+    assert report["learner"] == "protonet" and report["episodes"] == 3 and report["checkpoint"] == str(out)
+    assert 0.0 <= report["accuracy_mean"] <= 1.0
+    # bad input: exit code 2 with the reason
+    res = CliRunner().invoke(main, args[:-5] + ["--trainable", "some", "--quiet"])
+    assert res.exit_code == 2 and "trainable must be one of" in res.output
+    res = CliRunner().invoke(main, ["train", "--dataset", "wn33", "--out", str(tmp_path / "none"), "--resume"])
+    assert res.exit_code == 2 and "does not exist; start without --resume" in res.output
