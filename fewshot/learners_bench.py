@@ -1,0 +1,127 @@
+"""Trained learners against the frozen-encoder floor on 600 test episodes; BENCHMARKS.md "learners".
+
+Each row is one ``fewshot run`` (600 episodes, 15 queries per class, seed 0)
+of a learner on a dataset's TEST classes, beside the frozen MiniLM +
+nearest-prototype floor on the very same episodes. Trained rows name the
+``fewshot train`` command that produced their checkpoint (hyper-parameters
+chosen on the VAL classes only), its training time and best validation
+accuracy, read from the checkpoint folder. A missing checkpoint is trained
+first with that command (slow on a CPU: minutes to an hour); results are cached
+in ``runs/learners-bench/`` so rerunning only re-renders.
+
+    bin/bench-learners [--only huffpost] [--episodes 600] [--no-train]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "runs" / "learners-bench"
+
+# (dataset, way, shot, label, learner flags for `fewshot run`, checkpoint folder or None, train config or None)
+ROWS = [
+    ("huffpost", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
+    ("huffpost", 5, 1, "protonet, meta-trained", [], "runs/huffpost-protonet-5w1s",
+     "configs/huffpost-protonet-5w1s.toml"),
+    ("huffpost", 5, 1, "finetune (linear head on frozen MiniLM)", ["--learner", "finetune"], None, None),
+    ("huffpost", 5, 5, "frozen MiniLM + protonet (floor)", [], None, None),
+    ("huffpost", 5, 5, "protonet, meta-trained (1-shot checkpoint)", [], "runs/huffpost-protonet-5w1s",
+     "configs/huffpost-protonet-5w1s.toml"),
+    ("huffpost", 5, 5, "finetune (linear head on frozen MiniLM)", ["--learner", "finetune"], None, None),
+]
+
+
+def _fewshot() -> str:
+    return str(Path(sys.executable).with_name("fewshot"))
+
+
+def _checkpoint_digest(ckpt: Path) -> str:
+    rec = json.loads((ckpt / "learner.json").read_text())
+    return rec["weights_sha256"][:16]
+
+
+def run_row(dataset, way, shot, flags, ckpt, episodes, seed=0) -> tuple[dict, str]:
+    args = ["run", "--dataset", dataset, "--way", str(way), "--shot", str(shot), "--episodes", str(episodes),
+            "--seed", str(seed)] + list(flags)
+    if ckpt:
+        args += ["--checkpoint", ckpt]
+    command = "fewshot " + " ".join(shlex.quote(a) for a in args)
+    key = hashlib.sha256((command + (_checkpoint_digest(ROOT / ckpt) if ckpt else "")).encode()).hexdigest()[:16]
+    cached = CACHE / f"{key}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text()), command
+    proc = subprocess.run([_fewshot(), *args, "--json", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command} failed:\n{proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    from .atomic import atomic_write_text
+
+    atomic_write_text(cached, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result, command
+
+
+def train_info(ckpt: Path) -> dict:
+    log = [json.loads(ln) for ln in (ckpt / "train_log.jsonl").read_text().splitlines() if ln.strip()]
+    rec = json.loads((ckpt / "learner.json").read_text())
+    return {"steps": log[-1]["step"], "train_time_s": log[-1]["elapsed_s"], "best_step": rec.get("step"),
+            "best_val": rec.get("val_accuracy"), "val_ci95": rec.get("val_ci95")}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=None, help="Only rows of this dataset.")
+    p.add_argument("--episodes", type=int, default=600)
+    p.add_argument("--no-train", action="store_true", help="Skip rows whose checkpoint is missing.")
+    args = p.parse_args(argv)
+    lines = [
+        "Test-class accuracy (mean +- 95% CI over N episodes, 15 queries per class, episode seed 0) of each "
+        "learner beside the frozen-encoder floor on the same episodes. Trained rows: hyper-parameters chosen on "
+        "the val classes only; train time is wall-clock on the 2-core CPU shared with other jobs (no GPU).",
+        "",
+        "| dataset | way-shot | learner | accuracy % | vs floor | episodes | train (steps, time, best val) | "
+        "commands |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    floors: dict = {}
+    for dataset, way, shot, label, flags, ckpt, train_cfg in ROWS:
+        if args.only and dataset != args.only:
+            continue
+        train_cmd, info = "", None
+        if ckpt:
+            train_cmd = f"fewshot train --config {train_cfg} --out {ckpt}"
+            if not (ROOT / ckpt / "learner.json").is_file():
+                if args.no_train:
+                    print(f"skip (no checkpoint): {label} {dataset} {way}w{shot}s")
+                    continue
+                print(f"training: {train_cmd}", flush=True)
+                subprocess.run([_fewshot(), *shlex.split(train_cmd)[1:], "--quiet"], cwd=ROOT, check=True)
+            info = train_info(ROOT / ckpt)
+        result, command = run_row(dataset, way, shot, flags, ckpt, args.episodes)
+        acc, ci = 100 * result["accuracy_mean"], 100 * result["accuracy_ci95"]
+        if not ckpt and not flags:
+            floors[(dataset, way, shot)] = acc
+        floor = floors.get((dataset, way, shot))
+        delta = "" if floor is None or (not ckpt and not flags) else f"{acc - floor:+.1f}"
+        train = "" if info is None else (f"{info['steps']} steps, {info['train_time_s'] / 60:.1f} min, best val "
+                                         f"{100 * info['best_val']:.1f}% at step {info['best_step']}")
+        cmds = f"`{command}`" + (f"<br>`{train_cmd}`" if train_cmd else "")
+        print(f"{dataset} {way}w{shot}s {label}: {acc:.2f} +- {ci:.2f} ({delta or 'floor'}) {train}", flush=True)
+        lines.append(f"| {dataset} | {way}w{shot}s | {label} | {acc:.2f} +- {ci:.2f} | {delta or 'floor'} | "
+                     f"{result['episodes']} | {train} | {cmds} |")
+    lines += ["", "Reproduce: `bin/bench-learners` (trains a missing checkpoint first, then evaluates; "
+              "results cached in runs/learners-bench/)."]
+    from .benchmarks_md import update_section
+
+    path = update_section("learners", "## Learners: trained vs frozen floor\n\n" + "\n".join(lines))
+    print(f"wrote section 'learners' of {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
