@@ -1,0 +1,31 @@
+"""bin/bench-omniglot's module: the floor on the official runs, the table, the training commands."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fewshot import omniglot_bench
+
+
+def test_untrained_floor_on_the_official_runs(shared_data):
+    floor = omniglot_bench.score(None, str(shared_data), seed=0)
+    assert (floor["runs"], floor["trials"]) == (20, 400)
+    assert floor["error_pct"] == pytest.approx(100 * (1 - floor["accuracy"]))
+    # measured 73.2% for seed 0: far worse than chance-free methods, far better than 95% (chance)
+    assert 65.0 < floor["error_pct"] < 81.0
+
+
+def test_table_and_commands():
+    rows = [{"learner": "protonet", "background": "small1", "steps": 500, "best_step": 500, "train_s": 612.0,
+             "best_val": 0.9, "error_pct": 12.25, "ci95_pct": 3.1, "learner_config": {"name": "protonet"}}]
+    text = omniglot_bench.markdown(rows, {"error_pct": 73.25, "ci95_pct": 5.6}, "bin/bench-omniglot")
+    assert "| protonet Conv4 | small1 | 500 (500) | 612 | 90.0 | 12.2 (+- 3.1) |" in text
+    assert "| untrained Conv4 + nearest prototype (floor) | none | 0 | 0 | - | 73.2 (+- 5.6) |" in text
+    for published in ("humans: 4.5%", "deep convnet (small1): 24%", "deep convnet (small2): 22.3%",
+                      "BPL (background small1): 4.3%", "modified Hausdorff distance: 38.8%",
+                      "full 30-alphabet background): 13.5%", "Siamese net (full background): 8%"):
+        assert published in text
+    cmd = omniglot_bench.train_command("maml", "both", Path("runs/x"), 300)
+    assert cmd[1:] == ["train", "--config", "configs/omniglot-maml-20w1s.toml", "--dataset", "omniglot",
+                       "--out", "runs/x/maml-both", "--quiet", "--steps", "300"]
