@@ -138,6 +138,30 @@ def test_concurrent_writers_under_the_lock_lose_no_update(tmp_path):
     assert sorted(blobs["data"].decode()) == sorted("abcd" * 15)
 
 
+def test_lock_free_readers_never_see_a_partial_generation(tmp_path):
+    import threading
+
+    store = SupportStore(tmp_path / "ix")
+    store.write({"n": 0}, {"a": ("bin", b""), "b": ("bin", b"")})
+    done = threading.Event()
+
+    def writer():
+        for n in range(1, 41):
+            store.write({"n": n}, {"a": ("bin", bytes([n]) * 50_000), "b": ("bin", bytes([n]) * n)})
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen = []
+    while not done.is_set():
+        meta, blobs = SupportStore(store.path).read()
+        n = meta["n"]
+        assert blobs["a"] == bytes([n]) * (50_000 if n else 0) and blobs["b"] == bytes([n]) * n
+        seen.append(n)
+    thread.join()
+    assert seen == sorted(seen) and SupportStore(store.path).read()[0]["n"] == 40
+
+
 def test_lock_is_reentrant_within_a_process(tmp_path):
     with SupportStore.locked(tmp_path) as outer:
         with SupportStore.locked(tmp_path):

@@ -191,7 +191,7 @@ def list_(directory, as_json):
     """List the classes of the index in DIRECTORY with their example counts."""
     from ..store import SupportStore
 
-    meta, _ = SupportStore(directory).read()
+    meta = SupportStore(directory).read_manifest()["body"]  # metadata only: no need to read the index
     rows = list(zip(meta["classes"], meta["counts"]))
     if as_json:
         click.echo(json.dumps({"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
