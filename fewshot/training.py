@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
@@ -283,9 +282,9 @@ class Trainer:
                 self.bad_evals += 1
             if cfg.patience and self.bad_evals >= cfg.patience:
                 self.stopped_early = True
-            entry = {"step": self.step, "train_loss": float(np.mean(losses)), "train_accuracy": float(np.nanmean(accs))
-                     if not all(math.isnan(a) for a in accs) else None,
-                     "val_accuracy": val_acc, "val_ci95": val_ci, "best_val_accuracy": self.best,
+            known = [a for a in accs if not math.isnan(a)]
+            entry = {"step": self.step, "train_loss": float(np.mean(losses)),
+                     "train_accuracy": float(np.mean(known)) if known else None, "val_accuracy": val_acc, "val_ci95": val_ci, "best_val_accuracy": self.best,
                      "best_step": self.best_step, "elapsed_s": round(self.elapsed_before + elapsed, 3),
                      "lr": self.optimizer.param_groups[0]["lr"]}
             if self.world > 1:
@@ -359,8 +358,3 @@ def param_checksum(module: nn.Module) -> float:
             w = torch.arange(1, t.numel() + 1, dtype=torch.float64).remainder_(7).add_(1 + i % 5)
             total += float((t * w).sum())
     return total
-
-
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy in float32 (bf16 logits under autocast lose too much precision)."""
-    return F.cross_entropy(logits.float(), target)
