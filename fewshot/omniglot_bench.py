@@ -101,6 +101,10 @@ def markdown(rows: list[dict], floor: dict, command: str) -> str:
     lines += ["", "Published error rates on the same 20 runs (Lake, Salakhutdinov & Tenenbaum 2015, Science):", ""]
     lines += [f"- {f.method}: {f.value:g}%" for f in figures_for("omniglot-runs", None, None, protocol=True)]
     lines.append(f"- deep convnet (full 30-alphabet background): {FULL_BACKGROUND_CONVNET:g}%")
+    lines += ["", "Trained with `OMP_NUM_THREADS=1 fewshot train --config configs/omniglot-<learner>-20w1s.toml "
+              "--dataset omniglot-<small1|small2> (omniglot for both) --out runs/omniglot/<learner>-<background> "
+              "--steps <steps>` (or `bin/bench-omniglot --train --steps N`), seed 0; one thread was several times "
+              "faster than two on the loaded shared machine."]
     lines += ["", "Learner settings: " + "; ".join(
         f"{r['learner']}-{r['background']}: {json.dumps(r.get('learner_config', {}), sort_keys=True)}"
         for r in rows)]
