@@ -193,10 +193,10 @@ class MAMLLearner(Learner):
         lenient = not self.anil
         learner = l2l.maml(task, lr=self.cfg.inner_lr, first_order=self.cfg.first_order,
                            allow_unused=lenient, allow_nograd=lenient).clone()
-        for _ in range(self.cfg.inner_steps):
-            l2l.adapt(learner, F.cross_entropy(learner(xs), ys))
+        for _ in range(self.cfg.inner_steps):  # losses in float32: bf16 logits under autocast lose precision
+            l2l.adapt(learner, F.cross_entropy(learner(xs).float(), ys))
         logits = learner(xq)
-        return F.cross_entropy(logits, yq), logits
+        return F.cross_entropy(logits.float(), yq), logits
 
     # ---- evaluation: plain torch.autograd.grad, no higher-order graph ------------------------
 

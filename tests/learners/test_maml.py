@@ -174,7 +174,16 @@ def _omniglot_small1(shared_data, size: int = 28) -> FewShotDataset:
     return FewShotDataset("omniglot-small1-28", "image", items, labels, splits={"train": train, "val": val})
 
 
-def test_meta_training_on_omniglot_beats_the_untrained_model(shared_data):
+@pytest.fixture
+def one_thread():
+    """One torch thread for the longer CPU test: on a loaded shared machine two threads ran several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_meta_training_on_omniglot_beats_the_untrained_model(shared_data, one_thread):
     """150 first-order MAML steps on small1's training alphabets lift 5-way 1-shot accuracy on held-out
     Early_Aramaic from near chance (measured 0.29) to about 0.6 (measured 0.63 after 200 steps)."""
     from fewshot.encoders import create_encoder
