@@ -34,7 +34,7 @@ from .config import EpisodeConfig, FewShotConfig, dataclass_from_dict
 from .data import FewShotDataset
 from .episodes import Episode, file_sha256, load_episodes, save_episodes
 from .evaluation import evaluate, mean_ci95
-from .provenance import collect_provenance, json_sha256
+from .provenance import collect_provenance, git_commit, json_sha256
 from .published import figures_for
 
 FORMAT = "fewshot-bench/1"
@@ -326,10 +326,20 @@ def render_markdown(report: BenchmarkReport, command: str | None = None) -> str:
     for c in report.cells:
         task = "protocol" if c["protocol"] else f"{c['way']}-way {c['shot']}-shot, {c['query']} q"
         err = f"{_pct(c['error_rate'])} ({c['errors']}/{c['queries']})" if c["protocol"] else ""
-        pub = "; ".join(f["short"] for f in c.get("published", [])) or "-"
+        figures = figures_for(c["dataset"], c["way"], c["shot"], c["protocol"])
+        pub = "; ".join(f"*{f.kind}* {f.short()}" for f in figures) or "-"
         lines.append(f"| {c['dataset']} | {c['learner']} | {task} | {c['episodes']} | "
                      f"{_pct(c['accuracy_mean'])} +- {_pct(c['accuracy_ci95'])} | {err} | "
                      f"{c['seconds_per_episode']:.4f} | {pub} |")
+    kinds = {f.kind for c in report.cells for f in figures_for(c["dataset"], c["way"], c["shot"], c["protocol"])}
+    if "reference" in kinds:
+        lines += ["", "Figures marked *reference* were measured by the data's curators with the same frozen encoder "
+                  "but on their own random class split (one third of the classes held out), not on fewshot's "
+                  "versioned split (`episodes/splits/`); they show the order of magnitude, not the same protocol."]
+    if "published" in kinds:
+        lines += ["", "Figures marked *published* come from the cited paper on the same protocol; error = wrong / "
+                  "total test items, as the official scorer counts."]
+    commits = sorted({c["git_commit"] for c in report.cells if c.get("git_commit")})
     git = prov.get("git", {})
     libs = prov.get("libraries", {})
     mach = prov.get("machine", {})
@@ -339,7 +349,8 @@ def render_markdown(report: BenchmarkReport, command: str | None = None) -> str:
               f"{' (dirty)' if git.get('dirty') else ''}; "
               + ", ".join(f"{k} {v}" for k, v in libs.items() if v) + "; "
               f"device {mach.get('device')} ({mach.get('cpu')}, {mach.get('torch_threads')} threads"
-              f"{', ' + mach['gpu'] if mach.get('gpu') else ''}); wall time {report.wall_time_s:.1f} s.", "",
+              f"{', ' + mach['gpu'] if mach.get('gpu') else ''}); wall time {report.wall_time_s:.1f} s."
+              + (f" Cells computed at commit(s) {', '.join(c[:12] for c in commits)}." if commits else ""), "",
               "| cell | episode file | sha256 | encoder fingerprint |", "|---|---|---|---|"]
     for c in report.cells:
         lines.append(f"| {c['key']} | {Path(c['episodes_file']).name} | {c['episodes_sha256'][:16]} | "
@@ -397,6 +408,7 @@ def run_cell(cfg: BenchConfig, cell: CellSpec, res: _Resources, progress: bool =
         "deterministic": _deterministic(learner, cfg), "protocol": cell.protocol, **shape,
         "seed": None if cell.protocol else cfg.seed, "episodes_file": _display_path(path), "episodes_sha256": digest,
         **scored, "published": [dict(f.to_dict(), short=f.short()) for f in figures], "finished_at": _now(),
+        "git_commit": git_commit()["commit"],
     }
 
 

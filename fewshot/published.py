@@ -33,7 +33,7 @@ class PublishedFigure:
 
 
 LAKE_2015 = "Lake, Salakhutdinov & Tenenbaum 2015, Science 350:1332"
-SHARED_README = "reference: ../shared/data/README.md, frozen MiniLM nearest mean, 600 ep, own random class split"
+SHARED_README = "../shared/data/README.md, 600 ep, random class split"
 
 FIGURES: tuple[PublishedFigure, ...] = (
     # Omniglot one-shot classification, 20 official runs of 20-way within-alphabet 1-shot (error rate, %).
