@@ -343,8 +343,12 @@ def render_markdown(report: BenchmarkReport, command: str | None = None) -> str:
     git = prov.get("git", {})
     libs = prov.get("libraries", {})
     mach = prov.get("machine", {})
-    lines += ["", f"Episodes: seed {cfg.get('seed')}, {cfg.get('query')} queries per class, classes "
-              f"{cfg.get('classes')!r}; 95% CI = 1.96 s / sqrt(episodes). "
+    sampled = [c for c in report.cells if not c["protocol"]]
+    episodes_line = (f"Sampled episodes: seed {cfg.get('seed')}, {cfg.get('query')} queries per class, classes "
+                     f"{cfg.get('classes')!r}. " if sampled else "")
+    if len(sampled) < len(report.cells):
+        episodes_line += "Protocol cells score exactly the dataset's own protocol episodes. "
+    lines += ["", f"{episodes_line}95% CI = 1.96 s / sqrt(episodes). "
               f"fewshot {prov.get('fewshot_version')} at commit {str(git.get('commit'))[:12]}"
               f"{' (dirty)' if git.get('dirty') else ''}; "
               + ", ".join(f"{k} {v}" for k, v in libs.items() if v) + "; "

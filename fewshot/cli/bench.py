@@ -18,7 +18,7 @@ from . import main
 @click.option("--check", "check_dir", type=click.Path(file_okay=False), default=None,
               help="Rerun the config recorded in DIR/report.json and compare; exit code 1 on a mismatch.")
 @click.option("--fresh", is_flag=True, help="Recompute every cell instead of continuing a saved report.")
-@click.option("--record", is_flag=True, help="Also write the table into BENCHMARKS.md (section bench-<name>).")
+@click.option("--record", is_flag=True, help="Also write the table into BENCHMARKS.md's section <name>.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def bench(config_path, out, check_dir, fresh, record, quiet):
     """Score datasets x learners x way x shot on frozen episodes; write a report with 95% CIs and plots.
@@ -55,6 +55,6 @@ def bench(config_path, out, check_dir, fresh, record, quiet):
     if record:
         from ..benchmarks_md import update_section
 
-        click.echo(f"recorded in {update_section(f'bench-{cfg.name}', markdown)}")
+        click.echo(f"recorded in {update_section(cfg.name, markdown)}")
     click.echo(markdown)
     click.echo(f"wrote {out / 'report.json'}, {out / 'report.md'} and plots ({report.wall_time_s:.1f} s)")
