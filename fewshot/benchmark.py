@@ -35,7 +35,7 @@ from .data import FewShotDataset
 from .episodes import Episode, file_sha256, load_episodes, save_episodes
 from .evaluation import evaluate, mean_ci95
 from .provenance import collect_provenance, git_commit, json_sha256
-from .published import figures_for
+from .published import cite, figures_for
 
 FORMAT = "fewshot-bench/1"
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -327,7 +327,7 @@ def render_markdown(report: BenchmarkReport, command: str | None = None) -> str:
         task = "protocol" if c["protocol"] else f"{c['way']}-way {c['shot']}-shot, {c['query']} q"
         err = f"{_pct(c['error_rate'])} ({c['errors']}/{c['queries']})" if c["protocol"] else ""
         figures = figures_for(c["dataset"], c["way"], c["shot"], c["protocol"])
-        pub = "; ".join(f"*{f.kind}* {f.short()}" for f in figures) or "-"
+        pub = cite(figures) or "-"
         lines.append(f"| {c['dataset']} | {c['learner']} | {task} | {c['episodes']} | "
                      f"{_pct(c['accuracy_mean'])} +- {_pct(c['accuracy_ci95'])} | {err} | "
                      f"{c['seconds_per_episode']:.4f} | {pub} |")
@@ -355,10 +355,12 @@ def render_markdown(report: BenchmarkReport, command: str | None = None) -> str:
               f"device {mach.get('device')} ({mach.get('cpu')}, {mach.get('torch_threads')} threads"
               f"{', ' + mach['gpu'] if mach.get('gpu') else ''}); wall time {report.wall_time_s:.1f} s."
               + (f" Cells computed at commit(s) {', '.join(c[:12] for c in commits)}." if commits else ""), "",
-              "| cell | episode file | sha256 | encoder fingerprint |", "|---|---|---|---|"]
+              "| cell | episode file | sha256 | encoder fingerprint | checkpoint (weights sha256) |",
+              "|---|---|---|---|---|"]
     for c in report.cells:
+        ckpt = f"{c['checkpoint']} ({c['checkpoint_sha256'][:16]})" if c.get("checkpoint_sha256") else "-"
         lines.append(f"| {c['key']} | {Path(c['episodes_file']).name} | {c['episodes_sha256'][:16]} | "
-                     f"{c['encoder']} {c['encoder_fingerprint']} |")
+                     f"{c['encoder']} {c['encoder_fingerprint']} | {ckpt} |")
     return "\n".join(lines) + "\n"
 
 

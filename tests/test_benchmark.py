@@ -273,7 +273,7 @@ def test_protocol_dataset_is_one_cell_with_published_figures(tmp_path, monkeypat
     assert (tmp_path / "ep" / "omniglot-runs-protocol-2ep.jsonl").is_file()
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| omniglot-runs | fake | protocol | 2 | 62.50 +- " in md
-    assert "| 37.50 (3/8) |" in md and "*published* 4.5% err humans [Lake" in md
+    assert "| 37.50 (3/8) |" in md and "*published* 4.5% err humans; 4.3% err BPL (background small1);" in md
 
 
 def test_resume_recomputes_a_cell_whose_episode_file_changed(tiny_text_model_dir, tmp_path, monkeypatch):
