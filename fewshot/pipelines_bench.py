@@ -6,7 +6,7 @@ the same ``minilm`` weights and 5-way 1-shot 15-query episodes:
 - **fewshot**: :func:`fewshot.evaluation.evaluate` (every example the
   episodes touch is embedded once, in one batched pass; episodes work on the
   cached embeddings);
-- **(a) learn2learn**: ``MetaDataset`` -> ``TaskDataset`` with ``NWays``,
+- **(a) learn2learn**: ``MetaDataset`` -> ``Taskset`` (``TaskDataset``) with ``NWays``,
   ``KShots``, ``LoadData``, ``RemapLabels``; every task's support and query
   are tokenised and embedded, prototypes computed, queries classified;
 - **(b) plain PyTorch**: the same per-episode loop over fewshot's own episodes;
@@ -91,9 +91,9 @@ def learn2learn_loop(model, tokenizer, items: list[str], labels: list[str], n_ta
     random.seed(seed)  # learn2learn samples with the global `random`
     meta = l2l.data.MetaDataset(TextDataset())
     # NWays must come first on Python 3.11 (learn2learn 0.2.0 raises "Population must be a sequence" otherwise).
-    tasks = l2l.data.TaskDataset(meta, task_transforms=[T.NWays(meta, n_way), T.KShots(meta, n_shot + n_query),
-                                                        T.LoadData(meta), T.RemapLabels(meta)],
-                                 num_tasks=n_tasks)
+    tasks = l2l.data.Taskset(meta, task_transforms=[T.NWays(meta, n_way), T.KShots(meta, n_shot + n_query),
+                                                    T.LoadData(meta), T.RemapLabels(meta)],
+                             num_tasks=n_tasks)
     accs, embedded = np.empty(n_tasks), 0
     for k in range(n_tasks):
         texts, y = tasks[k]

@@ -1,0 +1,36 @@
+"""fewshot.encoder_bench: the FLOP count behind the throughput limit, checked by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fewshot.encoder_bench import flops_per_example, linear_flops_per_token, padded_lengths
+
+
+def test_linear_flops_of_a_tiny_bert_by_hand(tiny_text_encoder):
+    # Per layer: Q, K, V, attention output (4 x 32x32) and feed-forward 32->64->32, each 2*in*out FLOPs:
+    # 2 * (4 * 32 * 32 + 32 * 64 + 64 * 32) = 16384; two layers; the pooler is left out.
+    per_token, layers, hidden = linear_flops_per_token(tiny_text_encoder.model)
+    assert (per_token, layers, hidden) == (2 * 16384, 2, 32)
+
+
+def test_flops_per_example_adds_attention_quadratic_in_length():
+    # 10 tokens: 10 * (1000 linear + 4 * 2 layers * 10 positions * 32 hidden) = 10 * 3560
+    assert flops_per_example(10, 10, 1000, 2, 32) == 35600
+    assert flops_per_example(20, 20, 1000, 2, 32) == 20 * (1000 + 4 * 2 * 20 * 32)
+
+
+def test_padded_lengths_follow_length_sorted_batches():
+    lengths = np.array([5, 3, 9, 4, 8])
+    # sorted: 3, 4, 5 | 8, 9 with batch size 3 -> the first batch pads to 5, the second to 9
+    assert padded_lengths(lengths, 3).tolist() == [5, 5, 9, 5, 9]
+    assert padded_lengths(lengths, 1).tolist() == lengths.tolist()
+    assert padded_lengths(lengths, 256).tolist() == [9] * 5
+
+
+def test_main_rejects_too_few_texts():
+    from fewshot.encoder_bench import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--texts", "10", "--no-write"])
+    assert exc.value.code == 2
