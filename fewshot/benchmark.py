@@ -27,7 +27,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 
 from .atomic import atomic_write_text
 from .config import EpisodeConfig, FewShotConfig, dataclass_from_dict
