@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .config import FewShotConfig
+from .config import EpisodeConfig, FewShotConfig
 from .data import FewShotDataset
 from .episodes import EpisodeSampler, VariableEpisodeSampler, load_episodes
 from .evaluation import EvalResult, evaluate
@@ -45,8 +45,19 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[list, d
         return episodes, {"episodes_file": str(e.episodes_file), **header}
     if dataset.episodes:
         eps = list(dataset.episodes)
-        return eps, {"sampler": "protocol", "way": eps[0].n_way, "shot": len(eps[0].support) // eps[0].n_way,
-                     "query": len(eps[0].query) // eps[0].n_way, "seed": None}
+        shape = {"way": eps[0].n_way, "shot": len(eps[0].support) // eps[0].n_way,
+                 "query": len(eps[0].query) // eps[0].n_way, "episodes": len(eps)}
+        default = EpisodeConfig()
+        for key, fixed in shape.items():
+            asked = getattr(e, key)
+            if asked not in (fixed, getattr(default, key)):
+                raise ValueError(
+                    f"dataset {dataset.name!r} is a fixed protocol of {len(eps)} episodes of {shape['way']}-way "
+                    f"{shape['shot']}-shot with {shape['query']} queries per class, but --{key} {asked} was asked "
+                    f"for; drop --{key} (or use another dataset to sample your own episodes)"
+                )
+        shape.pop("episodes")
+        return eps, {"sampler": "protocol", **shape, "seed": None}
     classes = dataset.split_classes(e.classes)
     if e.sampler == "variable":
         sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)

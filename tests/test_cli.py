@@ -74,3 +74,10 @@ def test_bad_input_exit_code_2_and_one_clear_message(runner, args, message):
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert "Traceback" not in res.output
+
+
+def test_fixed_protocol_refuses_a_different_shape(runner):
+    res = runner.invoke(main, ["run", "--dataset", "omniglot-runs", "--way", "7", "--quiet"])
+    assert res.exit_code == 2
+    assert "'omniglot-runs' is a fixed protocol of 20 episodes of 20-way 1-shot" in res.output
+    assert "--way 7 was asked for; drop --way" in res.output
