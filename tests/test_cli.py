@@ -81,3 +81,10 @@ def test_fixed_protocol_refuses_a_different_shape(runner):
     assert res.exit_code == 2
     assert "'omniglot-runs' is a fixed protocol of 20 episodes of 20-way 1-shot" in res.output
     assert "--way 7 was asked for; drop --way" in res.output
+
+
+def test_catalog_commands_list_names(runner):
+    names = invoke(runner, "datasets").output.split("\n")
+    assert "wn33  (default, embedded)" in names and "clinc150" in names and "omniglot-runs" in names
+    assert invoke(runner, "encoders").output.split() == ["conv4", "minilm", "mobilenetv2"]
+    assert invoke(runner, "learners").output.split() == ["finetune", "maml", "protonet"]

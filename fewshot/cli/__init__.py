@@ -65,7 +65,7 @@ def replace(cfg, **changes):
 from . import episodes as _episodes  # noqa: E402,F401  (registers commands)
 from . import run as _run  # noqa: E402,F401
 
-for _optional in ("train", "index", "bench"):
+for _optional in ("train", "index", "bench", "catalog"):
     try:
         __import__(f"{__name__}.{_optional}")
     except ModuleNotFoundError as _exc:
