@@ -6,8 +6,6 @@ optional package) becomes one clear message and exit code 2.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import click
 
 from .. import __version__
@@ -58,16 +56,5 @@ def load_run_config(ctx: click.Context, config_path: str | None, mapping: dict[s
     return FewShotConfig.from_dict(apply_overrides(ctx, base, mapping))
 
 
-def replace(cfg, **changes):
-    return dataclasses.replace(cfg, **changes)
-
-
-from . import episodes as _episodes  # noqa: E402,F401  (registers commands)
-from . import run as _run  # noqa: E402,F401
-
-for _optional in ("train", "index", "bench", "catalog"):
-    try:
-        __import__(f"{__name__}.{_optional}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"{__name__}.{_optional}":
-            raise
+# Each module registers its commands on ``main`` when imported.
+from . import bench, catalog, episodes, index, run, train  # noqa: E402,F401
