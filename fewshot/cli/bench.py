@@ -53,7 +53,7 @@ def bench(config_path, out, check_dir, fresh, record, quiet):
         sys.exit(130)
     markdown = (out / "report.md").read_text()
     if record:
-        from ..benchmarks_md import update_section
+        from ..measurements.section import update_section
 
         click.echo(f"recorded in {update_section(cfg.name, markdown)}")
     click.echo(markdown)

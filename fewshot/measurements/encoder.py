@@ -74,7 +74,7 @@ def padded_lengths(lengths: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def sample_texts(n: int, seed: int = 0) -> list[str]:
-    from .datasets import load_dataset
+    from ..datasets import load_dataset
 
     data = load_dataset("clinc150")
     rng = np.random.default_rng(seed)
@@ -82,7 +82,7 @@ def sample_texts(n: int, seed: int = 0) -> list[str]:
 
 
 def run(batch_sizes=(1, 32, 256), n_texts: int = 1024, n_texts_bs1: int = 256, write: bool = True) -> dict:
-    from .encoders import create_encoder
+    from ..encoders import create_encoder
 
     load_before = os.getloadavg()[0]
     enc = create_encoder("minilm").eval()
@@ -114,7 +114,7 @@ def run(batch_sizes=(1, 32, 256), n_texts: int = 1024, n_texts_bs1: int = 256, w
     text = render(out)
     print(text)
     if write:
-        from .benchmarks_md import update_section
+        from .section import update_section
 
         update_section(SECTION, text)
     return out

@@ -37,8 +37,8 @@ def score(checkpoint: str | None, data_root: str | None, seed: int = 0) -> dict:
     """Official-protocol accuracy of a checkpoint (None: untrained Conv4 + protonet, seeded)."""
     import torch
 
-    from .config import FewShotConfig
-    from .experiment import run_experiment
+    from ..config import FewShotConfig
+    from ..experiment import run_experiment
 
     d = {"data": {"dataset": "omniglot-runs", "data_root": data_root}, "device": "cpu"}
     if checkpoint:
@@ -72,7 +72,7 @@ def _train_info(folder: Path) -> dict:
 
 
 def markdown(rows: list[dict], floor: dict, command: str) -> str:
-    from .published import figures_for
+    from ..published import figures_for
 
     lines = [
         "## Omniglot one-shot classification: the 20 official runs (Lake et al. 2015)",
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(rows, floor, command)
     print(text)
     if not args.no_write:
-        from .benchmarks_md import update_section
+        from .section import update_section
 
         print(f"wrote section omniglot of {update_section('omniglot', text)}")
     return 0

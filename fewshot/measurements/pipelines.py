@@ -33,9 +33,9 @@ import time
 import numpy as np
 import torch
 
-from .benchmark import BenchConfig, CellSpec, _Resources, frozen_episodes
-from .evaluation import evaluate, mean_ci95
-from .episodes import unique_ids
+from ..benchmark import BenchConfig, CellSpec, _Resources, frozen_episodes
+from ..evaluation import evaluate, mean_ci95
+from ..episodes import unique_ids
 
 SECTION = "pipelines"
 
@@ -71,7 +71,7 @@ def plain_torch_loop(model, tokenizer, items: list[str], episodes) -> tuple[np.n
 def learn2learn_loop(model, tokenizer, items: list[str], labels: list[str], n_tasks: int, n_way: int,
                      n_shot: int, n_query: int, seed: int) -> tuple[np.ndarray, float, int]:
     """(a): learn2learn's TaskDataset and transforms, as its examples/ do. (accuracies, seconds, embedded)."""
-    from .l2l import import_learn2learn
+    from ..l2l import import_learn2learn
 
     l2l = import_learn2learn()
     T = l2l.data.transforms
@@ -116,7 +116,7 @@ def run(dataset_name: str = "clinc150", n_episodes: int = 600, loop_episodes: in
         batch_size: int = 128, write: bool = True) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
-    from .encoders.text import minilm_path
+    from ..encoders.text import minilm_path
 
     load_before = os.getloadavg()[0]
     torch.manual_seed(0)
@@ -164,7 +164,7 @@ def run(dataset_name: str = "clinc150", n_episodes: int = 600, loop_episodes: in
     text = render(out)
     print(text)
     if write:
-        from .benchmarks_md import update_section
+        from .section import update_section
 
         update_section(SECTION, text)
     return out
