@@ -36,13 +36,20 @@ ROWS = [
     ("huffpost", 5, 5, "finetune (linear head on frozen MiniLM)", ["--learner", "finetune"], None, None),
     ("huffpost", 5, 1, "finetune (linear head on the meta-trained encoder)", ["--learner", "finetune"],
      "runs/huffpost-protonet-5w1s", "configs/huffpost-protonet-5w1s.toml"),
+    ("huffpost", 5, 1, "maml, ANIL on frozen MiniLM (no meta-training)", ["--learner", "maml"], None, None),
+    ("huffpost", 5, 1, "maml, ANIL meta-trained", [], "runs/huffpost-maml-5w1s", "configs/huffpost-maml-5w1s.toml"),
+    ("huffpost", 5, 5, "maml, ANIL meta-trained (1-shot checkpoint)", [], "runs/huffpost-maml-5w1s",
+     "configs/huffpost-maml-5w1s.toml"),
     ("clinc150", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("clinc150", 5, 1, "protonet, meta-trained", [], "runs/clinc150-protonet-5w1s",
      "configs/clinc150-protonet-5w1s.toml"),
     ("clinc150", 5, 1, "finetune (linear head on frozen MiniLM)", ["--learner", "finetune"], None, None),
+    ("clinc150", 5, 1, "maml, ANIL meta-trained", [], "runs/clinc150-maml-5w1s", "configs/clinc150-maml-5w1s.toml"),
     ("clinc150", 20, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("clinc150", 20, 1, "protonet, meta-trained (5-way checkpoint)", [], "runs/clinc150-protonet-5w1s",
      "configs/clinc150-protonet-5w1s.toml"),
+    ("clinc150", 20, 1, "maml, ANIL meta-trained (5-way checkpoint)", [], "runs/clinc150-maml-5w1s",
+     "configs/clinc150-maml-5w1s.toml"),
 ]
 
 

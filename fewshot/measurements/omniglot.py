@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
-LEARNERS = ("protonet", "maml")
+LEARNERS = ("protonet", "maml", "protonet-mobilenetv2")  # configs/omniglot-<learner>-20w1s.toml
+ARCH = {"protonet": "Conv4", "maml": "Conv4", "protonet-mobilenetv2": "MobileNetV2 (ImageNet init)"}
 FULL_BACKGROUND_CONVNET = 13.5  # Lake et al. 2015: deep convnet trained on the full 30-alphabet background set
 
 
@@ -83,7 +84,8 @@ def markdown(rows: list[dict], floor: dict, command: str) -> str:
         "wrong / 400 (the official demo's score). Conv4 from scratch on 28x28 inverted images, trained only on "
         "the background set named (`small1`, `small2`, or `both` = their union; Early_Aramaic and Tagalog held "
         "out for validation), 20-way 1-shot training episodes with 90-degree rotations as new classes; the "
-        "checkpoint with the best validation accuracy is scored. CI: 95% normal interval over the 20 runs. "
+        "checkpoint with the best validation accuracy is scored. MobileNetV2 rows start from ImageNet weights and "
+        "fine-tune the whole network on 56x56 inverted images (configs/omniglot-protonet-mobilenetv2-20w1s.toml). CI: 95% normal interval over the 20 runs. "
         "Training was CPU-only on a shared 2-core machine, so the step budgets are small; the training "
         "time is wall-clock.",
         "",
@@ -94,7 +96,7 @@ def markdown(rows: list[dict], floor: dict, command: str) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['learner']} Conv4 | {r['background']} | {r.get('steps', '?')} ({r.get('best_step', '?')}) | "
+            f"| {r['learner'].split('-')[0]} {ARCH[r['learner']]} | {r['background']} | {r.get('steps', '?')} ({r.get('best_step', '?')}) | "
             f"{r.get('train_s', float('nan')):.0f} | {100 * r.get('best_val', float('nan')):.1f} | "
             f"{r['error_pct']:.1f} (+- {r['ci95_pct']:.1f}) |"
         )
