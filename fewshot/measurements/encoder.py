@@ -30,6 +30,8 @@ import time
 import numpy as np
 import torch
 
+from .section import publish
+
 SECTION = "encoder"
 
 
@@ -111,12 +113,7 @@ def run(batch_sizes=(1, 32, 256), n_texts: int = 1024, n_texts_bs1: int = 256, w
     out = {"load": load, "matmul_gflops": rate / 1e9, "threads": torch.get_num_threads(), "linear_flops_per_token": lin,
            "layers": n_layers, "hidden": hidden, "params": sum(p.numel() for p in enc.model.parameters()),
            "rows": rows}
-    text = render(out)
-    print(text)
-    if write:
-        from .section import update_section
-
-        update_section(SECTION, text)
+    publish(SECTION, render(out), write)
     return out
 
 

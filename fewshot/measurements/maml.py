@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .section import publish
+
 
 def _rss_kib(field: str) -> int:
     with open("/proc/self/status") as f:
@@ -221,12 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     command = "bin/bench-maml" + ("" if argv is None and len(sys.argv) == 1 else
                                   " " + shlex.join(sys.argv[1:] if argv is None else argv))
-    text = markdown(rows, command)
-    print(text)
-    if not args.no_write:
-        from .section import update_section
-
-        print(f"wrote section maml-speed of {update_section('maml-speed', text)}")
+    publish("maml-speed", markdown(rows, command), not args.no_write)
     return 0
 
 

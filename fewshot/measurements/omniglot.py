@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from .section import publish
+
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
 LEARNERS = ("protonet", "maml", "protonet-mobilenetv2")  # configs/omniglot-<learner>-20w1s.toml
 ARCH = {"protonet": "Conv4", "maml": "Conv4", "protonet-mobilenetv2": "MobileNetV2 (ImageNet init)"}
@@ -144,12 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     floor = score(None, args.data_root)
     command = "bin/bench-omniglot" + ("" if not (sys.argv[1:] if argv is None else argv) else
                                       " " + shlex.join(sys.argv[1:] if argv is None else argv))
-    text = markdown(rows, floor, command)
-    print(text)
-    if not args.no_write:
-        from .section import update_section
-
-        print(f"wrote section omniglot of {update_section('omniglot', text)}")
+    publish("omniglot", markdown(rows, floor, command), not args.no_write)
     return 0
 
 

@@ -36,6 +36,7 @@ import torch
 from ..benchmark import BenchConfig, CellSpec, _Resources, frozen_episodes
 from ..evaluation import evaluate, mean_ci95
 from ..episodes import unique_ids
+from .section import publish
 
 SECTION = "pipelines"
 
@@ -161,12 +162,7 @@ def run(dataset_name: str = "clinc150", n_episodes: int = 600, loop_episodes: in
         "learn2learn": {"seconds_measured": a_s, "seconds": a_s * scale, "embedded": int(a_emb * scale),
                         "acc": mean_ci95(a_acc)},
     }
-    text = render(out)
-    print(text)
-    if write:
-        from .section import update_section
-
-        update_section(SECTION, text)
+    publish(SECTION, render(out), write)
     return out
 
 

@@ -30,3 +30,12 @@ def update_section(name: str, markdown: str, path: str | os.PathLike | None = No
         text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
         atomic_write_text(path, text)
     return path
+
+
+def publish(name: str, markdown: str, write: bool = True) -> None:
+    """Print a section's Markdown and, unless ``write`` is false, record it in BENCHMARKS.md."""
+    import sys
+
+    print(markdown)
+    if write:
+        print(f"wrote section {name!r} of {update_section(name, markdown)}", file=sys.stderr)
