@@ -190,10 +190,6 @@ class SupportIndex:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._index.reconstruct(int(i)) for i in ids])
 
-    @property
-    def faiss_index(self):
-        return self._index
-
     # -- persistence ------------------------------------------------------------------------------
     def config(self) -> dict:
         """JSON-able settings that :meth:`from_bytes` needs besides the FAISS bytes."""

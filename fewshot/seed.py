@@ -25,12 +25,3 @@ def seed_everything(seed: int) -> None:
 def episode_rng(seed: int, index: int) -> np.random.Generator:
     """The generator for episode ``index`` of a sampler seeded with ``seed``."""
     return np.random.default_rng([int(seed), int(index)])
-
-
-def torch_generator(seed: int, device: str = "cpu"):
-    """A ``torch.Generator`` seeded with ``seed``, for data loaders and augmentation."""
-    import torch
-
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
-    return g

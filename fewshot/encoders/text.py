@@ -5,7 +5,6 @@ package: loaded with plain transformers from site-packages, never the network.
 """
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,7 +69,3 @@ class TextEncoder(Encoder):
 
 def is_transformers_folder(name: str) -> bool:
     return (Path(name) / "config.json").is_file()
-
-
-def has_transformers() -> bool:
-    return importlib.util.find_spec("transformers") is not None

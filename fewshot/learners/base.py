@@ -138,7 +138,3 @@ def prototypes(z: torch.Tensor, y: torch.Tensor, n_way: int | None = None) -> to
         raise ValueError(f"local labels {missing} have no support example; labels must cover 0..{n_way - 1}")
     sums = torch.zeros(n_way, z.shape[1], dtype=z.dtype, device=z.device).index_add_(0, y, z)
     return sums / counts.unsqueeze(1).to(z.dtype)
-
-
-def as_numpy_labels(y) -> np.ndarray:
-    return np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y, dtype=np.int64)
