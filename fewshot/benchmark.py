@@ -388,6 +388,7 @@ class _Resources:
             from .experiment import build_learner
 
             self.learners = {key: build_learner(run_cfg, modality)}  # keep one learner in memory
+        run_cfg.learner = self.learners[key].cfg  # the resolved options (e.g. the encoder's metric)
         return self.learners[key]
 
 

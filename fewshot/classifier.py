@@ -16,15 +16,19 @@ Each class is the exact mean of all the embeddings ever added under its
 label: the classifier keeps per-class float64 sums and counts, so adding
 examples to an existing label updates its prototype without re-embedding the
 old ones (``replace=True`` resets the class to the new examples only). The
-prototypes live in a :class:`~fewshot.index.SupportIndex` (``index_``) used by
-:meth:`~FewShotClassifier.predict` and :meth:`~FewShotClassifier.predict_topk`.
+prototypes live in a :class:`~fewshot.prototypes.NearestPrototypes` head
+(``head_``: metric, scale, FAISS index), the same code the protonet learner
+scores episodes with; :meth:`~FewShotClassifier.predict` and
+:meth:`~FewShotClassifier.predict_topk` search its index.
 
-Scores are "larger is closer": cosine similarity (metric ``"cosine"``, the
-default) or negative squared Euclidean distance (``"euclidean"``).
-:meth:`~FewShotClassifier.predict_proba` is a softmax of ``score / temperature``
-over all classes, computed exactly (brute force) even when the index is
-approximate; ``temperature`` defaults to 0.05 for cosine (similarities lie in
-[-1, 1]) and 1.0 for euclidean.
+Scores are "larger is closer": cosine similarity or negative squared
+Euclidean distance. The metric defaults to the encoder's
+(:attr:`~fewshot.encoders.Encoder.metric`: cosine for sentence encoders).
+:meth:`~FewShotClassifier.predict_proba` is a softmax of ``scale * score``
+over all classes, computed exactly even when the index is approximate;
+``scale`` defaults to :data:`fewshot.prototypes.DEFAULT_SCALE` (10 for
+cosine, 0.1 for euclidean), and a classifier built from a protonet checkpoint
+uses the scale (temperature) it learned.
 
 Labels are any hashable values (``None`` is reserved for "out of scope");
 ``classes_`` lists them in order of first appearance. :meth:`save` needs labels
@@ -32,20 +36,27 @@ that JSON can hold exactly: ``str`` or ``int``.
 
 Persistence goes through :class:`~fewshot.store.SupportStore` (atomic,
 checksummed, lockable); loading with a different encoder (weights fingerprint)
-or dimension is refused.
+or dimension is refused. :meth:`FewShotClassifier.update` is the safe way to
+change a saved classifier from several processes (lock, load, change, save);
+:meth:`save` refuses to overwrite a folder that another writer changed since
+this classifier was loaded from it.
 """
 from __future__ import annotations
 
-import math
+import contextlib
 import os
+import warnings
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+import torch
 
-from .index import KINDS, METRICS, SupportIndex
+from .checkpoint import load_encoder, load_learner, read_record
+from .encoders import ENCODERS, Encoder, build_encoder, create_encoder, encoder_spec
+from .index import KINDS, SupportIndex
+from .prototypes import NearestPrototypes, check_metric, check_scale
+from .prototypes import scores as prototype_scores
 from .store import StoreError, SupportStore
-
-DEFAULT_TEMPERATURE = {"cosine": 0.05, "euclidean": 1.0}
 # index_kind="auto": exact flat search below this many classes, IVF from there. IVF rather than HNSW:
 # on bin/bench-index's 10^5-class rows it has the higher recall@1 (0.995 vs 0.77), builds ~15x
 # faster and deletes without a rebuild.
@@ -58,6 +69,10 @@ class NotFittedError(ValueError):
     """The classifier was used before :meth:`FewShotClassifier.fit` (or add_classes)."""
 
 
+class ConcurrentUpdateError(StoreError):
+    """:meth:`FewShotClassifier.save` found its folder changed by another writer since it was loaded."""
+
+
 class FewShotClassifier:
     """Nearest-class-mean classifier over a frozen encoder, with classes added and removed at run time.
 
@@ -65,47 +80,49 @@ class FewShotClassifier:
     ----------
     encoder: a registered encoder name (``"minilm"``, ``"mobilenetv2"``, ...), a transformers
         model folder, or an :class:`~fewshot.encoders.Encoder` instance.
-    metric: ``"cosine"`` (default) or ``"euclidean"``.
+    metric: ``"cosine"`` or ``"euclidean"``; None (default): the encoder's own (``encoder.metric``).
     unknown_label: what :meth:`predict` answers for a query beyond the calibrated threshold
         (default None). It cannot also be a class name.
-    temperature: softmax temperature of :meth:`predict_proba` (None: 0.05 cosine, 1.0 euclidean).
+    scale: logit scale of :meth:`predict_proba`, ``softmax(scale * score)`` (None: 10 for cosine,
+        0.1 for euclidean; a protonet checkpoint's learned temperature in :meth:`from_checkpoint`).
     index_kind: ``"flat"`` (exact), ``"ivf"``, ``"hnsw"`` (approximate) or ``"auto"`` (default:
         flat below 50,000 classes, IVF from there; IVF is retrained when the class count doubles).
     index_options: extra SupportIndex settings (``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``).
     batch_size, device: passed to ``Encoder.encode``.
     """
 
-    def __init__(self, encoder="minilm", metric: str = "cosine", *, unknown_label: Hashable = None,
-                 temperature: float | None = None, index_kind: str = "auto",
+    def __init__(self, encoder="minilm", metric: str | None = None, *, unknown_label: Hashable = None,
+                 scale: float | None = None, index_kind: str = "auto",
                  index_options: dict | None = None,
                  batch_size: int = 128, device: str | None = None):
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if metric is not None:
+            check_metric(metric)
         if index_kind not in KINDS + ("auto",):
             raise ValueError(f"index_kind must be one of {KINDS + ('auto',)}, got {index_kind!r}")
-        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-                                        or not math.isfinite(temperature) or temperature <= 0):
-            raise ValueError(f"temperature must be a positive number or None, got {temperature!r}")
+        if scale is not None:
+            check_scale(scale)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         index_options = dict(index_options or {})
         unknown_opts = set(index_options) - {"nlist", "nprobe", "hnsw_m", "ef_search"}
         if unknown_opts:
             raise ValueError(f"unknown index_options {sorted(unknown_opts)}; valid: nlist, nprobe, hnsw_m, ef_search")
-        SupportIndex(1, metric, "flat" if index_kind == "auto" else index_kind, **index_options)  # validates
+        SupportIndex(1, metric or "cosine", "flat" if index_kind == "auto" else index_kind,
+                     **index_options)  # validates the options
         try:
             hash(unknown_label)
         except TypeError as exc:
             raise TypeError(f"unknown_label must be hashable, got {type(unknown_label).__name__}") from exc
         self.encoder = _resolve_encoder(encoder)
-        self.metric = metric
+        self.metric = metric or self.encoder.metric
         self.unknown_label = _plain(unknown_label)
-        self.temperature = float(temperature) if temperature is not None else DEFAULT_TEMPERATURE[metric]
+        self.scale = scale  # None: the metric's default (fewshot.prototypes.DEFAULT_SCALE)
         self.index_kind = index_kind
         self.index_options = index_options
         self.batch_size = batch_size
         self.device = device
         self.checkpoint = None  # set by from_checkpoint: where the encoder's weights came from
+        self._generation: tuple[str, int] | None = None  # (folder, store generation) this was loaded from
         self._reset()
 
     # -- state ------------------------------------------------------------------------------------
@@ -114,7 +131,7 @@ class FewShotClassifier:
         self.counts_ = np.zeros(0, dtype=np.int64)
         self.ids_ = np.zeros(0, dtype=np.int64)  # stable FAISS id of each class, ascending
         self.sums_ = np.zeros((0, self.dim), dtype=np.float64)
-        self.index_: SupportIndex | None = None
+        self.head_: NearestPrototypes | None = None
         self.threshold_: float | None = None
         self.calibration_: dict | None = None
         self._next_id = 0
@@ -134,6 +151,11 @@ class FewShotClassifier:
         """(n_classes, dim) float32 class means, rows ordered like ``classes_``."""
         return (self.sums_ / self.counts_[:, None]).astype(np.float32) if self.n_classes else \
             np.zeros((0, self.dim), np.float32)
+
+    @property
+    def index_(self) -> SupportIndex | None:
+        """The FAISS index of the prototypes (None before the first class)."""
+        return self.head_.index if self.head_ is not None else None
 
     def __repr__(self) -> str:
         return (f"FewShotClassifier(encoder={self.encoder.name!r}, metric={self.metric!r}, "
@@ -287,13 +309,13 @@ class FewShotClassifier:
                              f"classes: {shown}")
         drop = sorted({self._pos[n] for n in names})
         keep = np.setdiff1d(np.arange(self.n_classes), drop)
-        if self.index_ is not None:
-            self.index_.remove(self.ids_[drop])
+        if self.head_ is not None:
+            self.head_.remove(self.ids_[drop])
         self.classes_ = [self.classes_[i] for i in keep]
         self.sums_, self.counts_, self.ids_ = self.sums_[keep], self.counts_[keep], self.ids_[keep]
         self._pos = {lab: i for i, lab in enumerate(self.classes_)}
         if not self.n_classes:
-            self.index_ = None
+            self.head_ = None
         return self
 
     def _resolved_kind(self) -> str:
@@ -310,18 +332,16 @@ class FewShotClassifier:
         if stale:
             self.rebuild_index()
             return
-        protos = self.prototypes_
-        if changed:
-            ix.remove(self.ids_[changed])
-            ix.add(self.ids_[changed], protos[changed])
-        if new:
-            ix.add(self.ids_[new], protos[new])
+        rows = changed + new
+        if rows:
+            self.head_.set(self.ids_[rows], self.prototypes_[rows])
 
     def rebuild_index(self) -> None:
-        """Rebuild ``index_`` from the stored prototypes (retrains IVF)."""
-        self.index_ = SupportIndex(self.dim, self.metric, self._resolved_kind(), **self.index_options)
+        """Rebuild ``head_`` and its index from the stored prototypes (retrains IVF)."""
+        self.head_ = NearestPrototypes(self.dim, self.metric, self.scale, self._resolved_kind(),
+                                       **self.index_options)
         if self.n_classes:
-            self.index_.add(self.ids_, self.prototypes_)
+            self.head_.set(self.ids_, self.prototypes_)
 
     # -- inference --------------------------------------------------------------------------------
     def scores(self, x: Sequence) -> np.ndarray:
@@ -330,27 +350,23 @@ class FewShotClassifier:
         return self._scores(self.embed(x))
 
     def _scores(self, z: np.ndarray) -> np.ndarray:
-        p = self.prototypes_
-        z = z.astype(np.float32)
-        if self.metric == "cosine":
-            zn = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-            pn = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-            return zn @ pn.T
-        return -((z * z).sum(1)[:, None] - 2 * z @ p.T + (p * p).sum(1)[None, :])
+        """Exact scores against every prototype, columns ordered like ``classes_``."""
+        return prototype_scores(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)),
+                                torch.from_numpy(self.prototypes_), self.metric).numpy()
 
     def predict_proba(self, x: Sequence) -> np.ndarray:
-        """(n, n_classes) float64 softmax of ``score / temperature``; columns ordered like ``classes_``.
+        """(n, n_classes) float64 softmax of ``scale * score``; columns ordered like ``classes_``.
 
         Always exact over all classes; it has no "unknown" column (see :meth:`predict`).
         """
         self._check_fitted("predict_proba")
-        s = self._scores(self.embed(x)).astype(np.float64) / self.temperature
+        s = self._scores(self.embed(x)).astype(np.float64) * self.head_.scale
         s -= s.max(1, keepdims=True)
         e = np.exp(s)
         return e / e.sum(1, keepdims=True)
 
     def _search(self, z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, ids = self.index_.search(z, k)
+        scores, ids = self.head_.search(z, k)
         pos = np.searchsorted(self.ids_, ids)
         found = (ids >= 0) & (pos < self.n_classes)
         found &= self.ids_[np.minimum(pos, self.n_classes - 1)] == ids
@@ -463,7 +479,10 @@ class FewShotClassifier:
     def save(self, path: str | os.PathLike) -> None:
         """Write the classifier to folder ``path`` atomically (see :class:`~fewshot.store.SupportStore`).
 
-        Holds the folder's lock while writing. Labels must be ``str`` or ``int``.
+        Holds the folder's lock while writing. Labels must be ``str`` or ``int``. If this
+        classifier was loaded from ``path`` and another writer saved there since, nothing is
+        written and :class:`ConcurrentUpdateError` says so (use :meth:`update` to change a
+        shared folder).
         """
         from safetensors.numpy import save as save_arrays
 
@@ -474,7 +493,7 @@ class FewShotClassifier:
         meta = {
             "kind": STORE_KIND, "classes": list(self.classes_), "counts": self.counts_.tolist(),
             "ids": self.ids_.tolist(), "next_id": self._next_id, "fitted": self._fitted,
-            "metric": self.metric, "dim": self.dim, "temperature": self.temperature,
+            "metric": self.metric, "dim": self.dim, "scale": self.scale,
             "unknown_label": self.unknown_label, "threshold": self.threshold_, "calibration": self.calibration_,
             "index_kind": self.index_kind, "index_options": self.index_options,
             "index": self.index_.config() if self.index_ is not None else None,
@@ -483,7 +502,39 @@ class FewShotClassifier:
         blobs = {"state": ("safetensors", save_arrays({"sums": np.ascontiguousarray(self.sums_)}))}
         if self.index_ is not None:
             blobs["index"] = ("faiss", self.index_.to_bytes())
-        SupportStore(path).write(meta, blobs)
+        key = os.path.realpath(path)
+        expect = self._generation[1] if self._generation and self._generation[0] == key else None
+        generation = SupportStore(path).write(meta, blobs, expect_generation=expect)
+        self._generation = (key, generation)
+
+    @classmethod
+    @contextlib.contextmanager
+    def update(cls, path: str | os.PathLike, encoder=None, **load_kwargs):
+        """``with FewShotClassifier.update(DIR) as clf: clf.add_classes(...)``: the safe way to change
+        a saved classifier while other processes may do the same.
+
+        Holds DIR's lock from load to save, so concurrent updates are applied one after
+        the other and none is lost; saves only if the block ends without an exception
+        (then DIR is left exactly as it was).
+        """
+        with SupportStore.locked(path):
+            clf = cls.load(path, encoder, **load_kwargs)
+            yield clf
+            clf.save(path)
+
+    @staticmethod
+    def describe(path: str | os.PathLike) -> dict:
+        """What a saved classifier holds, read from its manifest alone (the index is not loaded):
+        ``encoder``, ``fingerprint``, ``metric``, ``dim``, ``threshold``, ``generation`` and
+        ``classes`` (a list of {"label", "count"})."""
+        doc = SupportStore(path).read_manifest()
+        meta = doc["body"]
+        if meta.get("kind") != STORE_KIND:
+            raise StoreError(f"{path} holds a {meta.get('kind')!r} store, not a {STORE_KIND!r}")
+        return {"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
+                "metric": meta["metric"], "dim": meta["dim"], "threshold": meta["threshold"],
+                "generation": doc["generation"],
+                "classes": [{"label": c, "count": n} for c, n in zip(meta["classes"], meta["counts"])]}
 
     @classmethod
     def load(cls, path: str | os.PathLike, encoder=None, *, batch_size: int = 128,
@@ -495,7 +546,8 @@ class FewShotClassifier:
         """
         from safetensors.numpy import load as load_arrays
 
-        meta, blobs = SupportStore(path).read()
+        store = SupportStore(path)
+        meta, blobs = store.read()
         if meta.get("kind") != STORE_KIND:
             raise StoreError(f"{path} holds a {meta.get('kind')!r} store, not a {STORE_KIND!r}")
         ident = meta["encoder"]
@@ -510,7 +562,10 @@ class FewShotClassifier:
             raise ValueError(f"the index in {path} was built with encoder {ident['name']!r} (weights fingerprint "
                              f"{ident['fingerprint']}), but the given encoder {encoder.name!r} has fingerprint "
                              f"{encoder.fingerprint()}; load it with the same encoder weights or rebuild the index")
-        clf = cls(encoder, meta["metric"], unknown_label=meta["unknown_label"], temperature=meta["temperature"],
+        scale = meta.get("scale")
+        if scale is None and meta.get("temperature"):  # written by fewshot 0.1: softmax(score / temperature)
+            scale = 1.0 / meta["temperature"]
+        clf = cls(encoder, meta["metric"], unknown_label=meta["unknown_label"], scale=scale,
                   index_kind=meta["index_kind"], index_options=meta["index_options"], batch_size=batch_size,
                   device=device)
         clf.checkpoint = ident.get("checkpoint")
@@ -532,18 +587,37 @@ class FewShotClassifier:
         clf.threshold_ = meta["threshold"]
         clf.calibration_ = meta["calibration"]
         if meta["index"] is not None:
-            clf.index_ = SupportIndex.from_bytes(blobs.get("index", b""), meta["index"])
-            if not np.array_equal(clf.index_.ids(), np.sort(clf.ids_)):
-                raise StoreError(f"{path}: the FAISS index holds {clf.index_.ntotal} prototypes that do not match "
-                                 f"the {n} classes of the metadata; restore the folder from a backup")
+            index = SupportIndex.from_bytes(blobs.get("index", b""), meta["index"])
+            try:
+                clf.head_ = NearestPrototypes.from_index(index, clf.ids_, clf.prototypes_, clf.scale)
+            except ValueError as exc:
+                raise StoreError(f"{path}: {exc} (the {n} classes of the metadata); restore the folder from a "
+                                 "backup") from None
+        clf._generation = (os.path.realpath(path), store.generation)
         return clf
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "FewShotClassifier":
-        """A new, empty classifier over the encoder saved in checkpoint folder ``path``."""
-        from .checkpoint import load_encoder
+        """A new, empty classifier over the model saved in checkpoint folder ``path``.
 
-        clf = cls(load_encoder(path), **kwargs)
+        A protonet checkpoint is served as trained: its metric and its learned scale
+        (temperature) become the classifier's, unless ``metric=`` / ``scale=`` are given.
+        finetune and maml checkpoints adapt a new head to each task's support set, which a
+        classifier whose classes change at run time cannot do: their meta-trained encoder
+        is served with nearest prototypes (the encoder's metric) and a UserWarning says so.
+        """
+        record = read_record(path)
+        learner = load_learner(path)
+        if record["learner"] == "protonet":
+            kwargs.setdefault("metric", learner.cfg.metric)
+            if kwargs["metric"] == learner.cfg.metric:
+                kwargs.setdefault("scale", learner.temperature)
+        else:
+            warnings.warn(f"{path} holds a {record['learner']!r} checkpoint, which adapts a head per task; "
+                          "FewShotClassifier serves its meta-trained encoder with nearest prototypes "
+                          f"({kwargs.get('metric') or learner.encoder.metric} metric) instead", UserWarning,
+                          stacklevel=2)
+        clf = cls(learner.encoder, **kwargs)
         clf.checkpoint = str(os.path.abspath(path))
         return clf
 
@@ -561,8 +635,6 @@ def _safe_get(mapping: dict, key):
 
 
 def _resolve_encoder(encoder):
-    from .encoders import Encoder, create_encoder
-
     if isinstance(encoder, str):
         return create_encoder(encoder)
     if isinstance(encoder, Encoder):
@@ -574,11 +646,7 @@ def _resolve_encoder(encoder):
 def _encoder_from_identity(ident: dict, path) -> object:
     """Rebuild the encoder an index was saved with: from its checkpoint, else from its spec."""
     if ident.get("checkpoint"):
-        from .checkpoint import load_encoder
-
         return load_encoder(ident["checkpoint"])
-    from .encoders import ENCODERS, build_encoder, encoder_spec
-
     spec = dict(ident["spec"])
     try:
         if spec.get("name") in ENCODERS and spec.get("kind") == "text":

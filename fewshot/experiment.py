@@ -7,17 +7,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from .checkpoint import load_learner
 from .config import EpisodeConfig, FewShotConfig
 from .data import FewShotDataset
+from .datasets import load_dataset
+from .device import resolve_device
+from .encoders import create_encoder, default_encoder
 from .episodes import EpisodeSampler, VariableEpisodeSampler, load_episodes
 from .evaluation import EvalResult, evaluate
-
-DEFAULT_ENCODER = {"text": "minilm", "image": "mobilenetv2"}
+from .learners import create_learner
+from .seed import seed_everything
 
 
 def build_dataset(cfg: FewShotConfig) -> FewShotDataset:
-    from .datasets import load_dataset
-
     d = cfg.data
     kw = {}
     if d.text_column != "text" or d.label_column != "label":
@@ -66,28 +68,36 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[list, d
     return list(sampler.episodes(e.episodes)), sampler.describe()
 
 
-def build_learner(cfg: FewShotConfig, modality: str):
-    """The learner of ``cfg``: from a checkpoint folder, or a fresh pretrained encoder."""
-    from .device import resolve_device
-    from .learners import create_learner
+def build_learner(cfg: FewShotConfig, modality: str, seed: int | None = None):
+    """The learner of ``cfg``: from a checkpoint folder, or a fresh pretrained encoder.
 
+    ``seed`` seeds every generator first (identical initial heads and adapters on
+    every rank of a distributed run). Under torchrun on CUDA each rank takes its
+    own device. ``cfg.learner`` becomes the resolved options actually used (e.g.
+    the encoder's metric), for reports and checkpoints.
+    """
+    import torch
+
+    if seed is not None:
+        seed_everything(seed)
     device = resolve_device(cfg.device)
+    if device.type == "cuda" and torch.distributed.is_available() and torch.distributed.is_initialized():
+        device = torch.device("cuda", torch.cuda.current_device())
     if cfg.checkpoint:
-        from .checkpoint import load_learner
-
         learner = load_learner(cfg.checkpoint, learner_cfg=cfg.learner)
-        cfg.learner = learner.cfg  # the options actually used (saved, plus overrides), for the report
     else:
-        from .encoders import create_encoder
-
-        name = cfg.encoder or DEFAULT_ENCODER[modality]
+        name = cfg.encoder or default_encoder(modality)
         encoder = create_encoder(name, **cfg.encoder_options)
+        if encoder.modality != modality:
+            raise ValueError(f"encoder {name!r} reads {encoder.modality} but the dataset is {modality}; choose "
+                             f"a {modality} encoder with --encoder ({default_encoder(modality)!r})")
         learner = create_learner(cfg.learner.name, encoder, cfg.learner)
     if learner.encoder.modality != modality:
         raise ValueError(
             f"encoder {learner.encoder.name!r} reads {learner.encoder.modality} but the dataset is "
-            f"{modality}; choose a {modality} encoder with --encoder ({DEFAULT_ENCODER[modality]!r})"
+            f"{modality}; choose a {modality} encoder with --encoder ({default_encoder(modality)!r})"
         )
+    cfg.learner = learner.cfg
     return learner.to(device)
 
 

@@ -58,11 +58,16 @@ class StoreError(ValueError):
     """A store folder is missing, corrupted, truncated or of an unknown format."""
 
 
+class ConcurrentUpdateError(StoreError):
+    """A write expected the folder at one generation and found another writer's newer one."""
+
+
 class SupportStore:
     """The folder ``path``; see the module docstring for its layout and guarantees."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.generation: int | None = None  # of the last manifest read or written through this object
 
     def __repr__(self) -> str:
         return f"SupportStore({str(self.path)!r})"
@@ -130,6 +135,7 @@ class SupportStore:
         if _body_digest(doc["body"]) != doc.get("sha256"):
             raise StoreError(f"{self.manifest_path} is corrupted (its checksum does not match its content); "
                              "restore the folder from a backup or rebuild the index")
+        self.generation = doc.get("generation")
         return doc
 
     def read(self, retries: int = 5) -> tuple[dict, dict[str, bytes]]:
@@ -153,16 +159,24 @@ class SupportStore:
         raise AssertionError("unreachable")
 
     # -- writing ----------------------------------------------------------------------------------
-    def write(self, meta: dict, blobs: dict[str, tuple[str, bytes]]) -> int:
+    def write(self, meta: dict, blobs: dict[str, tuple[str, bytes]], expect_generation: int | None = None) -> int:
         """Commit a new generation: ``meta`` (JSON-able) and ``blobs`` {key: (extension, bytes)}.
 
         Returns the new generation number. Holds the folder lock while writing.
+        ``expect_generation``: refuse (:class:`ConcurrentUpdateError`, nothing written)
+        unless the folder is still at that generation (optimistic concurrency).
         """
         for key, (ext, _) in blobs.items():
             if not key.isidentifier() or not ext.isalnum():
                 raise ValueError(f"blob key {key!r} / extension {ext!r} must be plain words")
         with self.lock():
-            generation = self.read_manifest()["generation"] + 1 if self.exists() else 1
+            current = self.read_manifest()["generation"] if self.exists() else 0
+            if expect_generation is not None and current != expect_generation:
+                raise ConcurrentUpdateError(
+                    f"{self.path} was changed by another writer (generation {current}, this copy was loaded at "
+                    f"{expect_generation}); saving would lose that update. Load it again and re-apply the "
+                    "change, or make changes under `with FewShotClassifier.update(DIR) as clf:`, which locks")
+            generation = current + 1
             token = f"{generation:08d}-{secrets.token_hex(4)}"
             files = {}
             for key, (ext, data) in blobs.items():
@@ -174,6 +188,7 @@ class SupportStore:
                    "generation": generation, "files": files, "body": body, "sha256": _body_digest(body)}
             atomic_write_text(self.manifest_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
             self._collect_garbage({f["name"] for f in files.values()})
+        self.generation = generation
         return generation
 
     def _collect_garbage(self, keep: set[str]) -> None:

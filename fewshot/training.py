@@ -72,6 +72,18 @@ class _LossModule(nn.Module):
         return learner.batch_loss(*args), None
 
 
+def meta_train(learner, dataset: FewShotDataset, cfg: TrainConfig | None = None, out_dir=None,
+               resume: bool = False, *, run_config: dict | None = None, progress: bool = False) -> dict:
+    """Train ``learner.module`` on ``dataset``'s train classes, validating on its val classes.
+
+    ``out_dir`` receives the best checkpoint, the resume state and the training
+    log; ``run_config`` (the resolved FewShotConfig as a dict) is written beside
+    the weights. Returns the final metrics (see :meth:`Trainer.fit`).
+    """
+    return Trainer(learner, dataset, cfg, out_dir=out_dir, resume=resume, run_config=run_config,
+                   progress=progress).fit()
+
+
 class Trainer:
     """Trains ``learner.module`` on ``dataset`` following ``cfg``; :meth:`fit` runs it."""
 

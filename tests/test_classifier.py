@@ -192,7 +192,7 @@ def test_calibrate_reports_an_unreachable_precision(data):
 def test_save_load_round_trip_is_identical(tmp_path, data):
     enc, texts, labels, table = data
     sx, sy, qx, qy = split(texts, labels)
-    clf = FewShotClassifier(enc, "euclidean", unknown_label="none", temperature=0.5).fit(sx, sy)
+    clf = FewShotClassifier(enc, "euclidean", unknown_label="none", scale=2.0).fit(sx, sy)
     clf.remove_classes(["class2"]).add_classes(sx[:2], sy[:2])
     clf.calibrate(qx, [y if y != "class2" else None for y in qy], target_precision=0.8)
     clf.save(tmp_path / "ix")
@@ -201,8 +201,8 @@ def test_save_load_round_trip_is_identical(tmp_path, data):
     assert again.predict(qx) == clf.predict(qx)
     assert again.classes_ == clf.classes_ and again.counts_.tolist() == clf.counts_.tolist() == [5, 3, 3, 3]
     np.testing.assert_array_equal(again.sums_, clf.sums_)  # float64 sums survive exactly
-    assert (again.threshold_, again.calibration_, again.temperature, again.unknown_label, again.metric) == \
-        (clf.threshold_, clf.calibration_, 0.5, "none", "euclidean")
+    assert (again.threshold_, again.calibration_, again.scale, again.unknown_label, again.metric) == \
+        (clf.threshold_, clf.calibration_, 2.0, "none", "euclidean")
     again.add_classes(sx[6:9], sy[6:9])  # ids keep increasing after a load
     assert again.classes_[-1] == "class2" and again.ids_.tolist() == [0, 1, 3, 4, 5]
 
@@ -336,8 +336,8 @@ def test_bad_input_raises_clear_errors(data, tiny_image_encoder, tmp_path):
         FewShotClassifier(enc, "dot")
     with pytest.raises(ValueError, match="index_kind must be one of"):
         FewShotClassifier(enc, index_kind="lsh")
-    with pytest.raises(ValueError, match="temperature must be a positive number"):
-        FewShotClassifier(enc, temperature=0)
+    with pytest.raises(ValueError, match="scale must be a positive finite number"):
+        FewShotClassifier(enc, scale=0)
     with pytest.raises(ValueError, match=r"unknown index_options \['nprobes'\]"):
         FewShotClassifier(enc, index_options={"nprobes": 4})
     with pytest.raises(TypeError, match="encoder must be an encoder name .* got int"):

@@ -10,7 +10,7 @@ def test_defaults_and_round_trip():
     cfg = FewShotConfig()
     d = cfg.to_dict()
     assert d["episodes"]["way"] == 5 and d["episodes"]["shot"] == 1 and d["episodes"]["query"] == 15
-    assert d["learner"]["name"] == "protonet" and d["learner"]["metric"] == "euclidean"
+    assert d["learner"]["name"] == "protonet" and d["learner"]["metric"] is None  # None: the encoder's metric
     again = FewShotConfig.from_dict(d)
     assert again.to_dict() == d
 

@@ -83,8 +83,8 @@ TRAIN_MAPPING = {
 def train(ctx, config_path, out, resume, quiet, **_):
     """Train a learner on the train classes, validating on the val classes; writes OUT."""
     from ..config import FewShotConfig
-    from ..experiment import DEFAULT_ENCODER, build_dataset
-    from ..training import init_distributed
+    from ..experiment import build_dataset, build_learner
+    from ..training import init_distributed, meta_train
 
     cfg = load_run_config(ctx, config_path, TRAIN_MAPPING)
     out_dir = Path(out)
@@ -100,9 +100,10 @@ def train(ctx, config_path, out, resume, quiet, **_):
         cfg = FewShotConfig.from_dict(d)
     rank, world = init_distributed(cfg.device)
     try:
-        learner, dataset = _build(cfg, DEFAULT_ENCODER, build_dataset, rank)
-        metrics = learner.meta_train(dataset, cfg.train, out_dir=out_dir, resume=resume,
-                                     run_config=cfg.to_dict(), progress=not quiet and rank == 0)
+        dataset = build_dataset(cfg)
+        learner = build_learner(cfg, dataset.modality, seed=cfg.train.seed)
+        metrics = meta_train(learner, dataset, cfg.train, out_dir=out_dir, resume=resume,
+                             run_config=cfg.to_dict(), progress=not quiet and rank == 0)
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -118,25 +119,3 @@ def train(ctx, config_path, out, resume, quiet, **_):
             + (f" on {world} processes" if world > 1 else "") + f"; checkpoint in {out_dir}"
         )
 
-
-def _build(cfg, default_encoder, build_dataset, rank):
-    import torch
-
-    from ..device import resolve_device
-    from ..encoders import create_encoder
-    from ..learners import create_learner
-    from ..seed import seed_everything
-
-    dataset = build_dataset(cfg)
-    seed_everything(cfg.train.seed)  # identical initial weights (heads, LoRA) on every rank
-    name = cfg.encoder or default_encoder[dataset.modality]
-    encoder = create_encoder(name, **cfg.encoder_options)
-    if encoder.modality != dataset.modality:
-        raise ValueError(f"encoder {name!r} reads {encoder.modality} but dataset {dataset.name!r} is "
-                         f"{dataset.modality}; pass --encoder {default_encoder[dataset.modality]}")
-    learner = create_learner(cfg.learner.name, encoder, cfg.learner)
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and torch.distributed.is_initialized():
-        device = torch.device("cuda", torch.cuda.current_device())
-    learner.to(device)
-    return learner, dataset

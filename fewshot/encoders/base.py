@@ -17,11 +17,15 @@ class Encoder(nn.Module):
     Subclasses set ``modality`` and ``dim`` and implement :meth:`preprocess`
     (raw items -> model inputs on CPU) and :meth:`forward` (model inputs ->
     (n, dim) float tensor). :meth:`encode` is the batched inference path.
+    ``metric`` says how its embeddings compare (the default of every
+    nearest-prototype path; see :mod:`fewshot.prototypes`).
     ``spec`` is the JSON-able recipe that :func:`fewshot.encoders.create_encoder`
     rebuilds the architecture from (weights travel separately, as safetensors).
     """
 
+    kind: str = ""  # the spec "kind" this class builds (see fewshot.encoders.registry)
     modality: str = ""
+    metric: str = "euclidean"  # how embeddings compare by default: "cosine" or "euclidean"
     dim: int = 0
 
     def __init__(self, spec: dict):

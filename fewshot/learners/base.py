@@ -14,7 +14,7 @@ Training interface (used by :class:`fewshot.training.Trainer`):
 - :attr:`Learner.train_mode`: ``"episodic"`` (the trainer feeds episodes to
   :meth:`Learner.episode_loss`) or ``"supervised"`` (plain batches of base-class
   examples to :meth:`Learner.batch_loss`).
-- :meth:`Learner.meta_train` delegates to the Trainer; learners hold no loops.
+- Learners hold no loops: :func:`fewshot.training.meta_train` drives them.
 """
 from __future__ import annotations
 
@@ -72,19 +72,6 @@ class Learner(ABC):
         """(n, dim) float32 embeddings of raw items, for a SupportIndex."""
         return self.encoder.encode(x, device=self.device)
 
-    def meta_train(self, dataset, cfg=None, out_dir=None, resume: bool = False, *,
-                   run_config: dict | None = None, progress: bool = False) -> dict:
-        """Train :attr:`module` on ``dataset``'s train classes (validating on its val classes).
-
-        ``cfg`` is a :class:`fewshot.config.TrainConfig`; ``out_dir`` receives the best
-        checkpoint, the resume state and the training log; ``run_config`` (the resolved
-        FewShotConfig as a dict) is written beside the weights. Returns the final metrics.
-        """
-        from ..training import Trainer
-
-        return Trainer(self, dataset, cfg, out_dir=out_dir, resume=resume, run_config=run_config,
-                       progress=progress).fit()
-
     def prepare_training(self, dataset, cfg) -> None:
         """Called once before the optimizer is built (e.g. to size a head over the train classes)."""
 
@@ -124,17 +111,3 @@ class Learner(ABC):
     def logits_features(self, z_query: torch.Tensor) -> torch.Tensor:
         """Like :meth:`logits`, from (n_query, dim) embeddings."""
 
-
-def prototypes(z: torch.Tensor, y: torch.Tensor, n_way: int | None = None) -> torch.Tensor:
-    """Class means (n_way, dim) of embeddings ``z`` with local labels ``y`` in 0..n_way-1.
-
-    Raises if a label in 0..n_way-1 has no example (easyfsl gives NaN there).
-    """
-    y = y.long().to(z.device)
-    n_way = int(y.max()) + 1 if n_way is None else n_way
-    counts = torch.bincount(y, minlength=n_way)
-    if (counts == 0).any():
-        missing = torch.nonzero(counts == 0).flatten().tolist()
-        raise ValueError(f"local labels {missing} have no support example; labels must cover 0..{n_way - 1}")
-    sums = torch.zeros(n_way, z.shape[1], dtype=z.dtype, device=z.device).index_add_(0, y, z)
-    return sums / counts.unsqueeze(1).to(z.dtype)

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..adapters import apply_trainable, check_trainable
 from .base import Learner, LearnerConfig
+from .registry import register_learner
 
 HEADS = ("linear", "cosine")
 
@@ -85,6 +86,7 @@ class FineTuneModule(nn.Module):
         self.base_head: nn.Module | None = None
 
 
+@register_learner
 class FineTune(Learner):
     name = "finetune"
     config_class = FineTuneConfig

@@ -47,6 +47,7 @@ from torch.func import functional_call
 from .. import l2l
 from ..adapters import apply_trainable, check_trainable
 from .base import Learner, LearnerConfig
+from .registry import register_learner
 
 
 @dataclass
@@ -153,6 +154,7 @@ def _batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+@register_learner
 class MAMLLearner(Learner):
     name = "maml"
     config_class = MAMLConfig

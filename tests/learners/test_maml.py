@@ -15,6 +15,7 @@ from fewshot.episodes import EpisodeSampler
 from fewshot.evaluation import evaluate
 from fewshot.learners import create_learner, learner_config
 from fewshot.learners.maml import MAMLConfig, MAMLLearner
+from fewshot.training import meta_train
 
 
 def _images(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -225,7 +226,7 @@ def test_trainer_checkpoint_round_trip(tiny_image_encoder, tmp_path):
     learner = create_learner("maml", tiny_image_encoder, {"inner_steps": 1, "test_inner_steps": 2})
     cfg = TrainConfig(steps=4, eval_every=2, patience=0, lr=1e-3, head_lr=1e-3, train_way=3, train_query=2,
                       val_way=3, val_query=2, val_episodes=3)
-    metrics = learner.meta_train(ds, cfg, out_dir=tmp_path / "run")
+    metrics = meta_train(learner, ds, cfg, out_dir=tmp_path / "run")
     assert metrics["steps"] == 4 and 0.0 <= metrics["best_val_accuracy"] <= 1.0
     assert (tmp_path / "run" / "model.safetensors").is_file()
 

@@ -8,7 +8,7 @@ import torch
 
 from fewshot.encoders import create_encoder
 from fewshot.learners import create_learner, learner_config
-from fewshot.learners.protonet import prototype_logits
+from fewshot.prototypes import scores
 
 SUPPORT = ["a cat sat", "stocks fell", "rain today", "a dog ran", "bonds rose", "snow tonight"]
 QUERY = ["kittens play", "markets rally", "storm coming", "puppy sleeps"]
@@ -74,15 +74,24 @@ def test_trainable_on_image_encoders_and_bad_specs(tiny_image_encoder):
         learner_config({"name": "protonet", "trainabel": "full"})
 
 
-def test_frozen_evaluation_path_is_nearest_prototype(tiny_image_encoder):
-    """Training additions leave the FAISS path alone: its argmax equals the training logits' argmax."""
+def test_evaluation_logits_equal_training_logits(tiny_image_encoder):
+    """Per-task adaptation and the training loss score queries with the same prototypes, metric and scale."""
     learner = create_learner("protonet", tiny_image_encoder)
+    assert learner.cfg.metric == "euclidean" == tiny_image_encoder.metric  # the encoder's metric
     g = torch.Generator().manual_seed(0)
     zs, ys = torch.randn(10, 8, generator=g), torch.arange(5).repeat(2)
     zq = torch.randn(12, 8, generator=g)
     learner.adapt_features(zs, ys)
-    faiss_logits = learner.logits_features(zq)
+    eval_logits = learner.logits_features(zq)
     protos = torch.stack([zs[ys == k].mean(0) for k in range(5)])
-    train_logits = prototype_logits(zq, protos, "euclidean", torch.tensor(0.0))
-    torch.testing.assert_close(faiss_logits, train_logits, rtol=1e-4, atol=1e-4)
-    assert np.array_equal(faiss_logits.argmax(1).numpy(), train_logits.argmax(1).numpy())
+    train_logits = learner.temperature * -torch.cdist(zq, protos).pow(2)
+    torch.testing.assert_close(eval_logits, train_logits, rtol=1e-4, atol=1e-4)
+    assert torch.equal(eval_logits, learner.temperature * scores(zq, protos, "euclidean"))
+    assert np.array_equal(eval_logits.argmax(1).numpy(), train_logits.argmax(1).numpy())
+
+
+def test_metric_defaults_to_the_encoders(tiny_text_encoder, tiny_image_encoder):
+    assert create_learner("protonet", tiny_text_encoder).cfg.metric == "cosine"
+    assert create_learner("protonet", tiny_image_encoder).cfg.metric == "euclidean"
+    assert create_learner("protonet", tiny_text_encoder, {"metric": "euclidean"}).cfg.metric == "euclidean"
+    assert create_learner("protonet", tiny_text_encoder).temperature == pytest.approx(10.0)

@@ -1,0 +1,152 @@
+"""Nearest prototypes: the one implementation of class means, metric, scale and search.
+
+Used by the protonet learner (per episode, and differentiably while it
+meta-trains), by :class:`~fewshot.classifier.FewShotClassifier` and so by
+``fewshot index``. Nothing else in fewshot computes a prototype distance.
+
+- **metric**: ``"cosine"`` (cosine similarity of L2-normalised vectors) or
+  ``"euclidean"`` (negative squared Euclidean distance). Scores are always
+  "larger is closer". The default metric belongs to the encoder
+  (:attr:`fewshot.encoders.Encoder.metric`): sentence encoders are trained for
+  cosine similarity, Conv4 for squared distance (Snell et al. 2017).
+- **scale**: ``logits = scale * score``; protonet learns it (its
+  "temperature"), the classifier uses it for :meth:`predict_proba`.
+  :data:`DEFAULT_SCALE` is the starting value per metric.
+- **search**: a FAISS :class:`~fewshot.index.SupportIndex` (exact flat, or
+  approximate IVF/HNSW) over the prototypes, under stable int64 ids.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .index import KINDS, METRICS, SupportIndex
+
+# Initial logit scale per metric: cosine similarities lie in [-1, 1], squared distances of
+# sentence/conv embeddings are tens to hundreds.
+DEFAULT_SCALE = {"cosine": 10.0, "euclidean": 0.1}
+
+
+def check_metric(metric: str, where: str = "metric") -> str:
+    if metric not in METRICS:
+        raise ValueError(f"{where} must be one of {METRICS}, got {metric!r}")
+    return metric
+
+
+def check_scale(scale, where: str = "scale") -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"{where} must be a positive finite number, got {scale!r}")
+    return float(scale)
+
+
+def class_means(z: torch.Tensor, y: torch.Tensor, n_classes: int | None = None) -> torch.Tensor:
+    """Prototypes (n_classes, dim): the mean of the rows of ``z`` (n, dim) with each label of ``y`` (n,).
+
+    Labels are 0..n_classes-1; a label with no example raises (easyfsl gives NaN there).
+    """
+    y = torch.as_tensor(y).long().to(z.device)
+    n_classes = int(y.max()) + 1 if n_classes is None else int(n_classes)
+    counts = torch.bincount(y, minlength=n_classes)
+    if (counts == 0).any():
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"labels {missing} have no example; labels must cover 0..{n_classes - 1}")
+    sums = torch.zeros(n_classes, z.shape[1], dtype=z.dtype, device=z.device).index_add_(0, y, z)
+    return sums / counts.unsqueeze(1).to(z.dtype)
+
+
+def scores(z: torch.Tensor, protos: torch.Tensor, metric: str) -> torch.Tensor:
+    """(n, k) exact scores of queries ``z`` (n, dim) against prototypes (k, dim); differentiable.
+
+    Cosine similarity, or negative squared Euclidean distance: larger is closer.
+    """
+    if metric == "cosine":
+        return torch.nn.functional.normalize(z, dim=1) @ torch.nn.functional.normalize(protos, dim=1).T
+    d = z.pow(2).sum(1, keepdim=True) - 2 * z @ protos.T + protos.pow(2).sum(1)
+    return -d.clamp_min(0)
+
+
+class NearestPrototypes:
+    """Prototypes under stable int64 ids, with a metric, a logit scale and a FAISS index.
+
+    :meth:`scores` / :meth:`logits` are exact over every prototype (columns in the
+    order of :attr:`ids`); :meth:`search` asks the index (approximate for IVF/HNSW).
+    """
+
+    def __init__(self, dim: int, metric: str, scale: float | None = None, kind: str = "flat",
+                 **index_options):
+        check_metric(metric)
+        if kind not in KINDS:
+            raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
+        self.dim, self.metric, self.kind = int(dim), metric, kind
+        self.scale = DEFAULT_SCALE[metric] if scale is None else check_scale(scale)
+        self.index_options = dict(index_options)
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.vectors = np.zeros((0, self.dim), dtype=np.float32)
+        self.index = SupportIndex(self.dim, metric, kind, **self.index_options)
+
+    @classmethod
+    def from_support(cls, z: torch.Tensor, y: torch.Tensor, metric: str, scale: float | None = None,
+                     n_classes: int | None = None) -> "NearestPrototypes":
+        """One prototype per local label 0..n_classes-1 of a support set (ids = labels)."""
+        protos = class_means(z.float(), y, n_classes).detach().cpu().numpy()
+        head = cls(protos.shape[1], metric, scale)
+        head.set(np.arange(len(protos)), protos)
+        return head
+
+    @classmethod
+    def from_index(cls, index: SupportIndex, ids, vectors, scale: float | None = None) -> "NearestPrototypes":
+        """Wrap a loaded index that already holds ``vectors`` (n, dim) under ``ids`` (n,)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if not np.array_equal(np.sort(ids), index.ids()):
+            raise ValueError(f"the index holds {index.ntotal} prototypes that do not match the {len(ids)} ids given")
+        head = cls(index.dim, index.metric, scale, index.kind)
+        head.index_options = {k: v for k, v in index.config().items() if k in ("nlist", "nprobe", "hnsw_m",
+                                                                                "ef_search")}
+        head.index, head.ids = index, ids
+        head.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), index.dim)
+        return head
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    # -- mutation ---------------------------------------------------------------------------------
+    def set(self, ids, prototypes) -> None:
+        """Add prototypes (n, dim) under ``ids`` (n,); ids already present are replaced."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        x = np.ascontiguousarray(prototypes, dtype=np.float32).reshape(len(ids), self.dim)
+        present = np.isin(ids, self.ids)
+        if present.any():
+            self.remove(ids[present])
+        self.index.add(ids, x)
+        self.ids = np.concatenate([self.ids, ids])
+        self.vectors = np.concatenate([self.vectors, x])
+
+    def remove(self, ids) -> None:
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        self.index.remove(ids)
+        keep = ~np.isin(self.ids, ids)
+        self.ids, self.vectors = self.ids[keep], self.vectors[keep]
+
+    def rebuild(self, kind: str | None = None, **index_options) -> None:
+        """A fresh index of ``kind`` (default: the current one) over the same prototypes (retrains IVF)."""
+        self.kind = kind or self.kind
+        self.index_options = index_options or self.index_options
+        self.index = SupportIndex(self.dim, self.metric, self.kind, **self.index_options)
+        if len(self.ids):
+            self.index.add(self.ids, self.vectors)
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def scores(self, z) -> torch.Tensor:
+        """(n, len(self)) exact scores, columns ordered like :attr:`ids`."""
+        z = torch.as_tensor(np.asarray(z, dtype=np.float32)) if not isinstance(z, torch.Tensor) else z.float()
+        return scores(z, torch.from_numpy(self.vectors).to(z.device), self.metric)
+
+    def logits(self, z) -> torch.Tensor:
+        """``scale * scores``: (n, len(self))."""
+        return self.scale * self.scores(z)
+
+    def search(self, z, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest prototypes of each query through the index: (scores (n, k), ids (n, k))."""
+        return self.index.search(z, k)
