@@ -33,7 +33,7 @@ from .config import EpisodeConfig, FewShotConfig, dataclass_from_dict
 from .data import FewShotDataset
 from .episodes import Episode, file_sha256, load_episodes, save_episodes
 from .evaluation import evaluate, mean_ci95
-from .provenance import collect_provenance, git_commit, json_sha256
+from .provenance import PROJECT_ROOT, collect_provenance, git_commit, json_sha256
 from .published import cite, figures_for
 
 FORMAT = "fewshot-bench/1"
@@ -193,9 +193,8 @@ def _safe(name: str) -> str:
 
 def episodes_path(cfg: BenchConfig, cell: CellSpec, dataset: FewShotDataset) -> Path:
     """Deterministic file name of a cell's frozen episodes."""
-    from .datasets import episodes_dir
-
-    folder = Path(cfg.episodes_dir) if cfg.episodes_dir else episodes_dir()
+    folder = Path(cfg.episodes_dir) if cfg.episodes_dir else \
+        Path(os.environ.get("FEWSHOT_EPISODES", PROJECT_ROOT / "episodes"))
     if cell.protocol:
         return folder / f"{_safe(cell.dataset)}-protocol-{len(protocol_episodes(dataset))}ep.jsonl"
     split = "" if cfg.classes == "test" else f"-{cfg.classes}"
@@ -366,7 +365,7 @@ def render_markdown(report: BenchmarkReport, command: str | None = None) -> str:
 # ----------------------------------------------------------------------------- runner
 
 
-class _Resources:
+class BenchResources:
     """Datasets and learners built once per benchmark run and shared by its cells."""
 
     def __init__(self, cfg: BenchConfig):
@@ -392,7 +391,7 @@ class _Resources:
         return self.learners[key]
 
 
-def run_cell(cfg: BenchConfig, cell: CellSpec, res: _Resources, progress: bool = True) -> dict:
+def run_cell(cfg: BenchConfig, cell: CellSpec, res: BenchResources, progress: bool = True) -> dict:
     """Score one cell and return its report entry."""
     dataset = res.dataset(cell.dataset)
     path, eps, digest = frozen_episodes(cfg, cell, dataset)
@@ -418,7 +417,7 @@ def run_cell(cfg: BenchConfig, cell: CellSpec, res: _Resources, progress: bool =
     }
 
 
-def _still_valid(old: dict, cfg: BenchConfig, cell: CellSpec, res: _Resources) -> bool:
+def _still_valid(old: dict, cfg: BenchConfig, cell: CellSpec, res: BenchResources) -> bool:
     """A saved cell is reused when its config hash matches and its episode file is unchanged."""
     if old.get("config_hash") != cell.config_hash(cfg):
         return False
@@ -428,7 +427,6 @@ def _still_valid(old: dict, cfg: BenchConfig, cell: CellSpec, res: _Resources) -
 
 def _display_path(path: Path) -> str:
     """``path`` relative to the project root when inside it (reports stay valid in another checkout)."""
-    from .provenance import PROJECT_ROOT
 
     try:
         return str(path.resolve().relative_to(PROJECT_ROOT))
@@ -457,7 +455,7 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | os.PathLike | None = None, pr
     report = BenchmarkReport(config=cfg.to_dict(), provenance=collect_provenance(cfg.device),
                              started_at=previous.started_at if previous else _now())
     prior_wall = previous.wall_time_s if previous else 0.0
-    res = _Resources(cfg)
+    res = BenchResources(cfg)
     cells = grid(cfg, {name: res.dataset(name) for name in cfg.datasets})
     with progress_bar(len(cells), "cells", progress) as bar:
         for cell in cells:

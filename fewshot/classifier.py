@@ -507,6 +507,16 @@ class FewShotClassifier:
         generation = SupportStore(path).write(meta, blobs, expect_generation=expect)
         self._generation = (key, generation)
 
+    def create(self, path: str | os.PathLike) -> None:
+        """:meth:`save` into a folder that holds no index yet; one that does is refused, unchanged."""
+        store = SupportStore(path)
+        with store.lock():
+            if store.exists():
+                raise ValueError(f"{path} already holds an index; change it with FewShotClassifier.update (CLI: "
+                                 "`fewshot index add`), or choose a new folder")
+            self._generation = None
+            self.save(path)
+
     @classmethod
     @contextlib.contextmanager
     def update(cls, path: str | os.PathLike, encoder=None, **load_kwargs):

@@ -6,6 +6,7 @@ from a config, with MiniLM's tokenizer read from the installed package.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FEWSHOT_DATA", ROOT.parent / "shared" / "data"))
+sys.path.insert(0, str(ROOT / "bin" / "bench"))  # the benchmark scripts' modules (bench_*.py), for their tests
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -66,7 +66,7 @@ def test_bench_config_fills_learner_defaults_and_label():
     cfg = BenchConfig.from_dict({"learners": [{"encoder": "minilm"}, {"learner": {"name": "protonet",
                                                                                   "metric": "cosine"}}]})
     assert [x.label for x in cfg.learners] == ["protonet-minilm", "protonet-default-encoder"]
-    assert cfg.learners[0].learner["name"] == "protonet" and cfg.learners[0].learner["metric"] == "euclidean"
+    assert cfg.learners[0].learner["name"] == "protonet" and cfg.learners[0].learner["metric"] is None  # the encoder's
     assert cfg.learners[1].learner["metric"] == "cosine"
     assert BenchConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
 

@@ -1,10 +1,10 @@
-"""fewshot.measurements.encoder: the FLOP count behind the throughput limit, checked by hand."""
+"""bin/bench/bench_encoder.py: the FLOP count behind the throughput limit, checked by hand."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fewshot.measurements.encoder import flops_per_example, linear_flops_per_token, padded_lengths
+from bench_encoder import flops_per_example, linear_flops_per_token, padded_lengths
 
 
 def test_linear_flops_of_a_tiny_bert_by_hand(tiny_text_encoder):
@@ -29,7 +29,7 @@ def test_padded_lengths_follow_length_sorted_batches():
 
 
 def test_main_rejects_too_few_texts():
-    from fewshot.measurements.encoder import main
+    from bench_encoder import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--texts", "10", "--no-write"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fewshot.measurements import maml as maml_bench
+import bench_maml as maml_bench
 
 
 def test_bench_runs_both_variants_and_writes_its_section(shared_data, tmp_path, monkeypatch, capsys):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fewshot.measurements import omniglot as omniglot_bench
+import bench_omniglot as omniglot_bench
 
 
 def test_untrained_floor_on_the_official_runs(shared_data):

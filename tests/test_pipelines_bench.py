@@ -1,4 +1,4 @@
-"""fewshot.measurements.pipelines: the hand-written loops score exactly what fewshot scores on the same episodes."""
+"""bin/bench/bench_pipelines.py: the hand-written loops score exactly what fewshot scores on the same episodes."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from fewshot.datasets import load_dataset
 from fewshot.episodes import EpisodeSampler
 from fewshot.evaluation import evaluate
 from fewshot.learners import create_learner
-from fewshot.measurements.pipelines import classify, learn2learn_loop, plain_torch_loop
+from bench_pipelines import classify, learn2learn_loop, plain_torch_loop
 
 
 def test_classify_is_nearest_prototype():

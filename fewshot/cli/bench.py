@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import main
+from .app import main
 
 
 @main.command()
@@ -18,9 +18,8 @@ from . import main
 @click.option("--check", "check_dir", type=click.Path(file_okay=False), default=None,
               help="Rerun the config recorded in DIR/report.json and compare; exit code 1 on a mismatch.")
 @click.option("--fresh", is_flag=True, help="Recompute every cell instead of continuing a saved report.")
-@click.option("--record", is_flag=True, help="Also write the table into BENCHMARKS.md's section <name>.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def bench(config_path, out, check_dir, fresh, record, quiet):
+def bench(config_path, out, check_dir, fresh, quiet):
     """Score datasets x learners x way x shot on frozen episodes; write a report with 95% CIs and plots.
 
     Episodes come from episodes/ (written on first use from the config's seed).
@@ -51,10 +50,5 @@ def bench(config_path, out, check_dir, fresh, record, quiet):
         click.echo(f"interrupted: finished cells are saved in {out / 'report.json'}; rerun the same command "
                    "to continue", err=True)
         sys.exit(130)
-    markdown = (out / "report.md").read_text()
-    if record:
-        from ..measurements.section import update_section
-
-        click.echo(f"recorded in {update_section(cfg.name, markdown)}")
-    click.echo(markdown)
+    click.echo((out / "report.md").read_text())
     click.echo(f"wrote {out / 'report.json'}, {out / 'report.md'} and plots ({report.wall_time_s:.1f} s)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from . import load_run_config, main
+from .app import load_run_config, main
 from .options import DATA_MAPPING, EPISODE_MAPPING, data_options, episode_options
 
 

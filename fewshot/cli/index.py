@@ -1,7 +1,8 @@
 """``fewshot index``: a persistent support index whose classes are added and removed at run time.
 
-Every command that changes DIR holds DIR's lock around load-modify-save, so
-concurrent ``fewshot index add`` calls lose no update; reads take no lock.
+Every command that changes DIR goes through :meth:`FewShotClassifier.update`,
+which holds DIR's lock from load to save, so concurrent ``fewshot index add``
+calls lose no update; reads take no lock.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from . import main
+from .app import main
 
 EXAMPLE_FILES = (".csv", ".tsv", ".jsonl")
 
@@ -74,7 +75,9 @@ def _read_texts(path: str, text_column: str) -> list[str]:
               "folder. Default: minilm.")
 @click.option("--checkpoint", type=click.Path(file_okay=False, exists=True), default=None,
               help="Use the encoder of a `fewshot train` checkpoint folder instead.")
-@click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine", show_default=True)
+@click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default=None,
+              help="How embeddings compare. Default: the encoder's own (cosine for text encoders; a protonet "
+              "checkpoint's trained metric).")
 @click.option("--index-kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto",
               show_default=True, help="Exact flat search, or approximate IVF/HNSW; auto: flat below 50,000 "
               "classes, IVF above.")
@@ -83,19 +86,20 @@ def _read_texts(path: str, text_column: str) -> list[str]:
 def create(directory, encoder, checkpoint, metric, index_kind, unknown_label):
     """Create an empty index in DIRECTORY."""
     from ..classifier import FewShotClassifier
-    from ..store import SupportStore
+    from ..encoders import default_encoder
 
     if encoder and checkpoint:
         raise ValueError("give --encoder or --checkpoint, not both")
-    with SupportStore.locked(directory) as store:
-        if store.exists():
-            raise ValueError(f"{directory} already holds an index; add to it with `fewshot index add`, or choose "
-                             "a new folder")
-        kw = dict(metric=metric, index_kind=index_kind, unknown_label=unknown_label)
-        clf = FewShotClassifier.from_checkpoint(checkpoint, **kw) if checkpoint else \
-            FewShotClassifier(encoder or "minilm", **kw)
-        clf.save(directory)
-    click.echo(f"created an empty index in {directory} (encoder {clf.encoder.name}, {clf.dim}-d, {metric}, "
+    if Path(directory, "manifest.json").exists():
+        raise ValueError(f"{directory} already holds an index; add to it with `fewshot index add`, or choose "
+                         "a new folder")
+    kw = dict(index_kind=index_kind, unknown_label=unknown_label)
+    if metric:
+        kw["metric"] = metric
+    clf = FewShotClassifier.from_checkpoint(checkpoint, **kw) if checkpoint else \
+        FewShotClassifier(encoder or default_encoder("text"), **kw)
+    clf.create(directory)
+    click.echo(f"created an empty index in {directory} (encoder {clf.encoder.name}, {clf.dim}-d, {clf.metric}, "
                f"{index_kind})")
 
 
@@ -117,7 +121,6 @@ def add(directory, texts, label, file_, images, text_column, label_column, repla
     A new label adds a class; examples of an existing label update its prototype (running mean).
     """
     from ..classifier import FewShotClassifier
-    from ..store import SupportStore
 
     sources = sum([bool(texts), bool(file_), bool(images)])
     if sources != 1:
@@ -136,11 +139,9 @@ def add(directory, texts, label, file_, images, text_column, label_column, repla
         if not Path(images).is_dir():
             raise FileNotFoundError(f"--images {images}: no such folder")
         x, y = read_image_folder(Path(images))
-    with SupportStore.locked(directory):
-        clf = FewShotClassifier.load(directory)
+    with FewShotClassifier.update(directory) as clf:
         before = set(clf.classes_)
         clf.add_classes(x, y, replace=replace)
-        clf.save(directory)
     new = len(set(y) - before)
     click.echo(f"added {len(x)} examples: {new} new classes, {len(set(y)) - new} updated; "
                f"the index holds {clf.n_classes} classes")
@@ -189,19 +190,17 @@ def predict(directory, texts, file_, text_column, top_k, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def list_(directory, as_json):
     """List the classes of the index in DIRECTORY with their example counts."""
-    from ..store import SupportStore
+    from ..classifier import FewShotClassifier
 
-    meta = SupportStore(directory).read_manifest()["body"]  # metadata only: no need to read the index
-    rows = list(zip(meta["classes"], meta["counts"]))
+    info = FewShotClassifier.describe(directory)  # the manifest only: the index is not loaded
     if as_json:
-        click.echo(json.dumps({"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
-                               "metric": meta["metric"], "dim": meta["dim"], "threshold": meta["threshold"],
-                               "classes": [{"label": c, "count": n} for c, n in rows]}))
+        click.echo(json.dumps({k: v for k, v in info.items() if k != "generation"}))
         return
-    click.echo(f"# {len(rows)} classes, {sum(n for _, n in rows)} examples; encoder {meta['encoder']['name']} "
-               f"({meta['dim']}-d, {meta['metric']}), threshold {meta['threshold']}")
-    for label, count in rows:
-        click.echo(f"{count}\t{label}")
+    rows = info["classes"]
+    click.echo(f"# {len(rows)} classes, {sum(r['count'] for r in rows)} examples; encoder {info['encoder']} "
+               f"({info['dim']}-d, {info['metric']}), threshold {info['threshold']}")
+    for r in rows:
+        click.echo(f"{r['count']}\t{r['label']}")
 
 
 @index.command("remove")
@@ -210,12 +209,9 @@ def list_(directory, as_json):
 def remove(directory, labels):
     """Remove classes from the index in DIRECTORY."""
     from ..classifier import FewShotClassifier
-    from ..store import SupportStore
 
-    with SupportStore.locked(directory):
-        clf = FewShotClassifier.load(directory)
+    with FewShotClassifier.update(directory) as clf:
         clf.remove_classes(list(labels))
-        clf.save(directory)
     click.echo(f"removed {len(set(labels))} classes; the index holds {clf.n_classes} classes")
 
 
@@ -230,14 +226,11 @@ def remove(directory, labels):
 def calibrate(directory, file_, oos_label, target_precision, text_column, label_column):
     """Set the open-set threshold of DIRECTORY's index from held-out examples."""
     from ..classifier import FewShotClassifier
-    from ..store import SupportStore
 
     x, y = _read_examples(file_, text_column, label_column)
     y = [None if v == oos_label else v for v in y]
-    with SupportStore.locked(directory):
-        clf = FewShotClassifier.load(directory)
+    with FewShotClassifier.update(directory) as clf:
         clf.calibrate(x, y, target_precision=target_precision)
-        clf.save(directory)
     c = clf.calibration_
     oos = "n/a" if c["out_of_scope_recall"] is None else f"{c['out_of_scope_recall']:.3f}"
     click.echo(f"threshold {c['threshold']:.4f}: precision {c['precision']:.3f}, in-scope accuracy "

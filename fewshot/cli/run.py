@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import load_run_config, main
+from .app import load_run_config, main
 from .options import DATA_MAPPING, EPISODE_MAPPING, data_options, episode_options
 
 RUN_MAPPING = {
@@ -31,7 +31,8 @@ RUN_MAPPING = {
               "model folder. Default: minilm for text, mobilenetv2 for images.")
 @click.option("--learner", default=None, help="Learner (default protonet).")
 @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None,
-              help="Prototype distance (default euclidean).")
+              help="Prototype metric. Default: the encoder's own (cosine for text encoders, euclidean for conv4 and "
+              "mobilenetv2).")
 @click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
               help="A folder written by `fewshot train`.")
 @click.option("--device", default=None, help="auto (default), cpu or cuda.")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from . import load_run_config, main
+from .app import load_run_config, main
 from .options import DATA_MAPPING
 
 TRAIN_MAPPING = {
@@ -53,7 +53,8 @@ TRAIN_MAPPING = {
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML/YAML config (e.g. configs/huffpost-protonet-5w1s.toml); flags override it.")
 @click.option("--encoder", default=None, help="Encoder name or transformers model folder (default by modality).")
-@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None, help="protonet distance.")
+@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None,
+              help="protonet metric. Default: the encoder's own (cosine for text encoders).")
 @click.option("--trainable", default=None, help="What of the encoder trains: full, last:K, lora, bitfit, none.")
 @click.option("--steps", type=int, default=None, help="Training steps (episodes or batches; default 500).")
 @click.option("--eval-every", type=int, default=None, help="Validate every N steps (default 50).")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import FewShotDataset
-from . import load_split, register_dataset
+from .registry import load_split, register_dataset
 
 POS_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 

@@ -50,7 +50,7 @@ import numpy as np
 from ..atomic import fsync_dir
 from ..data import FewShotDataset
 from ..episodes import Episode
-from . import PROJECT_ROOT, load_split, register_dataset, require_file
+from .registry import cache_dir, load_split, register_dataset, require_file
 
 OMNIGLOT_SOURCE = "https://github.com/brendenlake/omniglot (python/{name})"
 FONT_GLYPHS_SOURCE = "the project's font_glyphs release (font_glyphs/font_glyphs_64.npz)"
@@ -176,11 +176,6 @@ def load_omniglot_runs(root: Path, **_) -> FewShotDataset:
                                     query_labels=np.asarray(query_labels, dtype=np.int64)))
     return FewShotDataset(name="omniglot-runs", modality="image", items=items, labels=labels,
                           splits={"test": sorted(set(labels))}, source=str(path), episodes=episodes)
-
-
-def cache_dir() -> Path:
-    """Where unpacked data goes: ``$FEWSHOT_CACHE``, else the project's git-ignored ``.cache/``."""
-    return Path(os.environ.get("FEWSHOT_CACHE", PROJECT_ROOT / ".cache"))
 
 
 def _file_sha256(path: Path) -> str:

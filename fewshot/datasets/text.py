@@ -32,7 +32,7 @@ import json
 from pathlib import Path
 
 from ..data import FewShotDataset
-from . import load_split, register_dataset, require_file
+from .registry import data_root, load_split, register_dataset, require_file
 
 CLINC_SOURCE = "https://github.com/clinc/oos-eval (data/data_full.json and data/domains.json)"
 METAPROMPTER_SOURCE = "https://github.com/ws-jiang/MetaPrompter_public (data/{name}.json)"
@@ -89,7 +89,6 @@ def load_clinc150(root: Path, **_) -> FewShotDataset:
 
 def clinc150_out_of_scope(root: Path | str | None = None) -> list[str]:
     """CLINC150's 1,200 out-of-scope queries (oos_train + oos_val + oos_test, in that order)."""
-    from . import data_root
 
     data = _read_json(_clinc_file(data_root(root)))
     return [text for part in ("oos_train", "oos_val", "oos_test") for text, _ in data[part]]
@@ -97,7 +96,6 @@ def clinc150_out_of_scope(root: Path | str | None = None) -> list[str]:
 
 def clinc150_domains(root: Path | str | None = None) -> dict[str, list[str]]:
     """CLINC150's 10 domains, each mapped to its 15 intents (domains.json)."""
-    from . import data_root
 
     path = require_file(data_root(root) / "clinc150" / "domains.json", "clinc150", CLINC_SOURCE)
     return {d: list(v) for d, v in _read_json(path).items()}

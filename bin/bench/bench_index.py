@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classifier import FewShotClassifier
-from ..index import SupportIndex
+from fewshot.classifier import FewShotClassifier
+from fewshot.index import SupportIndex
 
 
 def _rss_bytes() -> int:
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="Print only; leave BENCHMARKS.md alone.")
     args = p.parse_args(argv)
     command = "bin/bench-index " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    from ..datasets import data_root
+    from fewshot.datasets import data_root
 
     clinc = None if args.skip_clinc else clinc_part(data_root(args.data_root), args.shots, args.seed,
                                                     [float(t) for t in args.targets.split(",")], args.device)
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(clinc, scale, command.strip())
     print(md)
     if not args.no_write:
-        from .section import update_section
+        from benchmarks_md import update_section
 
         print(f"wrote section 'index' of {update_section('index', md)}", file=sys.stderr)
     return 0

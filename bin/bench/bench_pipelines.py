@@ -33,10 +33,10 @@ import time
 import numpy as np
 import torch
 
-from ..benchmark import BenchConfig, CellSpec, _Resources, frozen_episodes
-from ..evaluation import evaluate, mean_ci95
-from ..episodes import unique_ids
-from .section import publish
+from fewshot.benchmark import BenchConfig, BenchResources, CellSpec, frozen_episodes
+from fewshot.evaluation import evaluate, mean_ci95
+from fewshot.episodes import unique_ids
+from benchmarks_md import publish
 
 SECTION = "pipelines"
 
@@ -117,14 +117,14 @@ def run(dataset_name: str = "clinc150", n_episodes: int = 600, loop_episodes: in
         batch_size: int = 128, write: bool = True) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
-    from ..encoders.text import minilm_path
+    from fewshot.encoders.text import minilm_path
 
     load_before = os.getloadavg()[0]
     torch.manual_seed(0)
     cfg = BenchConfig.from_dict({"name": "pipelines", "datasets": [dataset_name], "ways": [5], "shots": [1],
                                  "query": 15, "episodes": n_episodes, "seed": seed, "device": "cpu",
                                  "batch_size": batch_size, "learners": [{"label": "frozen", "encoder": "minilm"}]})
-    res = _Resources(cfg)
+    res = BenchResources(cfg)
     dataset = res.dataset(dataset_name)
     cell = CellSpec(dataset_name, cfg.learners[0], 5, 1)
     path, episodes, digest = frozen_episodes(cfg, cell, dataset)

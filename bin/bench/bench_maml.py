@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .section import publish
+from benchmarks_md import publish
 
 
 def _rss_kib(field: str) -> int:
@@ -73,12 +73,12 @@ def run(dataset: str = "omniglot-small1", data_root: str | None = None, way: int
         query: int = 5, inner_steps: int = 1, inner_lr: float = 0.4, first_order: bool = False,
         steps: int = 20, warmup: int = 3, rounds: int = 4, seed: int = 0, device: str = "cpu") -> dict:
     """Time ``steps`` meta-training steps of each variant (after ``warmup``), in ``rounds`` alternating rounds."""
-    from ..datasets import load_dataset
-    from ..device import resolve_device
-    from ..encoders import create_encoder
-    from ..episodes import EpisodeSampler
+    from fewshot.datasets import load_dataset
+    from fewshot.device import resolve_device
+    from fewshot.encoders import create_encoder
+    from fewshot.episodes import EpisodeSampler
     from ..l2l import import_learn2learn
-    from ..learners import create_learner
+    from fewshot.learners import create_learner
 
     if steps < rounds or steps % rounds:
         raise ValueError(f"--steps must be a positive multiple of --rounds ({rounds}), got {steps}")

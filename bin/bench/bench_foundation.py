@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from .section import update_section
+from benchmarks_md import update_section
 
 SECTION = "foundation"
 TEXT_DATASETS = ("wn33", "clinc150", "huffpost", "fewrel", "trec", "wordnet")

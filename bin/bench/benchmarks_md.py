@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from ..atomic import atomic_write_text
+from fewshot.atomic import atomic_write_text
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nEvery section below is written by the script named in it; rerun that command to reproduce it.\n"

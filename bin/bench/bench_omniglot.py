@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from .section import publish
+from benchmarks_md import publish
 
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
 LEARNERS = ("protonet", "maml", "protonet-mobilenetv2")  # configs/omniglot-<learner>-20w1s.toml
@@ -40,8 +40,8 @@ def score(checkpoint: str | None, data_root: str | None, seed: int = 0) -> dict:
     """Official-protocol accuracy of a checkpoint (None: untrained Conv4 + protonet, seeded)."""
     import torch
 
-    from ..config import FewShotConfig
-    from ..experiment import run_experiment
+    from fewshot.config import FewShotConfig
+    from fewshot.experiment import run_experiment
 
     d = {"data": {"dataset": "omniglot-runs", "data_root": data_root}, "device": "cpu"}
     if checkpoint:
@@ -75,7 +75,7 @@ def _train_info(folder: Path) -> dict:
 
 
 def markdown(rows: list[dict], floor: dict, command: str) -> str:
-    from ..published import figures_for
+    from fewshot.published import figures_for
 
     lines = [
         "## Omniglot one-shot classification: the 20 official runs (Lake et al. 2015)",

@@ -76,7 +76,7 @@ def run_row(dataset, way, shot, flags, ckpt, episodes, seed=0) -> tuple[dict, st
     if proc.returncode != 0:
         raise RuntimeError(f"{command} failed:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    from ..atomic import atomic_write_text
+    from fewshot.atomic import atomic_write_text
 
     atomic_write_text(cached, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result, command
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
               "of 8-10 on 2 cores, CLINC150 on an idle machine: same steps and batch sizes). The 5-shot and 20-way "
               "rows reuse the 5-way 1-shot checkpoint. Reproduce: `bin/bench-learners` (trains a missing "
               "checkpoint first, then evaluates; results cached in runs/learners-bench/)."]
-    from .section import update_section
+    from benchmarks_md import update_section
 
     path = update_section("learners", "## Learners: trained vs frozen floor\n\n" + "\n".join(lines))
     print(f"wrote section 'learners' of {path}")

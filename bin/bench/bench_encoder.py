@@ -30,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-from .section import publish
+from benchmarks_md import publish
 
 SECTION = "encoder"
 
@@ -76,7 +76,7 @@ def padded_lengths(lengths: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def sample_texts(n: int, seed: int = 0) -> list[str]:
-    from ..datasets import load_dataset
+    from fewshot.datasets import load_dataset
 
     data = load_dataset("clinc150")
     rng = np.random.default_rng(seed)
@@ -84,7 +84,7 @@ def sample_texts(n: int, seed: int = 0) -> list[str]:
 
 
 def run(batch_sizes=(1, 32, 256), n_texts: int = 1024, n_texts_bs1: int = 256, write: bool = True) -> dict:
-    from ..encoders import create_encoder
+    from fewshot.encoders import create_encoder
 
     load_before = os.getloadavg()[0]
     enc = create_encoder("minilm").eval()

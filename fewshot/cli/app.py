@@ -1,0 +1,51 @@
+"""The ``fewshot`` click group and the config-from-flags helpers every command uses."""
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+
+
+class FewShotGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (ValueError, ImportError, FileNotFoundError) as exc:
+            raise click.UsageError(str(exc), ctx) from exc
+
+
+@click.group(cls=FewShotGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fewshot")
+def main() -> None:
+    """Few-shot learning: sample N-way K-shot episodes, adapt a pretrained encoder, report honest numbers."""
+
+
+def apply_overrides(ctx: click.Context, base: dict, mapping: dict[str, str]) -> dict:
+    """Set ``base[path]`` from every flag the user actually gave (command line or env var).
+
+    ``mapping`` maps click parameter names to dotted config paths, e.g.
+    ``{"way": "episodes.way"}``. Flags left at their default never override a config file.
+    """
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for param, path in mapping.items():
+        value = ctx.params.get(param)
+        source = ctx.get_parameter_source(param)
+        if value is None or source not in (click.core.ParameterSource.COMMANDLINE,
+                                           click.core.ParameterSource.ENVIRONMENT):
+            continue
+        node = out
+        *parents, leaf = path.split(".")
+        for p in parents:
+            if isinstance(node.get(p), str):  # e.g. learner = "protonet" in the file
+                node[p] = {"name": node[p]}
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def load_run_config(ctx: click.Context, config_path: str | None, mapping: dict[str, str]):
+    """Config file (if any), then flags, then validation: a FewShotConfig."""
+    from ..config import FewShotConfig, load_config
+
+    base = load_config(config_path) if config_path else {}
+    return FewShotConfig.from_dict(apply_overrides(ctx, base, mapping))
