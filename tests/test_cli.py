@@ -89,3 +89,24 @@ def test_catalog_commands_list_names(runner):
     assert "wn33  (default, embedded)" in names and "clinc150" in names and "omniglot-runs" in names
     assert invoke(runner, "encoders").output.split() == ["conv4", "minilm", "mobilenetv2"]
     assert invoke(runner, "learners").output.split() == ["finetune", "maml", "protonet"]
+
+
+def test_run_report_table_and_json_per_class(runner):
+    args = ["run", "--way", "5", "--shot", "1", "--query", "4", "--episodes", "12", "--quiet", "--report"]
+    d = json.loads(invoke(runner, *args, "--json").stdout)
+    rep = d["class_report"]
+    # every query of every episode is pooled once: 12 episodes x 5 classes x 4 queries
+    assert rep["n"] == 12 * 5 * 4 == sum(row["support"] for row in rep["classes"])
+    # equal-size episodes: pooled accuracy = mean episode accuracy = support-weighted recall
+    assert rep["accuracy"] == pytest.approx(d["accuracy_mean"])
+    assert rep["weighted_avg"]["recall"] == pytest.approx(d["accuracy_mean"])
+    correct = sum(row["recall"] * row["support"] for row in rep["classes"])
+    assert correct == pytest.approx(d["accuracy_mean"] * rep["n"])
+    wrong = rep["n"] - round(correct)
+    assert sum(c["count"] for c in rep["confusions"]) <= wrong and rep["confusions"][0]["count"] >= 1
+    text = invoke(runner, *args).output
+    assert f"accuracy {100 * d['accuracy_mean']:.2f}%" in text
+    assert "precision  recall     f1  support" in text and "costliest confusions" in text
+    for row in rep["classes"]:  # each class's row, as printed, matches the JSON
+        assert f"{row['label']} {row['precision']:.3f} {row['recall']:.3f} {row['f1']:.3f} {row['support']}" \
+            in " ".join(text.split())

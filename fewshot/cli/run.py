@@ -42,16 +42,22 @@ RUN_MAPPING = {
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Also write run.json and the resolved config.json to this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+@click.option("--report", "class_table", is_flag=True,
+              help="Also give precision, recall, F1 and support per class (pooled over the episodes' queries) "
+                   "and the costliest confusions; with --json under the key class_report.")
 @click.option("--no-cache", is_flag=True, help="Re-embed every episode (to measure what the cache saves).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def run(ctx, config_path, out, as_json, no_cache, quiet, **_):
+def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
     """Sample episodes from the test classes, adapt, and report accuracy with its 95% interval."""
     from ..experiment import run_experiment
 
     cfg = load_run_config(ctx, config_path, RUN_MAPPING)
     report = run_experiment(cfg, progress=not quiet, cache=not no_cache)
     d = report.to_dict()
+    table = report.result.class_report() if class_table else None
+    if table is not None:
+        d["class_report"] = table.to_dict()
     if out:
         from ..atomic import atomic_write_text
 
@@ -69,3 +75,5 @@ def run(ctx, config_path, out, as_json, no_cache, quiet, **_):
         f"over {d['episodes']} episodes, seed {d['seed']}, {d['elapsed_s']:.1f} s "
         f"({d['embedded_examples']} examples embedded)"
     )
+    if table is not None:
+        click.echo(f"\nper class, over the {table.n} queries of all episodes:\n{table.to_text()}")
