@@ -35,10 +35,7 @@ from fewshot import FewShotClassifier
 from fewshot.datasets import load_dataset
 from fewshot.feedback import FILENAME, PredictionLog
 
-try:  # bin/bench/benchmarks_md.py once the measurements move to bin/ lands
-    from benchmarks_md import update_section
-except ImportError:
-    from fewshot.measurements.section import update_section
+from benchmarks_md import update_section
 
 TOP_K = 3
 
