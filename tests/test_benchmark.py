@@ -256,7 +256,7 @@ def test_protocol_dataset_is_one_cell_with_published_figures(tmp_path, monkeypat
     data, _, learner = hand_made_runs()
     datasets.list_datasets()  # import the real loaders first, so the fake below wins
     monkeypatch.setitem(datasets.DATASETS, "omniglot-runs", lambda root, **kw: data)
-    monkeypatch.setattr(benchmark._Resources, "learner", lambda self, cell, run_cfg, modality: learner)
+    monkeypatch.setattr(benchmark.BenchResources, "learner", lambda self, cell, run_cfg, modality: learner)
     cfg = BenchConfig.from_dict({"name": "runs", "datasets": ["omniglot-runs"], "ways": [5], "shots": [1, 5],
                                  "episodes_dir": str(tmp_path / "ep"), "device": "cpu",
                                  "learners": [{"label": "fake", "encoder": "minilm"}]})

@@ -77,7 +77,7 @@ def run(dataset: str = "omniglot-small1", data_root: str | None = None, way: int
     from fewshot.device import resolve_device
     from fewshot.encoders import create_encoder
     from fewshot.episodes import EpisodeSampler
-    from ..l2l import import_learn2learn
+    from fewshot.l2l import import_learn2learn
     from fewshot.learners import create_learner
 
     if steps < rounds or steps % rounds:

@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from fewshot.benchmark import BenchConfig, BenchResources, CellSpec, frozen_episodes
 from fewshot.evaluation import evaluate, mean_ci95
@@ -51,9 +52,9 @@ def mean_pool_encode(model, tokenizer, texts: list[str], max_length: int = 128) 
 
 
 def classify(z_support: torch.Tensor, y_support: torch.Tensor, z_query: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Nearest prototype under squared Euclidean distance: (n_query,) predicted local labels."""
+    """Nearest prototype under cosine similarity (a sentence encoder's metric): (n_query,) local labels."""
     protos = torch.stack([z_support[y_support == k].mean(0) for k in range(n_way)])
-    return torch.cdist(z_query, protos).argmin(1)
+    return (F.normalize(z_query, dim=1) @ F.normalize(protos, dim=1).T).argmax(1)
 
 
 def plain_torch_loop(model, tokenizer, items: list[str], episodes) -> tuple[np.ndarray, float, int]:
@@ -72,7 +73,7 @@ def plain_torch_loop(model, tokenizer, items: list[str], episodes) -> tuple[np.n
 def learn2learn_loop(model, tokenizer, items: list[str], labels: list[str], n_tasks: int, n_way: int,
                      n_shot: int, n_query: int, seed: int) -> tuple[np.ndarray, float, int]:
     """(a): learn2learn's TaskDataset and transforms, as its examples/ do. (accuracies, seconds, embedded)."""
-    from ..l2l import import_learn2learn
+    from fewshot.l2l import import_learn2learn
 
     l2l = import_learn2learn()
     T = l2l.data.transforms
