@@ -14,9 +14,9 @@ from bench_pipelines import classify, learn2learn_loop, plain_torch_loop
 def test_classify_is_nearest_prototype_by_cosine():
     z_s = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 5.0]])
     y_s = torch.tensor([0, 0, 1, 1])
-    # prototypes (2, 0) and (0, 3): the direction decides, not the distance ((5, 4) is nearer (0, 3) in L2)
-    z_q = torch.tensor([[1.0, 0.2], [0.1, 9.0], [5.0, 4.0]])
-    assert classify(z_s, y_s, z_q, 2).tolist() == [0, 1, 0]
+    # prototypes (2, 0) and (0, 3): the direction decides, not the distance ((1.5, 1.6) is nearer (2, 0) in L2)
+    z_q = torch.tensor([[1.0, 0.2], [0.1, 9.0], [1.5, 1.6]])
+    assert classify(z_s, y_s, z_q, 2).tolist() == [0, 1, 1]
 
 
 def test_plain_loop_matches_fewshot_per_episode_and_l2l_loop_runs(tiny_text_encoder):
