@@ -56,7 +56,7 @@ from .encoders import ENCODERS, Encoder, build_encoder, create_encoder, encoder_
 from .index import KINDS, SupportIndex
 from .prototypes import NearestPrototypes, check_metric, check_scale
 from .prototypes import scores as prototype_scores
-from .store import StoreError, SupportStore
+from .store import ConcurrentUpdateError, StoreError, SupportStore
 # index_kind="auto": exact flat search below this many classes, IVF from there. IVF rather than HNSW:
 # on bin/bench-index's 10^5-class rows it has the higher recall@1 (0.995 vs 0.77), builds ~15x
 # faster and deletes without a rebuild.
@@ -64,13 +64,11 @@ AUTO_APPROX_MIN = 50_000
 IVF_RETRAIN_GROWTH = 2  # an IVF index is retrained once the class count doubles since its training
 STORE_KIND = "fewshot-classifier"
 
+__all__ = ["ConcurrentUpdateError", "FewShotClassifier", "NotFittedError", "StoreError"]
+
 
 class NotFittedError(ValueError):
     """The classifier was used before :meth:`FewShotClassifier.fit` (or add_classes)."""
-
-
-class ConcurrentUpdateError(StoreError):
-    """:meth:`FewShotClassifier.save` found its folder changed by another writer since it was loaded."""
 
 
 class FewShotClassifier:

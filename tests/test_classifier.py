@@ -367,3 +367,51 @@ def test_many_way_accuracy_on_clinc150_with_minilm(shared_data, minilm):
     pred = clf.predict([t for t, _ in queries])
     acc = np.mean([p == y for p, (_, y) in zip(pred, queries)])
     assert acc >= 0.75  # measured 0.780 (750 queries; binomial 95% CI +-0.030)
+
+
+def test_from_checkpoint_serves_a_protonet_with_its_metric_and_learned_scale(tmp_path, tiny_text_encoder):
+    from fewshot.checkpoint import save_checkpoint
+    from fewshot.learners import create_learner
+
+    learner = create_learner("protonet", tiny_text_encoder, {"metric": "euclidean"})
+    with torch.no_grad():
+        learner.module.log_temperature.fill_(np.log(0.37))  # as if meta-training had learned it
+    save_checkpoint(tmp_path / "proto", learner)
+    clf = FewShotClassifier.from_checkpoint(tmp_path / "proto")
+    assert clf.metric == "euclidean" and clf.scale == pytest.approx(0.37)
+    texts, labels = ["fly to rome", "rain today", "jazz please"], ["travel", "weather", "music"]
+    clf.fit(texts, labels)
+    z = torch.from_numpy(clf.embed(["fly to paris"]))
+    protos = torch.from_numpy(clf.prototypes_)
+    want = torch.softmax(0.37 * -torch.cdist(z, protos).pow(2), dim=1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(["fly to paris"]), want, rtol=1e-4, atol=1e-6)
+
+    save_checkpoint(tmp_path / "ft", create_learner("finetune", tiny_text_encoder))
+    with pytest.warns(UserWarning, match="'finetune' checkpoint, which adapts a head per task.*nearest prototypes"):
+        ft = FewShotClassifier.from_checkpoint(tmp_path / "ft")
+    assert ft.metric == "cosine"  # the encoder's own
+
+
+def test_save_refuses_to_overwrite_a_concurrent_change_and_update_applies_both(tmp_path, data):
+    from fewshot.classifier import ConcurrentUpdateError
+
+    enc, texts, labels, _ = data
+    FewShotClassifier(enc).fit(texts[:4], labels[:4]).save(tmp_path / "ix")
+    first = FewShotClassifier.load(tmp_path / "ix", enc)
+    second = FewShotClassifier.load(tmp_path / "ix", enc)
+    first.add_classes(texts[4:5], ["new-a"]).save(tmp_path / "ix")
+    second.add_classes(texts[5:6], ["new-b"])
+    before = (tmp_path / "ix" / "manifest.json").read_bytes()
+    with pytest.raises(ConcurrentUpdateError, match="changed by another writer.*FewShotClassifier.update"):
+        second.save(tmp_path / "ix")
+    assert (tmp_path / "ix" / "manifest.json").read_bytes() == before  # nothing written
+    with FewShotClassifier.update(tmp_path / "ix", enc) as clf:
+        clf.add_classes(texts[5:6], ["new-b"])
+    assert {"new-a", "new-b"} <= set(FewShotClassifier.load(tmp_path / "ix", enc).classes_)
+    with pytest.raises(RuntimeError):  # an exception inside the block: nothing saved
+        with FewShotClassifier.update(tmp_path / "ix", enc) as clf:
+            clf.remove_classes(["new-a"])
+            raise RuntimeError("boom")
+    assert "new-a" in FewShotClassifier.load(tmp_path / "ix", enc).classes_
+    with pytest.raises(ValueError, match="already holds an index"):
+        FewShotClassifier(enc).create(tmp_path / "ix")
