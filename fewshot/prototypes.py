@@ -67,6 +67,26 @@ def scores(z: torch.Tensor, protos: torch.Tensor, metric: str) -> torch.Tensor:
     return -d.clamp_min(0)
 
 
+def refine_with_queries(z_support: torch.Tensor, y_support: torch.Tensor, z_query: torch.Tensor, metric: str,
+                        scale: float, steps: int = 1) -> torch.Tensor:
+    """Transductive prototypes (n_classes, dim): soft k-means over the unlabelled queries.
+
+    Starts from the support class means; each step gives every query a soft class assignment
+    ``softmax(scale * score)`` and recomputes each prototype as the weighted mean of its support
+    examples (weight 1) and all queries (their assignment). Ren et al. 2018, "Meta-Learning for
+    Semi-Supervised Few-Shot Classification". It uses the query set of a task together, so it
+    changes the protocol: report it apart from inductive results.
+    """
+    y = torch.as_tensor(y_support).long()
+    n_classes = int(y.max()) + 1
+    onehot = torch.nn.functional.one_hot(y, n_classes).to(z_support.dtype)  # (n_support, n_classes)
+    protos = class_means(z_support, y, n_classes)
+    for _ in range(steps):
+        w = torch.softmax(scale * scores(z_query, protos, metric), dim=1)  # (n_query, n_classes)
+        protos = (onehot.T @ z_support + w.T @ z_query) / (onehot.sum(0) + w.sum(0)).unsqueeze(1)
+    return protos
+
+
 class NearestPrototypes:
     """Prototypes under stable int64 ids, with a metric, a logit scale and a FAISS index.
 
@@ -90,7 +110,12 @@ class NearestPrototypes:
     def from_support(cls, z: torch.Tensor, y: torch.Tensor, metric: str, scale: float | None = None,
                      n_classes: int | None = None) -> "NearestPrototypes":
         """One prototype per local label 0..n_classes-1 of a support set (ids = labels)."""
-        protos = class_means(z.float(), y, n_classes).detach().cpu().numpy()
+        return cls.from_prototypes(class_means(z.float(), y, n_classes), metric, scale)
+
+    @classmethod
+    def from_prototypes(cls, protos: torch.Tensor, metric: str, scale: float | None = None) -> "NearestPrototypes":
+        """One prototype per row of ``protos`` (ids 0..n-1)."""
+        protos = protos.detach().float().cpu().numpy()
         head = cls(protos.shape[1], metric, scale)
         head.set(np.arange(len(protos)), protos)
         return head

@@ -16,6 +16,7 @@ RUN_MAPPING = {
     "encoder": "encoder",
     "learner": "learner.name",
     "metric": "learner.metric",
+    "transductive": "learner.transductive",
     "device": "device",
     "checkpoint": "checkpoint",
     "batch_size": "batch_size",
@@ -33,6 +34,9 @@ RUN_MAPPING = {
 @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None,
               help="Prototype metric. Default: the encoder's own (cosine for text encoders, euclidean for conv4 and "
               "mobilenetv2).")
+@click.option("--transductive", type=int, default=None,
+              help="protonet: refine each task's prototypes with its queries (soft k-means steps; a "
+              "different protocol, report it apart). Default 0 (off).")
 @click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
               help="A folder written by `fewshot train`.")
 @click.option("--device", default=None, help="auto (default), cpu or cuda.")

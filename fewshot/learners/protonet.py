@@ -12,6 +12,10 @@ Meta-training (:meth:`ProtoNet.episode_loss`, driven by
 logits ``T * score(z_q, c_k)`` over episodes of the train classes;
 ``trainable`` chooses what of the encoder learns (``full``, ``last:K``,
 ``lora``, ``bitfit``, ``none``; see :mod:`fewshot.adapters`).
+
+``transductive`` (off by default) refines each task's prototypes with its
+unlabelled queries (soft k-means, Ren et al. 2018); it scores the queries as a
+set, a different protocol, so its figures are reported apart.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import torch
 from torch import nn
 
 from ..adapters import apply_trainable, check_trainable
-from ..prototypes import DEFAULT_SCALE, NearestPrototypes, check_metric, class_means, scores
+from ..prototypes import DEFAULT_SCALE, NearestPrototypes, check_metric, class_means, refine_with_queries, scores
 from .base import Learner, LearnerConfig
 from .registry import register_learner
 
@@ -39,8 +43,11 @@ class ProtoNetConfig(LearnerConfig):
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
+    transductive: int = 0  # soft k-means steps over each task's queries (0: off; changes the protocol)
 
     def __post_init__(self) -> None:
+        if self.transductive < 0:
+            raise ValueError(f"transductive must be >= 0 (refinement steps; 0 = off), got {self.transductive}")
         if self.metric is not None:
             check_metric(self.metric, "--metric")
         check_trainable(self.trainable)
@@ -92,11 +99,21 @@ class ProtoNet(Learner):
         return loss, logits
 
     def adapt_features(self, z_support: torch.Tensor, y_support: torch.Tensor) -> None:
+        self._support = (z_support.float().cpu(), torch.as_tensor(y_support))
         self._head = NearestPrototypes.from_support(z_support, y_support, self.cfg.metric, self.temperature)
 
     def logits_features(self, z_query: torch.Tensor) -> torch.Tensor:
-        """(n_query, n_way): ``T * score`` against every prototype of the last adapted task."""
-        return self._head.logits(z_query.float().cpu())
+        """(n_query, n_way): ``T * score`` against every prototype of the last adapted task.
+
+        With ``transductive`` > 0 the prototypes are first refined with these queries
+        (:func:`fewshot.prototypes.refine_with_queries`): the queries are scored as a set.
+        """
+        z_query = z_query.float().cpu()
+        if self.cfg.transductive:
+            protos = refine_with_queries(*self._support, z_query, self.cfg.metric, self.temperature,
+                                         self.cfg.transductive)
+            return NearestPrototypes.from_prototypes(protos, self.cfg.metric, self.temperature).logits(z_query)
+        return self._head.logits(z_query)
 
     def nearest_prototypes(self, dim: int, **index_options) -> NearestPrototypes:
         """An empty head with this learner's metric and learned scale (what FewShotClassifier serves)."""

@@ -95,3 +95,29 @@ def test_metric_defaults_to_the_encoders(tiny_text_encoder, tiny_image_encoder):
     assert create_learner("protonet", tiny_image_encoder).cfg.metric == "euclidean"
     assert create_learner("protonet", tiny_text_encoder, {"metric": "euclidean"}).cfg.metric == "euclidean"
     assert create_learner("protonet", tiny_text_encoder).temperature == pytest.approx(10.0)
+
+
+def test_transductive_refinement_is_soft_kmeans_by_hand(tiny_image_encoder):
+    from fewshot.prototypes import class_means, refine_with_queries
+
+    zs = torch.tensor([[0.0, 0.0], [4.0, 0.0]])
+    ys = torch.tensor([0, 1])
+    zq = torch.tensor([[1.0, 0.0], [3.0, 0.0], [3.0, 0.0]])
+    # one step, euclidean, scale 1: scores -d^2; query 1 (x=1): d^2 to protos 0 and 4 = 1, 9
+    w = torch.softmax(-torch.tensor([[1.0, 9.0], [9.0, 1.0], [9.0, 1.0]]), dim=1)
+    want0 = (zs[0] + (w[:, 0:1] * zq).sum(0)) / (1 + w[:, 0].sum())
+    want1 = (zs[1] + (w[:, 1:2] * zq).sum(0)) / (1 + w[:, 1].sum())
+    got = refine_with_queries(zs, ys, zq, "euclidean", 1.0, steps=1)
+    torch.testing.assert_close(got, torch.stack([want0, want1]))
+    torch.testing.assert_close(refine_with_queries(zs, ys, zq, "euclidean", 1.0, steps=0), class_means(zs, ys))
+
+    # A query set drawn towards one side moves the decision: inductive and transductive differ on it.
+    learner = create_learner("protonet", tiny_image_encoder, {"metric": "euclidean", "temperature": 1.0,
+                                                              "transductive": 5})
+    learner.adapt_features(zs, ys)
+    refined = learner.logits_features(zq)
+    plain = create_learner("protonet", tiny_image_encoder, {"metric": "euclidean", "temperature": 1.0})
+    plain.adapt_features(zs, ys)
+    assert not torch.allclose(refined, plain.logits_features(zq))
+    with pytest.raises(ValueError, match="transductive must be >= 0"):
+        learner_config({"name": "protonet", "transductive": -1})
