@@ -59,10 +59,18 @@ class StoreError(ValueError):
 
 
 class SupportStore:
-    """The folder ``path``; see the module docstring for its layout and guarantees."""
+    """The folder ``path``; see the module docstring for its layout and guarantees.
 
-    def __init__(self, path: str | os.PathLike):
+    ``required``: metadata keys every manifest of this folder must hold (a manifest
+    without them is refused with :class:`StoreError`); ``remedy``: what the error
+    messages tell the user to do about a damaged folder.
+    """
+
+    def __init__(self, path: str | os.PathLike, required: tuple[str, ...] = (),
+                 remedy: str = "restore the folder from a backup or rebuild the index"):
         self.path = Path(path)
+        self.required = tuple(required)
+        self.remedy = remedy
 
     def __repr__(self) -> str:
         return f"SupportStore({str(self.path)!r})"
@@ -121,7 +129,7 @@ class SupportStore:
             doc = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StoreError(f"{self.manifest_path} is corrupted (not valid JSON: {exc}); "
-                             "restore the folder from a backup or rebuild the index") from exc
+                             f"{self.remedy}") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or "body" not in doc:
             raise StoreError(f"{self.manifest_path} is not a {FORMAT} manifest")
         if doc.get("format_version") != FORMAT_VERSION:
@@ -129,7 +137,13 @@ class SupportStore:
                              f"({__version__}) reads version {FORMAT_VERSION}: upgrade fewshot or rebuild the index")
         if _body_digest(doc["body"]) != doc.get("sha256"):
             raise StoreError(f"{self.manifest_path} is corrupted (its checksum does not match its content); "
-                             "restore the folder from a backup or rebuild the index")
+                             f"{self.remedy}")
+        body = doc["body"]
+        missing = [k for k in self.required if not isinstance(body, dict) or k not in body]
+        if missing or not isinstance(doc.get("files"), dict) or not isinstance(doc.get("generation"), int):
+            what = f"the keys {missing}" if missing else "its file list or generation"
+            raise StoreError(f"{self.manifest_path} lacks {what} (expected {sorted(self.required)}); the folder "
+                             f"was altered or written by another program: {self.remedy}")
         return doc
 
     def read(self, retries: int = 5) -> tuple[dict, dict[str, bytes]]:
@@ -141,14 +155,13 @@ class SupportStore:
             except FileNotFoundError:
                 if attempt < retries and self.read_manifest()["generation"] != doc["generation"]:
                     continue  # a writer replaced the generation while we read: read the new one
-                raise StoreError(f"{self.path}: a file named by {MANIFEST} is missing; "
-                                 "restore the folder from a backup or rebuild the index") from None
+                raise StoreError(f"{self.path}: a file named by {MANIFEST} is missing; {self.remedy}") from None
             for key, f in doc["files"].items():
                 data = blobs[key]
                 if len(data) != f["bytes"] or _sha256(data) != f["sha256"]:
                     why = "truncated" if len(data) < f["bytes"] else "corrupted"
                     raise StoreError(f"{self.path / f['name']} is {why} ({len(data)} bytes, expected {f['bytes']}; "
-                                     "checksum mismatch); restore the folder from a backup or rebuild the index")
+                                     f"checksum mismatch); {self.remedy}")
             return doc["body"], blobs
         raise AssertionError("unreachable")
 

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..checkpoint import is_checkpoint
 from .section import publish
 
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
@@ -130,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     for learner in args.learner or LEARNERS:
         for background in args.background or ("small1", "small2", "both"):
             folder = runs / f"{learner}-{background}"
-            if args.train and not (folder / "model.safetensors").is_file():
+            if args.train and not is_checkpoint(folder):
                 cmd = train_command(learner, background, runs, args.steps)
                 print("+", shlex.join(cmd), flush=True)
                 start = time.perf_counter()
                 subprocess.run(cmd, check=True)
                 print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
-            if not (folder / "model.safetensors").is_file():
+            if not is_checkpoint(folder):
                 print(f"skipping {folder}: no checkpoint (train it, or pass --train)", flush=True)
                 continue
             row = {"learner": learner, "background": background, **_train_info(folder),
