@@ -5,11 +5,12 @@ This is what ``fewshot run`` calls; it holds no CLI code.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import EpisodeConfig, FewShotConfig
 from .data import FewShotDataset
-from .episodes import EpisodeSampler, VariableEpisodeSampler, load_episodes
+from .episodes import Episode, EpisodeSampler, VariableEpisodeSampler, load_episodes
 from .evaluation import EvalResult, evaluate
 
 DEFAULT_ENCODER = {"text": "minilm", "image": "mobilenetv2"}
@@ -25,8 +26,12 @@ def build_dataset(cfg: FewShotConfig) -> FewShotDataset:
     return load_dataset(d.dataset, d.data_root, **kw)
 
 
-def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[list, dict]:
-    """The episodes to score, sampled from ``cfg.episodes`` or read from its episodes_file."""
+def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequence[Episode], dict]:
+    """The episodes to score, sampled from ``cfg.episodes`` or read from its episodes_file.
+
+    Sampled episodes come as a lazy :class:`~fewshot.episodes.SampledEpisodes`: none is
+    sampled before it is read, so ``--episodes 10000000`` starts scoring at once.
+    """
     e = cfg.episodes
     if e.episodes_file:
         header, episodes = load_episodes(e.episodes_file)
@@ -63,7 +68,7 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[list, d
         sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)
     else:
         sampler = EpisodeSampler(dataset.labels, e.way, e.shot, e.query, seed=e.seed, classes=classes)
-    return list(sampler.episodes(e.episodes)), sampler.describe()
+    return sampler.episodes(e.episodes), sampler.describe()
 
 
 def build_learner(cfg: FewShotConfig, modality: str):
