@@ -43,6 +43,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from .index import KINDS, METRICS, SupportIndex
+from .inputs import check_labels, check_texts
 from .store import StoreError, SupportStore
 
 DEFAULT_TEMPERATURE = {"cosine": 0.05, "euclidean": 1.0}
@@ -157,6 +158,7 @@ class FewShotClassifier:
             if bad is not None:
                 raise TypeError(f"{what}: encoder {self.encoder.name!r} reads text, but item {bad} is a "
                                 f"{type(items[bad]).__name__}; pass strings (or use an image encoder)")
+            check_texts(items, what)
         elif self.encoder.modality == "image":
             bad = next((i for i, t in enumerate(items) if not (isinstance(t, np.ndarray) and t.ndim in (2, 3))), None)
             if bad is not None:
@@ -188,7 +190,7 @@ class FewShotClassifier:
             raise TypeError(f"{what}: expected a list of labels, got {type(y).__name__}") from exc
         if len(labels) != n:
             raise ValueError(f"{what}: got {n} items but {len(labels)} labels; give exactly one label per item")
-        return [self._label(v, what) for v in labels]
+        return check_labels([self._label(v, what) for v in labels], what)
 
     def _embeddings(self, z, what: str) -> np.ndarray:
         z = np.asarray(z)
