@@ -53,6 +53,8 @@ DEFAULT_TEMPERATURE = {"cosine": 0.05, "euclidean": 1.0}
 AUTO_APPROX_MIN = 50_000
 IVF_RETRAIN_GROWTH = 2  # an IVF index is retrained once the class count doubles since its training
 STORE_KIND = "fewshot-classifier"
+STORE_KEYS = ("kind", "classes", "counts", "ids", "next_id", "fitted", "metric", "dim", "temperature",
+              "unknown_label", "threshold", "calibration", "index_kind", "index_options", "index", "encoder")
 
 
 class NotFittedError(ValueError):
@@ -497,7 +499,7 @@ class FewShotClassifier:
         """
         from safetensors.numpy import load as load_arrays
 
-        meta, blobs = SupportStore(path).read()
+        meta, blobs = SupportStore(path, required=STORE_KEYS).read()
         if meta.get("kind") != STORE_KIND:
             raise StoreError(f"{path} holds a {meta.get('kind')!r} store, not a {STORE_KIND!r}")
         ident = meta["encoder"]

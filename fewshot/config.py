@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import types
 import typing
@@ -41,7 +42,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if tp is float:
             if isinstance(value, bool):
                 raise TypeError
-            return float(value)
+            number = float(value)
+            if math.isfinite(number):
+                return number
         if tp is str:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise TypeError
@@ -57,6 +60,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     except (TypeError, ValueError):
         name = getattr(tp, "__name__", str(tp))
         raise ValueError(f"config key {key!r}: expected {name}, got {type(value).__name__} {value!r}") from None
+    if tp is float:
+        return _finite(number, key)
+    return value
+
+
+def _finite(value: float, key: str) -> float:
+    """``value`` if it is a finite number: inf and nan are never a meaningful setting."""
+    if not math.isfinite(value):
+        raise ValueError(f"config key {key!r}: expected a finite number, got {value!r}; give a number such as 1e-3")
     return value
 
 
@@ -158,6 +170,9 @@ class TrainConfig:
             if getattr(self, name) < low:
                 flag = name.replace("_", "-")
                 raise ValueError(f"train.{name} (--{flag}) must be at least {low}, got {getattr(self, name)}")
+        for f in fields(self):
+            if f.type in (float, "float"):
+                _finite(float(getattr(self, f.name)), f"train.{f.name}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")

@@ -86,7 +86,12 @@ class SupportStore:
     @contextlib.contextmanager
     def lock(self):
         """Exclusive lock on the folder (blocks until free); re-entrant within one process."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"expected a folder at {self.path} but it is a file; choose another path "
+                             "(or move the file away)")
+        with self._os_errors("create or lock"):
+            self.path.mkdir(parents=True, exist_ok=True)
+            open(self.path / LOCK, "a").close()
         path = str((self.path / LOCK).resolve())
         key = (path, threading.get_ident())
         with _held_guard:
@@ -111,6 +116,19 @@ class SupportStore:
                     del _held[key]
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def _os_errors(self, action: str):
+        """An OSError (permissions, a read-only disk, ...) becomes a StoreError saying what could not be done."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise  # read() retries on it; read_manifest reports it itself
+        except OSError as exc:
+            raise StoreError(f"cannot {action} {self.path} ({exc.strerror or exc}"
+                             f"{': ' + str(exc.filename) if exc.filename else ''}); check that the folder is "
+                             f"{'readable' if action == 'read' else 'writable'} by this user, or use another "
+                             "folder") from exc
+
     @classmethod
     def locked(cls, path: str | os.PathLike):
         """``with SupportStore.locked(DIR):`` hold DIR's lock around load-modify-save."""
@@ -124,7 +142,8 @@ class SupportStore:
         if not self.exists():
             raise FileNotFoundError(f"{self.path} holds no {MANIFEST}: it is not a fewshot index folder "
                                     "(create one with `fewshot index create DIR` or FewShotClassifier.save)")
-        raw = self.manifest_path.read_bytes()
+        with self._os_errors("read"):
+            raw = self.manifest_path.read_bytes()
         try:
             doc = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -151,7 +170,8 @@ class SupportStore:
         for attempt in range(retries + 1):
             doc = self.read_manifest()
             try:
-                blobs = {key: (self.path / f["name"]).read_bytes() for key, f in doc["files"].items()}
+                with self._os_errors("read"):
+                    blobs = {key: (self.path / f["name"]).read_bytes() for key, f in doc["files"].items()}
             except FileNotFoundError:
                 if attempt < retries and self.read_manifest()["generation"] != doc["generation"]:
                     continue  # a writer replaced the generation while we read: read the new one
@@ -174,7 +194,7 @@ class SupportStore:
         for key, (ext, _) in blobs.items():
             if not key.isidentifier() or not ext.isalnum():
                 raise ValueError(f"blob key {key!r} / extension {ext!r} must be plain words")
-        with self.lock():
+        with self.lock(), self._os_errors("write to"):
             generation = self.read_manifest()["generation"] + 1 if self.exists() else 1
             token = f"{generation:08d}-{secrets.token_hex(4)}"
             files = {}

@@ -5,6 +5,7 @@ concurrent ``fewshot index add`` calls lose no update; reads take no lock.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from pathlib import Path
@@ -88,14 +89,24 @@ def create(directory, encoder, checkpoint, metric, index_kind, unknown_label):
 
     if encoder and checkpoint:
         raise ValueError("give --encoder or --checkpoint, not both")
-    with SupportStore.locked(directory) as store:
-        if store.exists():
-            raise ValueError(f"{directory} already holds an index; add to it with `fewshot index add`, or choose "
-                             "a new folder")
-        kw = dict(metric=metric, index_kind=index_kind, unknown_label=unknown_label)
-        clf = FewShotClassifier.from_checkpoint(checkpoint, **kw) if checkpoint else \
-            FewShotClassifier(encoder or "minilm", **kw)
-        clf.save(directory)
+    taken = f"{directory} already holds an index; add to it with `fewshot index add`, or choose a new folder"
+    if SupportStore(directory).exists():
+        raise ValueError(taken)
+    kw = dict(metric=metric, index_kind=index_kind, unknown_label=unknown_label)
+    clf = FewShotClassifier.from_checkpoint(checkpoint, **kw) if checkpoint else \
+        FewShotClassifier(encoder or "minilm", **kw)  # before the folder exists: a bad encoder leaves nothing
+    existed = Path(directory).exists()
+    try:
+        with SupportStore.locked(directory) as store:
+            if store.exists():
+                raise ValueError(taken)
+            clf.save(directory)
+    except BaseException:
+        if not existed and not SupportStore(directory).exists():  # remove what this command created, nothing else
+            (Path(directory) / ".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                Path(directory).rmdir()
+        raise
     click.echo(f"created an empty index in {directory} (encoder {clf.encoder.name}, {clf.dim}-d, {metric}, "
                f"{index_kind})")
 
@@ -190,9 +201,10 @@ def predict(directory, texts, file_, text_column, top_k, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def list_(directory, as_json):
     """List the classes of the index in DIRECTORY with their example counts."""
+    from ..classifier import STORE_KEYS
     from ..store import SupportStore
 
-    meta = SupportStore(directory).read_manifest()["body"]  # metadata only: no need to read the index
+    meta = SupportStore(directory, required=STORE_KEYS).read_manifest()["body"]  # metadata only
     rows = list(zip(meta["classes"], meta["counts"]))
     if as_json:
         click.echo(json.dumps({"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],

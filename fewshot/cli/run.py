@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from . import load_run_config, main
-from .options import DATA_MAPPING, EPISODE_MAPPING, data_options, episode_options
+from .options import DATA_MAPPING, EPISODE_MAPPING, data_options, episode_options, writable_folder
 
 RUN_MAPPING = {
     **DATA_MAPPING,
@@ -38,7 +38,7 @@ RUN_MAPPING = {
 @click.option("--batch-size", type=int, default=None, help="Embedding batch size (default 128).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML/YAML config; flags override it.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", type=click.Path(file_okay=False), callback=writable_folder, default=None,
               help="Also write run.json and the resolved config.json to this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
 @click.option("--no-cache", is_flag=True, help="Re-embed every episode (to measure what the cache saves).")
