@@ -1,16 +1,24 @@
 """Checkpoints on disk: safetensors weights and JSON, never pickle.
 
-A checkpoint folder written by :func:`save_checkpoint` holds
+A checkpoint folder written by :func:`save_checkpoint` is a
+:class:`~fewshot.store.SupportStore`:
 
-- ``model.safetensors``: ``learner.module.state_dict()`` (metadata names the format and learner);
-- ``learner.json``: format, learner name and config, the encoder spec (to rebuild
-  the architecture without reloading pretrained weights), the adapter record
-  (LoRA), the learner's own structural facts, and the SHA-256 of the weights;
+- ``manifest.json`` (the commit point) holds the learner record: format, learner
+  name and config, the encoder spec (to rebuild the architecture without
+  reloading pretrained weights), the adapter record (LoRA), the learner's own
+  structural facts, and the SHA-256 of the weights;
+- ``model-<generation>-<token>.safetensors``: ``learner.module.state_dict()``;
 - ``config.json``: the resolved run config (sorted keys, ``fewshot_version``).
 
-:func:`load_learner` and :func:`load_encoder` refuse a truncated, altered or
-foreign folder with a message that says what is wrong. ``last/`` (resume state:
-weights, optimizer moments, counters) is written by :func:`save_training_state`.
+Overwriting a checkpoint writes the new weights under a new name and then
+replaces the manifest, so a process killed at any instant leaves the old
+checkpoint or the new one, never a mix. ``last/`` (resume state: weights,
+optimizer moments, counters) is written by :func:`save_training_state` the same way.
+
+Folders of fewshot <= 0.x (``learner.json`` + ``model.safetensors``, or
+``state.json`` + ``state.safetensors``) still load. :func:`load_learner` and
+:func:`load_encoder` refuse a truncated, altered or foreign folder with a
+message that says what is wrong.
 """
 from __future__ import annotations
 
@@ -21,12 +29,16 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write_bytes, atomic_write_text
+from .atomic import atomic_write_text
+from .store import MANIFEST
 
 FORMAT = "fewshot-checkpoint/1"
 STATE_FORMAT = "fewshot-train-state/1"
-WEIGHTS = "model.safetensors"
-LEARNER_JSON = "learner.json"
+WEIGHTS_KEY = "model"  # the weights blob of a checkpoint or resume store
+RECORD_KEYS = ("format", "learner", "learner_config", "encoder_spec", "encoder_prefix", "weights_sha256")
+STATE_KEYS = ("format", "counters", "param_groups", "state_sha256")
+WEIGHTS, LEARNER_JSON = "model.safetensors", "learner.json"  # the layout before manifests
+STATE, STATE_JSON = "state.safetensors", "state.json"
 
 
 def _state_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
@@ -45,16 +57,28 @@ def _encoder_prefix(learner) -> str:
     raise ValueError(f"learner {learner.name!r}: its module does not contain its encoder")
 
 
+def _store(folder: str | os.PathLike, required: tuple[str, ...], remedy: str):
+    from .store import SupportStore
+
+    return SupportStore(folder, required=required, remedy=remedy)
+
+
+def _checkpoint_store(folder: str | os.PathLike):
+    return _store(folder, RECORD_KEYS, "copy the whole folder again or retrain")
+
+
+def _state_store(folder: str | os.PathLike):
+    return _store(folder, STATE_KEYS, "the run cannot resume: start again without --resume")
+
+
 def save_checkpoint(out_dir: str | os.PathLike, learner, config_dict: dict | None = None,
                     extra: dict | None = None) -> Path:
-    """Write ``learner`` (weights, structure, config) to ``out_dir``; each file atomically."""
+    """Write ``learner`` (weights, structure, config) to ``out_dir``; old or new survives any crash."""
     from . import __version__
     from .adapters import adapter_record
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     data = _state_bytes(learner.module.state_dict(), {"format": FORMAT, "learner": learner.name})
-    atomic_write_bytes(out / WEIGHTS, data)
     spec = {k: v for k, v in learner.encoder.spec.items() if k != "pretrained"}
     record = {
         "format": FORMAT,
@@ -68,55 +92,94 @@ def save_checkpoint(out_dir: str | os.PathLike, learner, config_dict: dict | Non
         "weights_sha256": hashlib.sha256(data).hexdigest(),
         **(extra or {}),
     }
-    atomic_write_text(out / LEARNER_JSON, json.dumps(record, indent=2, sort_keys=True) + "\n")
     cfg = dict(config_dict or {})
     cfg["fewshot_version"] = __version__
-    atomic_write_text(out / "config.json", json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n")
+    cfg_text = json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n"
+    if not (out / "config.json").is_file() or (out / "config.json").read_text() != cfg_text:
+        atomic_write_text(out / "config.json", cfg_text)  # the run's config: the same for every save of a run
+    _checkpoint_store(out).write(record, {WEIGHTS_KEY: ("safetensors", data)})
+    _remove_legacy(out, (LEARNER_JSON, WEIGHTS))
     return out
 
 
-def read_record(ckpt_dir: str | os.PathLike) -> dict:
-    """``learner.json`` of a checkpoint folder, validated."""
-    d = Path(ckpt_dir)
-    if not d.is_dir():
-        raise ValueError(f"checkpoint {str(d)!r} is not a folder; expected a folder written by `fewshot train`")
-    path = d / LEARNER_JSON
+def _remove_legacy(folder: Path, names: tuple[str, ...]) -> None:
+    """Delete the files of the pre-manifest layout once a manifest has replaced them."""
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+
+
+def _read_folder(folder: Path, store, legacy_json: str, legacy_blob: str, sha_key: str,
+                 with_data: bool) -> tuple[dict, bytes | None]:
+    """(record, blob bytes) of a checkpoint or resume folder, new layout or legacy, checksum-verified."""
+    if store.exists():
+        if not with_data:
+            return store.read_manifest()["body"], None
+        record, blobs = store.read()
+        return record, blobs[WEIGHTS_KEY]
+    path = folder / legacy_json
     if not path.is_file():
-        raise ValueError(f"checkpoint {d} has no {LEARNER_JSON}; expected a folder written by `fewshot train`")
+        raise ValueError(f"{folder} has no {MANIFEST} (nor a {legacy_json} of older fewshot versions); "
+                         "expected a folder written by `fewshot train`")
     try:
         record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"checkpoint {path} is not valid JSON ({exc.msg}); the file is damaged") from exc
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        got = record.get("format") if isinstance(record, dict) else type(record).__name__
-        raise ValueError(f"checkpoint {path}: expected format {FORMAT!r}, got {got!r}; "
-                         "this is not a fewshot checkpoint")
-    missing = [k for k in ("learner", "learner_config", "encoder_spec", "encoder_prefix", "weights_sha256")
-               if k not in record]
-    if missing:
-        raise ValueError(f"checkpoint {path} lacks the keys {missing}; the file is damaged or foreign")
-    return record
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"checkpoint {path} is not valid JSON ({exc}); the file is damaged") from exc
+    if not isinstance(record, dict) or sha_key not in record:
+        raise ValueError(f"checkpoint {path} lacks the key {sha_key!r}; the file is damaged or foreign")
+    if not with_data:
+        return record, None
+    blob = folder / legacy_blob
+    if not blob.is_file():
+        raise ValueError(f"checkpoint {folder} has no {legacy_blob}")
+    data = blob.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != record[sha_key]:
+        raise ValueError(
+            f"checkpoint {blob} ({len(data)} bytes) does not match the SHA-256 recorded in {legacy_json} "
+            f"({str(record[sha_key])[:16]}..., got {digest[:16]}...); the file is truncated or was "
+            "replaced: copy the whole folder again or retrain"
+        )
+    return record, data
 
 
-def _read_weights(ckpt_dir: Path, record: dict) -> dict[str, torch.Tensor]:
+def _load_safetensors(data: bytes, where: str) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    path = ckpt_dir / WEIGHTS
-    if not path.is_file():
-        raise ValueError(f"checkpoint {ckpt_dir} has no {WEIGHTS}")
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != record["weights_sha256"]:
-        raise ValueError(
-            f"checkpoint {path} ({len(data)} bytes) does not match the SHA-256 recorded in {LEARNER_JSON} "
-            f"({record['weights_sha256'][:16]}..., got {digest[:16]}...); the file is truncated or was "
-            "replaced: copy the whole folder again or retrain"
-        )
     try:
         return load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"checkpoint {path} is not a readable safetensors file ({exc})") from exc
+        raise ValueError(f"{where} is not a readable safetensors file ({exc}); fewshot stores weights only as "
+                         "safetensors: copy the folder again or retrain") from exc
+
+
+def _checked_record(d: Path, with_data: bool) -> tuple[dict, bytes | None]:
+    if not d.is_dir():
+        raise ValueError(f"checkpoint {str(d)!r} is not a folder; expected a folder written by `fewshot train`")
+    record, data = _read_folder(d, _checkpoint_store(d), LEARNER_JSON, WEIGHTS, "weights_sha256", with_data)
+    if record.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {d}: expected format {FORMAT!r}, got {record.get('format')!r}; "
+                         "this is not a fewshot checkpoint")
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"checkpoint {d} lacks the keys {missing}; the file is damaged or foreign")
+    return record, data
+
+
+def is_checkpoint(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a checkpoint (either layout); :func:`read_record` validates it."""
+    folder = Path(folder)
+    return (folder / MANIFEST).is_file() or (folder / LEARNER_JSON).is_file()
+
+
+def read_record(ckpt_dir: str | os.PathLike) -> dict:
+    """The learner record of a checkpoint folder, validated (the weights are not read)."""
+    return _checked_record(Path(ckpt_dir), with_data=False)[0]
+
+
+def _read_weights(ckpt_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    record, data = _checked_record(ckpt_dir, with_data=True)
+    return record, _load_safetensors(data, f"checkpoint {ckpt_dir}")
 
 
 def _build_encoder(record: dict):
@@ -142,8 +205,7 @@ def _load_into(module: torch.nn.Module, state: dict, where: str) -> None:
 def load_encoder(ckpt_dir: str | os.PathLike):
     """The checkpoint's encoder (architecture from its spec, adapter re-attached, weights loaded)."""
     d = Path(ckpt_dir)
-    record = read_record(d)
-    state = _read_weights(d, record)
+    record, state = _read_weights(d)
     enc = _build_encoder(record)
     prefix = record["encoder_prefix"]
     _load_into(enc, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, "encoder")
@@ -178,8 +240,7 @@ def load_learner(ckpt_dir: str | os.PathLike, learner_cfg=None):
     from .learners import create_learner
 
     d = Path(ckpt_dir)
-    record = read_record(d)
-    state = _read_weights(d, record)
+    record, state = _read_weights(d)
     encoder = _build_encoder(record)
     cfg = _merge_config(record["learner_config"], learner_cfg)
     learner = create_learner(cfg.name, encoder, cfg)
@@ -196,9 +257,8 @@ def load_learner(ckpt_dir: str | os.PathLike, learner_cfg=None):
 # --------------------------------------------------------------------------- resume state
 def save_training_state(folder: str | os.PathLike, learner, optimizer: torch.optim.Optimizer,
                         state: dict) -> None:
-    """Weights, AdamW moments and the JSON-able counters ``state``, for ``--resume``."""
+    """Weights, AdamW moments and the JSON-able counters ``state``, for ``--resume``; old or new survives a crash."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model/{k}": v for k, v in learner.module.state_dict().items()}
     opt = optimizer.state_dict()
     for idx, pstate in opt["state"].items():
@@ -207,25 +267,26 @@ def save_training_state(folder: str | os.PathLike, learner, optimizer: torch.opt
             tensors[f"optim/{idx}/{key}"] = t
     tensors["rng/torch"] = torch.get_rng_state()
     data = _state_bytes(tensors, {"format": STATE_FORMAT})
-    atomic_write_bytes(folder / "state.safetensors", data)
     meta = {"format": STATE_FORMAT, "counters": state, "param_groups": opt["param_groups"],
             "state_sha256": hashlib.sha256(data).hexdigest(), "learner_meta": learner.checkpoint_meta()}
-    atomic_write_text(folder / "state.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    _state_store(folder).write(meta, {WEIGHTS_KEY: ("safetensors", data)})
+    _remove_legacy(folder, (STATE_JSON, STATE))
+
+
+def has_training_state(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds resume state (either layout)."""
+    folder = Path(folder)
+    return _state_store(folder).exists() or (folder / STATE_JSON).is_file()
 
 
 def load_training_state(folder: str | os.PathLike, learner, optimizer: torch.optim.Optimizer) -> dict:
     """Restore what :func:`save_training_state` wrote; returns the counters."""
-    from safetensors.torch import load
-
     folder = Path(folder)
-    meta = json.loads((folder / "state.json").read_text())
+    meta, data = _read_folder(folder, _state_store(folder), STATE_JSON, STATE, "state_sha256", with_data=True)
     if meta.get("format") != STATE_FORMAT:
-        raise ValueError(f"{folder}/state.json: expected format {STATE_FORMAT!r}, got {meta.get('format')!r}")
-    data = (folder / "state.safetensors").read_bytes()
-    if hashlib.sha256(data).hexdigest() != meta["state_sha256"]:
-        raise ValueError(f"{folder}/state.safetensors does not match state.json (truncated or replaced); "
-                         "the run cannot resume: start again without --resume")
-    tensors = load(data)
+        raise ValueError(f"{folder}: expected resume state of format {STATE_FORMAT!r}, got {meta.get('format')!r}; "
+                         "start again without --resume")
+    tensors = _load_safetensors(data, f"resume state {folder}")
     learner.restore_meta(meta.get("learner_meta") or {})
     model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     _load_into(learner.module, model, f"{learner.name} learner")

@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from pathlib import Path
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -54,15 +55,19 @@ import torch
 from .checkpoint import load_encoder, load_learner, read_record
 from .encoders import ENCODERS, Encoder, build_encoder, create_encoder, encoder_spec
 from .index import KINDS, SupportIndex
+from .inputs import check_labels, check_texts
 from .prototypes import NearestPrototypes, check_metric, check_scale
 from .prototypes import scores as prototype_scores
 from .store import ConcurrentUpdateError, StoreError, SupportStore
+
 # index_kind="auto": exact flat search below this many classes, IVF from there. IVF rather than HNSW:
 # on bin/bench-index's 10^5-class rows it has the higher recall@1 (0.995 vs 0.77), builds ~15x
 # faster and deletes without a rebuild.
 AUTO_APPROX_MIN = 50_000
 IVF_RETRAIN_GROWTH = 2  # an IVF index is retrained once the class count doubles since its training
 STORE_KIND = "fewshot-classifier"
+STORE_KEYS = ("kind", "classes", "counts", "ids", "next_id", "fitted", "metric", "dim",
+              "unknown_label", "threshold", "calibration", "index_kind", "index_options", "index", "encoder")
 
 __all__ = ["ConcurrentUpdateError", "FewShotClassifier", "NotFittedError", "StoreError"]
 
@@ -177,6 +182,7 @@ class FewShotClassifier:
             if bad is not None:
                 raise TypeError(f"{what}: encoder {self.encoder.name!r} reads text, but item {bad} is a "
                                 f"{type(items[bad]).__name__}; pass strings (or use an image encoder)")
+            check_texts(items, what)
         elif self.encoder.modality == "image":
             bad = next((i for i, t in enumerate(items) if not (isinstance(t, np.ndarray) and t.ndim in (2, 3))), None)
             if bad is not None:
@@ -208,7 +214,7 @@ class FewShotClassifier:
             raise TypeError(f"{what}: expected a list of labels, got {type(y).__name__}") from exc
         if len(labels) != n:
             raise ValueError(f"{what}: got {n} items but {len(labels)} labels; give exactly one label per item")
-        return [self._label(v, what) for v in labels]
+        return check_labels([self._label(v, what) for v in labels], what)
 
     def _embeddings(self, z, what: str) -> np.ndarray:
         z = np.asarray(z)
@@ -507,13 +513,21 @@ class FewShotClassifier:
 
     def create(self, path: str | os.PathLike) -> None:
         """:meth:`save` into a folder that holds no index yet; one that does is refused, unchanged."""
+        existed = Path(path).exists()
         store = SupportStore(path)
-        with store.lock():
-            if store.exists():
-                raise ValueError(f"{path} already holds an index; change it with FewShotClassifier.update (CLI: "
-                                 "`fewshot index add`), or choose a new folder")
-            self._generation = None
-            self.save(path)
+        try:
+            with store.lock():
+                if store.exists():
+                    raise ValueError(f"{path} already holds an index; change it with FewShotClassifier.update "
+                                     "(CLI: `fewshot index add`), or choose a new folder")
+                self._generation = None
+                self.save(path)
+        except BaseException:
+            if not existed and not store.exists():  # remove what this call created, nothing else
+                (Path(path) / ".lock").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    Path(path).rmdir()
+            raise
 
     @classmethod
     @contextlib.contextmanager
@@ -535,7 +549,7 @@ class FewShotClassifier:
         """What a saved classifier holds, read from its manifest alone (the index is not loaded):
         ``encoder``, ``fingerprint``, ``metric``, ``dim``, ``threshold``, ``generation`` and
         ``classes`` (a list of {"label", "count"})."""
-        doc = SupportStore(path).read_manifest()
+        doc = SupportStore(path, required=STORE_KEYS).read_manifest()
         meta = doc["body"]
         if meta.get("kind") != STORE_KIND:
             raise StoreError(f"{path} holds a {meta.get('kind')!r} store, not a {STORE_KIND!r}")
@@ -554,7 +568,7 @@ class FewShotClassifier:
         """
         from safetensors.numpy import load as load_arrays
 
-        store = SupportStore(path)
+        store = SupportStore(path, required=STORE_KEYS)
         meta, blobs = store.read()
         if meta.get("kind") != STORE_KIND:
             raise StoreError(f"{path} holds a {meta.get('kind')!r} store, not a {STORE_KIND!r}")

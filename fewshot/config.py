@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
 from . import __version__
 from .atomic import atomic_write_text
 from .learners import learner_config
-from .schema import dataclass_from_dict
+from .schema import dataclass_from_dict, finite
 
 
 @dataclass
@@ -95,6 +95,9 @@ class TrainConfig:
             if getattr(self, name) < low:
                 flag = name.replace("_", "-")
                 raise ValueError(f"train.{name} (--{flag}) must be at least {low}, got {getattr(self, name)}")
+        for f in fields(self):
+            if f.type in (float, "float"):
+                finite(float(getattr(self, f.name)), f"train.{f.name}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")

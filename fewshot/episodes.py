@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,39 @@ class Episode:
             query=np.asarray(d["query"], dtype=np.int64),
             query_labels=np.asarray(d["query_labels"], dtype=np.int64),
         )
+
+
+class SampledEpisodes(Sequence):
+    """Episodes ``start .. start + n - 1`` of a sampler, sampled when read (never all held at once).
+
+    A re-iterable, indexable view: ``len``, ``eps[i]`` and ``iter`` call
+    ``sampler.sample(i)``; episode ``i`` is a pure function of ``(seed, i)``, so
+    reading it twice gives the same episode.
+    """
+
+    def __init__(self, sampler, n: int, start: int = 0):
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"the number of episodes must be an int >= 0, got {n!r}")
+        self.sampler, self.n, self.start = sampler, int(n), int(start)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(f"episode {i} of {self.n}")
+        return self.sampler.sample(self.start + i)
+
+    def __iter__(self) -> Iterator[Episode]:
+        for i in range(self.start, self.start + self.n):
+            yield self.sampler.sample(i)
+
+    def __repr__(self) -> str:
+        return f"SampledEpisodes({self.sampler.describe()}, n={self.n}, start={self.start})"
 
 
 def _class_index(labels: Sequence, classes: Sequence | None) -> dict[str, np.ndarray]:
@@ -132,9 +165,9 @@ class EpisodeSampler:
             query_labels=np.repeat(np.arange(self.n_way), self.n_query),
         )
 
-    def episodes(self, n: int, start: int = 0) -> Iterator[Episode]:
-        for i in range(start, start + n):
-            yield self.sample(i)
+    def episodes(self, n: int, start: int = 0) -> SampledEpisodes:
+        """Episodes ``start .. start + n - 1``, sampled lazily (see :class:`SampledEpisodes`)."""
+        return SampledEpisodes(self, n, start)
 
     def describe(self) -> dict:
         return {"sampler": "fixed", "way": self.n_way, "shot": self.n_shot, "query": self.n_query,
@@ -193,20 +226,19 @@ class VariableEpisodeSampler:
                        support=np.concatenate(support), support_labels=np.concatenate(s_labels),
                        query=np.concatenate(query), query_labels=np.concatenate(q_labels))
 
-    def episodes(self, n: int, start: int = 0) -> Iterator[Episode]:
-        for i in range(start, start + n):
-            yield self.sample(i)
+    def episodes(self, n: int, start: int = 0) -> SampledEpisodes:
+        """Episodes ``start .. start + n - 1``, sampled lazily (see :class:`SampledEpisodes`)."""
+        return SampledEpisodes(self, n, start)
 
     def describe(self) -> dict:
         return {"sampler": "variable", "seed": self.seed, "max_way": self.max_way,
                 "max_query": self.max_query, "max_support": self.max_support, "max_shot": self.max_shot}
 
 
-def unique_ids(episodes: Sequence[Episode]) -> np.ndarray:
+def unique_ids(episodes: Iterable[Episode]) -> np.ndarray:
     """Sorted example ids used by any of ``episodes`` (what a frozen encoder must embed)."""
-    if not episodes:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate([np.concatenate([e.support, e.query]) for e in episodes]))
+    ids = [np.concatenate([e.support, e.query]) for e in episodes]
+    return np.unique(np.concatenate(ids)) if ids else np.zeros(0, dtype=np.int64)
 
 
 def save_episodes(path: str | os.PathLike, episodes: Sequence[Episode], meta: Mapping) -> str:

@@ -1,20 +1,27 @@
 """Episodic evaluation: accuracy per episode, mean and 95% confidence interval.
 
-With a learner that leaves the encoder untouched during adaptation, every
-example the episodes touch is embedded exactly once, in one batched pass
-(the physical floor for a frozen encoder), and episodes work on those
-embeddings. ``cache=False`` re-embeds every episode, for comparison.
+Episodes are read once, as they come (a list, a lazy
+:class:`~fewshot.episodes.SampledEpisodes` or a generator), so memory does
+not grow with their number beyond one float per episode. With a learner that
+leaves the encoder untouched during adaptation, episodes are scored in chunks
+of ``chunk`` episodes: the examples a chunk touches that no earlier chunk did
+are embedded in one batched pass, and cached by example id, so every example
+is embedded exactly once (the physical floor for a frozen encoder). A run of
+at most ``chunk`` episodes embeds everything in a single pass. ``cache=False``
+re-embeds every episode, for comparison.
 
-Besides accuracies, :class:`EvalResult` keeps every query's global true and
-predicted class name (``y_true``, ``y_pred``, pooled over all episodes) for
-the per-class table of :mod:`fewshot.report`.
+With ``predictions=True``, :class:`EvalResult` also keeps every query's global
+true and predicted class name (``y_true``, ``y_pred``, pooled over all
+episodes) for the per-class table of :mod:`fewshot.report`; that grows with
+the number of episodes, so it is off unless a report is asked for.
 """
 from __future__ import annotations
 
 import math
 import sys
 import time
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +29,7 @@ import torch
 
 from .data import FewShotDataset
 from .episodes import Episode, unique_ids
+from .report import class_report
 
 
 def mean_ci95(accuracies: Sequence[float]) -> tuple[float, float]:
@@ -57,63 +65,102 @@ class EvalResult:
 
     def class_report(self, top_k: int = 10):
         """Per-class precision/recall/F1 over the pooled queries (:func:`fewshot.report.class_report`)."""
-        from .report import class_report
-
+        if not len(self.y_true):
+            raise ValueError("this result kept no per-query predictions; evaluate(..., predictions=True)")
         return class_report(self.y_true, self.y_pred, top_k=top_k)
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True):
+def progress_bar(total: int | None, desc: str, enabled: bool = True):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, file=sys.stderr, disable=not enabled, leave=False,
                 dynamic_ncols=True, mininterval=0.5)
 
 
-def episode_accuracy(logits: torch.Tensor, episode: Episode, y_true: list, y_pred: list) -> float:
-    """The accuracy of ``logits`` (n_query, n_way) on ``episode``; appends its queries' global
-    true and predicted class names to ``y_true`` and ``y_pred``."""
+def episode_accuracy(logits: torch.Tensor, episode: Episode, kept: tuple[list, list] | None = None) -> float:
+    """The accuracy of ``logits`` (n_query, n_way) on ``episode``; with ``kept`` = (y_true, y_pred),
+    appends its queries' global true and predicted class names to them."""
     pred = logits.argmax(dim=1).cpu().numpy()
-    names = np.asarray(episode.classes, dtype=object)
-    y_true.append(names[episode.query_labels])
-    y_pred.append(names[pred])
+    if kept is not None:
+        names = np.asarray(episode.classes, dtype=object)
+        kept[0].append(names[episode.query_labels])
+        kept[1].append(names[pred])
     return float((pred == episode.query_labels).mean())
 
 
-def evaluate(learner, dataset: FewShotDataset, episodes: Sequence[Episode], batch_size: int = 128,
-             cache: bool = True, progress: bool = True) -> EvalResult:
-    """Score ``learner`` on ``episodes`` of ``dataset``."""
+CHUNK = 10_000  # episodes scored per embedding pass: runs up to this size embed in one pass
+
+
+def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batch_size: int = 128,
+             cache: bool = True, progress: bool = True, chunk: int = CHUNK,
+             predictions: bool = False) -> EvalResult:
+    """Score ``learner`` on ``episodes`` of ``dataset``, reading ``episodes`` once.
+
+    ``predictions``: also keep every query's global true and predicted class (for
+    :meth:`EvalResult.class_report`).
+    """
     start = time.perf_counter()
-    accs = np.empty(len(episodes), dtype=np.float64)
+    total = len(episodes) if isinstance(episodes, Sized) else None
+    accs = array("d")
     n_embedded = 0
-    y_true: list = []
-    y_pred: list = []
+    kept: tuple[list, list] | None = ([], []) if predictions else None
     if cache and not learner.adapts_encoder:
-        ids = unique_ids(episodes)
-        with progress_bar(len(ids), "embedding", progress) as bar:
-            z = learner.encoder.encode(dataset.take(ids), batch_size=batch_size, device=learner.device,
-                                       progress=bar)
-        n_embedded = len(ids)
-        row = {int(i): r for r, i in enumerate(ids)}
-        z = torch.from_numpy(z)
-        for k, ep in enumerate(_iter(episodes, "episodes", progress)):
-            learner.adapt_features(z[[row[int(i)] for i in ep.support]], torch.from_numpy(ep.support_labels))
-            accs[k] = episode_accuracy(learner.logits_features(z[[row[int(i)] for i in ep.query]]), ep,
-                                       y_true, y_pred)
+        embedded = _EmbeddingCache(learner, dataset, batch_size, progress)
+        with progress_bar(total, "episodes", progress) as bar:
+            for block in _chunks(episodes, chunk):
+                embedded.add(unique_ids(block))
+                for ep in block:
+                    learner.adapt_features(embedded.take(ep.support), torch.from_numpy(ep.support_labels))
+                    accs.append(episode_accuracy(learner.logits_features(embedded.take(ep.query)), ep, kept))
+                    bar.update(1)
+        n_embedded = embedded.n
     else:
-        for k, ep in enumerate(_iter(episodes, "episodes", progress)):
-            learner.adapt(dataset.take(ep.support), ep.support_labels)
-            accs[k] = episode_accuracy(learner.logits(dataset.take(ep.query)), ep, y_true, y_pred)
-            n_embedded += len(ep.support) + len(ep.query)
-    return EvalResult(accuracies=accs, elapsed_s=time.perf_counter() - start, n_embedded=n_embedded,
-                      y_true=_pooled(y_true), y_pred=_pooled(y_pred))
+        with progress_bar(total, "episodes", progress) as bar:
+            for ep in episodes:
+                learner.adapt(dataset.take(ep.support), ep.support_labels)
+                accs.append(episode_accuracy(learner.logits(dataset.take(ep.query)), ep, kept))
+                n_embedded += len(ep.support) + len(ep.query)
+                bar.update(1)
+    result = EvalResult(accuracies=np.frombuffer(accs, dtype=np.float64).copy(),
+                        elapsed_s=time.perf_counter() - start, n_embedded=n_embedded)
+    if kept is not None and kept[0]:
+        result.y_true, result.y_pred = np.concatenate(kept[0]), np.concatenate(kept[1])
+    return result
 
 
-def _pooled(parts: list) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+class _EmbeddingCache:
+    """Embeddings of a frozen encoder by example id; each example is embedded once."""
+
+    def __init__(self, learner, dataset: FewShotDataset, batch_size: int, progress: bool):
+        self.learner, self.dataset, self.batch_size, self.progress = learner, dataset, batch_size, progress
+        self.row: dict[int, int] = {}
+        self.z = torch.zeros(0)
+        self.n = 0
+
+    def add(self, ids: np.ndarray) -> None:
+        new = np.asarray([i for i in ids.tolist() if i not in self.row], dtype=np.int64)
+        if not len(new):
+            return
+        with progress_bar(len(new), "embedding", self.progress) as bar:
+            z = self.learner.encoder.encode(self.dataset.take(new), batch_size=self.batch_size,
+                                            device=self.learner.device, progress=bar)
+        for r, i in enumerate(new.tolist(), start=self.n):
+            self.row[i] = r
+        self.z = torch.from_numpy(z) if not self.n else torch.cat([self.z, torch.from_numpy(z)])
+        self.n += len(new)
+
+    def take(self, ids: np.ndarray) -> torch.Tensor:
+        return self.z[[self.row[int(i)] for i in ids]]
 
 
-def _iter(items, desc, enabled):
-    with progress_bar(len(items), desc, enabled) as bar:
-        for item in items:
-            yield item
-            bar.update(1)
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    if size < 1:
+        raise ValueError(f"chunk must be at least 1 episode, got {size}")
+    block = []
+    for item in items:
+        block.append(item)
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block

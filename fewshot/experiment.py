@@ -5,6 +5,7 @@ This is what ``fewshot run`` calls; it holds no CLI code.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .checkpoint import load_learner
@@ -13,7 +14,7 @@ from .data import FewShotDataset
 from .datasets import load_dataset
 from .device import resolve_device
 from .encoders import create_encoder, default_encoder
-from .episodes import EpisodeSampler, VariableEpisodeSampler, load_episodes
+from .episodes import Episode, EpisodeSampler, VariableEpisodeSampler, load_episodes
 from .evaluation import EvalResult, evaluate
 from .learners import create_learner
 from .seed import seed_everything
@@ -27,8 +28,12 @@ def build_dataset(cfg: FewShotConfig) -> FewShotDataset:
     return load_dataset(d.dataset, d.data_root, **kw)
 
 
-def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[list, dict]:
-    """The episodes to score, sampled from ``cfg.episodes`` or read from its episodes_file."""
+def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequence[Episode], dict]:
+    """The episodes to score, sampled from ``cfg.episodes`` or read from its episodes_file.
+
+    Sampled episodes come as a lazy :class:`~fewshot.episodes.SampledEpisodes`: none is
+    sampled before it is read, so ``--episodes 10000000`` starts scoring at once.
+    """
     e = cfg.episodes
     if e.episodes_file:
         header, episodes = load_episodes(e.episodes_file)
@@ -65,7 +70,7 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[list, d
         sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)
     else:
         sampler = EpisodeSampler(dataset.labels, e.way, e.shot, e.query, seed=e.seed, classes=classes)
-    return list(sampler.episodes(e.episodes)), sampler.describe()
+    return sampler.episodes(e.episodes), sampler.describe()
 
 
 def build_learner(cfg: FewShotConfig, modality: str, seed: int | None = None):
@@ -135,11 +140,14 @@ class RunReport:
         }
 
 
-def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True) -> RunReport:
+def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True,
+                   predictions: bool = False) -> RunReport:
+    """``predictions``: keep every query's class and prediction, for ``result.class_report()``."""
     start = time.perf_counter()
     dataset = build_dataset(cfg)
     episodes, sampler = build_episodes(cfg, dataset)
     learner = build_learner(cfg, dataset.modality)
-    result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress)
+    result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress,
+                      predictions=predictions)
     return RunReport(cfg=cfg, dataset=dataset, result=result, sampler=sampler, encoder=learner.encoder.name,
                      encoder_fingerprint=learner.encoder.fingerprint(), elapsed_s=time.perf_counter() - start)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import fields
@@ -36,7 +37,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if tp is float:
             if isinstance(value, bool):
                 raise TypeError
-            return float(value)
+            number = float(value)
+            if math.isfinite(number):
+                return number
         if tp is str:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise TypeError
@@ -52,6 +55,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     except (TypeError, ValueError):
         name = getattr(tp, "__name__", str(tp))
         raise ValueError(f"config key {key!r}: expected {name}, got {type(value).__name__} {value!r}") from None
+    if tp is float:
+        return finite(number, key)
+    return value
+
+
+def finite(value: float, key: str) -> float:
+    """``value`` if it is a finite number: inf and nan are never a meaningful setting."""
+    if not math.isfinite(value):
+        raise ValueError(f"config key {key!r}: expected a finite number, got {value!r}; give a number such as 1e-3")
     return value
 
 

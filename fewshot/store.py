@@ -63,11 +63,19 @@ class ConcurrentUpdateError(StoreError):
 
 
 class SupportStore:
-    """The folder ``path``; see the module docstring for its layout and guarantees."""
+    """The folder ``path``; see the module docstring for its layout and guarantees.
 
-    def __init__(self, path: str | os.PathLike):
+    ``required``: metadata keys every manifest of this folder must hold (a manifest
+    without them is refused with :class:`StoreError`); ``remedy``: what the error
+    messages tell the user to do about a damaged folder.
+    """
+
+    def __init__(self, path: str | os.PathLike, required: tuple[str, ...] = (),
+                 remedy: str = "restore the folder from a backup or rebuild the index"):
         self.path = Path(path)
         self.generation: int | None = None  # of the last manifest read or written through this object
+        self.required = tuple(required)
+        self.remedy = remedy
 
     def __repr__(self) -> str:
         return f"SupportStore({str(self.path)!r})"
@@ -83,7 +91,12 @@ class SupportStore:
     @contextlib.contextmanager
     def lock(self):
         """Exclusive lock on the folder (blocks until free); re-entrant within one process."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"expected a folder at {self.path} but it is a file; choose another path "
+                             "(or move the file away)")
+        with self._os_errors("create or lock"):
+            self.path.mkdir(parents=True, exist_ok=True)
+            open(self.path / LOCK, "a").close()
         path = str((self.path / LOCK).resolve())
         key = (path, threading.get_ident())
         with _held_guard:
@@ -108,6 +121,19 @@ class SupportStore:
                     del _held[key]
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def _os_errors(self, action: str):
+        """An OSError (permissions, a read-only disk, ...) becomes a StoreError saying what could not be done."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise  # read() retries on it; read_manifest reports it itself
+        except OSError as exc:
+            raise StoreError(f"cannot {action} {self.path} ({exc.strerror or exc}"
+                             f"{': ' + str(exc.filename) if exc.filename else ''}); check that the folder is "
+                             f"{'readable' if action == 'read' else 'writable'} by this user, or use another "
+                             "folder") from exc
+
     @classmethod
     def locked(cls, path: str | os.PathLike):
         """``with SupportStore.locked(DIR):`` hold DIR's lock around load-modify-save."""
@@ -121,12 +147,13 @@ class SupportStore:
         if not self.exists():
             raise FileNotFoundError(f"{self.path} holds no {MANIFEST}: it is not a fewshot index folder "
                                     "(create one with `fewshot index create DIR` or FewShotClassifier.save)")
-        raw = self.manifest_path.read_bytes()
+        with self._os_errors("read"):
+            raw = self.manifest_path.read_bytes()
         try:
             doc = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StoreError(f"{self.manifest_path} is corrupted (not valid JSON: {exc}); "
-                             "restore the folder from a backup or rebuild the index") from exc
+                             f"{self.remedy}") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or "body" not in doc:
             raise StoreError(f"{self.manifest_path} is not a {FORMAT} manifest")
         if doc.get("format_version") != FORMAT_VERSION:
@@ -134,8 +161,14 @@ class SupportStore:
                              f"({__version__}) reads version {FORMAT_VERSION}: upgrade fewshot or rebuild the index")
         if _body_digest(doc["body"]) != doc.get("sha256"):
             raise StoreError(f"{self.manifest_path} is corrupted (its checksum does not match its content); "
-                             "restore the folder from a backup or rebuild the index")
-        self.generation = doc.get("generation")
+                             f"{self.remedy}")
+        body = doc["body"]
+        missing = [k for k in self.required if not isinstance(body, dict) or k not in body]
+        if missing or not isinstance(doc.get("files"), dict) or not isinstance(doc.get("generation"), int):
+            what = f"the keys {missing}" if missing else "its file list or generation"
+            raise StoreError(f"{self.manifest_path} lacks {what} (expected {sorted(self.required)}); the folder "
+                             f"was altered or written by another program: {self.remedy}")
+        self.generation = doc["generation"]
         return doc
 
     def read(self, retries: int = 5) -> tuple[dict, dict[str, bytes]]:
@@ -143,18 +176,18 @@ class SupportStore:
         for attempt in range(retries + 1):
             doc = self.read_manifest()
             try:
-                blobs = {key: (self.path / f["name"]).read_bytes() for key, f in doc["files"].items()}
+                with self._os_errors("read"):
+                    blobs = {key: (self.path / f["name"]).read_bytes() for key, f in doc["files"].items()}
             except FileNotFoundError:
                 if attempt < retries and self.read_manifest()["generation"] != doc["generation"]:
                     continue  # a writer replaced the generation while we read: read the new one
-                raise StoreError(f"{self.path}: a file named by {MANIFEST} is missing; "
-                                 "restore the folder from a backup or rebuild the index") from None
+                raise StoreError(f"{self.path}: a file named by {MANIFEST} is missing; {self.remedy}") from None
             for key, f in doc["files"].items():
                 data = blobs[key]
                 if len(data) != f["bytes"] or _sha256(data) != f["sha256"]:
                     why = "truncated" if len(data) < f["bytes"] else "corrupted"
                     raise StoreError(f"{self.path / f['name']} is {why} ({len(data)} bytes, expected {f['bytes']}; "
-                                     "checksum mismatch); restore the folder from a backup or rebuild the index")
+                                     f"checksum mismatch); {self.remedy}")
             return doc["body"], blobs
         raise AssertionError("unreachable")
 
@@ -169,7 +202,7 @@ class SupportStore:
         for key, (ext, _) in blobs.items():
             if not key.isidentifier() or not ext.isalnum():
                 raise ValueError(f"blob key {key!r} / extension {ext!r} must be plain words")
-        with self.lock():
+        with self.lock(), self._os_errors("write to"):
             current = self.read_manifest()["generation"] if self.exists() else 0
             if expect_generation is not None and current != expect_generation:
                 raise ConcurrentUpdateError(

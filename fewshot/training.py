@@ -10,7 +10,7 @@ exactly where an uninterrupted run would. Under ``torchrun`` the model is
 wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU); rank ``r`` takes
 episode ``s * world + r`` and rank 0 alone validates and writes.
 
-Output folder: ``model.safetensors``, ``learner.json``, ``config.json`` (the
+Output folder: ``manifest.json`` + ``model-*.safetensors``, ``config.json`` (the
 best checkpoint, see :mod:`fewshot.checkpoint`), ``train_log.jsonl`` (one line
 per evaluation) and ``last/`` (resume state: weights, optimizer, counters).
 """
@@ -336,11 +336,11 @@ class Trainer:
         atomic_write_text(self.out_dir / "train_log.jsonl", lines)
 
     def _load_state(self) -> None:
-        from .checkpoint import load_training_state
+        from .checkpoint import has_training_state, load_training_state
 
         last = self.out_dir / "last"
-        if not (last / "state.json").is_file():
-            raise ValueError(f"--resume: {self.out_dir} holds no resume state (expected {last}/state.json); "
+        if not has_training_state(last):
+            raise ValueError(f"--resume: {self.out_dir} holds no resume state (expected {last}/manifest.json); "
                              "start without --resume")
         state = load_training_state(last, self.learner, self.optimizer)
         saved_train = dict(state.get("train", {}))

@@ -11,6 +11,7 @@ import torch
 from fewshot import benchmark
 from fewshot.benchmark import (BenchConfig, BenchmarkReport, compare_cell, protocol_errors, run_benchmark,
                                score_cell)
+from fewshot.checkpoint import read_record
 from fewshot.data import FewShotDataset
 from fewshot.episodes import Episode
 from fewshot.evaluation import mean_ci95
@@ -315,7 +316,7 @@ def test_checkpoint_learner_scores_like_the_saved_learner(tiny_text_model_dir, t
                                 {"checkpoint": str(tmp_path / "ckpt")}])
     assert cfg.learners[1].label == "protonet-ckpt" and cfg.learners[1].learner["name"] == "protonet"
     frozen, ckpt = run_benchmark(cfg, None, progress=False).cells
-    assert ckpt["checkpoint_sha256"] == json.loads((tmp_path / "ckpt" / "learner.json").read_text())["weights_sha256"]
+    assert ckpt["checkpoint_sha256"] == read_record(tmp_path / "ckpt")["weights_sha256"]
     assert ckpt["encoder_fingerprint"] == frozen["encoder_fingerprint"] == learner.encoder.fingerprint()
     assert ckpt["accuracies"] == frozen["accuracies"]
     assert ckpt["config_hash"] != frozen["config_hash"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot.checkpoint import load_encoder, load_learner, save_checkpoint
+from fewshot.checkpoint import (load_encoder, load_learner, load_training_state, read_record, save_checkpoint,
+                                save_training_state)
 from fewshot.data import FewShotDataset
 from fewshot.encoders import create_encoder
 from fewshot.learners import create_learner
@@ -46,7 +47,7 @@ def test_protonet_round_trip_gives_identical_logits(tiny_text_model_dir, tmp_pat
         assert torch.equal(v, loaded.module.state_dict()[k]), k
     if trainable == "lora":
         assert any("lora_A" in k for k in loaded.module.state_dict())
-    record = json.loads((tmp_path / "learner.json").read_text())
+    record = read_record(tmp_path)
     assert record["step"] == 7 and record["learner"] == "protonet"
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["note"] == "test" and "fewshot_version" in config
@@ -76,26 +77,42 @@ def test_encoder_alone_and_under_another_learner(tiny_text_model_dir, tmp_path):
     np.testing.assert_array_equal(other.embed(TEXTS), learner.embed(TEXTS))
 
 
+def _legacy_folder(folder, record: dict, weights: bytes):
+    """A checkpoint in the layout of fewshot before manifests: learner.json + model.safetensors."""
+    folder.mkdir()
+    (folder / "learner.json").write_text(json.dumps(record))
+    (folder / "model.safetensors").write_bytes(weights)
+    return folder
+
+
+def _weights_file(folder):
+    (path,) = folder.glob("model-*.safetensors")
+    return path
+
+
 def test_truncated_altered_and_foreign_checkpoints_are_refused(tiny_text_model_dir, tmp_path):
     learner = create_learner("protonet", create_encoder(str(tiny_text_model_dir)))
     save_checkpoint(tmp_path / "ok", learner)
-    weights = (tmp_path / "ok" / "model.safetensors").read_bytes()
+    weights = _weights_file(tmp_path / "ok").read_bytes()
+    record = read_record(tmp_path / "ok")
 
-    (tmp_path / "trunc").mkdir()
-    (tmp_path / "trunc" / "learner.json").write_text((tmp_path / "ok" / "learner.json").read_text())
-    (tmp_path / "trunc" / "model.safetensors").write_bytes(weights[: len(weights) // 2])
-    with pytest.raises(ValueError, match="truncated or was replaced"):
+    import shutil
+
+    shutil.copytree(tmp_path / "ok", tmp_path / "trunc")
+    _weights_file(tmp_path / "trunc").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(ValueError, match="is truncated .*copy the whole folder again or retrain"):
         load_learner(tmp_path / "trunc")
 
-    record = json.loads((tmp_path / "ok" / "learner.json").read_text())
-    (tmp_path / "foreign").mkdir()
-    (tmp_path / "foreign" / "learner.json").write_text(json.dumps({**record, "format": "someone-else/2"}))
-    (tmp_path / "foreign" / "model.safetensors").write_bytes(weights)
+    _legacy_folder(tmp_path / "legacy-trunc", record, weights[: len(weights) // 2])
+    with pytest.raises(ValueError, match="truncated or was replaced"):
+        load_learner(tmp_path / "legacy-trunc")
+
+    _legacy_folder(tmp_path / "foreign", {**record, "format": "someone-else/2"}, weights)
     with pytest.raises(ValueError, match="not a fewshot checkpoint"):
         load_encoder(tmp_path / "foreign")
 
     (tmp_path / "nojson").mkdir()
-    with pytest.raises(ValueError, match="has no learner.json"):
+    with pytest.raises(ValueError, match="has no manifest.json"):
         load_learner(tmp_path / "nojson")
     with pytest.raises(ValueError, match="is not a folder"):
         load_learner(tmp_path / "missing")
@@ -105,9 +122,75 @@ def test_truncated_altered_and_foreign_checkpoints_are_refused(tiny_text_model_d
     import hashlib
 
     other = save({"w": torch.zeros(3)})
-    (tmp_path / "wrong").mkdir()
-    (tmp_path / "wrong" / "model.safetensors").write_bytes(other)
-    (tmp_path / "wrong" / "learner.json").write_text(
-        json.dumps({**record, "weights_sha256": hashlib.sha256(other).hexdigest()}))
+    _legacy_folder(tmp_path / "wrong", {**record, "weights_sha256": hashlib.sha256(other).hexdigest()}, other)
     with pytest.raises(ValueError, match="do not fit"):
         load_learner(tmp_path / "wrong")
+
+
+def test_a_checkpoint_of_the_layout_before_manifests_still_loads(tiny_text_model_dir, tmp_path):
+    learner = create_learner("protonet", create_encoder(str(tiny_text_model_dir)))
+    _perturb(learner.module)
+    save_checkpoint(tmp_path / "new", learner)
+    old = _legacy_folder(tmp_path / "old", read_record(tmp_path / "new"), _weights_file(tmp_path / "new").read_bytes())
+    for k, v in load_learner(old).module.state_dict().items():
+        assert torch.equal(v, learner.module.state_dict()[k]), k
+    # saving over a legacy folder replaces its files by the manifest layout
+    save_checkpoint(old, learner)
+    assert not (old / "learner.json").exists() and not (old / "model.safetensors").exists()
+    assert (old / "manifest.json").is_file()
+
+
+def test_overwriting_a_checkpoint_commits_all_files_at_once(tiny_text_model_dir, tmp_path, monkeypatch):
+    """A save killed after the new weights are written, before the commit, leaves the old checkpoint
+    loadable (with the layout before manifests it left new weights beside the old checksum)."""
+    learner = create_learner("protonet", create_encoder(str(tiny_text_model_dir)))
+    save_checkpoint(tmp_path, learner, extra={"step": 1})
+    old_state = {k: v.clone() for k, v in learner.module.state_dict().items()}
+    _perturb(learner.module)
+
+    import fewshot.store
+
+    real = fewshot.store.atomic_write_text
+
+    def killed(path, text):
+        if str(path).endswith("manifest.json"):
+            raise KeyboardInterrupt("killed before the commit")
+        real(path, text)
+
+    monkeypatch.setattr(fewshot.store, "atomic_write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, learner, extra={"step": 2})
+    monkeypatch.undo()
+    loaded = load_learner(tmp_path)
+    assert read_record(tmp_path)["step"] == 1
+    for k, v in loaded.module.state_dict().items():
+        assert torch.equal(v, old_state[k]), k
+    save_checkpoint(tmp_path, learner, extra={"step": 2})
+    assert read_record(tmp_path)["step"] == 2
+    assert len(list(tmp_path.glob("model-*.safetensors"))) == 1  # the older generations are deleted
+
+
+def test_resume_state_refuses_a_state_file_that_is_not_safetensors(tiny_text_model_dir, tmp_path):
+    learner = create_learner("protonet", create_encoder(str(tiny_text_model_dir)))
+    opt = torch.optim.AdamW(learner.module.parameters())
+    save_training_state(tmp_path / "last", learner, opt, {"step": 3})
+    assert load_training_state(tmp_path / "last", learner, opt) == {"step": 3}
+    # the layout before manifests, with a pickle where the safetensors state should be
+    import hashlib
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, buf)
+    data = buf.getvalue()
+    meta = json.loads(json.dumps(read_manifest_body(tmp_path / "last")))
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "state.json").write_text(json.dumps({**meta, "state_sha256": hashlib.sha256(data).hexdigest()}))
+    (tmp_path / "old" / "state.safetensors").write_bytes(data)
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_training_state(tmp_path / "old", learner, opt)
+
+
+def read_manifest_body(folder):
+    from fewshot.store import SupportStore
+
+    return SupportStore(folder).read_manifest()["body"]

@@ -189,8 +189,8 @@ def test_csv_tsv_jsonl_load_texts_and_labels(tmp_path):
 
 @pytest.mark.parametrize("content,match", [
     ("text,label\nfine,a\nbroken,a,extra\n", r"a\.csv:3: expected 2 fields \(columns \['text', 'label'\]\)"),
-    ("text,label\nfine,a\n  ,b\n", r"a\.csv:3: the text \('text'\) is empty"),
-    ("text,label\nfine,\n", r"a\.csv:2: the label \('label'\) is empty"),
+    ("text,label\nfine,a\n  ,b\n", r"a\.csv:3: 'text': expected a text with some non-whitespace character"),
+    ("text,label\nfine,\n", r"a\.csv:2: 'label': expected a class label with some non-whitespace"),
     ("sentence,intent\nhi,a\n", r"expected columns 'text' \(text\) and 'label' \(label\) but the header has "
                                 r"\['sentence', 'intent'\]; pass --text-column"),
     ("", r"a\.csv is empty: expected a header row"),
@@ -205,7 +205,7 @@ def test_bad_csv_names_file_and_line(tmp_path, content, match):
     ('{"text": "hi", "label": 1}\n{"text": "yo", \n', r"a\.jsonl:2: malformed JSON"),
     ('{"text": "hi", "label": 1}\n[1, 2]\n', r"a\.jsonl:2: expected a JSON object, got list"),
     ('{"text": "hi", "label": 1}\n{"txt": "yo", "label": 1}\n', r"but line 2 has \['label', 'txt'\]"),
-    ('{"text": "", "label": 1}\n', r"a\.jsonl:1: the text \('text'\) is empty"),
+    ('{"text": "", "label": 1}\n', r"a\.jsonl:1: 'text': expected a text with some non-whitespace character"),
 ])
 def test_bad_jsonl_names_file_and_line(tmp_path, content, match):
     with pytest.raises(ValueError, match=match):

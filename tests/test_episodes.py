@@ -119,3 +119,35 @@ def test_unique_ids_is_the_union():
     eps = list(EpisodeSampler(make_labels(), 5, 1, 5, seed=0).episodes(10))
     expected = sorted({int(i) for e in eps for i in np.concatenate([e.support, e.query])})
     assert unique_ids(eps).tolist() == expected
+
+
+def test_asking_for_ten_million_episodes_samples_only_those_read(monkeypatch):
+    """build_episodes used to list() every episode before the first was scored."""
+    import itertools
+
+    from fewshot.config import FewShotConfig
+    from fewshot.data import FewShotDataset
+    from fewshot.experiment import build_episodes
+
+    labels = make_labels()
+    calls = []
+    real = EpisodeSampler.sample
+
+    def counted(self, index):
+        calls.append(index)
+        if len(calls) > 1000:
+            raise AssertionError("sampled more than 1000 episodes for 3 read")
+        return real(self, index)
+
+    monkeypatch.setattr(EpisodeSampler, "sample", counted)
+    ds = FewShotDataset("toy", "text", [f"t{i}" for i in range(len(labels))], labels)
+    cfg = FewShotConfig.from_dict({"episodes": {"way": 5, "shot": 1, "query": 5, "episodes": 10_000_000,
+                                                "classes": "all"}})
+    eps, desc = build_episodes(cfg, ds)
+    assert len(eps) == 10_000_000 and calls == []
+    first = list(itertools.islice(eps, 3))
+    assert calls == [0, 1, 2]
+    # episode i is the same whichever way it is read, and the same as an eager sampler's
+    eager = list(itertools.islice(EpisodeSampler(labels, 5, 1, 5, seed=0).episodes(10_000_000), 3))
+    assert [e.to_json() for e in first] == [e.to_json() for e in eager] == [eps[i].to_json() for i in range(3)]
+    assert eps[-1].index == 9_999_999

@@ -65,3 +65,72 @@ def test_cache_and_no_cache_give_identical_accuracy(tiny_image_encoder):
     assert a.mean > 0.5  # brightness separates these classes
     assert a.n_embedded == len({int(i) for e in eps for i in np.concatenate([e.support, e.query])})
     assert b.n_embedded == 12 * (4 * 2 + 4 * 3)
+
+
+def _toy_images():
+    rng = np.random.default_rng(0)
+    centers = rng.integers(0, 255, size=(8, 1, 1))
+    items = [np.clip(centers[c] + rng.normal(0, 40, (28, 28)), 0, 255).astype(np.uint8)
+             for c in range(8) for _ in range(10)]
+    labels = [f"c{c}" for c in range(8) for _ in range(10)]
+    return FewShotDataset("toy", "image", items, labels), labels
+
+
+def _eager(learner, ds, eps):
+    """The evaluation of fewshot <= this change: every touched example embedded in one pass, then scored."""
+    from fewshot.episodes import unique_ids
+    from fewshot.evaluation import episode_accuracy
+
+    ids = unique_ids(eps)
+    z = torch.from_numpy(learner.encoder.encode(ds.take(ids)))
+    row = {int(i): r for r, i in enumerate(ids)}
+    accs = []
+    for ep in eps:
+        learner.adapt_features(z[[row[int(i)] for i in ep.support]], torch.from_numpy(ep.support_labels))
+        accs.append(episode_accuracy(learner.logits_features(z[[row[int(i)] for i in ep.query]]), ep))
+    return np.asarray(accs)
+
+
+def test_lazy_chunked_evaluation_equals_the_eager_one(tiny_image_encoder):
+    ds, labels = _toy_images()
+    tiny_image_encoder.eval()
+    learner = create_learner("protonet", tiny_image_encoder)
+    sampler = EpisodeSampler(labels, 4, 2, 3, seed=3)
+    want = _eager(learner, ds, list(sampler.episodes(40)))
+    whole = evaluate(learner, ds, sampler.episodes(40), progress=False)  # one chunk: the same single pass
+    np.testing.assert_array_equal(whole.accuracies, want)
+    chunked = evaluate(learner, ds, iter(sampler.episodes(40)), progress=False, chunk=7)
+    np.testing.assert_array_equal(chunked.accuracies, want)
+    assert chunked.n_embedded == whole.n_embedded == len(unique_ids_of(sampler.episodes(40)))
+
+
+def unique_ids_of(eps):
+    return {int(i) for e in eps for i in np.concatenate([e.support, e.query])}
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_evaluation_reads_a_generator_once_and_holds_a_chunk_at_most(tiny_image_encoder, cache):
+    """Memory does not grow with the number of episodes: count the episodes alive at once."""
+    import weakref
+
+    ds, labels = _toy_images()
+    tiny_image_encoder.eval()
+    sampler = EpisodeSampler(labels, 4, 2, 3, seed=0)
+    alive, peak, produced = [0], [0], [0]
+
+    def generate():
+        for i in range(200):
+            ep = sampler.sample(i)
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+            produced[0] += 1
+            weakref.finalize(ep, lambda: alive.__setitem__(0, alive[0] - 1))
+            yield ep
+
+    result = evaluate(create_learner("protonet", tiny_image_encoder), ds, generate(), progress=False,
+                      cache=cache, chunk=10)
+    assert produced[0] == 200 and len(result.accuracies) == 200
+    assert peak[0] <= 2 * 10 + 1  # the chunk being scored and the next one being read, not 200
+    assert result.accuracies.tolist() == evaluate(create_learner("protonet", tiny_image_encoder), ds,
+                                                  list(sampler.episodes(200)), progress=False,
+                                                  cache=cache).accuracies.tolist()

@@ -103,7 +103,9 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_text_model_dir, wn33, tmp
     log = [json.loads(ln) for ln in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == [1, 2, 3]
     assert len({e["val_accuracy"] for e in log}) == 1
-    assert json.loads((tmp_path / "learner.json").read_text())["step"] == 1
+    from fewshot.checkpoint import read_record
+
+    assert read_record(tmp_path)["step"] == 1
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["train"]["patience"] == 2 and "fewshot_version" in saved
 

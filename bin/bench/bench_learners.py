@@ -58,8 +58,9 @@ def _fewshot() -> str:
 
 
 def _checkpoint_digest(ckpt: Path) -> str:
-    rec = json.loads((ckpt / "learner.json").read_text())
-    return rec["weights_sha256"][:16]
+    from fewshot.checkpoint import read_record
+
+    return read_record(ckpt)["weights_sha256"][:16]
 
 
 def run_row(dataset, way, shot, flags, ckpt, episodes, seed=0) -> tuple[dict, str]:
@@ -84,7 +85,9 @@ def run_row(dataset, way, shot, flags, ckpt, episodes, seed=0) -> tuple[dict, st
 
 def train_info(ckpt: Path) -> dict:
     log = [json.loads(ln) for ln in (ckpt / "train_log.jsonl").read_text().splitlines() if ln.strip()]
-    rec = json.loads((ckpt / "learner.json").read_text())
+    from fewshot.checkpoint import read_record
+
+    rec = read_record(ckpt)
     return {"steps": log[-1]["step"], "train_time_s": log[-1]["elapsed_s"], "best_step": rec.get("step"),
             "best_val": rec.get("val_accuracy"), "val_ci95": rec.get("val_ci95")}
 
@@ -111,7 +114,9 @@ def main(argv=None) -> int:
         train_cmd, info = "", None
         if ckpt:
             train_cmd = f"fewshot train --config {train_cfg} --out {ckpt}"
-            if not (ROOT / ckpt / "learner.json").is_file():
+            from fewshot.checkpoint import is_checkpoint
+
+            if not is_checkpoint(ROOT / ckpt):
                 if args.no_train:
                     print(f"skip (no checkpoint): {label} {dataset} {way}w{shot}s")
                     continue

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from benchmarks_md import publish
 
+from fewshot.checkpoint import is_checkpoint
+
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
 LEARNERS = ("protonet", "maml", "protonet-mobilenetv2")  # configs/omniglot-<learner>-20w1s.toml
 ARCH = {"protonet": "Conv4", "maml": "Conv4", "protonet-mobilenetv2": "MobileNetV2 (ImageNet init)"}
@@ -130,13 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     for learner in args.learner or LEARNERS:
         for background in args.background or ("small1", "small2", "both"):
             folder = runs / f"{learner}-{background}"
-            if args.train and not (folder / "model.safetensors").is_file():
+            if args.train and not is_checkpoint(folder):
                 cmd = train_command(learner, background, runs, args.steps)
                 print("+", shlex.join(cmd), flush=True)
                 start = time.perf_counter()
                 subprocess.run(cmd, check=True)
                 print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
-            if not (folder / "model.safetensors").is_file():
+            if not is_checkpoint(folder):
                 print(f"skipping {folder}: no checkpoint (train it, or pass --train)", flush=True)
                 continue
             row = {"learner": learner, "background": background, **_train_info(folder),

@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from .app import main
+from .options import writable_folder
 
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Benchmark grid (e.g. configs/bench-ci.toml).")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", type=click.Path(file_okay=False), callback=writable_folder, default=None,
               help="Folder for report.json, report.md and plots (default runs/bench/<name>).")
 @click.option("--check", "check_dir", type=click.Path(file_okay=False), default=None,
               help="Rerun the config recorded in DIR/report.json and compare; exit code 1 on a mismatch.")

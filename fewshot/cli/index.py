@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ..inputs import check_labels, check_texts
 from .app import main
 
 EXAMPLE_FILES = (".csv", ".tsv", ".jsonl")
@@ -130,7 +131,7 @@ def add(directory, texts, label, file_, images, text_column, label_column, repla
     if label and not texts:
         raise ValueError("--label goes with TEXT arguments; with --file or --images the labels come from the data")
     if texts:
-        x, y = list(texts), [label] * len(texts)
+        x, y = check_texts(texts, "TEXT"), check_labels([label] * len(texts), "--label")
     elif file_:
         x, y = _read_examples(file_, text_column, label_column)
     else:

@@ -1,6 +1,10 @@
 """Click options shared by commands that pick a dataset and episodes."""
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import click
 
 DATA_MAPPING = {
@@ -47,3 +51,23 @@ def episode_options(f):
     ]):
         f = opt(f)
     return f
+
+
+def writable_folder(ctx: click.Context, param: click.Parameter, value):
+    """``--out`` callback: refuse, before any work starts, a folder that cannot be created or written."""
+    if value is None:
+        return value
+    probe = Path(value)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the nearest existing ancestor: where the folder would be created
+    if not probe.is_dir():
+        raise click.BadParameter(f"{value!r} cannot be created: {str(probe)!r} is a file; choose another folder",
+                                 ctx, param)
+    try:
+        fd, name = tempfile.mkstemp(prefix=".fewshot-write-test-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise click.BadParameter(f"{value!r}: cannot write in {str(probe)!r} ({exc.strerror or exc}); choose a "
+                                 "folder you can write to", ctx, param) from exc
+    return value

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .app import load_run_config, main
-from .options import DATA_MAPPING, EPISODE_MAPPING, data_options, episode_options
+from .options import DATA_MAPPING, EPISODE_MAPPING, data_options, episode_options, writable_folder
 
 RUN_MAPPING = {
     **DATA_MAPPING,
@@ -43,7 +43,7 @@ RUN_MAPPING = {
 @click.option("--batch-size", type=int, default=None, help="Embedding batch size (default 128).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML/YAML config; flags override it.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", type=click.Path(file_okay=False), callback=writable_folder, default=None,
               help="Also write run.json and the resolved config.json to this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
 @click.option("--report", "class_table", is_flag=True,
@@ -57,7 +57,7 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
     from ..experiment import run_experiment
 
     cfg = load_run_config(ctx, config_path, RUN_MAPPING)
-    report = run_experiment(cfg, progress=not quiet, cache=not no_cache)
+    report = run_experiment(cfg, progress=not quiet, cache=not no_cache, predictions=class_table)
     d = report.to_dict()
     table = report.result.class_report() if class_table else None
     if table is not None:

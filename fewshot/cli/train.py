@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from .app import load_run_config, main
-from .options import DATA_MAPPING
+from .options import DATA_MAPPING, writable_folder
 
 TRAIN_MAPPING = {
     **DATA_MAPPING,
@@ -48,7 +48,7 @@ TRAIN_MAPPING = {
               help="Folder holding the named datasets (default: ../shared/data beside the project).")
 @click.option("--text-column", default=None, help="Text column of a CSV/TSV/JSONL file.")
 @click.option("--label-column", default=None, help="Label column of a CSV/TSV/JSONL file.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=click.Path(file_okay=False), callback=writable_folder,
               help="Folder for the best checkpoint, the resume state and train_log.jsonl.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML/YAML config (e.g. configs/huffpost-protonet-5w1s.toml); flags override it.")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import FewShotDataset
+from ..inputs import check_label, check_labels, check_text, check_texts
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -82,12 +83,31 @@ def _text_row(path: Path, lineno: int, row: dict, text_column: str, label_column
     if text is None or label is None:
         raise ValueError(f"{path}:{lineno}: expected values for {text_column!r} and {label_column!r}, "
                          f"got {row!r}; fix or remove the line")
-    text, label = str(text).strip(), str(label).strip()
-    if not text:
-        raise ValueError(f"{path}:{lineno}: the text ({text_column!r}) is empty; fix or remove the line")
-    if not label:
-        raise ValueError(f"{path}:{lineno}: the label ({label_column!r}) is empty; fix or remove the line")
-    return text, label
+    text = check_text(str(text), f"{path}:{lineno}: {text_column!r}")
+    label = check_label(str(label), f"{path}:{lineno}: {label_column!r}")
+    return text.strip(), label
+
+
+def _checked_labels(path: Path, labels: list[str]) -> list[str]:
+    """The file's labels, stripped of surrounding spaces once no two differ only by them."""
+    return [label.strip() for label in check_labels(labels, str(path))]
+
+
+def _open_text(path: Path, **kw):
+    """``path`` opened as UTF-8 text; OSError (unreadable, a folder, ...) becomes a ValueError naming the file."""
+    try:
+        return open(path, encoding="utf-8-sig", **kw)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path} ({exc.strerror or exc}); check that it is a readable file") from exc
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> ValueError:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    hint = (" it starts with a UTF-16 byte-order mark: save it as UTF-8" if head[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else " save it as UTF-8 (e.g. iconv -t UTF-8)")
+    return ValueError(f"{path}: expected UTF-8 text, but byte {exc.start} ({exc.object[exc.start:exc.start + 1]!r}) "
+                      f"is not valid UTF-8;{hint}")
 
 
 def _missing_columns(path: Path, present: list, text_column: str, label_column: str, where: str) -> None:
@@ -103,35 +123,52 @@ def read_table(path: Path, text_column: str = "text", label_column: str = "label
     """Texts and labels of a CSV (comma) or TSV (tab) file with a header row."""
     delimiter = TABLE_SUFFIXES[path.suffix.lower()]
     texts, labels = [], []
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
+    with _open_text(path, newline="") as f:
         try:
-            header = next(reader)
+            texts, labels = _read_rows(path, f, delimiter, text_column, label_column)
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(path, exc) from exc
+    return texts, _checked_labels(path, labels)
+
+
+def _csv_error(path: Path, line: int, exc: csv.Error) -> ValueError:
+    if "field larger than field limit" in str(exc):
+        return ValueError(f"{path}:{line}: a field is longer than the CSV reader's limit of {csv.field_size_limit()} "
+                          "characters; shorten that text (split long documents), or check for a quote that is "
+                          "opened and never closed, which makes the rest of the file one field")
+    return ValueError(f"{path}:{line}: malformed line ({exc}); fix the quoting")
+
+
+def _read_rows(path: Path, f, delimiter: str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    reader = csv.reader(f, delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ValueError(f"{path} is empty: expected a header row naming the columns, then one example "
+                         "per line") from None
+    except csv.Error as exc:
+        raise _csv_error(path, 1, exc) from exc
+    header = [h.strip() for h in header]
+    _missing_columns(path, header, text_column, label_column, "the header")
+    while True:
+        try:
+            fields = next(reader)
         except StopIteration:
-            raise ValueError(f"{path} is empty: expected a header row naming the columns, then one example "
-                             "per line") from None
+            break
         except csv.Error as exc:
-            raise ValueError(f"{path}:1: malformed header ({exc})") from exc
-        header = [h.strip() for h in header]
-        _missing_columns(path, header, text_column, label_column, "the header")
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                raise ValueError(f"{path}:{reader.line_num}: malformed line ({exc}); fix the quoting") from exc
-            lineno = reader.line_num
-            if not fields or all(not x.strip() for x in fields):
-                continue
-            if len(fields) != len(header):
-                raise ValueError(
-                    f"{path}:{lineno}: expected {len(header)} fields (columns {header}) but the line has "
-                    f"{len(fields)}; quote values that contain {delimiter!r}"
-                )
-            text, label = _text_row(path, lineno, dict(zip(header, fields)), text_column, label_column)
-            texts.append(text)
-            labels.append(label)
+            raise _csv_error(path, reader.line_num, exc) from exc
+        lineno = reader.line_num
+        if not fields or all(not x.strip() for x in fields):
+            continue
+        if len(fields) != len(header):
+            raise ValueError(
+                f"{path}:{lineno}: expected {len(header)} fields (columns {header}) but the line has "
+                f"{len(fields)}; quote values that contain {delimiter!r}"
+            )
+        text, label = _text_row(path, lineno, dict(zip(header, fields)), text_column, label_column)
+        texts.append(text)
+        labels.append(label)
     if not texts:
         raise ValueError(f"{path}: expected examples after the header but found none")
     return texts, labels
@@ -139,22 +176,30 @@ def read_table(path: Path, text_column: str = "text", label_column: str = "label
 
 def read_jsonl(path: Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
     """Texts and labels of a JSON-lines file, one ``{"text": ..., "label": ...}`` object per line."""
+    with _open_text(path) as f:
+        try:
+            texts, labels = _read_objects(path, f, text_column, label_column)
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(path, exc) from exc
+    return texts, _checked_labels(path, labels)
+
+
+def _read_objects(path: Path, f, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
     texts, labels = [], []
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg}); expected one object per "
-                                 "line") from exc
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            _missing_columns(path, sorted(row), text_column, label_column, f"line {lineno}")
-            text, label = _text_row(path, lineno, row, text_column, label_column)
-            texts.append(text)
-            labels.append(label)
+    for lineno, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg}); expected one object per "
+                             "line") from exc
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        _missing_columns(path, sorted(row), text_column, label_column, f"line {lineno}")
+        text, label = _text_row(path, lineno, row, text_column, label_column)
+        texts.append(text)
+        labels.append(label)
     if not texts:
         raise ValueError(f"{path} is empty: expected one JSON object per line")
     return texts, labels
@@ -164,20 +209,41 @@ def read_image_folder(folder: Path) -> tuple[list[np.ndarray], list[str]]:
     """Images of ``folder/<class>/<image>``; the subfolder name is the label."""
     from .images import decode_image
 
-    loose = [f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise ValueError(f"cannot list {folder} ({exc.strerror or exc}); check the folder's permissions") from exc
+    loose = [f.name for f in entries if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
     if loose:
         raise ValueError(f"{folder}: expected one subfolder per class holding its images, but images lie "
                          f"directly in the folder ({loose[:3]}); move them into class subfolders")
     items, labels = [], []
-    for sub in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        for f in sorted(sub.rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
-                items.append(decode_image(f.read_bytes(), str(f)))
-                labels.append(sub.name)
+    for sub in (d for d in entries if d.is_dir() and not d.name.startswith(".")):
+        check_label(sub.name, f"{folder}: class folder {sub.name!r}")
+        for f in _image_files(sub):
+            try:
+                data = f.read_bytes()
+            except OSError as exc:
+                raise ValueError(f"cannot read {f} ({exc.strerror or exc}); fix its permissions or remove it") from exc
+            items.append(decode_image(data, str(f)))
+            labels.append(sub.name)
     if not items:
         raise ValueError(f"{folder}: expected one subfolder per class holding images "
                          f"({', '.join(sorted(IMAGE_SUFFIXES))}) but found none")
     return items, labels
+
+
+def _image_files(sub: Path) -> list[Path]:
+    """Image files under class folder ``sub``, sorted; a subfolder that cannot be listed is an error, not skipped."""
+    def fail(exc: OSError):
+        raise ValueError(f"cannot list {exc.filename} ({exc.strerror or exc}): its images would be silently "
+                         f"left out of class {sub.name!r}; fix its permissions or remove it") from exc
+
+    found = []
+    for root, dirs, files in os.walk(sub, onerror=fail):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root) / n for n in files if Path(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith(".")]
+    return sorted(found)
 
 
 def _npz_key(npz, keys: tuple[str, ...], path: Path, what: str) -> np.ndarray:
@@ -199,13 +265,9 @@ def read_npz(path: Path) -> tuple[list, list[str], str]:
         y = _npz_key(npz, NPZ_LABEL_KEYS, path, "labels")
     if y.ndim != 1 or len(y) != len(x):
         raise ValueError(f"{path}: expected labels of shape ({len(x)},), one per item, got {y.shape}")
-    labels = [str(v) for v in y.tolist()]
+    labels = check_labels([str(v) for v in y.tolist()], str(path))
     if x.dtype.kind == "U" and x.ndim == 1:
-        items = [str(t) for t in x.tolist()]
-        empty = [i for i, t in enumerate(items) if not t.strip()]
-        if empty:
-            raise ValueError(f"{path}: text item {empty[0]} is empty; remove it or give it text")
-        return items, labels, "text"
+        return check_texts([str(t) for t in x.tolist()], str(path)), labels, "text"
     if x.dtype not in (np.uint8, np.bool_) or x.ndim not in (3, 4):
         raise ValueError(
             f"{path}: expected images as a uint8 array of shape (n, H, W) or (n, H, W, C), or texts as a "

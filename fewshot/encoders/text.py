@@ -54,7 +54,7 @@ class TextEncoder(Encoder):
 
         path = spec["path"]
         if spec.get("pretrained", True):
-            self.model = AutoModel.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path, **_safetensors_only(path))
         else:  # random initialisation from the config: tests and from-scratch training
             self.model = AutoModel.from_config(AutoConfig.from_pretrained(path))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -80,3 +80,19 @@ class TextEncoder(Encoder):
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
+
+def _safetensors_only(path: str) -> dict:
+    """``from_pretrained`` options that load a local model folder's weights from safetensors only.
+
+    Pickled weights (``pytorch_model.bin``, ``*.pt``) can run code when loaded; they are refused.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return {}
+    if not any(folder.glob("*.safetensors")):
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise ValueError(f"model folder {path} has no *.safetensors weights{f' but {pickles}' if pickles else ''}; "
+                         "fewshot loads weights only from safetensors (pickle files can run code): convert with "
+                         "`AutoModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)` in a "
+                         "trusted environment")
+    return {"use_safetensors": True}

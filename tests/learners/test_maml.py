@@ -228,7 +228,9 @@ def test_trainer_checkpoint_round_trip(tiny_image_encoder, tmp_path):
                       val_way=3, val_query=2, val_episodes=3)
     metrics = meta_train(learner, ds, cfg, out_dir=tmp_path / "run")
     assert metrics["steps"] == 4 and 0.0 <= metrics["best_val_accuracy"] <= 1.0
-    assert (tmp_path / "run" / "model.safetensors").is_file()
+    from fewshot.checkpoint import is_checkpoint
+
+    assert is_checkpoint(tmp_path / "run")
 
     save_checkpoint(tmp_path / "final", learner, {"learner": learner.cfg.to_dict()})
     loaded = load_learner(tmp_path / "final")

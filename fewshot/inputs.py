@@ -1,0 +1,74 @@
+"""What fewshot accepts as a text and as a class label, checked the same way at every entry point.
+
+The dataset readers (:mod:`fewshot.datasets.files`), ``fewshot index add`` and
+``FewShotClassifier.fit`` / ``add_classes`` / ``predict`` all call these, so a
+text or label refused by one is refused by all, with the same message.
+
+- A text is a ``str`` with some non-whitespace character and no NUL byte (NUL
+  marks binary data, e.g. a UTF-16 file read as UTF-8).
+- A label is hashable and not ``None``; a string label is not blank and holds no
+  control character (newline, tab, NUL, ...), which would break one-line
+  outputs and the CSV/JSON files fewshot writes; two string labels may not differ
+  only by surrounding whitespace (``"cat"`` and ``"cat "`` would otherwise be two
+  classes that print alike): that is refused, never merged silently.
+
+This module imports nothing from fewshot: it is the bottom layer.
+"""
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Hashable, Iterable
+
+
+def check_text(text, where: str) -> str:
+    """``text`` unchanged if it is an acceptable text; else TypeError/ValueError naming ``where``."""
+    if not isinstance(text, str):
+        raise TypeError(f"{where}: expected a text (str), got {type(text).__name__} {text!r:.60}; pass strings")
+    if not text.strip():
+        raise ValueError(f"{where}: expected a text with some non-whitespace character, got {text!r:.60}; "
+                         "remove the empty example or give it text")
+    if "\x00" in text:
+        raise ValueError(f"{where}: the text contains a NUL byte (at character {text.index(chr(0))}), which "
+                         "marks binary data, not text (a UTF-16 file read as UTF-8 looks like this); save the "
+                         "data as UTF-8 text")
+    return text
+
+
+def check_texts(texts: Iterable, where: str) -> list[str]:
+    """``list(texts)`` if every item passes :func:`check_text`; the message names the first bad item."""
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        check_text(t, f"{where}: item {i}")
+    return texts
+
+
+def check_label(label, where: str):
+    """``label`` unchanged if it can name a class; else TypeError/ValueError naming ``where``."""
+    if label is None:
+        raise ValueError(f"{where}: expected a class label, got None; give every example a class name")
+    if not isinstance(label, Hashable):
+        raise TypeError(f"{where}: labels must be hashable (str, int, ...), got {type(label).__name__}")
+    if isinstance(label, str):
+        if not label.strip():
+            raise ValueError(f"{where}: expected a class label with some non-whitespace character, got {label!r}; "
+                             "give the example a class name")
+        bad = next((c for c in label if unicodedata.category(c) == "Cc"), None)
+        if bad is not None:
+            raise ValueError(f"{where}: the label {label!r:.60} contains the control character {bad!r}; class "
+                             "names must be one line of printable text: remove it")
+    return label
+
+
+def check_labels(labels: Iterable, where: str) -> list:
+    """``list(labels)`` if each passes :func:`check_label` and no two strings differ only by surrounding whitespace."""
+    labels = list(labels)
+    seen: dict[str, str] = {}
+    for i, label in enumerate(labels):
+        check_label(label, f"{where}: label {i}")
+        if isinstance(label, str):
+            other = seen.setdefault(label.strip(), label)
+            if other != label:
+                raise ValueError(f"{where}: the labels {other!r} and {label!r} (label {i}) differ only by surrounding "
+                                 "whitespace; they would be two classes that print alike: strip the spaces "
+                                 "from your labels (or rename one class)")
+    return labels

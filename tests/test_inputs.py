@@ -1,0 +1,186 @@
+"""Texts and labels: one check (fewshot.inputs) refuses the same bad input at every entry point,
+with nothing on disk changed; the file readers name the file and the real cause."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fewshot.cli import main
+from fewshot.datasets.files import load_path
+from fewshot.inputs import check_labels, check_texts
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("texts,match", [
+    (["fine", ""], r"where: item 1: expected a text with some non-whitespace character, got ''"),
+    (["fine", " \t\n"], r"item 1: expected a text with some non-whitespace"),
+    (["a\x00b"], r"item 0: the text contains a NUL byte \(at character 1\)"),
+])
+def test_check_texts_refuses_blank_and_nul(texts, match):
+    with pytest.raises(ValueError, match=match):
+        check_texts(texts, "where")
+    assert check_texts(("a", " b "), "where") == ["a", " b "]
+
+
+@pytest.mark.parametrize("labels,match", [
+    (["cat", "  "], r"label 1: expected a class label with some non-whitespace character"),
+    (["cat", "dog\n"], r"label 1: the label 'dog\\n' contains the control character '\\n'"),
+    (["cat", "cat "], r"the labels 'cat' and 'cat ' \(label 1\) differ only by surrounding whitespace"),
+    (["cat", None], r"label 1: expected a class label, got None"),
+])
+def test_check_labels_refuses_blank_control_and_near_duplicates(labels, match):
+    with pytest.raises(ValueError, match=match):
+        check_labels(labels, "where")
+    assert check_labels(["cat", "cat", 3, " dog"], "where") == ["cat", "cat", 3, " dog"]
+
+
+# --------------------------------------------------------------------------- the Python API
+def test_fit_and_add_classes_refuse_blank_texts_and_labels_leaving_the_classifier_as_it_was(tiny_text_encoder):
+    from fewshot import FewShotClassifier
+
+    clf = FewShotClassifier(tiny_text_encoder).fit(["hello there", "book a flight"], ["greet", "travel"])
+    before = clf.prototypes_.copy()
+    for x, y, match in [(["   "], ["greet"], "add_classes: item 0: expected a text with some non-whitespace"),
+                        (["", "hi"], ["greet", "greet"], "item 0: expected a text"),
+                        (["hi"], ["greet\n"], "control character"),
+                        (["hi", "yo"], ["music", "music "], "differ only by surrounding whitespace")]:
+        with pytest.raises(ValueError, match=match):
+            clf.add_classes(x, y)
+    np.testing.assert_array_equal(clf.prototypes_, before)
+    assert clf.classes_ == ["greet", "travel"]
+    with pytest.raises(ValueError, match="fit: item 1: expected a text"):
+        FewShotClassifier(tiny_text_encoder).fit(["hello", "\n"], ["a", "b"])
+
+
+# --------------------------------------------------------------------------- fewshot index add
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_index_add_refuses_blank_texts_with_exit_2_and_leaves_the_folder_unchanged(tmp_path, tiny_text_model_dir):
+    ix = tmp_path / "ix"
+    assert invoke("index", "create", ix, "--encoder", tiny_text_model_dir).exit_code == 0
+    assert invoke("index", "add", ix, "--label", "greet", "hello there").exit_code == 0
+    before = _files(ix)
+    cases = [(["--label", "greet", "  "], "TEXT: item 0: expected a text with some non-whitespace"),
+             (["--label", " ", "hi"], "--label: label 0: expected a class label with some non-whitespace")]
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("text,label\nfine,a\n   ,b\n")
+    cases.append((["--file", bad_csv], r"bad.csv:3: 'text': expected a text with some non-whitespace"))
+    near = tmp_path / "near.jsonl"
+    near.write_text(json.dumps({"text": "a", "label": "cat"}) + "\n" + json.dumps({"text": "b", "label": "cat "}) + "\n")
+    cases.append((["--file", near], "differ only by surrounding whitespace"))
+    for args, message in cases:
+        r = invoke("index", "add", ix, *args)
+        assert r.exit_code == 2, r.output
+        assert message in r.output and "Traceback" not in r.output
+    assert _files(ix) == before
+
+
+# --------------------------------------------------------------------------- file readers
+def test_a_text_file_with_nul_bytes_is_refused(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"text,label\nfine,a\nbin\x00ary,b\n")
+    with pytest.raises(ValueError, match=r"a\.csv:3: 'text': the text contains a NUL byte"):
+        load_path(path)
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"text": "x\u0000y", "label": "a"}) + "\n")
+    with pytest.raises(ValueError, match=r"a\.jsonl:1: 'text': the text contains a NUL byte"):
+        load_path(path)
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.jsonl"])
+def test_a_utf16_file_is_refused_naming_the_file_and_the_encoding(tmp_path, name):
+    path = tmp_path / name
+    content = "text,label\nhello,a\n" if name.endswith(".csv") else json.dumps({"text": "hi", "label": "a"}) + "\n"
+    path.write_text(content, encoding="utf-16")
+    with pytest.raises(ValueError, match=rf"{name.replace('.', '[.]')}: expected UTF-8 text.*UTF-16 byte-order mark"):
+        load_path(path)
+
+
+def test_a_csv_field_over_the_limit_names_the_limit_not_the_quoting(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("text,label\n" + "x" * (csv.field_size_limit() + 1) + ",a\n")
+    with pytest.raises(ValueError, match=rf"a\.csv:2: a field is longer than the CSV reader's limit of "
+                                         rf"{csv.field_size_limit()} characters"):
+        load_path(path)
+
+
+def test_csv_labels_differing_only_by_spaces_are_refused_not_merged(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text('text,label\nhi,cat\nyo,"cat "\n')
+    with pytest.raises(ValueError, match=r"the labels 'cat' and 'cat ' \(label 1\) differ only by surrounding"):
+        load_path(path)
+    path.write_text('text,label\nhi, cat\nyo, cat\n')  # the same label, spaced alike: one class
+    assert load_path(path).labels == ["cat", "cat"]
+
+
+def test_an_unreadable_file_or_class_folder_is_an_error(tmp_path, monkeypatch):
+    """Root reads anything, so unreadability is simulated where the reader meets it."""
+    path = tmp_path / "a.csv"
+    path.write_text("text,label\nhi,a\n")
+    real_open = open
+
+    def no_access(file, *a, **kw):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **kw)
+
+    monkeypatch.setattr("builtins.open", no_access)
+    with pytest.raises(ValueError, match=r"cannot read .*a\.csv \(Permission denied\)"):
+        load_path(path)
+    monkeypatch.undo()
+
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.new("L", (8, 6), 10).save(tmp_path / "imgs" / cls / "1.png")
+    real_scandir = os.scandir
+
+    def locked(p="."):
+        if os.fspath(p).endswith("dog"):
+            raise PermissionError(13, "Permission denied", os.fspath(p))
+        return real_scandir(p)
+
+    monkeypatch.setattr(os, "scandir", locked)
+    with pytest.raises(ValueError, match=r"cannot list .*dog \(Permission denied\): its images would be silently "
+                                         r"left out of class 'dog'"):
+        load_path(tmp_path / "imgs")
+
+
+# --------------------------------------------------------------------------- property: readers never crash
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_text, _text), min_size=1, max_size=5), kind=st.sampled_from(["csv", "tsv", "jsonl"]))
+def test_readers_either_load_checked_rows_or_raise_a_value_error(tmp_path, rows, kind):
+    """Whatever the rows, a reader returns texts and labels that pass the checks, or raises ValueError
+    (never another exception, never a blank text or label)."""
+    path = tmp_path / f"p.{kind}"
+    if kind == "jsonl":
+        path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows), encoding="utf-8")
+    else:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, delimiter="," if kind == "csv" else "\t")
+            w.writerow(["text", "label"])
+            w.writerows(rows)
+    try:
+        ds = load_path(path, )
+    except ValueError:
+        return
+    assert len(ds.items) == len(ds.labels) >= 1
+    check_texts(ds.items, "loaded")
+    check_labels(ds.labels, "loaded")
+    assert all(lab == lab.strip() for lab in ds.labels)

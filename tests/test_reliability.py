@@ -1,0 +1,158 @@
+"""Hostile folders and paths: refused with one clear message (CLI exit 2, API ValueError), nothing on disk changed.
+
+Tests run as root here, where chmod does not stop reads or writes, so an unreadable or
+read-only folder is simulated at the call that meets it (PermissionError, as a real
+read-only folder raises)."""
+from __future__ import annotations
+
+import errno
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from fewshot import FewShotClassifier
+from fewshot.cli import main
+from fewshot.store import StoreError, SupportStore
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _files(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def ix(tmp_path, tiny_text_encoder) -> Path:
+    path = tmp_path / "ix"
+    FewShotClassifier(tiny_text_encoder).fit(["hello there", "book a flight"], ["greet", "travel"]).save(path)
+    return path
+
+
+def test_a_manifest_without_its_encoder_is_refused_by_load_list_and_predict(ix, tiny_text_model_dir, tmp_path):
+    path = tmp_path / "cli"
+    assert invoke("index", "create", path, "--encoder", tiny_text_model_dir).exit_code == 0
+    for folder in (ix, path):
+        meta, blobs = SupportStore(folder).read()  # rewritten with a valid checksum: a careful tamper
+        meta.pop("encoder")
+        SupportStore(folder).write(meta, {k: (("faiss" if k == "index" else "safetensors"), v) for k, v in blobs.items()})
+    with pytest.raises(StoreError, match=r"manifest.json lacks the keys \['encoder'\]"):
+        FewShotClassifier.load(ix)
+    for args in (("list", path), ("predict", path, "hello")):
+        r = invoke("index", *args)
+        assert r.exit_code == 2 and "lacks the keys ['encoder']" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_an_unreadable_or_read_only_index_folder_is_a_clear_error(ix, monkeypatch):
+    before = _files(ix)
+    real = Path.read_bytes
+
+    def unreadable(self):
+        if self.parent == ix:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    with pytest.raises(StoreError, match=r"cannot read .*ix \(Permission denied.*check that the folder is readable"):
+        FewShotClassifier.load(ix)
+    r = invoke("index", "list", ix)
+    assert r.exit_code == 2 and "cannot read" in r.output, r.output
+    monkeypatch.undo()
+
+    import fewshot.store
+
+    def read_only(path, data):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(fewshot.store, "atomic_write_bytes", read_only)
+    r = invoke("index", "add", ix, "--label", "music", "play a song")
+    assert r.exit_code == 2 and "cannot write to" in r.output and "Read-only file system" in r.output, r.output
+    monkeypatch.undo()
+    assert _files(ix) == before
+
+
+def test_save_to_a_path_that_is_a_file_is_a_clear_error(tiny_text_encoder, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    with pytest.raises(StoreError, match=r"expected a folder at .*taken but it is a file; choose another path"):
+        FewShotClassifier(tiny_text_encoder).fit(["a b"], ["x"]).save(target)
+    assert target.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--encoder", "no-such-encoder"], "no-such-encoder"),
+    (["--checkpoint", "{empty}"], "expected a folder written by `fewshot train`"),
+])
+def test_a_failing_index_create_leaves_no_folder(tmp_path, flags, message):
+    (tmp_path / "empty").mkdir()
+    flags = [f.format(empty=tmp_path / "empty") for f in flags]
+    r = invoke("index", "create", tmp_path / "new", *flags)
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert not (tmp_path / "new").exists()
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_model_folder_of_pickled_weights_is_refused_naming_safetensors(tiny_text_model_dir, tmp_path):
+    from transformers import BertModel
+
+    from fewshot.encoders import create_encoder
+
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    for f in Path(tiny_text_model_dir).iterdir():
+        if f.suffix != ".safetensors":
+            (folder / f.name).write_bytes(f.read_bytes())
+    torch.save(BertModel.from_pretrained(tiny_text_model_dir).state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"has no \*\.safetensors weights but \['pytorch_model\.bin'\]; fewshot "
+                                         r"loads weights only from safetensors"):
+        create_encoder(str(folder))
+    r = invoke("index", "create", tmp_path / "ix", "--encoder", folder)
+    assert r.exit_code == 2 and "only from safetensors" in r.output and not (tmp_path / "ix").exists()
+
+
+def test_non_finite_floats_are_refused_in_configs():
+    from fewshot.config import FewShotConfig, TrainConfig
+
+    for d, key in [({"train": {"lr": math.inf}}, "train.lr"), ({"train": {"weight_decay": "nan"}}, "train.weight_decay"),
+                   ({"learner": {"name": "maml", "inner_lr": "inf"}}, "learner.inner_lr")]:
+        with pytest.raises(ValueError, match=rf"config key '{key}': expected a finite number, got (inf|nan)"):
+            FewShotConfig.from_dict(d)
+    with pytest.raises(ValueError, match="'train.lr': expected a finite number, got inf"):
+        TrainConfig(lr=math.inf)
+
+
+def test_train_with_lr_inf_in_its_config_exits_2(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[train]\nlr = inf\n")
+    r = invoke("train", "--config", cfg, "--out", tmp_path / "out")
+    assert r.exit_code == 2 and "expected a finite number, got inf" in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", [["run"], ["train"], ["bench"]])
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_work_starts(tmp_path, monkeypatch, command):
+    import fewshot.experiment
+    import fewshot.training
+
+    def started(*a, **kw):
+        raise AssertionError("the work started before --out was checked")
+
+    monkeypatch.setattr(fewshot.experiment, "run_experiment", started)
+    monkeypatch.setattr(fewshot.experiment, "build_dataset", started)
+    (tmp_path / "file.txt").write_text("x")
+    r = invoke(*command, "--out", tmp_path / "file.txt" / "out")
+    assert r.exit_code == 2 and "is a file; choose another folder" in r.output, r.output
+
+    import tempfile
+
+    def read_only(*a, **kw):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    r = invoke(*command, "--out", tmp_path / "out")
+    assert r.exit_code == 2 and "cannot write in" in r.output and "Permission denied" in r.output, r.output
