@@ -10,7 +10,14 @@ The public API (scikit-learn shaped, learned state ends in ``_``)::
     clf.predict_proba(queries)                           # (n, n_classes), columns ordered like clf.classes_
     clf.predict_topk(queries, k=3)                       # (labels (n lists of k), scores (n, k))
     clf.calibrate(held_out_x, held_out_y, target_precision=0.95)   # open-set threshold
+    clf.evaluate(held_out_x, held_out_y)                 # ClassReport: per-class P/R/F1, confusions
     clf.save(DIR); FewShotClassifier.load(DIR)
+
+Learning from use (a saved index ``DIR`` and its prediction log ``DIR/predictions.jsonl``)::
+
+    log = FewShotClassifier.prediction_log(DIR, create=True)   # named by the store's index_id
+    FewShotClassifier.correct(DIR, id, "refund")   # logged query -> support example of "refund"
+    FewShotClassifier.confirm(DIR, id)             # the logged top label was right
 
 Each class is the exact mean of all the embeddings ever added under its
 label: the classifier keeps per-class float64 sums and counts, so adding
@@ -56,6 +63,9 @@ from .encoders import ENCODERS, Encoder, build_encoder, create_encoder, encoder_
 from .index import KINDS, SupportIndex
 from .prototypes import NearestPrototypes, check_metric, check_scale
 from .prototypes import scores as prototype_scores
+from .feedback import FILENAME as LOG_FILENAME
+from .feedback import PredictionLog
+from .report import ClassReport, class_report
 from .store import StoreError, SupportStore
 # index_kind="auto": exact flat search below this many classes, IVF from there. IVF rather than HNSW:
 # on bin/bench-index's 10^5-class rows it has the higher recall@1 (0.995 vs 0.77), builds ~15x
@@ -123,6 +133,7 @@ class FewShotClassifier:
         self.device = device
         self.checkpoint = None  # set by from_checkpoint: where the encoder's weights came from
         self._generation: tuple[str, int] | None = None  # (folder, store generation) this was loaded from
+        self.index_id_: str | None = None  # identity of the store this was loaded from / saved to
         self._reset()
 
     # -- state ------------------------------------------------------------------------------------
@@ -409,6 +420,15 @@ class FewShotClassifier:
         labels = [[self.classes_[p] if p >= 0 else self.unknown_label for p in row] for row in pos]
         return labels, scores
 
+    def evaluate(self, x: Sequence, y: Sequence) -> ClassReport:
+        """Per-class precision, recall and F1 of :meth:`predict` on labelled items ``x``, ``y``, and
+        the costliest confusions (:func:`fewshot.report.class_report`). A prediction of
+        ``unknown_label`` (beyond the calibrated threshold) counts as wrong."""
+        self._check_fitted("evaluate")
+        items = self._items(x, "evaluate")
+        truth = self._labels(y, len(items), "evaluate")
+        return class_report(truth, self.predict(items))
+
     # -- open set ---------------------------------------------------------------------------------
     def calibrate(self, x: Sequence, y: Sequence, target_precision: float = 0.95) -> "FewShotClassifier":
         """Choose ``threshold_`` (a top-1 score) from held-out data, for open-set :meth:`predict`.
@@ -504,8 +524,10 @@ class FewShotClassifier:
             blobs["index"] = ("faiss", self.index_.to_bytes())
         key = os.path.realpath(path)
         expect = self._generation[1] if self._generation and self._generation[0] == key else None
-        generation = SupportStore(path).write(meta, blobs, expect_generation=expect)
+        store = SupportStore(path)
+        generation = store.write(meta, blobs, expect_generation=expect)
         self._generation = (key, generation)
+        self.index_id_ = store.index_id
 
     def create(self, path: str | os.PathLike) -> None:
         """:meth:`save` into a folder that holds no index yet; one that does is refused, unchanged."""
@@ -535,15 +557,16 @@ class FewShotClassifier:
     @staticmethod
     def describe(path: str | os.PathLike) -> dict:
         """What a saved classifier holds, read from its manifest alone (the index is not loaded):
-        ``encoder``, ``fingerprint``, ``metric``, ``dim``, ``threshold``, ``generation`` and
-        ``classes`` (a list of {"label", "count"})."""
+        ``encoder``, ``fingerprint``, ``metric``, ``dim``, ``threshold``, ``generation``, ``index_id``
+        (None for a folder saved before index identities existed) and ``classes`` (a list of
+        {"label", "count"})."""
         doc = SupportStore(path).read_manifest()
         meta = doc["body"]
         if meta.get("kind") != STORE_KIND:
             raise StoreError(f"{path} holds a {meta.get('kind')!r} store, not a {STORE_KIND!r}")
         return {"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
                 "metric": meta["metric"], "dim": meta["dim"], "threshold": meta["threshold"],
-                "generation": doc["generation"],
+                "generation": doc["generation"], "index_id": meta.get("index_id"),
                 "classes": [{"label": c, "count": n} for c, n in zip(meta["classes"], meta["counts"])]}
 
     @classmethod
@@ -604,7 +627,71 @@ class FewShotClassifier:
                 raise StoreError(f"{path}: {exc} (the {n} classes of the metadata); restore the folder from a "
                                  "backup") from None
         clf._generation = (os.path.realpath(path), store.generation)
+        clf.index_id_ = store.index_id
         return clf
+
+    @property
+    def generation_(self) -> int | None:
+        """The store generation this classifier was last loaded from or saved as (None: never)."""
+        return self._generation[1] if self._generation else None
+
+    # -- learning from use ------------------------------------------------------------------------
+    @classmethod
+    def prediction_log(cls, path: str | os.PathLike, create: bool = False) -> PredictionLog:
+        """The prediction log of the index in folder ``path`` (``path/predictions.jsonl``), bound to
+        the store's ``index_id``: a log whose header names another index is refused (ValueError).
+
+        ``create=True`` creates the log if missing; a folder saved before index identities
+        existed is first saved once (under its lock) so that it gets one. Without ``create``,
+        nothing is written and a missing log reads as empty.
+        """
+        index_id = cls.describe(path)["index_id"]
+        if index_id is None and create:
+            with cls.update(path):
+                pass  # the save gives the store its index_id
+            index_id = cls.describe(path)["index_id"]
+        log_path = os.path.join(path, LOG_FILENAME)
+        if index_id is None:
+            if os.path.exists(log_path):
+                raise ValueError(f"{log_path} belongs to another index: the index in {path} has no identity "
+                                 "yet, so it never wrote a log; move that file aside")
+            return PredictionLog(log_path, "unsaved-identity")  # empty: reads only, never written
+        return PredictionLog.open(log_path, index_id) if create else PredictionLog(log_path, index_id)
+
+    @classmethod
+    def correct(cls, path: str | os.PathLike, id: int, label, encoder=None) -> dict:
+        """Record that logged prediction ``id`` of the index in ``path`` is of class ``label``, and
+        add its query to that class as a support example; returns the log entry.
+
+        The prototype is updated as a running mean: only this one query text is embedded
+        again (the log keeps texts, not embeddings); old examples are not. A new label adds a
+        class. Runs under :meth:`update` (the folder lock), then the correction is appended to
+        the log before the index is saved. Refused (ValueError, nothing changed): an id the
+        log does not hold, a log of another index, a blank label, a prediction that already
+        got feedback.
+        """
+        if isinstance(label, str) and not label.strip():
+            raise ValueError(f"correct: expected a class name, got the blank label {label!r}; pass the true class "
+                             "of the logged query")
+        log = cls.prediction_log(path)
+        with cls.update(path, encoder) as clf:
+            entry = _unreviewed(log, id, "correct")
+            label = clf._label(label, "correct")
+            clf.add_classes([entry["query"]], [label])
+            log.append_correction(id, label)
+        return entry
+
+    @classmethod
+    def confirm(cls, path: str | os.PathLike, id: int) -> dict:
+        """Record that the top label of logged prediction ``id`` was right; returns the log entry.
+
+        Only the log changes (the index is not); refused (ValueError) like :meth:`correct`.
+        """
+        log = cls.prediction_log(path)
+        with SupportStore.locked(path):
+            entry = _unreviewed(log, id, "confirm")
+            log.append_confirmation(id)
+        return entry
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "FewShotClassifier":
@@ -630,6 +717,15 @@ class FewShotClassifier:
         clf = cls(learner.encoder, **kwargs)
         clf.checkpoint = str(os.path.abspath(path))
         return clf
+
+
+def _unreviewed(log: PredictionLog, id: int, what: str) -> dict:
+    """Log entry ``id``, refused if it already got a correction or confirmation."""
+    entry = log.get(id)
+    if entry["feedback"] is not None:
+        raise ValueError(f"{what}: prediction {id} already got a {entry['feedback']} (true label "
+                         f"{entry['true_label']!r}); each logged prediction is reviewed once")
+    return entry
 
 
 def _plain(value):

@@ -367,3 +367,40 @@ def test_many_way_accuracy_on_clinc150_with_minilm(shared_data, minilm):
     pred = clf.predict([t for t, _ in queries])
     acc = np.mean([p == y for p, (_, y) in zip(pred, queries)])
     assert acc >= 0.75  # measured 0.780 (750 queries; binomial 95% CI +-0.030)
+
+
+def test_evaluate_gives_per_class_scores_and_the_confusions(data):
+    enc, texts, labels, _ = data
+    sx, sy, qx, qy = split(texts, labels)
+    clf = FewShotClassifier(enc).fit(sx, sy)
+    assert clf.evaluate(qx, qy).accuracy == 1.0  # well-separated clusters
+    truth = list(qy)
+    first0 = [i for i, y in enumerate(truth) if y == "class0"][:2]
+    for i in first0:  # two class0 queries claimed to be class1: predicted class0, so counted as errors
+        truth[i] = "class1"
+    report = clf.evaluate(qx, truth)
+    assert report.n == 25 and report.accuracy == pytest.approx(23 / 25)
+    r0, r1 = report.row("class0"), report.row("class1")
+    assert (r0.precision, r0.recall, r0.support) == (pytest.approx(3 / 5), 1.0, 3)
+    assert (r1.precision, r1.recall, r1.support) == (1.0, pytest.approx(5 / 7), 7)
+    c = report.confusions[0]
+    assert (c.true, c.predicted, c.count, c.share) == ("class1", "class0", 2, pytest.approx(2 / 7))
+    assert len(report.confusions) == 1
+    with pytest.raises(ValueError, match="got 25 items but 3 labels"):
+        clf.evaluate(qx, truth[:3])
+    with pytest.raises(NotFittedError, match="call fit"):
+        FewShotClassifier(enc).evaluate(qx, qy)
+
+
+def test_index_id_survives_save_and_load_and_describe_names_it(tmp_path, data):
+    enc, texts, labels, _ = data
+    clf = FewShotClassifier(enc).fit(texts[:4], labels[:4])
+    assert clf.index_id_ is None
+    clf.save(tmp_path / "a")
+    ident = clf.index_id_
+    again = FewShotClassifier.load(tmp_path / "a", encoder=enc)
+    assert again.index_id_ == ident and FewShotClassifier.describe(tmp_path / "a")["index_id"] == ident
+    again.add_classes(texts[8:9], labels[8:9]).save(tmp_path / "a")
+    assert again.index_id_ == ident and again.generation_ == 2
+    again.save(tmp_path / "b")  # another folder is another index
+    assert again.index_id_ not in (None, ident)
