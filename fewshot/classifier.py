@@ -41,6 +41,10 @@ Labels are any hashable values (``None`` is reserved for "out of scope");
 ``classes_`` lists them in order of first appearance. :meth:`save` needs labels
 that JSON can hold exactly: ``str`` or ``int``.
 
+The classifier also keeps each class's support texts (``support_``: label -> texts in
+order of arrival, None where unknown: examples added as embeddings or images, or
+saved before texts were kept), stored in the index folder for re-training.
+
 Persistence goes through :class:`~fewshot.store.SupportStore` (atomic,
 checksummed, lockable); loading with a different encoder (weights fingerprint)
 or dimension is refused. :meth:`FewShotClassifier.update` is the safe way to
@@ -51,6 +55,7 @@ this classifier was loaded from it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from collections.abc import Hashable, Sequence
@@ -143,6 +148,7 @@ class FewShotClassifier:
         self.ids_ = np.zeros(0, dtype=np.int64)  # stable FAISS id of each class, ascending
         self.sums_ = np.zeros((0, self.dim), dtype=np.float64)
         self.head_: NearestPrototypes | None = None
+        self.support_: dict = {}  # label -> its support texts in order of arrival, or None where unknown
         self.threshold_: float | None = None
         self.calibration_: dict | None = None
         self._next_id = 0
@@ -254,7 +260,7 @@ class FewShotClassifier:
         labels = self._labels(y, len(items), "fit")
         z = self.encoder.encode(items, batch_size=self.batch_size, device=self.device)
         self._reset()
-        return self._add(z, labels, replace=False)
+        return self._add(z, labels, replace=False, items=items)
 
     def add_classes(self, x: Sequence, y: Sequence, replace: bool = False) -> "FewShotClassifier":
         """Add examples ``x`` under labels ``y``.
@@ -266,16 +272,19 @@ class FewShotClassifier:
         items = self._items(x, "add_classes")
         labels = self._labels(y, len(items), "add_classes")
         z = self.encoder.encode(items, batch_size=self.batch_size, device=self.device)
-        return self._add(z, labels, replace)
+        return self._add(z, labels, replace, items=items)
 
     def add_embeddings(self, z, y: Sequence, replace: bool = False) -> "FewShotClassifier":
         """Like :meth:`add_classes`, from precomputed (n, dim) embeddings of this classifier's encoder."""
         z = self._embeddings(z, "add_embeddings")
         return self._add(z, self._labels(y, len(z), "add_embeddings"), replace)
 
-    def _add(self, z: np.ndarray, labels: list, replace: bool) -> "FewShotClassifier":
+    def _add(self, z: np.ndarray, labels: list, replace: bool, items: list | None = None) -> "FewShotClassifier":
+        """Add embeddings ``z`` under ``labels``; ``items``: their texts, kept in ``support_`` (None:
+        embeddings or images, whose texts are unknown: those classes' support texts become None)."""
         if not isinstance(replace, bool):
             raise TypeError(f"replace must be True or False, got {replace!r}")
+        texts = items if items is not None and self.encoder.modality == "text" else None
         order: dict = {}
         for i, lab in enumerate(labels):
             order.setdefault(lab, []).append(i)
@@ -300,6 +309,9 @@ class FewShotClassifier:
         for lab in new_labels:
             self._pos[lab] = len(self.classes_)
             self.classes_.append(lab)
+        for lab, rows in order.items():
+            kept = [] if replace or lab not in self.support_ else self.support_[lab]
+            self.support_[lab] = None if texts is None or kept is None else kept + [texts[i] for i in rows]
         self._fitted = True
         self._sync_index(changed, list(range(n_old, self.n_classes)))
         return self
@@ -325,6 +337,7 @@ class FewShotClassifier:
         self.classes_ = [self.classes_[i] for i in keep]
         self.sums_, self.counts_, self.ids_ = self.sums_[keep], self.counts_[keep], self.ids_[keep]
         self._pos = {lab: i for i, lab in enumerate(self.classes_)}
+        self.support_ = {lab: self.support_.get(lab) for lab in self.classes_}
         if not self.n_classes:
             self.head_ = None
         return self
@@ -519,7 +532,8 @@ class FewShotClassifier:
             "index": self.index_.config() if self.index_ is not None else None,
             "encoder": self.encoder_identity(),
         }
-        blobs = {"state": ("safetensors", save_arrays({"sums": np.ascontiguousarray(self.sums_)}))}
+        blobs = {"state": ("safetensors", save_arrays({"sums": np.ascontiguousarray(self.sums_)})),
+                 "support": ("jsonl", _support_bytes(self.classes_, self.support_))}
         if self.index_ is not None:
             blobs["index"] = ("faiss", self.index_.to_bytes())
         key = os.path.realpath(path)
@@ -617,6 +631,7 @@ class FewShotClassifier:
         clf._next_id = int(meta["next_id"])
         clf._pos = {lab: i for i, lab in enumerate(clf.classes_)}
         clf._fitted = bool(meta["fitted"])
+        clf.support_ = _support_from_bytes(blobs.get("support"), clf.classes_, clf.counts_, path)
         clf.threshold_ = meta["threshold"]
         clf.calibration_ = meta["calibration"]
         if meta["index"] is not None:
@@ -726,6 +741,30 @@ def _unreviewed(log: PredictionLog, id: int, what: str) -> dict:
         raise ValueError(f"{what}: prediction {id} already got a {entry['feedback']} (true label "
                          f"{entry['true_label']!r}); each logged prediction is reviewed once")
     return entry
+
+
+def _support_bytes(classes: list, support: dict) -> bytes:
+    """The support texts as JSON lines, one per class in ``classes`` order: {"label", "texts": [...] or null}."""
+    return b"".join((json.dumps({"label": lab, "texts": support.get(lab)}, ensure_ascii=False,
+                                separators=(",", ":")) + "\n").encode("utf-8") for lab in classes)
+
+
+def _support_from_bytes(data: bytes | None, classes: list, counts: np.ndarray, path) -> dict:
+    """``support_`` from the "support" blob; a folder saved before it existed knows no texts (None)."""
+    if data is None:
+        return {lab: None for lab in classes}
+    try:
+        rows = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: the support texts file cannot be read ({exc}); restore the folder from a "
+                         "backup") from exc
+    ok = len(rows) == len(classes) and all(
+        isinstance(r, dict) and r.get("label") == lab and (r.get("texts") is None or len(r["texts"]) == n)
+        for r, lab, n in zip(rows, classes, counts.tolist()))
+    if not ok:
+        raise StoreError(f"{path}: the support texts do not match the classes and counts of the manifest "
+                         f"({len(rows)} rows for {len(classes)} classes); restore the folder from a backup")
+    return {r["label"]: r["texts"] for r in rows}
 
 
 def _plain(value):

@@ -465,3 +465,39 @@ def test_confirm_only_logs_and_bad_feedback_changes_nothing(tmp_path, data):
         FewShotClassifier.correct(other, j, "class2", encoder=enc)
     with pytest.raises(ValueError, match="is the prediction log of index"):
         FewShotClassifier.confirm(other, j)
+
+
+def test_support_texts_are_kept_in_order_dropped_on_remove_and_replace_and_saved(tmp_path, data):
+    enc, texts, labels, table = data
+    clf = FewShotClassifier(enc).fit(["c0-0", "c1-0", "c0-1"], ["a", "b", "a"])
+    assert clf.support_ == {"a": ["c0-0", "c0-1"], "b": ["c1-0"]}
+    clf.add_classes(["c0-2", "c2-0"], ["a", "c"]).add_classes(["c1-1"], ["b"], replace=True)
+    assert clf.support_ == {"a": ["c0-0", "c0-1", "c0-2"], "b": ["c1-1"], "c": ["c2-0"]}
+    clf.remove_classes(["c"]).add_embeddings(np.stack([table["c3-0"]]), ["d"])  # texts unknown: None
+    assert clf.support_ == {"a": ["c0-0", "c0-1", "c0-2"], "b": ["c1-1"], "d": None}
+    clf.add_classes(["c3-1"], ["d"])  # still unknown: one of its examples has no text
+    assert clf.support_["d"] is None and clf.counts_.tolist() == [3, 1, 2]
+    clf.save(tmp_path / "ix")
+    again = FewShotClassifier.load(tmp_path / "ix", encoder=enc)
+    assert again.support_ == clf.support_
+    blob = next(p for p in (tmp_path / "ix").iterdir() if p.name.startswith("support-"))
+    assert [json.loads(line) for line in blob.read_text().splitlines()] == [
+        {"label": "a", "texts": ["c0-0", "c0-1", "c0-2"]}, {"label": "b", "texts": ["c1-1"]},
+        {"label": "d", "texts": None}]
+    log = FewShotClassifier.prediction_log(tmp_path / "ix", create=True)
+    (i,) = log.append([{"query": "c1-2", "labels": ["a"], "scores": [0.1], "generation": 1}])
+    FewShotClassifier.correct(tmp_path / "ix", i, "b", encoder=enc)
+    assert FewShotClassifier.load(tmp_path / "ix", encoder=enc).support_["b"] == ["c1-1", "c1-2"]
+
+
+def test_a_folder_saved_before_support_texts_were_kept_loads_with_unknown_texts(tmp_path, data):
+    enc, texts, labels, _ = data
+    FewShotClassifier(enc).fit(texts[:3], ["a", "b", "a"]).save(tmp_path / "ix")
+    manifest = tmp_path / "ix" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    del doc["files"]["support"]  # files lie outside the checksummed body
+    manifest.write_text(json.dumps(doc))
+    old = FewShotClassifier.load(tmp_path / "ix", encoder=enc)
+    assert old.support_ == {"a": None, "b": None}
+    old.add_classes(["c0-5"], ["c"])
+    assert old.support_ == {"a": None, "b": None, "c": ["c0-5"]}
