@@ -222,6 +222,7 @@ def test_index_id_is_chosen_once_kept_across_writes_and_given_to_old_folders(tmp
     old.read_manifest()
     assert old.index_id is None
     old.write({"n": 3}, {})
-    assert old.index_id not in (None, ident) and json.loads(a.manifest_path.read_text())["body"]["index_id"] == old.index_id
+    assert old.index_id not in (None, ident)
+    assert json.loads(a.manifest_path.read_text())["body"]["index_id"] == old.index_id
     with pytest.raises(ValueError, match="meta must not hold 'index_id'"):
         a.write({"index_id": "mine"}, {})
