@@ -10,7 +10,14 @@ The public API (scikit-learn shaped, learned state ends in ``_``)::
     clf.predict_proba(queries)                           # (n, n_classes), columns ordered like clf.classes_
     clf.predict_topk(queries, k=3)                       # (labels (n lists of k), scores (n, k))
     clf.calibrate(held_out_x, held_out_y, target_precision=0.95)   # open-set threshold
+    clf.evaluate(held_out_x, held_out_y)                 # ClassReport: per-class P/R/F1, confusions
     clf.save(DIR); FewShotClassifier.load(DIR)
+
+Learning from use (a saved index ``DIR`` and its prediction log ``DIR/predictions.jsonl``)::
+
+    log = FewShotClassifier.prediction_log(DIR, create=True)   # named by the store's index_id
+    FewShotClassifier.correct(DIR, id, "refund")   # logged query -> support example of "refund"
+    FewShotClassifier.confirm(DIR, id)             # the logged top label was right
 
 Each class is the exact mean of all the embeddings ever added under its
 label: the classifier keeps per-class float64 sums and counts, so adding
@@ -34,6 +41,10 @@ Labels are any hashable values (``None`` is reserved for "out of scope");
 ``classes_`` lists them in order of first appearance. :meth:`save` needs labels
 that JSON can hold exactly: ``str`` or ``int``.
 
+The classifier also keeps each class's support texts (``support_``: label -> texts in
+order of arrival, None where unknown: examples added as embeddings or images, or
+saved before texts were kept), stored in the index folder for re-training.
+
 Persistence goes through :class:`~fewshot.store.SupportStore` (atomic,
 checksummed, lockable); loading with a different encoder (weights fingerprint)
 or dimension is refused. :meth:`FewShotClassifier.update` is the safe way to
@@ -44,6 +55,7 @@ this classifier was loaded from it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -58,6 +70,9 @@ from .index import KINDS, SupportIndex
 from .inputs import check_labels, check_texts
 from .prototypes import NearestPrototypes, check_metric, check_scale
 from .prototypes import scores as prototype_scores
+from .feedback import FILENAME as LOG_FILENAME
+from .feedback import PredictionLog
+from .report import ClassReport, class_report
 from .store import ConcurrentUpdateError, StoreError, SupportStore
 
 # index_kind="auto": exact flat search below this many classes, IVF from there. IVF rather than HNSW:
@@ -126,6 +141,7 @@ class FewShotClassifier:
         self.device = device
         self.checkpoint = None  # set by from_checkpoint: where the encoder's weights came from
         self._generation: tuple[str, int] | None = None  # (folder, store generation) this was loaded from
+        self.index_id_: str | None = None  # identity of the store this was loaded from / saved to
         self._reset()
 
     # -- state ------------------------------------------------------------------------------------
@@ -135,6 +151,7 @@ class FewShotClassifier:
         self.ids_ = np.zeros(0, dtype=np.int64)  # stable FAISS id of each class, ascending
         self.sums_ = np.zeros((0, self.dim), dtype=np.float64)
         self.head_: NearestPrototypes | None = None
+        self.support_: dict = {}  # label -> its support texts in order of arrival, or None where unknown
         self.threshold_: float | None = None
         self.calibration_: dict | None = None
         self._next_id = 0
@@ -247,7 +264,7 @@ class FewShotClassifier:
         labels = self._labels(y, len(items), "fit")
         z = self.encoder.encode(items, batch_size=self.batch_size, device=self.device)
         self._reset()
-        return self._add(z, labels, replace=False)
+        return self._add(z, labels, replace=False, items=items)
 
     def add_classes(self, x: Sequence, y: Sequence, replace: bool = False) -> "FewShotClassifier":
         """Add examples ``x`` under labels ``y``.
@@ -259,16 +276,19 @@ class FewShotClassifier:
         items = self._items(x, "add_classes")
         labels = self._labels(y, len(items), "add_classes")
         z = self.encoder.encode(items, batch_size=self.batch_size, device=self.device)
-        return self._add(z, labels, replace)
+        return self._add(z, labels, replace, items=items)
 
     def add_embeddings(self, z, y: Sequence, replace: bool = False) -> "FewShotClassifier":
         """Like :meth:`add_classes`, from precomputed (n, dim) embeddings of this classifier's encoder."""
         z = self._embeddings(z, "add_embeddings")
         return self._add(z, self._labels(y, len(z), "add_embeddings"), replace)
 
-    def _add(self, z: np.ndarray, labels: list, replace: bool) -> "FewShotClassifier":
+    def _add(self, z: np.ndarray, labels: list, replace: bool, items: list | None = None) -> "FewShotClassifier":
+        """Add embeddings ``z`` under ``labels``; ``items``: their texts, kept in ``support_`` (None:
+        embeddings or images, whose texts are unknown: those classes' support texts become None)."""
         if not isinstance(replace, bool):
             raise TypeError(f"replace must be True or False, got {replace!r}")
+        texts = items if items is not None and self.encoder.modality == "text" else None
         order: dict = {}
         for i, lab in enumerate(labels):
             order.setdefault(lab, []).append(i)
@@ -293,6 +313,9 @@ class FewShotClassifier:
         for lab in new_labels:
             self._pos[lab] = len(self.classes_)
             self.classes_.append(lab)
+        for lab, rows in order.items():
+            kept = [] if replace or lab not in self.support_ else self.support_[lab]
+            self.support_[lab] = None if texts is None or kept is None else kept + [texts[i] for i in rows]
         self._fitted = True
         self._sync_index(changed, list(range(n_old, self.n_classes)))
         return self
@@ -318,6 +341,7 @@ class FewShotClassifier:
         self.classes_ = [self.classes_[i] for i in keep]
         self.sums_, self.counts_, self.ids_ = self.sums_[keep], self.counts_[keep], self.ids_[keep]
         self._pos = {lab: i for i, lab in enumerate(self.classes_)}
+        self.support_ = {lab: self.support_.get(lab) for lab in self.classes_}
         if not self.n_classes:
             self.head_ = None
         return self
@@ -413,6 +437,15 @@ class FewShotClassifier:
         labels = [[self.classes_[p] if p >= 0 else self.unknown_label for p in row] for row in pos]
         return labels, scores
 
+    def evaluate(self, x: Sequence, y: Sequence) -> ClassReport:
+        """Per-class precision, recall and F1 of :meth:`predict` on labelled items ``x``, ``y``, and
+        the costliest confusions (:func:`fewshot.report.class_report`). A prediction of
+        ``unknown_label`` (beyond the calibrated threshold) counts as wrong."""
+        self._check_fitted("evaluate")
+        items = self._items(x, "evaluate")
+        truth = self._labels(y, len(items), "evaluate")
+        return class_report(truth, self.predict(items))
+
     # -- open set ---------------------------------------------------------------------------------
     def calibrate(self, x: Sequence, y: Sequence, target_precision: float = 0.95) -> "FewShotClassifier":
         """Choose ``threshold_`` (a top-1 score) from held-out data, for open-set :meth:`predict`.
@@ -503,13 +536,16 @@ class FewShotClassifier:
             "index": self.index_.config() if self.index_ is not None else None,
             "encoder": self.encoder_identity(),
         }
-        blobs = {"state": ("safetensors", save_arrays({"sums": np.ascontiguousarray(self.sums_)}))}
+        blobs = {"state": ("safetensors", save_arrays({"sums": np.ascontiguousarray(self.sums_)})),
+                 "support": ("jsonl", _support_bytes(self.classes_, self.support_))}
         if self.index_ is not None:
             blobs["index"] = ("faiss", self.index_.to_bytes())
         key = os.path.realpath(path)
         expect = self._generation[1] if self._generation and self._generation[0] == key else None
-        generation = SupportStore(path).write(meta, blobs, expect_generation=expect)
+        store = SupportStore(path)
+        generation = store.write(meta, blobs, expect_generation=expect)
         self._generation = (key, generation)
+        self.index_id_ = store.index_id
 
     def create(self, path: str | os.PathLike) -> None:
         """:meth:`save` into a folder that holds no index yet; one that does is refused, unchanged."""
@@ -547,15 +583,16 @@ class FewShotClassifier:
     @staticmethod
     def describe(path: str | os.PathLike) -> dict:
         """What a saved classifier holds, read from its manifest alone (the index is not loaded):
-        ``encoder``, ``fingerprint``, ``metric``, ``dim``, ``threshold``, ``generation`` and
-        ``classes`` (a list of {"label", "count"})."""
+        ``encoder``, ``fingerprint``, ``metric``, ``dim``, ``threshold``, ``generation``, ``index_id``
+        (None for a folder saved before index identities existed) and ``classes`` (a list of
+        {"label", "count"})."""
         doc = SupportStore(path, required=STORE_KEYS).read_manifest()
         meta = doc["body"]
         if meta.get("kind") != STORE_KIND:
             raise StoreError(f"{path} holds a {meta.get('kind')!r} store, not a {STORE_KIND!r}")
         return {"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
                 "metric": meta["metric"], "dim": meta["dim"], "threshold": meta["threshold"],
-                "generation": doc["generation"],
+                "generation": doc["generation"], "index_id": meta.get("index_id"),
                 "classes": [{"label": c, "count": n} for c, n in zip(meta["classes"], meta["counts"])]}
 
     @classmethod
@@ -606,6 +643,7 @@ class FewShotClassifier:
         clf._next_id = int(meta["next_id"])
         clf._pos = {lab: i for i, lab in enumerate(clf.classes_)}
         clf._fitted = bool(meta["fitted"])
+        clf.support_ = _support_from_bytes(blobs.get("support"), clf.classes_, clf.counts_, path)
         clf.threshold_ = meta["threshold"]
         clf.calibration_ = meta["calibration"]
         if meta["index"] is not None:
@@ -616,7 +654,71 @@ class FewShotClassifier:
                 raise StoreError(f"{path}: {exc} (the {n} classes of the metadata); restore the folder from a "
                                  "backup") from None
         clf._generation = (os.path.realpath(path), store.generation)
+        clf.index_id_ = store.index_id
         return clf
+
+    @property
+    def generation_(self) -> int | None:
+        """The store generation this classifier was last loaded from or saved as (None: never)."""
+        return self._generation[1] if self._generation else None
+
+    # -- learning from use ------------------------------------------------------------------------
+    @classmethod
+    def prediction_log(cls, path: str | os.PathLike, create: bool = False) -> PredictionLog:
+        """The prediction log of the index in folder ``path`` (``path/predictions.jsonl``), bound to
+        the store's ``index_id``: a log whose header names another index is refused (ValueError).
+
+        ``create=True`` creates the log if missing; a folder saved before index identities
+        existed is first saved once (under its lock) so that it gets one. Without ``create``,
+        nothing is written and a missing log reads as empty.
+        """
+        index_id = cls.describe(path)["index_id"]
+        if index_id is None and create:
+            with cls.update(path):
+                pass  # the save gives the store its index_id
+            index_id = cls.describe(path)["index_id"]
+        log_path = os.path.join(path, LOG_FILENAME)
+        if index_id is None:
+            if os.path.exists(log_path):
+                raise ValueError(f"{log_path} belongs to another index: the index in {path} has no identity "
+                                 "yet, so it never wrote a log; move that file aside")
+            return PredictionLog(log_path, "unsaved-identity")  # empty: reads only, never written
+        return PredictionLog.open(log_path, index_id) if create else PredictionLog(log_path, index_id)
+
+    @classmethod
+    def correct(cls, path: str | os.PathLike, id: int, label, encoder=None) -> dict:
+        """Record that logged prediction ``id`` of the index in ``path`` is of class ``label``, and
+        add its query to that class as a support example; returns the log entry.
+
+        The prototype is updated as a running mean: only this one query text is embedded
+        again (the log keeps texts, not embeddings); old examples are not. A new label adds a
+        class. Runs under :meth:`update` (the folder lock), then the correction is appended to
+        the log before the index is saved. Refused (ValueError, nothing changed): an id the
+        log does not hold, a log of another index, a blank label, a prediction that already
+        got feedback.
+        """
+        if isinstance(label, str) and not label.strip():
+            raise ValueError(f"correct: expected a class name, got the blank label {label!r}; pass the true class "
+                             "of the logged query")
+        log = cls.prediction_log(path)
+        with cls.update(path, encoder) as clf:
+            entry = _unreviewed(log, id, "correct")
+            label = clf._label(label, "correct")
+            clf.add_classes([entry["query"]], [label])
+            log.append_correction(id, label)
+        return entry
+
+    @classmethod
+    def confirm(cls, path: str | os.PathLike, id: int) -> dict:
+        """Record that the top label of logged prediction ``id`` was right; returns the log entry.
+
+        Only the log changes (the index is not); refused (ValueError) like :meth:`correct`.
+        """
+        log = cls.prediction_log(path)
+        with SupportStore.locked(path):
+            entry = _unreviewed(log, id, "confirm")
+            log.append_confirmation(id)
+        return entry
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "FewShotClassifier":
@@ -642,6 +744,39 @@ class FewShotClassifier:
         clf = cls(learner.encoder, **kwargs)
         clf.checkpoint = str(os.path.abspath(path))
         return clf
+
+
+def _unreviewed(log: PredictionLog, id: int, what: str) -> dict:
+    """Log entry ``id``, refused if it already got a correction or confirmation."""
+    entry = log.get(id)
+    if entry["feedback"] is not None:
+        raise ValueError(f"{what}: prediction {id} already got a {entry['feedback']} (true label "
+                         f"{entry['true_label']!r}); each logged prediction is reviewed once")
+    return entry
+
+
+def _support_bytes(classes: list, support: dict) -> bytes:
+    """The support texts as JSON lines, one per class in ``classes`` order: {"label", "texts": [...] or null}."""
+    return b"".join((json.dumps({"label": lab, "texts": support.get(lab)}, ensure_ascii=False,
+                                separators=(",", ":")) + "\n").encode("utf-8") for lab in classes)
+
+
+def _support_from_bytes(data: bytes | None, classes: list, counts: np.ndarray, path) -> dict:
+    """``support_`` from the "support" blob; a folder saved before it existed knows no texts (None)."""
+    if data is None:
+        return {lab: None for lab in classes}
+    try:
+        rows = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: the support texts file cannot be read ({exc}); restore the folder from a "
+                         "backup") from exc
+    ok = len(rows) == len(classes) and all(
+        isinstance(r, dict) and r.get("label") == lab and (r.get("texts") is None or len(r["texts"]) == n)
+        for r, lab, n in zip(rows, classes, counts.tolist()))
+    if not ok:
+        raise StoreError(f"{path}: the support texts do not match the classes and counts of the manifest "
+                         f"({len(rows)} rows for {len(classes)} classes); restore the folder from a backup")
+    return {r["label"]: r["texts"] for r in rows}
 
 
 def _plain(value):

@@ -5,7 +5,10 @@ A store folder holds
 - ``manifest.json``: the JSON metadata (whatever the caller passes: class
   names, counts, metric, encoder identity, ...), the fewshot version, a
   generation counter, and for every data file its name, size and SHA-256; the
-  manifest carries a SHA-256 of its own body too;
+  manifest carries a SHA-256 of its own body too; the body also holds
+  ``index_id``, the store's identity: a random UUID chosen by the first save
+  and kept by every later one (a folder written before ``index_id`` existed
+  gets one on its next save), so that a prediction log can name the index;
 - data files named ``<key>-<token>.<ext>`` (e.g. ``index-1f3a....faiss``,
   ``state-1f3a....safetensors``), one set per saved generation.
 
@@ -31,6 +34,7 @@ import os
 import re
 import secrets
 import threading
+import uuid
 from pathlib import Path
 
 from . import __version__
@@ -76,6 +80,7 @@ class SupportStore:
         self.generation: int | None = None  # of the last manifest read or written through this object
         self.required = tuple(required)
         self.remedy = remedy
+        self.index_id: str | None = None  # of the last manifest read or written (None: written before index_id)
 
     def __repr__(self) -> str:
         return f"SupportStore({str(self.path)!r})"
@@ -169,10 +174,14 @@ class SupportStore:
             raise StoreError(f"{self.manifest_path} lacks {what} (expected {sorted(self.required)}); the folder "
                              f"was altered or written by another program: {self.remedy}")
         self.generation = doc["generation"]
+        self.index_id = body.get("index_id")
         return doc
 
     def read(self, retries: int = 5) -> tuple[dict, dict[str, bytes]]:
-        """(metadata, {key: file bytes}) of the current generation, every file checksum-verified."""
+        """(metadata, {key: file bytes}) of the current generation, every file checksum-verified.
+
+        The metadata is what the writer passed (without ``index_id``: see :attr:`index_id`).
+        """
         for attempt in range(retries + 1):
             doc = self.read_manifest()
             try:
@@ -188,7 +197,7 @@ class SupportStore:
                     why = "truncated" if len(data) < f["bytes"] else "corrupted"
                     raise StoreError(f"{self.path / f['name']} is {why} ({len(data)} bytes, expected {f['bytes']}; "
                                      f"checksum mismatch); {self.remedy}")
-            return doc["body"], blobs
+            return {k: v for k, v in doc["body"].items() if k != "index_id"}, blobs
         raise AssertionError("unreachable")
 
     # -- writing ----------------------------------------------------------------------------------
@@ -202,8 +211,13 @@ class SupportStore:
         for key, (ext, _) in blobs.items():
             if not key.isidentifier() or not ext.isalnum():
                 raise ValueError(f"blob key {key!r} / extension {ext!r} must be plain words")
+        if "index_id" in meta:
+            raise ValueError("write: meta must not hold 'index_id'; the store chooses and keeps the index identity "
+                             "itself (read it from SupportStore.index_id)")
         with self.lock(), self._os_errors("write to"):
-            current = self.read_manifest()["generation"] if self.exists() else 0
+            old = self.read_manifest() if self.exists() else None
+            current = old["generation"] if old else 0
+            index_id = (old["body"].get("index_id") if old else None) or uuid.uuid4().hex
             if expect_generation is not None and current != expect_generation:
                 raise ConcurrentUpdateError(
                     f"{self.path} was changed by another writer (generation {current}, this copy was loaded at "
@@ -216,12 +230,12 @@ class SupportStore:
                 name = f"{key}-{token}.{ext}"
                 atomic_write_bytes(self.path / name, data)
                 files[key] = {"name": name, "bytes": len(data), "sha256": _sha256(data)}
-            body = dict(meta)
+            body = {**meta, "index_id": index_id}
             doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "fewshot_version": __version__,
                    "generation": generation, "files": files, "body": body, "sha256": _body_digest(body)}
             atomic_write_text(self.manifest_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
             self._collect_garbage({f["name"] for f in files.values()})
-        self.generation = generation
+        self.generation, self.index_id = generation, index_id
         return generation
 
     def _collect_garbage(self, keep: set[str]) -> None:

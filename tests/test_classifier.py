@@ -415,3 +415,135 @@ def test_save_refuses_to_overwrite_a_concurrent_change_and_update_applies_both(t
     assert "new-a" in FewShotClassifier.load(tmp_path / "ix", enc).classes_
     with pytest.raises(ValueError, match="already holds an index"):
         FewShotClassifier(enc).create(tmp_path / "ix")
+def test_evaluate_gives_per_class_scores_and_the_confusions(data):
+    enc, texts, labels, _ = data
+    sx, sy, qx, qy = split(texts, labels)
+    clf = FewShotClassifier(enc).fit(sx, sy)
+    assert clf.evaluate(qx, qy).accuracy == 1.0  # well-separated clusters
+    truth = list(qy)
+    first0 = [i for i, y in enumerate(truth) if y == "class0"][:2]
+    for i in first0:  # two class0 queries claimed to be class1: predicted class0, so counted as errors
+        truth[i] = "class1"
+    report = clf.evaluate(qx, truth)
+    assert report.n == 25 and report.accuracy == pytest.approx(23 / 25)
+    r0, r1 = report.row("class0"), report.row("class1")
+    assert (r0.precision, r0.recall, r0.support) == (pytest.approx(3 / 5), 1.0, 3)
+    assert (r1.precision, r1.recall, r1.support) == (1.0, pytest.approx(5 / 7), 7)
+    c = report.confusions[0]
+    assert (c.true, c.predicted, c.count, c.share) == ("class1", "class0", 2, pytest.approx(2 / 7))
+    assert len(report.confusions) == 1
+    with pytest.raises(ValueError, match="got 25 items but 3 labels"):
+        clf.evaluate(qx, truth[:3])
+    with pytest.raises(NotFittedError, match="call fit"):
+        FewShotClassifier(enc).evaluate(qx, qy)
+
+
+def test_index_id_survives_save_and_load_and_describe_names_it(tmp_path, data):
+    enc, texts, labels, _ = data
+    clf = FewShotClassifier(enc).fit(texts[:4], labels[:4])
+    assert clf.index_id_ is None
+    clf.save(tmp_path / "a")
+    ident = clf.index_id_
+    again = FewShotClassifier.load(tmp_path / "a", encoder=enc)
+    assert again.index_id_ == ident and FewShotClassifier.describe(tmp_path / "a")["index_id"] == ident
+    again.add_classes(texts[8:9], labels[8:9]).save(tmp_path / "a")
+    assert again.index_id_ == ident and again.generation_ == 2
+    again.save(tmp_path / "b")  # another folder is another index
+    assert again.index_id_ not in (None, ident)
+
+
+def test_correct_adds_the_logged_query_as_a_running_mean_example_and_logs_it(tmp_path, data, monkeypatch):
+    enc, texts, labels, table = data
+    sx, sy, qx, qy = split(texts, labels)
+    path = tmp_path / "ix"
+    FewShotClassifier(enc).fit(sx, sy).save(path)
+    log = FewShotClassifier.prediction_log(path, create=True)
+    assert log.header["index"] == FewShotClassifier.describe(path)["index_id"]
+    ids = log.append([{"query": "c1-5", "labels": ["class0"], "scores": [0.5], "generation": 1},
+                      {"query": "c2-5", "labels": ["class2"], "scores": [0.9], "generation": 1}])
+    before = FewShotClassifier.load(path, encoder=enc)
+    encoded = []
+    real = enc.encode
+    monkeypatch.setattr(enc, "encode", lambda items, **kw: encoded.append(list(items)) or real(items, **kw))
+    entry = FewShotClassifier.correct(path, ids[0], "class1", encoder=enc)
+    assert entry["query"] == "c1-5" and encoded == [["c1-5"]]  # only the one query is embedded again
+    after = FewShotClassifier.load(path, encoder=enc)
+    k = after.classes_.index("class1")
+    assert after.counts_[k] == before.counts_[k] + 1 == 4
+    np.testing.assert_allclose(after.sums_[k], before.sums_[k] + table["c1-5"].astype(np.float32), rtol=1e-6)
+    others = [i for i in range(after.n_classes) if i != k]
+    np.testing.assert_array_equal(after.sums_[others], before.sums_[others])
+    FewShotClassifier.correct(path, ids[1], "brand new", encoder=enc)  # a new label adds a class
+    assert FewShotClassifier.load(path, encoder=enc).classes_[-1] == "brand new"
+    got = {p["id"]: (p["feedback"], p["true_label"], p["correct"]) for p in log.read()}
+    assert got == {0: ("correction", "class1", False), 1: ("correction", "brand new", False)}
+
+
+def test_confirm_only_logs_and_bad_feedback_changes_nothing(tmp_path, data):
+    import shutil
+
+    enc, texts, labels, _ = data
+    sx, sy, _, _ = split(texts, labels)
+    path, other = tmp_path / "ix", tmp_path / "other"
+    FewShotClassifier(enc).fit(sx, sy).save(path)
+    log = FewShotClassifier.prediction_log(path, create=True)
+    (i,) = log.append([{"query": "c1-5", "labels": ["class1"], "scores": [0.9], "generation": 1}])
+    FewShotClassifier.confirm(path, i)
+    assert log.get(i)["feedback"] == "confirmation" and FewShotClassifier.describe(path)["generation"] == 1
+
+    def snapshot():
+        return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+
+    (j,) = log.append([{"query": "c2-5", "labels": ["class1"], "scores": [0.4], "generation": 1}])
+    state = snapshot()
+    with pytest.raises(ValueError, match=r"holds no prediction id 7 \(its ids run from 0 to 1\)"):
+        FewShotClassifier.correct(path, 7, "class2", encoder=enc)
+    with pytest.raises(ValueError, match="expected a class name, got the blank label '  '"):
+        FewShotClassifier.correct(path, j, "  ", encoder=enc)
+    with pytest.raises(ValueError, match="prediction 0 already got a confirmation"):
+        FewShotClassifier.correct(path, i, "class2", encoder=enc)
+    with pytest.raises(ValueError, match="prediction 0 already got a confirmation"):
+        FewShotClassifier.confirm(path, i)
+    assert snapshot() == state
+    FewShotClassifier(enc).fit(sx, sy).save(other)  # another index: its log is not ours
+    shutil.copy(path / "predictions.jsonl", other / "predictions.jsonl")
+    with pytest.raises(ValueError, match="is the prediction log of index"):
+        FewShotClassifier.correct(other, j, "class2", encoder=enc)
+    with pytest.raises(ValueError, match="is the prediction log of index"):
+        FewShotClassifier.confirm(other, j)
+
+
+def test_support_texts_are_kept_in_order_dropped_on_remove_and_replace_and_saved(tmp_path, data):
+    enc, texts, labels, table = data
+    clf = FewShotClassifier(enc).fit(["c0-0", "c1-0", "c0-1"], ["a", "b", "a"])
+    assert clf.support_ == {"a": ["c0-0", "c0-1"], "b": ["c1-0"]}
+    clf.add_classes(["c0-2", "c2-0"], ["a", "c"]).add_classes(["c1-1"], ["b"], replace=True)
+    assert clf.support_ == {"a": ["c0-0", "c0-1", "c0-2"], "b": ["c1-1"], "c": ["c2-0"]}
+    clf.remove_classes(["c"]).add_embeddings(np.stack([table["c3-0"]]), ["d"])  # texts unknown: None
+    assert clf.support_ == {"a": ["c0-0", "c0-1", "c0-2"], "b": ["c1-1"], "d": None}
+    clf.add_classes(["c3-1"], ["d"])  # still unknown: one of its examples has no text
+    assert clf.support_["d"] is None and clf.counts_.tolist() == [3, 1, 2]
+    clf.save(tmp_path / "ix")
+    again = FewShotClassifier.load(tmp_path / "ix", encoder=enc)
+    assert again.support_ == clf.support_
+    blob = next(p for p in (tmp_path / "ix").iterdir() if p.name.startswith("support-"))
+    assert [json.loads(line) for line in blob.read_text().splitlines()] == [
+        {"label": "a", "texts": ["c0-0", "c0-1", "c0-2"]}, {"label": "b", "texts": ["c1-1"]},
+        {"label": "d", "texts": None}]
+    log = FewShotClassifier.prediction_log(tmp_path / "ix", create=True)
+    (i,) = log.append([{"query": "c1-2", "labels": ["a"], "scores": [0.1], "generation": 1}])
+    FewShotClassifier.correct(tmp_path / "ix", i, "b", encoder=enc)
+    assert FewShotClassifier.load(tmp_path / "ix", encoder=enc).support_["b"] == ["c1-1", "c1-2"]
+
+
+def test_a_folder_saved_before_support_texts_were_kept_loads_with_unknown_texts(tmp_path, data):
+    enc, texts, labels, _ = data
+    FewShotClassifier(enc).fit(texts[:3], ["a", "b", "a"]).save(tmp_path / "ix")
+    manifest = tmp_path / "ix" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    del doc["files"]["support"]  # files lie outside the checksummed body
+    manifest.write_text(json.dumps(doc))
+    old = FewShotClassifier.load(tmp_path / "ix", encoder=enc)
+    assert old.support_ == {"a": None, "b": None}
+    old.add_classes(["c0-5"], ["c"])
+    assert old.support_ == {"a": None, "b": None, "c": ["c0-5"]}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -157,3 +158,86 @@ def test_create_from_a_training_checkpoint(tmp_path, tiny_text_encoder):
     assert meta["checkpoint"] == str(tmp_path / "ckpt") and meta["fingerprint"] == tiny_text_encoder.fingerprint()
     r = invoke("index", "create", tmp_path / "ix2", "--checkpoint", tmp_path / "ckpt", "--encoder", "minilm")
     assert r.exit_code == 2 and "give --encoder or --checkpoint, not both" in r.output
+
+
+def test_predict_log_correct_confirm_stats(ix, tmp_path):
+    r = invoke("index", "predict", ix, "--json", "--log", "--top-k", "2", "book a flight", "hello there")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.output.splitlines()]
+    assert [(row["id"], row["label"]) for row in rows] == [(0, "travel"), (1, "greet")]
+    logged = [json.loads(line) for line in (ix / "predictions.jsonl").read_text().splitlines()]
+    manifest = json.loads((ix / "manifest.json").read_text())
+    assert logged[0]["index"] == manifest["body"]["index_id"]
+    assert logged[1]["query"] == "book a flight" and logged[1]["generation"] == manifest["generation"] == 3
+    assert logged[1]["labels"] == [t["label"] for t in rows[0]["top_k"]]
+    assert logged[1]["scores"] == [t["score"] for t in rows[0]["top_k"]]
+    r = invoke("index", "predict", ix, "--log", "good morning")  # text output: the id comes first
+    assert r.exit_code == 0 and r.output.startswith("2\tgreet\t")
+    r = invoke("index", "confirm", ix, "--id", "0")
+    assert r.exit_code == 0 and "prediction 0 ('travel') confirmed" in r.output
+    r = invoke("index", "correct", ix, "--id", "1", "--label", "farewell")
+    assert r.exit_code == 0 and "corrected to 'farewell': 'hello there' added to 'farewell'" in r.output
+    assert listed(ix) == {"greet": 3, "travel": 2, "farewell": 1}
+    r = invoke("index", "predict", ix, "--json", "hello there")  # the corrected query is now its own class
+    assert json.loads(r.output)["label"] == "farewell" and "id" not in json.loads(r.output)
+    r = invoke("index", "stats", ix, "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    assert (s["support"], s["predictions"], s["reviewed"], s["correct"], s["accuracy"], s["corrections"]) == \
+        (6, 3, 2, 1, 0.5, 1)
+    rows = {row["label"]: row for row in s["classes"]}
+    assert (rows["greet"]["support"], rows["greet"]["predicted"], rows["greet"]["corrected"],
+            rows["greet"]["unconfirmed"], rows["greet"]["accuracy"]) == (3, 2, 1, 1, 0.0)
+    assert (rows["travel"]["confirmed"], rows["travel"]["accuracy"]) == (1, 1.0)
+    assert (rows["farewell"]["support"], rows["farewell"]["predicted"], rows["farewell"]["corrected_to"]) == (1, 0, 1)
+    r = invoke("index", "stats", ix)
+    assert r.output.startswith("# 3 classes, 6 support examples; 3 logged predictions, 2 reviewed (1 corrected), "
+                               "accuracy 0.500")
+    assert "1\t0\t0\t0\t1\tn/a\tfarewell" in r.output.splitlines()
+
+
+def test_stats_without_a_log_and_feedback_errors_exit_2_changing_nothing(ix, tmp_path, tiny_text_model_dir):
+    r = invoke("index", "stats", ix, "--json")
+    s = json.loads(r.output)
+    assert r.exit_code == 0 and (s["support"], s["predictions"], s["accuracy"]) == (5, 0, None)
+    assert not (ix / "predictions.jsonl").exists()
+    assert invoke("index", "predict", ix, "--log", "hello there", "book a flight").exit_code == 0
+    invoke("index", "confirm", ix, "--id", "0")
+    other = tmp_path / "other"
+    invoke("index", "create", other, "--encoder", tiny_text_model_dir)
+    invoke("index", "add", other, "--label", "greet", "hello")
+    (other / "predictions.jsonl").write_bytes((ix / "predictions.jsonl").read_bytes())
+
+    def snapshot(path):  # lock sidecars (empty files) may appear; nothing else may change
+        return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file() and not p.name.endswith(".lock")}
+
+    before = snapshot(ix), snapshot(other)
+    for args, message in [
+        (["correct", ix, "--id", "9", "--label", "greet"], r"holds no prediction id 9 \(its ids run from 0 to 1\)"),
+        (["confirm", ix, "--id", "9"], "holds no prediction id 9"),
+        (["correct", ix, "--id", "1", "--label", " "], "expected a class name, got the blank label ' '"),
+        (["correct", ix, "--id", "0", "--label", "greet"], "prediction 0 already got a confirmation"),
+        (["correct", other, "--id", "1", "--label", "greet"], "is the prediction log of index"),
+        (["confirm", other, "--id", "1"], "is the prediction log of index"),
+        (["predict", other, "--log", "hi"], "is the prediction log of index"),
+        (["stats", other], "is the prediction log of index"),
+        (["correct", ix, "--label", "greet"], "Missing option '--id'"),
+    ]:
+        r = invoke("index", *args)
+        assert r.exit_code == 2 and re.search(message, r.output), (args, r.output)
+    assert (snapshot(ix), snapshot(other)) == before
+
+
+def test_predict_log_gives_an_index_saved_before_index_ids_an_identity(ix):
+    from fewshot.store import _body_digest
+
+    doc = json.loads((ix / "manifest.json").read_text())
+    del doc["body"]["index_id"]
+    doc["sha256"] = _body_digest(doc["body"])
+    (ix / "manifest.json").write_text(json.dumps(doc))
+    assert json.loads(invoke("index", "stats", ix, "--json").output)["index_id"] is None
+    r = invoke("index", "predict", ix, "--log", "--json", "hello there")
+    assert r.exit_code == 0 and json.loads(r.output)["id"] == 0
+    doc = json.loads((ix / "manifest.json").read_text())
+    header = json.loads((ix / "predictions.jsonl").read_text().splitlines()[0])
+    assert doc["body"]["index_id"] and header["index"] == doc["body"]["index_id"] and doc["generation"] == 4

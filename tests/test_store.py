@@ -92,10 +92,11 @@ def test_write_read_round_trip_and_old_generations_are_deleted(tmp_path):
     store = SupportStore(tmp_path / "ix")
     assert not store.exists()
     assert store.write({"a": 1}, {"x": ("bin", b"first")}) == 1
+    first_id = store.index_id
     (store.path / "notes.txt").write_text("user file")  # not ours: must survive garbage collection
     assert store.write({"a": 2, "names": ["é", 3]}, {"x": ("bin", b"second"), "y": ("faiss", b"")}) == 2
     meta, blobs = store.read()
-    assert meta == {"a": 2, "names": ["é", 3]} and blobs == {"x": b"second", "y": b""}
+    assert meta == {"a": 2, "names": ["é", 3]} and store.index_id == first_id and blobs == {"x": b"second", "y": b""}
     names = sorted(p.name for p in store.path.iterdir())
     manifest = json.loads((store.path / "manifest.json").read_text())
     assert manifest["generation"] == 2 and manifest["fewshot_version"]
@@ -197,3 +198,31 @@ def test_corrupted_truncated_or_missing_files_are_reported(tmp_path):
         SupportStore(tmp_path / "empty").read()
     with pytest.raises(ValueError, match="must be plain words"):
         store.write({}, {"../x": ("bin", b"")})
+
+
+def test_index_id_is_chosen_once_kept_across_writes_and_given_to_old_folders(tmp_path):
+    import uuid
+
+    from fewshot.store import _body_digest
+
+    a, b = SupportStore(tmp_path / "a"), SupportStore(tmp_path / "b")
+    a.write({"n": 1}, {})
+    b.write({"n": 1}, {})
+    ident = a.index_id
+    assert uuid.UUID(ident).hex == ident and ident != b.index_id  # a random UUID per folder
+    a.write({"n": 2}, {})
+    again = SupportStore(a.path)
+    assert again.read()[0] == {"n": 2} and again.index_id == ident
+    # a folder written before index_id existed reads as None and gets one on its next write
+    doc = json.loads(a.manifest_path.read_text())
+    del doc["body"]["index_id"]
+    doc["sha256"] = _body_digest(doc["body"])
+    a.manifest_path.write_text(json.dumps(doc))
+    old = SupportStore(a.path)
+    old.read_manifest()
+    assert old.index_id is None
+    old.write({"n": 3}, {})
+    assert old.index_id not in (None, ident)
+    assert json.loads(a.manifest_path.read_text())["body"]["index_id"] == old.index_id
+    with pytest.raises(ValueError, match="meta must not hold 'index_id'"):
+        a.write({"index_id": "mine"}, {})

@@ -3,6 +3,10 @@
 Every command that changes DIR goes through :meth:`FewShotClassifier.update`,
 which holds DIR's lock from load to save, so concurrent ``fewshot index add``
 calls lose no update; reads take no lock.
+
+Learning from use: ``predict --log`` appends each query to ``DIR/predictions.jsonl``
+and prints its id; ``correct --id N --label L`` makes query N a support example of
+class L; ``confirm --id N`` records that its answer was right; ``stats`` reports.
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ EXAMPLE_FILES = (".csv", ".tsv", ".jsonl")
 
 @main.group()
 def index() -> None:
-    """A persistent FAISS support index: create, add classes, predict, list, remove, calibrate."""
+    """A persistent FAISS support index: create, add classes, predict, list, remove, calibrate, and learn
+    from use (predict --log, correct, confirm, stats)."""
 
 
 def _read_examples(path: str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
@@ -156,7 +161,9 @@ def add(directory, texts, label, file_, images, text_column, label_column, repla
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--top-k", type=int, default=1, show_default=True, help="Also list the K nearest classes.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per text.")
-def predict(directory, texts, file_, text_column, top_k, as_json):
+@click.option("--log", "log_", is_flag=True, help="Append each query, its top-k labels and scores to "
+              "DIRECTORY/predictions.jsonl and print its id (for `fewshot index correct/confirm`).")
+def predict(directory, texts, file_, text_column, top_k, as_json, log_):
     """Classify TEXTS (or the texts of --file) with the index in DIRECTORY."""
     import numpy as np
 
@@ -165,25 +172,34 @@ def predict(directory, texts, file_, text_column, top_k, as_json):
     if bool(texts) == bool(file_):
         raise ValueError("give the texts to classify as arguments or with --file F, not both and not neither")
     x = list(texts) if texts else _read_texts(file_, text_column)
+    log = FewShotClassifier.prediction_log(directory, create=True) if log_ else None
     clf = FewShotClassifier.load(directory)
     if not clf.n_classes:
         raise ValueError(f"the index in {directory} has no classes yet; add some first: "
                          f"fewshot index add {directory} --label NAME TEXT...")
+    if clf.encoder.modality != "text":
+        raise ValueError(f"the index in {directory} uses encoder {clf.encoder.name!r}, which reads images, but "
+                         "`fewshot index predict` classifies texts; use a text index (or the Python API for images)")
     if not 1 <= top_k <= clf.n_classes:
         raise ValueError(f"--top-k must be from 1 to the number of classes ({clf.n_classes}), got {top_k}")
     z = clf.embed(x)
     labels = clf.predict_embeddings(z)
     top_labels, top_scores = clf.predict_topk_embeddings(z, top_k)
-    for i, text in enumerate(x):
-        top = [{"label": lab, "score": round(float(s), 6)}
-               for lab, s in zip(top_labels[i], top_scores[i]) if np.isfinite(s)]
+    tops = [[{"label": lab, "score": round(float(s), 6)} for lab, s in zip(top_labels[i], top_scores[i])
+             if np.isfinite(s)] for i in range(len(x))]
+    ids = [None] * len(x)
+    if log is not None:
+        ids = log.append([{"query": text, "labels": [t["label"] for t in top], "scores": [t["score"] for t in top],
+                           "generation": clf.generation_} for text, top in zip(x, tops)])
+    for i, (text, top) in enumerate(zip(x, tops)):
         if as_json:
-            click.echo(json.dumps({"text": text, "label": labels[i], "score": top[0]["score"], "top_k": top}))
+            row = {"text": text, "label": labels[i], "score": top[0]["score"], "top_k": top}
+            click.echo(json.dumps(row if ids[i] is None else {"id": ids[i], **row}))
         else:
             shown = "<unknown>" if labels[i] is None else labels[i]
             extra = "\t" + ", ".join(f"{t['label']} ({t['score']:.3f})" for t in top) if top_k > 1 else \
                 f"\t{top[0]['score']:.3f}"
-            click.echo(f"{shown}{extra}\t{text}")
+            click.echo(("" if ids[i] is None else f"{ids[i]}\t") + f"{shown}{extra}\t{text}")
 
 
 @index.command("list")
@@ -237,3 +253,56 @@ def calibrate(directory, file_, oos_label, target_precision, text_column, label_
     click.echo(f"threshold {c['threshold']:.4f}: precision {c['precision']:.3f}, in-scope accuracy "
                f"{c['in_scope_accuracy']:.3f}, out-of-scope recall {oos} "
                f"({c['n_in_scope']} in-scope, {c['n_out_of_scope']} out-of-scope examples)")
+
+
+@index.command("correct")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--id", "id_", type=int, required=True, help="The id `fewshot index predict --log` printed.")
+@click.option("--label", required=True, help="The true class of that query (a new name adds a class).")
+def correct(directory, id_, label):
+    """Correct logged prediction --id: its query becomes a support example of --label (running mean)."""
+    from ..classifier import FewShotClassifier
+
+    entry = FewShotClassifier.correct(directory, id_, label)
+    click.echo(f"prediction {id_} ({entry['labels'][0]!r}) corrected to {label!r}: {entry['query']!r} added to "
+               f"{label!r}")
+
+
+@index.command("confirm")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--id", "id_", type=int, required=True, help="The id `fewshot index predict --log` printed.")
+def confirm(directory, id_):
+    """Record that logged prediction --id got the right label (the index itself is not changed)."""
+    from ..classifier import FewShotClassifier
+
+    entry = FewShotClassifier.confirm(directory, id_)
+    click.echo(f"prediction {id_} ({entry['labels'][0]!r}) confirmed")
+
+
+@index.command("stats")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def stats(directory, as_json):
+    """Support examples per class, and the accuracy of logged predictions that were confirmed or corrected."""
+    from ..classifier import FewShotClassifier
+
+    info = FewShotClassifier.describe(directory)
+    log = FewShotClassifier.prediction_log(directory).stats()
+    labels = sorted({r["label"] for r in info["classes"]} | set(log["labels"]), key=str)
+    counts = {r["label"]: r["count"] for r in info["classes"]}
+    empty = {"predicted": 0, "confirmed": 0, "corrected": 0, "unconfirmed": 0, "accuracy": None, "corrected_to": 0}
+    rows = [{"label": lab, "support": counts.get(lab, 0), **log["labels"].get(lab, empty)} for lab in labels]
+    totals = {k: log[k] for k in ("predictions", "reviewed", "unconfirmed", "correct", "accuracy")}
+    corrections = sum(r["corrected"] for r in rows)
+    if as_json:
+        click.echo(json.dumps({"index_id": info["index_id"], "support": sum(counts.values()), **totals,
+                               "corrections": corrections, "classes": rows}))
+        return
+    acc = "n/a" if totals["accuracy"] is None else f"{totals['accuracy']:.3f}"
+    click.echo(f"# {len(counts)} classes, {sum(counts.values())} support examples; {totals['predictions']} logged "
+               f"predictions, {totals['reviewed']} reviewed ({corrections} corrected), accuracy {acc}")
+    click.echo("support\tpredicted\tconfirmed\tcorrected\tcorrected_to\taccuracy\tlabel")
+    for r in rows:
+        a = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        click.echo(f"{r['support']}\t{r['predicted']}\t{r['confirmed']}\t{r['corrected']}\t{r['corrected_to']}\t"
+                   f"{a}\t{r['label']}")
