@@ -107,7 +107,7 @@ def test_episodes_pool_global_class_names():
         _episode(1, ["c", "a"], [2, 0], [6, 7, 3], [0, 0, 1]),  # c->a wrong, c->c ok, a->a ok
         _episode(2, ["b", "c"], [1, 2], [8, 7, 7], [0, 1, 1]),  # b->c wrong, c->c ok, c->c ok
     ]
-    res = evaluate(ArrowLearner(), ds, episodes, cache=False, progress=False)
+    res = evaluate(ArrowLearner(), ds, episodes, cache=False, progress=False, predictions=True)
     np.testing.assert_allclose(res.accuracies, [2 / 3, 2 / 3, 2 / 3])
     assert list(res.y_true) == ["a", "a", "b", "c", "c", "a", "b", "c", "c"]
     assert list(res.y_pred) == ["a", "b", "b", "a", "c", "a", "c", "c", "c"]
@@ -118,3 +118,14 @@ def test_episodes_pool_global_class_names():
     assert [row.precision for row in r.classes] == pytest.approx([2 / 3, 1 / 2, 3 / 4])
     assert [row.support for row in r.classes] == [3, 2, 4]
     assert r.row("weighted avg").recall == pytest.approx(res.mean)
+
+
+def test_predictions_are_kept_only_when_asked():
+    """Per-query predictions grow with the number of episodes, so evaluate keeps them only on request."""
+    items = ["a->a", "b->b", "a->a", "b->b"]
+    ds = FewShotDataset("arrows", "text", items, [x.split("->")[0] for x in items])
+    res = evaluate(ArrowLearner(), ds, [_episode(0, ["a", "b"], [0, 1], [2, 3], [0, 1])], cache=False,
+                   progress=False)
+    assert len(res.y_true) == 0
+    with pytest.raises(ValueError, match=r"predictions=True"):
+        res.class_report()
