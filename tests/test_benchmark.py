@@ -143,7 +143,7 @@ def test_changed_data_under_a_frozen_file_is_refused(tiny_text_model_dir, tmp_pa
 def test_resume_after_keyboard_interrupt(tiny_text_model_dir, tmp_path, monkeypatch):
     cfg = tiny_config(tiny_text_model_dir, tmp_path / "episodes")
     out = tmp_path / "out"
-    real_run_cell = benchmark.run_cell
+    real_run_cell = benchmark.runner.run_cell
     calls = []
 
     def interrupt_after_first(cfg_, cell, res, progress=True):
@@ -152,7 +152,7 @@ def test_resume_after_keyboard_interrupt(tiny_text_model_dir, tmp_path, monkeypa
         calls.append(cell.key)
         return real_run_cell(cfg_, cell, res, progress)
 
-    monkeypatch.setattr(benchmark, "run_cell", interrupt_after_first)
+    monkeypatch.setattr(benchmark.runner, "run_cell", interrupt_after_first)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(cfg, out, progress=False)
     saved = BenchmarkReport.load(out)
@@ -165,7 +165,7 @@ def test_resume_after_keyboard_interrupt(tiny_text_model_dir, tmp_path, monkeypa
         recomputed.append(cell.key)
         return real_run_cell(cfg_, cell, res, progress)
 
-    monkeypatch.setattr(benchmark, "run_cell", counting)
+    monkeypatch.setattr(benchmark.runner, "run_cell", counting)
     report = run_benchmark(cfg, out, progress=False)
     assert recomputed == ["wn33/tiny/3w2s"]
     assert report.complete and [c["key"] for c in report.cells] == ["wn33/tiny/3w1s", "wn33/tiny/3w2s"]
@@ -285,8 +285,8 @@ def test_resume_recomputes_a_cell_whose_episode_file_changed(tiny_text_model_dir
     path = tmp_path / "episodes" / "wn33-3w1s2q-4ep-seed3.jsonl"
     path.write_text(path.read_text().replace('"index":3', '"index": 3'))  # same episodes, other bytes
     recomputed = []
-    real_run_cell = benchmark.run_cell
-    monkeypatch.setattr(benchmark, "run_cell", lambda *a, **k: recomputed.append(1) or real_run_cell(*a, **k))
+    real_run_cell = benchmark.runner.run_cell
+    monkeypatch.setattr(benchmark.runner, "run_cell", lambda *a, **k: recomputed.append(1) or real_run_cell(*a, **k))
     again = run_benchmark(cfg, out, progress=False).cells[0]
     assert recomputed == [1]
     assert again["episodes_sha256"] != first["episodes_sha256"] and again["accuracies"] == first["accuracies"]

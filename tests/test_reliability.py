@@ -9,7 +9,7 @@ import errno
 import math
 from pathlib import Path
 
-import numpy as np
+
 import pytest
 import torch
 from click.testing import CliRunner
