@@ -9,7 +9,6 @@ import errno
 import math
 from pathlib import Path
 
-
 import pytest
 import torch
 from click.testing import CliRunner
