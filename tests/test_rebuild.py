@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -91,7 +92,7 @@ def test_drift_guard_refuses_a_worse_encoder_and_changes_nothing(ix, tmp_path, t
     before = snapshot(ix)
     r = invoke("index", "rebuild", ix, "--checkpoint", ckpt)
     assert r.exit_code == 2
-    m = __import__("re").search(r"old accuracy 1\.000, new accuracy (0\.\d+) on 25 labelled logged queries", r.output)
+    m = re.search(r"old accuracy 1\.000, new accuracy (0\.\d+) on 25 labelled logged queries", r.output)
     assert m and float(m.group(1)) < 0.98, r.output
     assert "the new encoder is worse" in r.output and "pass --force" in r.output
     assert snapshot(ix) == before
@@ -216,7 +217,8 @@ def test_train_from_index_then_rebuild(ix, tmp_path):
 def test_train_from_index_refusals(ix, tmp_path):
     for args, message in [
         ([], "expected at least 4 classes with 16 or more support texts"),
-        (["--train-query", "2", "--val-query", "2"], "gives 2 validation classes, but --val-way is 5; pass --val-way 2"),
+        (["--train-query", "2", "--val-query", "2"],
+         "gives 2 validation classes, but --val-way is 5; pass --val-way 2"),
         (["--train-query", "2", "--val-query", "2", "--val-way", "2", "--val-share", "0.4"],
          "3 classes are left to train on, but --train-way is 5; pass --train-way 3"),
         (["--dataset", "wn33"], "drop --dataset"),

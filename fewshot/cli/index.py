@@ -6,8 +6,9 @@ calls lose no update; reads take no lock.
 
 Learning from use: ``predict --log`` appends each query to ``DIR/predictions.jsonl``
 and prints its id; ``correct --id N --label L`` makes query N a support example of
-class L; ``confirm --id N`` records that its answer was right; ``stats`` reports. ``rebuild --checkpoint CKPT`` re-embeds the stored support texts
-with a newly trained encoder (``fewshot train --from-index DIR``), guarded by the log.
+class L; ``confirm --id N`` records that its answer was right; ``stats`` reports.
+``rebuild --checkpoint CKPT`` re-embeds the stored support texts with a newly trained
+encoder (``fewshot train --from-index DIR``), guarded by the log.
 """
 from __future__ import annotations
 
