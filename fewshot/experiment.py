@@ -73,8 +73,10 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
     return sampler.episodes(e.episodes), sampler.describe()
 
 
-def build_learner(cfg: FewShotConfig, modality: str, seed: int | None = None):
-    """The learner of ``cfg``: from a checkpoint folder, or a fresh pretrained encoder.
+def build_learner(cfg: FewShotConfig, modality: str, seed: int | None = None, encoder=None):
+    """The learner of ``cfg``: from a checkpoint folder, or a fresh pretrained encoder, or
+    ``encoder`` (an Encoder instance, e.g. a support index's; cfg.encoder and cfg.checkpoint
+    are then ignored).
 
     ``seed`` seeds every generator first (identical initial heads and adapters on
     every rank of a distributed run). Under torchrun on CUDA each rank takes its
@@ -88,7 +90,9 @@ def build_learner(cfg: FewShotConfig, modality: str, seed: int | None = None):
     device = resolve_device(cfg.device)
     if device.type == "cuda" and torch.distributed.is_available() and torch.distributed.is_initialized():
         device = torch.device("cuda", torch.cuda.current_device())
-    if cfg.checkpoint:
+    if encoder is not None:
+        learner = create_learner(cfg.learner.name, encoder, cfg.learner)
+    elif cfg.checkpoint:
         learner = load_learner(cfg.checkpoint, learner_cfg=cfg.learner)
     else:
         name = cfg.encoder or default_encoder(modality)

@@ -7,6 +7,8 @@ calls lose no update; reads take no lock.
 Learning from use: ``predict --log`` appends each query to ``DIR/predictions.jsonl``
 and prints its id; ``correct --id N --label L`` makes query N a support example of
 class L; ``confirm --id N`` records that its answer was right; ``stats`` reports.
+``rebuild --checkpoint CKPT`` re-embeds the stored support texts with a newly trained
+encoder (``fewshot train --from-index DIR``), guarded by the log.
 """
 from __future__ import annotations
 
@@ -306,3 +308,31 @@ def stats(directory, as_json):
         a = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         click.echo(f"{r['support']}\t{r['predicted']}\t{r['confirmed']}\t{r['corrected']}\t{r['corrected_to']}\t"
                    f"{a}\t{r['label']}")
+
+
+@index.command("rebuild")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--checkpoint", type=click.Path(file_okay=False, exists=True), required=True,
+              help="A `fewshot train` checkpoint folder whose encoder re-embeds every stored support text.")
+@click.option("--margin", type=float, default=0.02, show_default=True,
+              help="Refuse the rebuild when the new accuracy on labelled logged queries is lower than the old "
+              "by more than this.")
+@click.option("--force", is_flag=True, help="Rebuild even when the drift guard refuses (worse accuracy, or too "
+              "few labelled logged queries to tell).")
+def rebuild(directory, checkpoint, margin, force):
+    """Re-embed the support texts of DIRECTORY with --checkpoint's encoder, as a new generation of the index.
+
+    Before the swap, the old and new index are scored on the logged queries whose true label is
+    known (`fewshot index confirm/correct`), held out; a drop of more than --margin is refused.
+    """
+    from ..classifier import FewShotClassifier
+
+    r = FewShotClassifier.rebuild(directory, checkpoint, margin=margin, force=force)  # DriftError: exit 2
+    acc = "n/a" if r["n_queries"] == 0 else f"{r['old_accuracy']:.3f} -> {r['new_accuracy']:.3f}"
+    click.echo(f"rebuilt {directory}: {r['n_texts']} support texts of {r['n_classes']} classes re-embedded "
+               f"(encoder fingerprint {r['old_fingerprint']} -> {r['new_fingerprint']}), generation "
+               f"{r['generation']}; accuracy on {r['n_queries']} labelled logged queries {acc}"
+               + (" (forced)" if force else ""))
+    if r["threshold_reset"]:
+        click.echo("the open-set threshold was calibrated for the old encoder and has been reset; run "
+                   f"`fewshot index calibrate {directory} --file HELD_OUT` again")

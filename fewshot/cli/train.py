@@ -77,18 +77,38 @@ TRAIN_MAPPING = {
 @click.option("--rotations/--no-rotations", default=None,
               help="Images: add 90/180/270-degree rotations of each train class as new classes.")
 @click.option("--device", default=None, help="auto (default), cpu or cuda.")
+@click.option("--from-index", "from_index", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Train on the classes and stored support texts (corrections included) of this support index "
+              "instead of --dataset, starting from the index's encoder; a held-out share of its classes validates.")
+@click.option("--val-share", type=float, default=0.2, show_default=True,
+              help="With --from-index: the share of the index's classes that validate (at least 2).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (its saved config is used; "
               "--steps and --patience may change).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train(ctx, config_path, out, resume, quiet, **_):
-    """Train a learner on the train classes, validating on the val classes; writes OUT."""
+def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
+    """Train a learner on the train classes, validating on the val classes; writes OUT.
+
+    With --from-index DIR: on the classes of a support index (`fewshot index`), whose
+    checkpoint then re-embeds it with `fewshot index rebuild DIR --checkpoint OUT`.
+    """
     from ..config import FewShotConfig
     from ..experiment import build_dataset, build_learner
     from ..training import init_distributed, meta_train
 
     cfg = load_run_config(ctx, config_path, TRAIN_MAPPING)
     out_dir = Path(out)
+    if from_index:
+        if resume:
+            raise ValueError("--resume does not work with --from-index (the index may have changed since); start "
+                             "the run again without --resume")
+        given = [f"--{k.replace('_', '-')}" for k in ("dataset", "encoder")
+                 if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
+        if given or cfg.checkpoint:
+            raise ValueError(f"--from-index trains on the index's texts from the index's encoder; drop "
+                             f"{', '.join(given) or 'the checkpoint of --config'}")
+        _train_from_index(cfg, from_index, val_share, out_dir, quiet)
+        return
     if resume:
         saved = out_dir / "config.json"
         if not saved.is_file():
@@ -120,3 +140,49 @@ def train(ctx, config_path, out, resume, quiet, **_):
             + (f" on {world} processes" if world > 1 else "") + f"; checkpoint in {out_dir}"
         )
 
+
+
+def _train_from_index(cfg, index_dir: str, val_share: float, out_dir: Path, quiet: bool) -> None:
+    """``fewshot train --from-index``: the index's support texts -> FewShotDataset -> meta_train."""
+    import os
+
+    from ..classifier import FewShotClassifier
+    from ..experiment import build_learner
+    from ..training import meta_train
+
+    t = cfg.train
+    clf = FewShotClassifier.load(index_dir)
+    episodic = cfg.learner.name != "finetune"
+    need = max(t.val_shot + t.val_query, t.train_shot + t.train_query if episodic else 1)
+    why = f"--val-shot + --val-query = {t.val_shot + t.val_query}" + (
+        f", --train-shot + --train-query = {t.train_shot + t.train_query}" if episodic else "")
+    path = os.path.abspath(index_dir)
+    dataset = clf.to_dataset(val_share, seed=t.seed, min_examples=need, name=f"index:{path}")
+    left_out = [(c, int(n)) for c, n in zip(clf.classes_, clf.counts_) if str(c) not in set(dataset.labels)]
+    if left_out:
+        shown = ", ".join(f"{c!r} ({n})" for c, n in left_out[:10]) + (", ..." if len(left_out) > 10 else "")
+        click.echo(f"left out {len(left_out)} of {clf.n_classes} classes with fewer than {need} texts ({why}): "
+                   f"{shown}", err=True)
+    train_classes, val_classes = dataset.split_classes("train"), dataset.split_classes("val")
+    if len(val_classes) < t.val_way:
+        raise ValueError(f"--val-share {val_share} of {len(dataset.classes)} usable classes gives "
+                         f"{len(val_classes)} validation classes, but --val-way is {t.val_way}; pass "
+                         f"--val-way {len(val_classes)} or a larger --val-share")
+    if episodic and len(train_classes) < t.train_way:
+        raise ValueError(f"{len(train_classes)} classes are left to train on, but --train-way is {t.train_way}; "
+                         f"pass --train-way {len(train_classes)} or a smaller --val-share")
+    cfg.data.dataset = dataset.name
+    cfg.encoder = clf.encoder.name
+    learner = build_learner(cfg, dataset.modality, seed=t.seed, encoder=clf.encoder)
+    run_config = {**cfg.to_dict(), "from_index": {
+        "path": path, "index_id": clf.index_id_, "generation": clf.generation_, "val_share": val_share,
+        "train_classes": train_classes, "val_classes": val_classes,
+        "left_out": [{"label": c, "count": n} for c, n in left_out]}}
+    metrics = meta_train(learner, dataset, t, out_dir=out_dir, run_config=run_config, progress=not quiet)
+    click.echo(
+        f"{cfg.learner.name} on the index {index_dir} ({len(train_classes)} train classes, {len(val_classes)} "
+        f"validation classes, {len(dataset.items)} texts): best validation accuracy "
+        f"{100 * metrics['best_val_accuracy']:.2f}% at step {metrics['best_step']} ({t.val_way}-way "
+        f"{t.val_shot}-shot, {t.val_episodes} val episodes); {metrics['steps']} steps in "
+        f"{metrics['train_time_s']:.1f} s; checkpoint in {out_dir}. Re-embed the index with it: "
+        f"fewshot index rebuild {index_dir} --checkpoint {out_dir}")
