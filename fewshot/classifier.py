@@ -72,8 +72,6 @@ from .index import KINDS, SupportIndex
 from .inputs import check_labels, check_texts
 from .prototypes import NearestPrototypes, check_metric, check_scale
 from .prototypes import scores as prototype_scores
-from .feedback import FILENAME as LOG_FILENAME
-from .feedback import PredictionLog
 from .report import ClassReport, class_report
 from .store import ConcurrentUpdateError, StoreError, SupportStore
 
@@ -86,9 +84,8 @@ STORE_KIND = "fewshot-classifier"
 STORE_KEYS = ("kind", "classes", "counts", "ids", "next_id", "fitted", "metric", "dim",
               "unknown_label", "threshold", "calibration", "index_kind", "index_options", "index", "encoder")
 
-MIN_DRIFT_QUERIES = 20  # rebuild's drift guard needs this many labelled logged queries (or force=True)
 
-__all__ = ["ConcurrentUpdateError", "DriftError", "FewShotClassifier", "NotFittedError", "StoreError"]
+__all__ = ["ConcurrentUpdateError", "FewShotClassifier", "NotFittedError", "StoreError"]
 
 
 class NotFittedError(ValueError):
@@ -666,202 +663,6 @@ class FewShotClassifier:
         """The store generation this classifier was last loaded from or saved as (None: never)."""
         return self._generation[1] if self._generation else None
 
-    # -- learning from use ------------------------------------------------------------------------
-    @classmethod
-    def prediction_log(cls, path: str | os.PathLike, create: bool = False) -> PredictionLog:
-        """The prediction log of the index in folder ``path`` (``path/predictions.jsonl``), bound to
-        the store's ``index_id``: a log whose header names another index is refused (ValueError).
-
-        ``create=True`` creates the log if missing; a folder saved before index identities
-        existed is first saved once (under its lock) so that it gets one. Without ``create``,
-        nothing is written and a missing log reads as empty.
-        """
-        index_id = cls.describe(path)["index_id"]
-        if index_id is None and create:
-            with cls.update(path):
-                pass  # the save gives the store its index_id
-            index_id = cls.describe(path)["index_id"]
-        log_path = os.path.join(path, LOG_FILENAME)
-        if index_id is None:
-            if os.path.exists(log_path):
-                raise ValueError(f"{log_path} belongs to another index: the index in {path} has no identity "
-                                 "yet, so it never wrote a log; move that file aside")
-            return PredictionLog(log_path, "unsaved-identity")  # empty: reads only, never written
-        return PredictionLog.open(log_path, index_id) if create else PredictionLog(log_path, index_id)
-
-    @classmethod
-    def correct(cls, path: str | os.PathLike, id: int, label, encoder=None) -> dict:
-        """Record that logged prediction ``id`` of the index in ``path`` is of class ``label``, and
-        add its query to that class as a support example; returns the log entry.
-
-        The prototype is updated as a running mean: only this one query text is embedded
-        again (the log keeps texts, not embeddings); old examples are not. A new label adds a
-        class. Runs under :meth:`update` (the folder lock), then the correction is appended to
-        the log before the index is saved. Refused (ValueError, nothing changed): an id the
-        log does not hold, a log of another index, a blank label, a prediction that already
-        got feedback.
-        """
-        if isinstance(label, str) and not label.strip():
-            raise ValueError(f"correct: expected a class name, got the blank label {label!r}; pass the true class "
-                             "of the logged query")
-        log = cls.prediction_log(path)
-        with cls.update(path, encoder) as clf:
-            entry = _unreviewed(log, id, "correct")
-            label = clf._label(label, "correct")
-            clf.add_classes([entry["query"]], [label])
-            log.append_correction(id, label)
-        return entry
-
-    @classmethod
-    def confirm(cls, path: str | os.PathLike, id: int) -> dict:
-        """Record that the top label of logged prediction ``id`` was right; returns the log entry.
-
-        Only the log changes (the index is not); refused (ValueError) like :meth:`correct`.
-        """
-        log = cls.prediction_log(path)
-        with SupportStore.locked(path):
-            entry = _unreviewed(log, id, "confirm")
-            log.append_confirmation(id)
-        return entry
-
-    # -- re-training and re-embedding -------------------------------------------------------------
-    def _require_texts(self, what: str, path=None) -> None:
-        """Refuse (ValueError) a classifier some of whose classes have no stored support texts."""
-        missing = [lab for lab in self.classes_ if self.support_.get(lab) is None]
-        if missing:
-            shown = ", ".join(repr(c) for c in missing[:10]) + (", ..." if len(missing) > 10 else "")
-            where = f"the index in {path}" if path is not None else "this classifier"
-            raise ValueError(
-                f"{what}: expected stored support texts for every class, but {len(missing)} of the "
-                f"{self.n_classes} classes of {where} have none ({shown}): they were added as embeddings or "
-                "images, or saved by a fewshot version that did not keep texts. Add those classes again from "
-                "their texts with replace (CLI: `fewshot index add DIR --file F --replace`), or remove them")
-
-    def to_dataset(self, val_share: float = 0.2, seed: int = 0, min_examples: int = 1,
-                   name: str | None = None):
-        """The stored support texts as a :class:`~fewshot.data.FewShotDataset` with a train/val class
-        split, for meta-training on this index's own classes (``fewshot train --from-index``).
-
-        Classes with fewer than ``min_examples`` texts are left out (compare ``dataset.classes``
-        with ``classes_``). Of the others, ``max(2, round(val_share * n))`` classes, drawn by
-        ``seed``, validate and the rest train; labels become strings. Refused (ValueError): a class
-        without stored texts, fewer than 4 usable classes, labels that collide as strings.
-        """
-        from .data import FewShotDataset
-
-        self._check_fitted("to_dataset")
-        self._require_texts("to_dataset", self._generation[0] if self._generation else None)
-        if isinstance(val_share, bool) or not isinstance(val_share, (int, float)) or not 0 < val_share < 1:
-            raise ValueError(f"to_dataset: val_share must be a fraction in (0, 1), got {val_share!r}")
-        if isinstance(min_examples, bool) or not isinstance(min_examples, int) or min_examples < 1:
-            raise ValueError(f"to_dataset: min_examples must be a positive int, got {min_examples!r}")
-        names = [str(lab) for lab in self.classes_]
-        if len(set(names)) != len(names):
-            raise ValueError("to_dataset: two class labels read the same as text (e.g. 3 and '3'); rename one")
-        usable = [(n, lab) for n, lab in zip(names, self.classes_) if len(self.support_[lab]) >= min_examples]
-        if len(usable) < 4:
-            counts = sorted(int(c) for c in self.counts_)
-            raise ValueError(f"to_dataset: expected at least 4 classes with {min_examples} or more support texts "
-                             f"(2 to train, 2 to validate), got {len(usable)} of {self.n_classes} (the classes have "
-                             f"{counts[0]} to {counts[-1]} texts); lower the episodes' shot and query (fewshot train "
-                             "--train-shot/--train-query/--val-shot/--val-query), or add examples")
-        order = [usable[i] for i in np.random.default_rng(seed).permutation(len(usable))]
-        n_val = min(len(usable) - 2, max(2, int(round(val_share * len(usable)))))
-        val = sorted(n for n, _ in order[:n_val])
-        train = sorted(n for n, _ in order[n_val:])
-        items, labels = [], []
-        for n, lab in usable:
-            items += self.support_[lab]
-            labels += [n] * len(self.support_[lab])
-        return FewShotDataset(name or "index", self.encoder.modality, items, labels,
-                              splits={"train": train, "val": val}, source=name or "")
-
-    @classmethod
-    def rebuild(cls, path: str | os.PathLike, encoder, margin: float = 0.02, force: bool = False,
-                min_queries: int = MIN_DRIFT_QUERIES, *, batch_size: int = 128, device: str | None = None) -> dict:
-        """Re-embed every stored support text of the index in folder ``path`` with a new encoder and
-        save the result as a new generation of the same folder (the same ``index_id`` and log).
-
-        ``encoder``: a ``fewshot train`` checkpoint folder (served like :meth:`from_checkpoint`:
-        a protonet's metric and learned scale) or an :class:`~fewshot.encoders.Encoder` (the
-        index's metric, default scale). The class order, labels, counts, texts, unknown label
-        and index kind are kept; the calibrated threshold is dropped (it is a score of the old
-        encoder: calibrate again).
-
-        Drift guard, before the swap: the logged predictions whose true label is known
-        (confirmed or corrected) and whose class is in the index are scored by the old and new
-        classifiers, each held out (the texts that corrections added to the support are taken
-        out of their class means first). The rebuild is refused (:class:`DriftError`, nothing
-        changed) when the new accuracy is lower than the old by more than ``margin``, or when
-        fewer than ``min_queries`` labelled queries exist, unless ``force``. Holds the folder
-        lock from load to save. Returns ``{"old_accuracy", "new_accuracy", "n_queries",
-        "swapped", "generation", "old_fingerprint", "new_fingerprint", "n_texts", "n_classes",
-        "threshold_reset"}``.
-        """
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
-            raise ValueError(f"rebuild: margin must be an accuracy difference in [0, 1], got {margin!r}")
-        with SupportStore.locked(path):
-            old = cls.load(path, batch_size=batch_size, device=device)
-            if not old.n_classes:
-                raise ValueError(f"rebuild: the index in {path} has no classes, so there is nothing to re-embed; "
-                                 "create a new index with the new encoder instead (`fewshot index create "
-                                 "--checkpoint CKPT`)")
-            old._require_texts("rebuild", path)
-            kw = dict(unknown_label=old.unknown_label, index_kind=old.index_kind, index_options=old.index_options,
-                      batch_size=batch_size, device=device)
-            if isinstance(encoder, Encoder):
-                new = cls(encoder, old.metric, **kw)
-            else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)  # finetune/maml: served with prototypes
-                    new = cls.from_checkpoint(encoder, **kw)
-            if new.encoder.modality != old.encoder.modality:
-                raise ValueError(f"rebuild: the index in {path} holds {old.encoder.modality} (encoder "
-                                 f"{old.encoder.name!r}) but the new encoder {new.encoder.name!r} reads "
-                                 f"{new.encoder.modality}; give a {old.encoder.modality} checkpoint")
-            texts = [t for lab in old.classes_ for t in old.support_[lab]]
-            labels = [lab for lab in old.classes_ for _ in old.support_[lab]]
-            new.fit(texts, labels)
-            queries, truth, added = _labelled_queries(old, cls.prediction_log(path).read())
-            report = {"n_queries": len(queries), "old_accuracy": None, "new_accuracy": None,
-                      "old_fingerprint": old.encoder.fingerprint(), "new_fingerprint": new.encoder.fingerprint(),
-                      "n_texts": len(texts), "n_classes": new.n_classes, "swapped": False, "generation": None,
-                      "threshold_reset": old.threshold_ is not None}
-            if queries:
-                report["old_accuracy"] = old._held_out_accuracy(queries, truth, added)
-                report["new_accuracy"] = new._held_out_accuracy(queries, truth, added)
-            accs = (f"old accuracy {_fmt(report['old_accuracy'])}, new accuracy {_fmt(report['new_accuracy'])} "
-                    f"on {len(queries)} labelled logged queries (held out)")
-            if not force and len(queries) < min_queries:
-                raise DriftError(f"rebuild: the drift guard needs at least {min_queries} logged queries with a "
-                                 f"known true label (confirmed or corrected), got {len(queries)} ({accs}); confirm "
-                                 "or correct more logged predictions, or pass --force to rebuild unchecked", report)
-            if not force and queries and report["old_accuracy"] - report["new_accuracy"] > margin:
-                raise DriftError(f"rebuild: refused, the new encoder is worse: {accs}, a drop of "
-                                 f"{report['old_accuracy'] - report['new_accuracy']:.3f} > margin {margin}; the "
-                                 "index is unchanged. Train a better checkpoint, raise --margin, or pass --force",
-                                 report)
-            new._generation = old._generation  # save() checks that nobody wrote in between (we hold the lock)
-            new.save(path)
-        report.update(swapped=True, generation=new.generation_)
-        return report
-
-    def _held_out_accuracy(self, queries: list, truth: list, added: list) -> float:
-        """Top-1 accuracy (no threshold) on ``queries`` with true labels ``truth``, the queries whose
-        ``added`` flag is set being taken out of their true class's mean first; a class left empty
-        is dropped (its queries count as wrong)."""
-        z = self.encoder.encode(queries, batch_size=self.batch_size, device=self.device).astype(np.float64)
-        sums, counts = self.sums_.copy(), self.counts_.copy()
-        for zi, lab, a in zip(z, truth, added):
-            if a:
-                sums[self._pos[lab]] -= zi
-                counts[self._pos[lab]] -= 1
-        keep = np.flatnonzero(counts > 0)
-        protos = (sums[keep] / counts[keep, None]).astype(np.float32)
-        s = prototype_scores(torch.from_numpy(z.astype(np.float32)), torch.from_numpy(protos), self.metric).numpy()
-        pred = keep[s.argmax(1)]
-        return float(np.mean([p == self._pos[lab] for p, lab in zip(pred, truth)]))
-
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "FewShotClassifier":
         """A new, empty classifier over the model saved in checkpoint folder ``path``.
@@ -886,50 +687,6 @@ class FewShotClassifier:
         clf = cls(learner.encoder, **kwargs)
         clf.checkpoint = str(os.path.abspath(path))
         return clf
-
-
-class DriftError(ValueError):
-    """:meth:`FewShotClassifier.rebuild` refused a new encoder (worse on the logged queries, or too few
-    of them to tell); ``report`` holds both accuracies and the query count."""
-
-    def __init__(self, message: str, report: dict):
-        super().__init__(message)
-        self.report = report
-
-
-def _fmt(acc: float | None) -> str:
-    return "n/a" if acc is None else f"{acc:.3f}"
-
-
-def _labelled_queries(clf: "FewShotClassifier", entries: list[dict]) -> tuple[list, list, list]:
-    """The logged queries with a known true label that is a class of ``clf``: (texts, labels, added),
-    ``added[i]`` telling whether a correction put query i into its class's support texts (each
-    correction accounts for one occurrence of its text there)."""
-    queries, truth, added = [], [], []
-    left: dict = {}
-    for e in entries:
-        lab = e["true_label"]
-        if e["feedback"] is None or _safe_get(clf._pos, lab) is None:
-            continue
-        in_support = False
-        if e["feedback"] == "correction":
-            pool = left.setdefault(lab, list(clf.support_.get(lab) or []))
-            if e["query"] in pool:
-                pool.remove(e["query"])
-                in_support = True
-        queries.append(e["query"])
-        truth.append(lab)
-        added.append(in_support)
-    return queries, truth, added
-
-
-def _unreviewed(log: PredictionLog, id: int, what: str) -> dict:
-    """Log entry ``id``, refused if it already got a correction or confirmation."""
-    entry = log.get(id)
-    if entry["feedback"] is not None:
-        raise ValueError(f"{what}: prediction {id} already got a {entry['feedback']} (true label "
-                         f"{entry['true_label']!r}); each logged prediction is reviewed once")
-    return entry
 
 
 def _support_bytes(classes: list, support: dict) -> bytes:

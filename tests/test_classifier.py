@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from fewshot import curation
 from fewshot.classifier import FewShotClassifier, NotFittedError
 from fewshot.encoders import Encoder
 from fewshot.store import StoreError
@@ -457,7 +458,7 @@ def test_correct_adds_the_logged_query_as_a_running_mean_example_and_logs_it(tmp
     sx, sy, qx, qy = split(texts, labels)
     path = tmp_path / "ix"
     FewShotClassifier(enc).fit(sx, sy).save(path)
-    log = FewShotClassifier.prediction_log(path, create=True)
+    log = curation.prediction_log(path, create=True)
     assert log.header["index"] == FewShotClassifier.describe(path)["index_id"]
     ids = log.append([{"query": "c1-5", "labels": ["class0"], "scores": [0.5], "generation": 1},
                       {"query": "c2-5", "labels": ["class2"], "scores": [0.9], "generation": 1}])
@@ -465,7 +466,7 @@ def test_correct_adds_the_logged_query_as_a_running_mean_example_and_logs_it(tmp
     encoded = []
     real = enc.encode
     monkeypatch.setattr(enc, "encode", lambda items, **kw: encoded.append(list(items)) or real(items, **kw))
-    entry = FewShotClassifier.correct(path, ids[0], "class1", encoder=enc)
+    entry = curation.correct(path, ids[0], "class1", encoder=enc)
     assert entry["query"] == "c1-5" and encoded == [["c1-5"]]  # only the one query is embedded again
     after = FewShotClassifier.load(path, encoder=enc)
     k = after.classes_.index("class1")
@@ -473,7 +474,7 @@ def test_correct_adds_the_logged_query_as_a_running_mean_example_and_logs_it(tmp
     np.testing.assert_allclose(after.sums_[k], before.sums_[k] + table["c1-5"].astype(np.float32), rtol=1e-6)
     others = [i for i in range(after.n_classes) if i != k]
     np.testing.assert_array_equal(after.sums_[others], before.sums_[others])
-    FewShotClassifier.correct(path, ids[1], "brand new", encoder=enc)  # a new label adds a class
+    curation.correct(path, ids[1], "brand new", encoder=enc)  # a new label adds a class
     assert FewShotClassifier.load(path, encoder=enc).classes_[-1] == "brand new"
     got = {p["id"]: (p["feedback"], p["true_label"], p["correct"]) for p in log.read()}
     assert got == {0: ("correction", "class1", False), 1: ("correction", "brand new", False)}
@@ -486,9 +487,9 @@ def test_confirm_only_logs_and_bad_feedback_changes_nothing(tmp_path, data):
     sx, sy, _, _ = split(texts, labels)
     path, other = tmp_path / "ix", tmp_path / "other"
     FewShotClassifier(enc).fit(sx, sy).save(path)
-    log = FewShotClassifier.prediction_log(path, create=True)
+    log = curation.prediction_log(path, create=True)
     (i,) = log.append([{"query": "c1-5", "labels": ["class1"], "scores": [0.9], "generation": 1}])
-    FewShotClassifier.confirm(path, i)
+    curation.confirm(path, i)
     assert log.get(i)["feedback"] == "confirmation" and FewShotClassifier.describe(path)["generation"] == 1
 
     def snapshot():
@@ -497,20 +498,20 @@ def test_confirm_only_logs_and_bad_feedback_changes_nothing(tmp_path, data):
     (j,) = log.append([{"query": "c2-5", "labels": ["class1"], "scores": [0.4], "generation": 1}])
     state = snapshot()
     with pytest.raises(ValueError, match=r"holds no prediction id 7 \(its ids run from 0 to 1\)"):
-        FewShotClassifier.correct(path, 7, "class2", encoder=enc)
+        curation.correct(path, 7, "class2", encoder=enc)
     with pytest.raises(ValueError, match="expected a class name, got the blank label '  '"):
-        FewShotClassifier.correct(path, j, "  ", encoder=enc)
+        curation.correct(path, j, "  ", encoder=enc)
     with pytest.raises(ValueError, match="prediction 0 already got a confirmation"):
-        FewShotClassifier.correct(path, i, "class2", encoder=enc)
+        curation.correct(path, i, "class2", encoder=enc)
     with pytest.raises(ValueError, match="prediction 0 already got a confirmation"):
-        FewShotClassifier.confirm(path, i)
+        curation.confirm(path, i)
     assert snapshot() == state
     FewShotClassifier(enc).fit(sx, sy).save(other)  # another index: its log is not ours
     shutil.copy(path / "predictions.jsonl", other / "predictions.jsonl")
     with pytest.raises(ValueError, match="is the prediction log of index"):
-        FewShotClassifier.correct(other, j, "class2", encoder=enc)
+        curation.correct(other, j, "class2", encoder=enc)
     with pytest.raises(ValueError, match="is the prediction log of index"):
-        FewShotClassifier.confirm(other, j)
+        curation.confirm(other, j)
 
 
 def test_support_texts_are_kept_in_order_dropped_on_remove_and_replace_and_saved(tmp_path, data):
@@ -530,9 +531,9 @@ def test_support_texts_are_kept_in_order_dropped_on_remove_and_replace_and_saved
     assert [json.loads(line) for line in blob.read_text().splitlines()] == [
         {"label": "a", "texts": ["c0-0", "c0-1", "c0-2"]}, {"label": "b", "texts": ["c1-1"]},
         {"label": "d", "texts": None}]
-    log = FewShotClassifier.prediction_log(tmp_path / "ix", create=True)
+    log = curation.prediction_log(tmp_path / "ix", create=True)
     (i,) = log.append([{"query": "c1-2", "labels": ["a"], "scores": [0.1], "generation": 1}])
-    FewShotClassifier.correct(tmp_path / "ix", i, "b", encoder=enc)
+    curation.correct(tmp_path / "ix", i, "b", encoder=enc)
     assert FewShotClassifier.load(tmp_path / "ix", encoder=enc).support_["b"] == ["c1-1", "c1-2"]
 
 

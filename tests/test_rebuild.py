@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from fewshot import FewShotClassifier, create_encoder, create_learner
+from fewshot import FewShotClassifier, create_encoder, create_learner, curation
 from fewshot.checkpoint import load_encoder, save_checkpoint
 from fewshot.cli import main
 
@@ -31,14 +31,14 @@ def snapshot(path):  # lock sidecars (empty files) may appear; nothing else may 
 
 @pytest.fixture
 def ix(tmp_path, tiny_text_model_dir):
-    """5 classes x 4 random phrases over the tiny BERT, and 25 logged predictions, all confirmed:
-    the old encoder is right on every labelled logged query by construction."""
+    """5 classes x 4 random phrases over the tiny BERT, and 100 logged predictions, all confirmed: the old
+    encoder is right on every labelled logged query by construction. Ids 0, 5, ..., 95 (20) are the guard's."""
     rng = np.random.default_rng(0)
     path = tmp_path / "ix"
     assert invoke("index", "create", path, "--encoder", tiny_text_model_dir, "--metric", "cosine").exit_code == 0
     for c in range(5):
         assert invoke("index", "add", path, "--label", f"c{c}", *phrases(rng, 4)).exit_code == 0
-    r = invoke("index", "predict", path, "--log", "--json", *phrases(rng, 25))
+    r = invoke("index", "predict", path, "--log", "--json", *phrases(rng, 100))
     assert r.exit_code == 0, r.output
     for line in r.output.splitlines():
         assert invoke("index", "confirm", path, "--id", json.loads(line)["id"]).exit_code == 0
@@ -75,7 +75,7 @@ def test_rebuild_reembeds_exactly_the_stored_texts_into_a_new_generation(ix, tmp
     assert after["generation"] == before["generation"] + 1
     assert after["body"]["index_id"] == before["body"]["index_id"]  # the same index: its log still belongs
     assert f"20 support texts of 5 classes re-embedded (encoder fingerprint {old.encoder.fingerprint()} -> " \
-           f"{new_fp}), generation {after['generation']}; accuracy on 25 labelled logged queries 1.000 -> " in r.output
+           f"{new_fp}), generation {after['generation']}; accuracy on 20 labelled logged queries 1.000 -> " in r.output
     new = FewShotClassifier.load(ix)
     texts = [t for c in old.classes_ for t in old.support_[c]]
     labels = [c for c in old.classes_ for _ in old.support_[c]]
@@ -84,7 +84,7 @@ def test_rebuild_reembeds_exactly_the_stored_texts_into_a_new_generation(ix, tmp
     assert new.counts_.tolist() == [4] * 5 and new.support_ == old.support_
     np.testing.assert_allclose(new.sums_, fresh.sums_, rtol=1e-5, atol=1e-5)
     assert not np.allclose(new.sums_, old.sums_, atol=1e-3)  # really re-embedded
-    assert len(FewShotClassifier.prediction_log(ix).read()) == 25
+    assert len(curation.prediction_log(ix).read()) == 100
 
 
 def test_drift_guard_refuses_a_worse_encoder_and_changes_nothing(ix, tmp_path, tiny_text_model_dir):
@@ -92,26 +92,26 @@ def test_drift_guard_refuses_a_worse_encoder_and_changes_nothing(ix, tmp_path, t
     before = snapshot(ix)
     r = invoke("index", "rebuild", ix, "--checkpoint", ckpt)
     assert r.exit_code == 2
-    m = re.search(r"old accuracy 1\.000, new accuracy (0\.\d+) on 25 labelled logged queries", r.output)
+    m = re.search(r"old accuracy 1\.000, new accuracy (0\.\d+) on 20 labelled logged queries", r.output)
     assert m and float(m.group(1)) < 0.98, r.output
     assert "the new encoder is worse" in r.output and "pass --force" in r.output
     assert snapshot(ix) == before
     # the library call says the same and reports both accuracies
-    from fewshot.classifier import DriftError
+    from fewshot.curation import DriftError
 
     with pytest.raises(DriftError, match="the new encoder is worse") as info:
-        FewShotClassifier.rebuild(ix, ckpt, margin=0.02)
+        curation.rebuild(ix, ckpt, margin=0.02)
     assert info.value.report["old_accuracy"] == 1.0 and info.value.report["new_accuracy"] == float(m.group(1))
     assert snapshot(ix) == before
     # a margin wide enough lets it through
-    rep = FewShotClassifier.rebuild(ix, ckpt, margin=1.0)
+    rep = curation.rebuild(ix, ckpt, margin=1.0)
     assert rep["swapped"] and manifest(ix)["body"]["encoder"]["fingerprint"] == load_encoder(ckpt).fingerprint()
 
 
 def test_drift_guard_accepts_an_encoder_that_is_as_good(ix, tmp_path, tiny_text_model_dir):
     ckpt = checkpoint(tmp_path / "same", tiny_text_model_dir)  # the same weights: the same answers
     r = invoke("index", "rebuild", ix, "--checkpoint", ckpt)
-    assert r.exit_code == 0 and "accuracy on 25 labelled logged queries 1.000 -> 1.000" in r.output, r.output
+    assert r.exit_code == 0 and "accuracy on 20 labelled logged queries 1.000 -> 1.000" in r.output, r.output
 
 
 def test_too_few_labelled_queries_need_force(tmp_path, tiny_text_model_dir):
@@ -139,24 +139,37 @@ def test_corrected_queries_are_held_out_of_their_class(tmp_path, tiny_text_encod
     clf = FewShotClassifier(tiny_text_encoder)
     clf.fit([t for ts in support.values() for t in ts], [c for c, ts in support.items() for _ in ts])
     clf.create(path)
-    queries = phrases(rng, 12)
-    log = FewShotClassifier.prediction_log(path, create=True)
+    queries = phrases(rng, 60)
+    log = curation.prediction_log(path, create=True)
     top = clf.predict(queries)
     ids = log.append([{"query": q, "labels": [t], "scores": [0.0], "generation": 1} for q, t in zip(queries, top)])
-    truth = [f"c{i % 4}" for i in range(12)]
+    truth = [f"c{i % 4}" for i in range(60)]
     for i, q, t, p in zip(ids, queries, truth, top):
         if t == p:
-            FewShotClassifier.confirm(path, i)
+            curation.confirm(path, i)
         else:
-            FewShotClassifier.correct(path, i, t)
+            curation.correct(path, i, t)
     assert any(t != p for t, p in zip(truth, top))
-    rep = FewShotClassifier.rebuild(path, tiny_text_encoder, force=True)
+    corrected = {i for i, t, p in zip(ids, truth, top) if t != p}
+    # the guard's queries (ids divisible by 5) are scored with only the corrections of the OTHER ids in
+    # the support: their own text is held out
+    guard = [i for i in ids if i % curation.GUARD_EVERY == 0]
+    rep = curation.rebuild(path, tiny_text_encoder, force=True)
     held_out = FewShotClassifier(tiny_text_encoder)
     held_out.fit([t for ts in support.values() for t in ts], [c for c, ts in support.items() for _ in ts])
-    expected = float(np.mean([p == t for p, t in zip(held_out.predict(queries), truth)]))
-    assert rep["n_queries"] == 12 and rep["old_accuracy"] == pytest.approx(expected)
+    others = [i for i in corrected if i % curation.GUARD_EVERY]
+    if others:
+        held_out.add_classes([queries[i] for i in others], [truth[i] for i in others])
+    expected = float(np.mean([p == truth[i] for p, i in zip(held_out.predict([queries[i] for i in guard]), guard)]))
+    assert rep["n_queries"] == len(guard) == 12 and rep["old_accuracy"] == pytest.approx(expected)
     assert rep["new_accuracy"] == pytest.approx(expected)  # the same encoder
-    assert rep["n_texts"] == 12 + sum(t != p for t, p in zip(truth, top))
+    assert rep["n_texts"] == 12 + len(corrected)
+    # the guard's corrected texts never become training data
+    clf = FewShotClassifier.load(path)
+    ds = curation.index_dataset(clf, val_share=0.5, seed=0, log_entries=curation.prediction_log(path).read())
+    guard_corrected = [queries[i] for i in guard if i in corrected]
+    assert guard_corrected and not set(guard_corrected) & set(ds.items)
+    assert len(ds.items) == 12 + len(corrected) - len(guard_corrected)
 
 
 def test_rebuild_refuses_another_modality_and_classes_without_texts(ix, tmp_path, tiny_text_model_dir):
@@ -179,15 +192,15 @@ def test_rebuild_refuses_another_modality_and_classes_without_texts(ix, tmp_path
 
 def test_to_dataset_splits_classes_by_seed(ix):
     clf = FewShotClassifier.load(ix)
-    ds = clf.to_dataset(val_share=0.4, seed=0)
+    ds = curation.index_dataset(clf, val_share=0.4, seed=0)
     train, val = ds.split_classes("train"), ds.split_classes("val")
     assert len(val) == 2 and len(train) == 3 and not set(train) & set(val)
     assert sorted(train + val) == sorted(clf.classes_) and len(ds.items) == 20
     assert [t for t, y in zip(ds.items, ds.labels) if y == "c2"] == clf.support_["c2"]
-    assert clf.to_dataset(val_share=0.4, seed=0).splits == ds.splits
-    assert {tuple(clf.to_dataset(val_share=0.4, seed=s).split_classes("val")) for s in range(6)} != {tuple(val)}
+    assert curation.index_dataset(clf, val_share=0.4, seed=0).splits == ds.splits
+    assert {tuple(curation.index_dataset(clf, val_share=0.4, seed=s).split_classes("val")) for s in range(6)} != {tuple(val)}
     with pytest.raises(ValueError, match="expected at least 4 classes with 5 or more support texts"):
-        clf.to_dataset(min_examples=5)
+        curation.index_dataset(clf, min_examples=5)
 
 
 def test_train_from_index_then_rebuild(ix, tmp_path):

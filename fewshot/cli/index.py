@@ -169,12 +169,13 @@ def predict(directory, texts, file_, text_column, top_k, as_json, log_):
     """Classify TEXTS (or the texts of --file) with the index in DIRECTORY."""
     import numpy as np
 
+    from .. import curation
     from ..classifier import FewShotClassifier
 
     if bool(texts) == bool(file_):
         raise ValueError("give the texts to classify as arguments or with --file F, not both and not neither")
     x = list(texts) if texts else _read_texts(file_, text_column)
-    log = FewShotClassifier.prediction_log(directory, create=True) if log_ else None
+    log = curation.prediction_log(directory, create=True) if log_ else None
     clf = FewShotClassifier.load(directory)
     if not clf.n_classes:
         raise ValueError(f"the index in {directory} has no classes yet; add some first: "
@@ -263,9 +264,9 @@ def calibrate(directory, file_, oos_label, target_precision, text_column, label_
 @click.option("--label", required=True, help="The true class of that query (a new name adds a class).")
 def correct(directory, id_, label):
     """Correct logged prediction --id: its query becomes a support example of --label (running mean)."""
-    from ..classifier import FewShotClassifier
+    from .. import curation
 
-    entry = FewShotClassifier.correct(directory, id_, label)
+    entry = curation.correct(directory, id_, label)
     click.echo(f"prediction {id_} ({entry['labels'][0]!r}) corrected to {label!r}: {entry['query']!r} added to "
                f"{label!r}")
 
@@ -275,9 +276,9 @@ def correct(directory, id_, label):
 @click.option("--id", "id_", type=int, required=True, help="The id `fewshot index predict --log` printed.")
 def confirm(directory, id_):
     """Record that logged prediction --id got the right label (the index itself is not changed)."""
-    from ..classifier import FewShotClassifier
+    from .. import curation
 
-    entry = FewShotClassifier.confirm(directory, id_)
+    entry = curation.confirm(directory, id_)
     click.echo(f"prediction {id_} ({entry['labels'][0]!r}) confirmed")
 
 
@@ -286,10 +287,11 @@ def confirm(directory, id_):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def stats(directory, as_json):
     """Support examples per class, and the accuracy of logged predictions that were confirmed or corrected."""
+    from .. import curation
     from ..classifier import FewShotClassifier
 
     info = FewShotClassifier.describe(directory)
-    log = FewShotClassifier.prediction_log(directory).stats()
+    log = curation.prediction_log(directory).stats()
     labels = sorted({r["label"] for r in info["classes"]} | set(log["labels"]), key=str)
     counts = {r["label"]: r["count"] for r in info["classes"]}
     empty = {"predicted": 0, "confirmed": 0, "corrected": 0, "unconfirmed": 0, "accuracy": None, "corrected_to": 0}
@@ -325,9 +327,9 @@ def rebuild(directory, checkpoint, margin, force):
     Before the swap, the old and new index are scored on the logged queries whose true label is
     known (`fewshot index confirm/correct`), held out; a drop of more than --margin is refused.
     """
-    from ..classifier import FewShotClassifier
+    from .. import curation
 
-    r = FewShotClassifier.rebuild(directory, checkpoint, margin=margin, force=force)  # DriftError: exit 2
+    r = curation.rebuild(directory, checkpoint, margin=margin, force=force)  # DriftError: exit 2
     acc = "n/a" if r["n_queries"] == 0 else f"{r['old_accuracy']:.3f} -> {r['new_accuracy']:.3f}"
     click.echo(f"rebuilt {directory}: {r['n_texts']} support texts of {r['n_classes']} classes re-embedded "
                f"(encoder fingerprint {r['old_fingerprint']} -> {r['new_fingerprint']}), generation "

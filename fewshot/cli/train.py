@@ -146,6 +146,7 @@ def _train_from_index(cfg, index_dir: str, val_share: float, out_dir: Path, quie
     """``fewshot train --from-index``: the index's support texts -> FewShotDataset -> meta_train."""
     import os
 
+    from .. import curation
     from ..classifier import FewShotClassifier
     from ..experiment import build_learner
     from ..training import meta_train
@@ -157,7 +158,8 @@ def _train_from_index(cfg, index_dir: str, val_share: float, out_dir: Path, quie
     why = f"--val-shot + --val-query = {t.val_shot + t.val_query}" + (
         f", --train-shot + --train-query = {t.train_shot + t.train_query}" if episodic else "")
     path = os.path.abspath(index_dir)
-    dataset = clf.to_dataset(val_share, seed=t.seed, min_examples=need, name=f"index:{path}")
+    dataset = curation.index_dataset(clf, val_share, seed=t.seed, min_examples=need, name=f"index:{path}",
+                                     log_entries=curation.prediction_log(index_dir).read())
     left_out = [(c, int(n)) for c, n in zip(clf.classes_, clf.counts_) if str(c) not in set(dataset.labels)]
     if left_out:
         shown = ", ".join(f"{c!r} ({n})" for c, n in left_out[:10]) + (", ..." if len(left_out) > 10 else "")
