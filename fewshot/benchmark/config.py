@@ -62,6 +62,7 @@ class BenchConfig:
     device: str = "auto"
     batch_size: int = 128
     episodes_dir: Optional[str] = None  # default: the project's episodes/
+    notes: str = ""  # printed under the report's table (e.g. earlier figures of the same cells); not a setting
 
     def __post_init__(self) -> None:
         self.learners = [_bench_learner(x, i) for i, x in enumerate(self.learners or [{}])]

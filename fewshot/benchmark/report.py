@@ -88,6 +88,8 @@ def render_markdown(report: BenchmarkReport, command: str | None = None) -> str:
         lines.append(f"| {c['dataset']} | {c['learner']} | {task} | {c['episodes']} | "
                      f"{_pct(c['accuracy_mean'])} +- {_pct(c['accuracy_ci95'])} | {err} | "
                      f"{c['seconds_per_episode']:.4f} | {pub} |")
+    if cfg.get("notes"):
+        lines += ["", cfg["notes"].strip()]
     kinds = {f.kind for c in report.cells for f in figures_for(c["dataset"], c["way"], c["shot"], c["protocol"])}
     if "reference" in kinds:
         lines += ["", "Figures marked *reference* were measured by the data's curators with the same frozen encoder "
