@@ -27,6 +27,7 @@ def test_bench_runs_both_variants_and_writes_its_section(shared_data, tmp_path, 
     assert n_train < len(data.items)
     assert row["resident_mib"] == n_train * 28 * 28 * 4 / 2**20  # the train split only, float32 28x28
     assert row["speedup"] == pytest.approx(row["resident_steps_s"] / row["raw_steps_s"])
+    assert row["raw_input_ms"] > 0 and row["resident_input_ms"] > 0
     line = next(ln for ln in text.splitlines() if ln.startswith("| conv4-20way |"))
     assert float(line.split("|")[2]) == pytest.approx(row["resident_steps_s"], abs=0.01)
 
