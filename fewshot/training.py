@@ -250,10 +250,11 @@ class Trainer:
             sx, qx = self._items(ep.support), self._items(ep.query)
             if self.augmenter is not None:
                 sx, qx = self.augmenter(sx, aug_rng), self.augmenter(qx, aug_rng)
-            sy, qy = self._device_labels(ep.support_labels), self._device_labels(ep.query_labels)
+            # Learners get host labels (their checks then cost no device sync); the accuracy a device copy.
+            sy, qy = torch.from_numpy(ep.support_labels), torch.from_numpy(ep.query_labels)
             with autocast(self.device):
                 loss, logits = self.wrapped("episode", sx, sy, qx, qy)
-            target = qy
+            target = self._device_labels(ep.query_labels)
         else:
             index = step * self.world + self.rank
             rng = np.random.default_rng([cfg.seed, step, self.rank, 2])

@@ -93,8 +93,7 @@ class ProtoNet(Learner):
         """Cross-entropy of the queries against the support prototypes, and the (n_query, n_way) logits."""
         n_support = len(support_x)
         z = self.encoder.embed(join_items(support_x, query_x)).float()
-        support_y = support_y.to(z.device)
-        protos = class_means(z[:n_support], support_y, int(support_y.max()) + 1)
+        protos = class_means(z[:n_support], support_y)  # labels checked where they lie (CPU: no device sync)
         logits = self._module.log_temperature.exp() * scores(z[n_support:], protos, self.cfg.metric)
         loss = nn.functional.cross_entropy(logits, query_y.to(z.device))
         return loss, logits
