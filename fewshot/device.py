@@ -24,3 +24,20 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def resident_budget(device: torch.device) -> int:
+    """Bytes a training split's preprocessed inputs may take to stay resident on ``device``.
+
+    CUDA: half the free memory (the model, activations and optimizer need the rest);
+    CPU: a quarter of the available physical memory.
+    """
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 2
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30

@@ -46,12 +46,13 @@ def class_means(z: torch.Tensor, y: torch.Tensor, n_classes: int | None = None) 
 
     Labels are 0..n_classes-1; a label with no example raises (easyfsl gives NaN there).
     """
-    y = torch.as_tensor(y).long().to(z.device)
+    y = torch.as_tensor(y).long()  # checked where it lies: labels on the CPU cost the device no sync
     n_classes = int(y.max()) + 1 if n_classes is None else int(n_classes)
     counts = torch.bincount(y, minlength=n_classes)
     if (counts == 0).any():
         missing = torch.nonzero(counts == 0).flatten().tolist()
         raise ValueError(f"labels {missing} have no example; labels must cover 0..{n_classes - 1}")
+    y, counts = y.to(z.device, non_blocking=True), counts.to(z.device, non_blocking=True)
     sums = torch.zeros(n_classes, z.shape[1], dtype=z.dtype, device=z.device).index_add_(0, y, z)
     return sums / counts.unsqueeze(1).to(z.dtype)
 

@@ -10,6 +10,14 @@ exactly where an uninterrupted run would. Under ``torchrun`` the model is
 wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU); rank ``r`` takes
 episode ``s * world + r`` and rank 0 alone validates and writes.
 
+Resident inputs (``resident``, on by default when they fit): the train split is
+preprocessed once (images resized and converted, texts tokenised) and held on
+the training device as a :class:`fewshot.encoders.base.ResidentItems`; each step
+hands learners views of it, gathered on the device, instead of raw items, with
+the same results. Augmentation works on raw items, so ``augment`` turns it off.
+Steps do not wait for the device: losses stay there and are read (and checked
+for NaN, naming the step) every ``SYNC_EVERY`` steps and at each evaluation.
+
 Output folder: ``manifest.json`` + ``model-*.safetensors``, ``config.json`` (the
 best checkpoint, see :mod:`fewshot.checkpoint`), ``train_log.jsonl`` (one line
 per evaluation) and ``last/`` (resume state: weights, optimizer, counters).
@@ -72,8 +80,12 @@ class _LossModule(nn.Module):
         return learner.batch_loss(*args), None
 
 
+SYNC_EVERY = 32  # steps between reads of the device-side losses (progress bar, NaN check)
+
+
 def meta_train(learner, dataset: FewShotDataset, cfg: TrainConfig | None = None, out_dir=None,
-               resume: bool = False, *, run_config: dict | None = None, progress: bool = False) -> dict:
+               resume: bool = False, *, run_config: dict | None = None, progress: bool = False,
+               resident: bool | str = "auto") -> dict:
     """Train ``learner.module`` on ``dataset``'s train classes, validating on its val classes.
 
     ``out_dir`` receives the best checkpoint, the resume state and the training
@@ -81,14 +93,19 @@ def meta_train(learner, dataset: FewShotDataset, cfg: TrainConfig | None = None,
     the weights. Returns the final metrics (see :meth:`Trainer.fit`).
     """
     return Trainer(learner, dataset, cfg, out_dir=out_dir, resume=resume, run_config=run_config,
-                   progress=progress).fit()
+                   progress=progress, resident=resident).fit()
 
 
 class Trainer:
-    """Trains ``learner.module`` on ``dataset`` following ``cfg``; :meth:`fit` runs it."""
+    """Trains ``learner.module`` on ``dataset`` following ``cfg``; :meth:`fit` runs it.
+
+    ``resident``: "auto" (train inputs held on the device when they fit and ``augment`` is off),
+    True (required: ValueError when impossible) or False (raw items every step).
+    """
 
     def __init__(self, learner, dataset: FewShotDataset, cfg: TrainConfig | None = None, out_dir=None,
-                 resume: bool = False, run_config: dict | None = None, progress: bool = False):
+                 resume: bool = False, run_config: dict | None = None, progress: bool = False,
+                 resident: bool | str = "auto"):
         cfg = cfg if cfg is not None else TrainConfig()
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg must be a fewshot.config.TrainConfig, got {type(cfg).__name__}")
@@ -138,6 +155,8 @@ class Trainer:
 
         learner.prepare_training(train_ds, cfg)
         learner.module.to(self.device)
+        self.resident = self._make_resident(resident)
+        self._labels: dict[bytes, torch.Tensor] = {}
         params = learner.trainable_parameters()
         if not params:
             raise ValueError(f"learner {learner.name!r} has no trainable parameters (trainable='none' and no "
@@ -179,43 +198,102 @@ class Trainer:
         """The training episode rank ``self.rank`` draws at ``step``."""
         return step * self.world + self.rank
 
-    def _train_step(self, step: int) -> tuple[float, float, int]:
+    def _make_resident(self, resident: bool | str):
+        """The train split's inputs preprocessed once onto the device (None: raw items each step)."""
+        if resident not in ("auto", True, False):
+            raise ValueError(f"resident must be 'auto', True or False, got {resident!r}")
+        if resident is False:
+            return None
+        if self.augmenter is not None:
+            if resident is True:
+                raise ValueError("resident inputs cannot be augmented (augmentation works on raw items); "
+                                 "turn off --augment or resident")
+            return None
+        by_class = self.train_ds.ids_by_class(self.train_classes)
+        ids = np.concatenate([by_class[c] for c in self.train_classes])
+        items = self.learner.encoder.resident(self.train_ds.take(ids), self.device)
+        if items is None:
+            if resident is True:
+                raise ValueError(f"the {len(ids)} training items do not fit resident on {self.device} (see "
+                                 "fewshot.device.resident_budget); train with resident off")
+            return None
+        self._row_of = np.full(len(self.train_ds.items), -1, dtype=np.int64)
+        self._row_of[ids] = np.arange(len(ids))
+        return items
+
+    def _items(self, ids: np.ndarray):
+        """Training items ``ids`` of ``train_ds``: raw, or a view of the resident inputs."""
+        if self.resident is not None:
+            return self.resident.take(self._row_of[ids])
+        return self.train_ds.take(ids)
+
+    def _device_labels(self, labels: np.ndarray) -> torch.Tensor:
+        """``labels`` as a LongTensor on the device, copied once per distinct labelling (episodes repeat them)."""
+        key = labels.tobytes()
+        if key not in self._labels:
+            if len(self._labels) > 64:
+                self._labels.clear()
+            self._labels[key] = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+        return self._labels[key]
+
+    def _train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """One optimizer step; (loss, accuracy or None) stay on the device (no host sync)."""
         cfg = self.cfg
         torch.manual_seed(step_seed(cfg.seed, step, self.rank))
-        aug_rng = np.random.default_rng([cfg.seed, step, self.rank, 1])
+        aug_rng = np.random.default_rng([cfg.seed, step, self.rank, 1]) if self.augmenter is not None else None
         self.learner.module.train()
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
             g["lr"] = base * self._lr_factor(step)
         if self.learner.train_mode == "episodic":
             index = self.episode_index(step)
             ep = self.sampler.sample(index)
-            sx, qx = self.train_ds.take(ep.support), self.train_ds.take(ep.query)
+            sx, qx = self._items(ep.support), self._items(ep.query)
             if self.augmenter is not None:
                 sx, qx = self.augmenter(sx, aug_rng), self.augmenter(qx, aug_rng)
-            sy = torch.as_tensor(ep.support_labels, dtype=torch.long, device=self.device)
-            qy = torch.as_tensor(ep.query_labels, dtype=torch.long, device=self.device)
+            # Learners get host labels (their checks then cost no device sync); the accuracy a device copy.
+            sy, qy = torch.from_numpy(ep.support_labels), torch.from_numpy(ep.query_labels)
             with autocast(self.device):
                 loss, logits = self.wrapped("episode", sx, sy, qx, qy)
-            target = qy
+            target = self._device_labels(ep.query_labels)
         else:
             index = step * self.world + self.rank
             rng = np.random.default_rng([cfg.seed, step, self.rank, 2])
             pick = rng.choice(len(self.train_ids), size=cfg.batch_size, replace=False)
-            x = self.train_ds.take(self.train_ids[pick])
+            x = self._items(self.train_ids[pick])
             if self.augmenter is not None:
                 x = self.augmenter(x, aug_rng)
             target = torch.as_tensor(self.train_targets[pick], dtype=torch.long, device=self.device)
             with autocast(self.device):
                 loss, logits = self.wrapped("batch", x, target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower --lr")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.optimizer.step()
-        acc = float((logits.argmax(1) == target).float().mean()) if logits is not None else float("nan")
-        return float(loss.detach()), acc, index
+        acc = (logits.argmax(1) == target).float().mean().detach() if logits is not None else None
+        return loss.detach().float(), acc, index
+
+    def train_steps(self, n: int) -> dict[str, list]:
+        """Run ``n`` training steps from :attr:`step` without validating; their losses, accuracies, episodes.
+
+        Reads the device once at the end; raises FloatingPointError (naming the step) on a non-finite loss.
+        """
+        start, out = self.step, []
+        for _ in range(n):
+            out.append(self._train_step(self.step))
+            self.step += 1
+        if not out:
+            return {"losses": [], "accuracies": [], "indices": []}
+        losses = torch.stack([o[0] for o in out]).cpu().tolist()
+        bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"training loss became {losses[bad[0]]} at step {start + bad[0]}; lower --lr")
+        accs = [o[1] for o in out]
+        if all(a is not None for a in accs):
+            accs = torch.stack(accs).cpu().tolist()
+        else:
+            accs = [float("nan")] * len(out)
+        return {"losses": losses, "accuracies": accs, "indices": [o[2] for o in out]}
 
     # ----------------------------------------------------------------- validation
     def validate(self) -> tuple[float, float]:
@@ -239,14 +317,14 @@ class Trainer:
             bar = progress_bar(cfg.steps - self.step, "training")
         try:
             while self.step < cfg.steps and not self.stopped_early:
-                loss, acc, index = self._train_step(self.step)
-                losses.append(loss)
-                accs.append(acc)
-                seen.append(index)
-                self.step += 1
+                next_eval = min(cfg.steps, (self.step // cfg.eval_every + 1) * cfg.eval_every)
+                done = self.train_steps(min(SYNC_EVERY, next_eval - self.step))
+                losses += done["losses"]
+                accs += done["accuracies"]
+                seen += done["indices"]
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.3f}")
+                    bar.update(len(done["losses"]))
+                    bar.set_postfix(loss=f"{done['losses'][-1]:.3f}")
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     self._evaluate_and_save(losses, accs, seen, time.perf_counter() - start)
                     losses, accs, seen = [], [], []

@@ -173,3 +173,89 @@ def test_cli_train_then_run_checkpoint(tiny_text_model_dir, tmp_path):
     assert res.exit_code == 2 and "trainable must be one of" in res.output
     res = CliRunner().invoke(main, ["train", "--dataset", "wn33", "--out", str(tmp_path / "none"), "--resume"])
     assert res.exit_code == 2 and "does not exist; start without --resume" in res.output
+
+
+def _omniglot_like(n_classes=8, per_class=6, side=35):
+    """Odd-sized uint8 strokes (so preprocessing resizes), 4 train / 2 val / 2 test classes."""
+    rng = np.random.default_rng(0)
+    items = [(rng.random((side, side)) < 0.2).astype(np.uint8) * 255 for _ in range(n_classes * per_class)]
+    labels = [f"c{i % n_classes}" for i in range(n_classes * per_class)]
+    names = [f"c{i}" for i in range(n_classes)]
+    return FewShotDataset("glyphs", "image", items, labels,
+                          splits={"train": names[:4], "val": names[4:6], "test": names[6:]})
+
+
+def _losses(learner_name, data, resident, encoder_fn, learner_cfg=None, steps=4, **kw):
+    torch.manual_seed(0)
+    learner = create_learner(learner_name, encoder_fn(), learner_cfg or {})
+    cfg = TrainConfig(steps=steps, eval_every=steps, patience=0, lr=1e-3, val_way=2, val_shot=1, val_query=2,
+                      val_episodes=2, **kw)
+    trainer = Trainer(learner, data, cfg, resident=resident)
+    assert (trainer.resident is not None) == resident
+    out = trainer.train_steps(steps)
+    return out["losses"], learner.module.state_dict()
+
+
+@pytest.mark.parametrize("learner_name, options", [
+    ("protonet", {}),
+    ("protonet", {"rotations": True}),
+    ("maml", {}),
+    ("finetune", {"batch_size": 8}),
+])
+def test_resident_inputs_give_the_raw_item_loss_trajectory(learner_name, options):
+    """Preprocessing the train split once onto the device changes nothing: same losses, same weights."""
+    data = _omniglot_like()
+    enc = lambda: create_encoder("conv4", hidden=8, invert=True)  # noqa: E731
+    cfg = {"inner_steps": 1} if learner_name == "maml" else None
+    kw = dict(train_way=4, train_shot=1, train_query=2, **options)
+    raw, w_raw = _losses(learner_name, data, False, enc, cfg, **kw)
+    res, w_res = _losses(learner_name, data, True, enc, cfg, **kw)
+    assert len(raw) == 4 and len(set(raw)) == 4  # the steps really trained on different episodes
+    np.testing.assert_allclose(res, raw, rtol=1e-5, atol=1e-6)
+    for k in w_raw:
+        torch.testing.assert_close(w_res[k], w_raw[k], rtol=1e-4, atol=1e-5)
+
+
+def test_resident_text_matches_raw_and_cuts_padding(tiny_text_model_dir, wn33):
+    enc = lambda: create_encoder(str(tiny_text_model_dir))  # noqa: E731
+    kw = dict(train_way=3, train_shot=2, train_query=2)
+    raw, _ = _losses("protonet", wn33, False, enc, **kw)
+    res, _ = _losses("protonet", wn33, True, enc, **kw)
+    np.testing.assert_allclose(res, raw, rtol=1e-5, atol=1e-6)
+    # a view's batch is exactly what the tokenizer gives its texts: same ids, same (shortest) padding
+    encoder = enc()
+    texts = ["a", "the cat sat on the mat today", "bonds rose"]
+    store = encoder.resident(texts + ["a much longer sentence than any of the others in this small list"], "cpu")
+    batch, direct = store.take([2, 0, 1]).batch(), encoder.preprocess([texts[2], texts[0], texts[1]])
+    assert batch.keys() == direct.keys()
+    for k in direct:
+        assert torch.equal(batch[k], direct[k]), k
+    assert batch["input_ids"].shape[1] < store.inputs["input_ids"].shape[1]
+
+
+def test_resident_refusals_and_fallbacks(tiny_image_encoder):
+    data = _omniglot_like()
+    cfg = TrainConfig(steps=2, augment=True, train_way=2, val_way=2, val_query=2, val_episodes=2)
+    learner = create_learner("protonet", tiny_image_encoder)
+    assert Trainer(learner, data, cfg).resident is None  # auto: augmentation needs raw items
+    with pytest.raises(ValueError, match="cannot be augmented"):
+        Trainer(learner, data, cfg, resident=True)
+    with pytest.raises(ValueError, match="resident must be"):
+        Trainer(learner, data, TrainConfig(train_way=2, val_way=2, val_query=2, val_episodes=2), resident="yes")
+    assert tiny_image_encoder.resident(data.items, "cpu", max_bytes=1000) is None  # does not fit
+    store = tiny_image_encoder.resident(data.items, "cpu")
+    assert store.nbytes == len(data.items) * 28 * 28 * 4
+    with pytest.raises(TypeError, match="same resident inputs"):
+        store.take([0]) + tiny_image_encoder.resident(data.items[:2], "cpu")
+
+
+def test_non_finite_loss_names_its_step(tiny_image_encoder):
+    data = _omniglot_like()
+    learner = create_learner("protonet", tiny_image_encoder)
+    trainer = Trainer(learner, data, TrainConfig(steps=3, lr=1e-3, train_way=2, val_way=2, val_query=2,
+                                                 val_episodes=2))
+    trainer.train_steps(1)
+    with torch.no_grad():
+        learner.module.log_temperature.fill_(float("inf"))
+    with pytest.raises(FloatingPointError, match="at step 1; lower --lr"):
+        trainer.train_steps(2)

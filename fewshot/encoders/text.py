@@ -72,6 +72,17 @@ class TextEncoder(Encoder):
                              return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
+    def padding_value(self, key: str) -> int:
+        if key == "input_ids":
+            return int(self.tokenizer.pad_token_id or 0)
+        return 0
+
+    def resident(self, items: Sequence[str], device, max_bytes: int | None = None, batch_size: int = 1024):
+        """See :meth:`Encoder.resident`; None for a tokenizer that pads on the left (batches cut on the right)."""
+        if self.tokenizer.padding_side != "right":
+            return None
+        return super().resident(items, device, max_bytes, batch_size)
+
     def batch_order(self, items: Sequence[str]) -> np.ndarray:
         return np.argsort([len(t) if isinstance(t, str) else 0 for t in items], kind="stable")
 

@@ -77,7 +77,11 @@ class Learner(ABC):
 
     def episode_loss(self, support_x: Sequence, support_y: torch.Tensor, query_x: Sequence,
                      query_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scalar loss, (n_query, n_way) logits) on one training episode of raw items.
+        """(scalar loss, (n_query, n_way) logits) on one training episode.
+
+        Items are raw, or views of the train split's resident inputs
+        (:class:`fewshot.encoders.base.ResidentItems`): pass them to ``encoder.embed`` /
+        ``encoder.inputs`` and join two with :func:`fewshot.encoders.base.join_items`.
 
         Labels are local (0..n_way-1) LongTensors; the loss is differentiable with
         respect to the trainable parameters of :attr:`module`.

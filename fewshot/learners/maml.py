@@ -144,7 +144,7 @@ def _check_labels(y: torch.Tensor, what: str, n_way: int | None = None) -> int:
 def _inputs(encoder, items, device):
     if len(items) == 0:
         raise ValueError("expected at least one item, got an empty list")
-    batch = encoder.preprocess(items)
+    batch = encoder.inputs(items)  # raw items preprocessed, ResidentItems gathered on the device
     if isinstance(batch, torch.Tensor):
         return batch.to(device)
     return {k: v.to(device) for k, v in batch.items()}

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..adapters import apply_trainable, check_trainable
+from ..encoders.base import join_items
 from ..prototypes import DEFAULT_SCALE, NearestPrototypes, check_metric, class_means, refine_with_queries, scores
 from .base import Learner, LearnerConfig
 from .registry import register_learner
@@ -91,9 +92,8 @@ class ProtoNet(Learner):
     def episode_loss(self, support_x, support_y, query_x, query_y):
         """Cross-entropy of the queries against the support prototypes, and the (n_query, n_way) logits."""
         n_support = len(support_x)
-        z = self.encoder.embed(list(support_x) + list(query_x)).float()
-        support_y = support_y.to(z.device)
-        protos = class_means(z[:n_support], support_y, int(support_y.max()) + 1)
+        z = self.encoder.embed(join_items(support_x, query_x)).float()
+        protos = class_means(z[:n_support], support_y)  # labels checked where they lie (CPU: no device sync)
         logits = self._module.log_temperature.exp() * scores(z[n_support:], protos, self.cfg.metric)
         loss = nn.functional.cross_entropy(logits, query_y.to(z.device))
         return loss, logits
