@@ -81,9 +81,9 @@ ACCURACY_ROWS = [
     ("clinc150", 20, 1, "protonet, meta-trained (last 3 layers, 5-way), transductive", TRANSDUCTIVE,
      "runs/clinc150-protonet-5w1s-cosine", "configs/clinc150-protonet-5w1s-cosine.toml"),
     ("fewrel", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
-    ("fewrel", 5, 1, "protonet, meta-trained on the 6 train relations", [], "runs/fewrel-protonet-5w1s-cosine",
+    ("fewrel", 5, 1, "protonet, meta-trained on the 6 train relations", [], "runs/fewrel-protonet-5w1s",
      "configs/fewrel-protonet-5w1s.toml"),
-    ("fewrel", 5, 1, "protonet, meta-trained, transductive", TRANSDUCTIVE, "runs/fewrel-protonet-5w1s-cosine",
+    ("fewrel", 5, 1, "protonet, meta-trained, transductive", TRANSDUCTIVE, "runs/fewrel-protonet-5w1s",
      "configs/fewrel-protonet-5w1s.toml"),
 ]
 TARGETS = {("huffpost", 5, 1): 55, ("huffpost", 5, 5): 72, ("clinc150", 5, 1): 97, ("clinc150", 20, 1): 90,
