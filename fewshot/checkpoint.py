@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_write_text
-from .store import MANIFEST
+from .store import MANIFEST, SupportStore
 
 FORMAT = "fewshot-checkpoint/1"
 STATE_FORMAT = "fewshot-train-state/1"
@@ -57,18 +57,12 @@ def _encoder_prefix(learner) -> str:
     raise ValueError(f"learner {learner.name!r}: its module does not contain its encoder")
 
 
-def _store(folder: str | os.PathLike, required: tuple[str, ...], remedy: str):
-    from .store import SupportStore
-
-    return SupportStore(folder, required=required, remedy=remedy)
+def _checkpoint_store(folder: str | os.PathLike) -> SupportStore:
+    return SupportStore(folder, required=RECORD_KEYS, remedy="copy the whole folder again or retrain")
 
 
-def _checkpoint_store(folder: str | os.PathLike):
-    return _store(folder, RECORD_KEYS, "copy the whole folder again or retrain")
-
-
-def _state_store(folder: str | os.PathLike):
-    return _store(folder, STATE_KEYS, "the run cannot resume: start again without --resume")
+def _state_store(folder: str | os.PathLike) -> SupportStore:
+    return SupportStore(folder, required=STATE_KEYS, remedy="the run cannot resume: start again without --resume")
 
 
 def save_checkpoint(out_dir: str | os.PathLike, learner, config_dict: dict | None = None,

@@ -60,8 +60,8 @@ import contextlib
 import json
 import os
 import warnings
-from pathlib import Path
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -650,7 +650,7 @@ class FewShotClassifier:
         if meta["index"] is not None:
             index = SupportIndex.from_bytes(blobs.get("index", b""), meta["index"])
             try:
-                clf.head_ = NearestPrototypes.from_index(index, clf.ids_, clf.prototypes_, clf.scale)
+                clf.head_ = NearestPrototypes.from_index(index, clf.ids_, clf.scale)
             except ValueError as exc:
                 raise StoreError(f"{path}: {exc} (the {n} classes of the metadata); restore the folder from a "
                                  "backup") from None

@@ -12,8 +12,10 @@ meta-trains), by :class:`~fewshot.classifier.FewShotClassifier` and so by
 - **scale**: ``logits = scale * score``; protonet learns it (its
   "temperature"), the classifier uses it for :meth:`predict_proba`.
   :data:`DEFAULT_SCALE` is the starting value per metric.
-- **search**: a FAISS :class:`~fewshot.index.SupportIndex` (exact flat, or
-  approximate IVF/HNSW) over the prototypes, under stable int64 ids.
+- **search**: :class:`NearestPrototypes`, a FAISS :class:`~fewshot.index.SupportIndex`
+  (exact flat, or approximate IVF/HNSW) over the prototypes, under stable int64 ids;
+  what the classifier and ``fewshot index`` search. A learner scoring one episode's
+  few prototypes computes :func:`scores` directly.
 """
 from __future__ import annotations
 
@@ -89,10 +91,10 @@ def refine_with_queries(z_support: torch.Tensor, y_support: torch.Tensor, z_quer
 
 
 class NearestPrototypes:
-    """Prototypes under stable int64 ids, with a metric, a logit scale and a FAISS index.
+    """Prototypes under stable int64 ids in a FAISS index, with a metric and a logit scale.
 
-    :meth:`scores` / :meth:`logits` are exact over every prototype (columns in the
-    order of :attr:`ids`); :meth:`search` asks the index (approximate for IVF/HNSW).
+    :meth:`set` adds or replaces, :meth:`search` asks the index (approximate for IVF/HNSW).
+    Exact scores over every prototype are :func:`scores` of the prototypes themselves.
     """
 
     def __init__(self, dim: int, metric: str, scale: float | None = None, kind: str = "flat",
@@ -104,26 +106,11 @@ class NearestPrototypes:
         self.scale = DEFAULT_SCALE[metric] if scale is None else check_scale(scale)
         self.index_options = dict(index_options)
         self.ids = np.zeros(0, dtype=np.int64)
-        self.vectors = np.zeros((0, self.dim), dtype=np.float32)
         self.index = SupportIndex(self.dim, metric, kind, **self.index_options)
 
     @classmethod
-    def from_support(cls, z: torch.Tensor, y: torch.Tensor, metric: str, scale: float | None = None,
-                     n_classes: int | None = None) -> "NearestPrototypes":
-        """One prototype per local label 0..n_classes-1 of a support set (ids = labels)."""
-        return cls.from_prototypes(class_means(z.float(), y, n_classes), metric, scale)
-
-    @classmethod
-    def from_prototypes(cls, protos: torch.Tensor, metric: str, scale: float | None = None) -> "NearestPrototypes":
-        """One prototype per row of ``protos`` (ids 0..n-1)."""
-        protos = protos.detach().float().cpu().numpy()
-        head = cls(protos.shape[1], metric, scale)
-        head.set(np.arange(len(protos)), protos)
-        return head
-
-    @classmethod
-    def from_index(cls, index: SupportIndex, ids, vectors, scale: float | None = None) -> "NearestPrototypes":
-        """Wrap a loaded index that already holds ``vectors`` (n, dim) under ``ids`` (n,)."""
+    def from_index(cls, index: SupportIndex, ids, scale: float | None = None) -> "NearestPrototypes":
+        """Wrap a loaded index that holds exactly the prototypes of ``ids`` (n,)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if not np.array_equal(np.sort(ids), index.ids()):
             raise ValueError(f"the index holds {index.ntotal} prototypes that do not match the {len(ids)} ids given")
@@ -131,7 +118,6 @@ class NearestPrototypes:
         head.index_options = {k: v for k, v in index.config().items() if k in ("nlist", "nprobe", "hnsw_m",
                                                                                 "ef_search")}
         head.index, head.ids = index, ids
-        head.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), index.dim)
         return head
 
     def __len__(self) -> int:
@@ -147,32 +133,13 @@ class NearestPrototypes:
             self.remove(ids[present])
         self.index.add(ids, x)
         self.ids = np.concatenate([self.ids, ids])
-        self.vectors = np.concatenate([self.vectors, x])
 
     def remove(self, ids) -> None:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         self.index.remove(ids)
-        keep = ~np.isin(self.ids, ids)
-        self.ids, self.vectors = self.ids[keep], self.vectors[keep]
+        self.ids = self.ids[~np.isin(self.ids, ids)]
 
-    def rebuild(self, kind: str | None = None, **index_options) -> None:
-        """A fresh index of ``kind`` (default: the current one) over the same prototypes (retrains IVF)."""
-        self.kind = kind or self.kind
-        self.index_options = index_options or self.index_options
-        self.index = SupportIndex(self.dim, self.metric, self.kind, **self.index_options)
-        if len(self.ids):
-            self.index.add(self.ids, self.vectors)
-
-    # -- scoring ----------------------------------------------------------------------------------
-    def scores(self, z) -> torch.Tensor:
-        """(n, len(self)) exact scores, columns ordered like :attr:`ids`."""
-        z = torch.as_tensor(np.asarray(z, dtype=np.float32)) if not isinstance(z, torch.Tensor) else z.float()
-        return scores(z, torch.from_numpy(self.vectors).to(z.device), self.metric)
-
-    def logits(self, z) -> torch.Tensor:
-        """``scale * scores``: (n, len(self))."""
-        return self.scale * self.scores(z)
-
+    # -- search ---------------------------------------------------------------------------------
     def search(self, z, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest prototypes of each query through the index: (scores (n, k), ids (n, k))."""
         return self.index.search(z, k)

@@ -43,12 +43,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchmarks_md import command as bench_command
+from benchmarks_md import update_section
 
 from fewshot import FewShotClassifier, curation
 from fewshot.datasets import load_dataset
 from fewshot.feedback import FILENAME
-
-from benchmarks_md import update_section
 
 TOP_K = 3
 FEWSHOT = Path(sys.executable).with_name("fewshot")  # the CLI of this interpreter's environment
@@ -368,7 +368,7 @@ def main(argv=None) -> None:
     for name in ("shots", "queries", "window", "train_steps", "eval_every", "val_episodes"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    command = "bin/bench-feedback" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
+    command = bench_command("bench-feedback", argv)
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     t0 = time.perf_counter()
     if args.work_dir:

@@ -18,12 +18,13 @@ import argparse
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from benchmarks_md import command as bench_command
+from benchmarks_md import update_section
 
 from fewshot.classifier import FewShotClassifier
 from fewshot.index import SupportIndex
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-scale", action="store_true")
     p.add_argument("--no-write", action="store_true", help="Print only; leave BENCHMARKS.md alone.")
     args = p.parse_args(argv)
-    command = "bin/bench-index " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = bench_command("bench-index", argv)
     from fewshot.datasets import data_root
 
     clinc = None if args.skip_clinc else clinc_part(data_root(args.data_root), args.shots, args.seed,
@@ -228,7 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(clinc, scale, command.strip())
     print(md)
     if not args.no_write:
-        from benchmarks_md import update_section
 
         print(f"wrote section 'index' of {update_section('index', md)}", file=sys.stderr)
     return 0

@@ -21,16 +21,15 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
+from benchmarks_md import command as bench_command
 from benchmarks_md import publish
+from torch import nn
 
 
 def _rss_kib(field: str) -> int:
@@ -221,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                   warmup=args.warmup, rounds=args.rounds, seed=args.seed, device=args.device)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    command = "bin/bench-maml" + ("" if argv is None and len(sys.argv) == 1 else
-                                  " " + shlex.join(sys.argv[1:] if argv is None else argv))
+    command = bench_command("bench-maml", argv)
     publish("maml-speed", markdown(rows, command), not args.no_write)
     return 0
 

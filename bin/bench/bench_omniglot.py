@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks_md import command as bench_command
 from benchmarks_md import publish
 
 from fewshot.checkpoint import is_checkpoint
@@ -146,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({k: v for k, v in row.items() if k != "learner_config"}), flush=True)
             rows.append(row)
     floor = score(None, args.data_root)
-    command = "bin/bench-omniglot" + ("" if not (sys.argv[1:] if argv is None else argv) else
-                                      " " + shlex.join(sys.argv[1:] if argv is None else argv))
+    command = bench_command("bench-omniglot", argv)
     publish("omniglot", markdown(rows, floor, command), not args.no_write)
     return 0
 

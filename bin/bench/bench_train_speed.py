@@ -20,13 +20,12 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 
 import numpy as np
 import torch
-
+from benchmarks_md import command as bench_command
 from benchmarks_md import publish
 
 SETTINGS = {  # name: (encoder, dataset, way, learner options)
@@ -218,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         row = run(setting, args.data_root, args.steps, args.warmup, args.rounds, args.device, args.seed)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    command = "bin/bench-train-speed" + ("" if argv is None and len(sys.argv) == 1 else
-                                         " " + shlex.join(sys.argv[1:] if argv is None else argv))
+    command = bench_command("bench-train-speed", argv)
     publish("train-speed", markdown(rows, command), not args.no_write)
     return 0
 

@@ -9,12 +9,21 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shlex
+import sys
 from pathlib import Path
 
 from fewshot.atomic import atomic_write_text
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nEvery section below is written by the script named in it; rerun that command to reproduce it.\n"
+
+
+def command(script: str, argv: list[str] | None = None) -> str:
+    """How a bench script was invoked, for its section: ``bin/<script>`` and its arguments (``argv``, else
+    the process's own), shell-quoted."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return f"bin/{script}" + (" " + shlex.join(args) if args else "")
 
 
 def update_section(name: str, markdown: str, path: str | os.PathLike | None = None) -> Path:
@@ -34,8 +43,6 @@ def update_section(name: str, markdown: str, path: str | os.PathLike | None = No
 
 def publish(name: str, markdown: str, write: bool = True) -> None:
     """Print a section's Markdown and, unless ``write`` is false, record it in BENCHMARKS.md."""
-    import sys
-
     print(markdown)
     if write:
         print(f"wrote section {name!r} of {update_section(name, markdown)}", file=sys.stderr)

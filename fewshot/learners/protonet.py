@@ -29,7 +29,13 @@ from torch import nn
 
 from ..adapters import apply_trainable, check_trainable
 from ..encoders.base import join_items
-from ..prototypes import DEFAULT_SCALE, NearestPrototypes, check_metric, class_means, refine_with_queries, scores
+from ..prototypes import (
+    DEFAULT_SCALE,
+    check_metric,
+    class_means,
+    refine_with_queries,
+    scores,
+)
 from .base import Learner, LearnerConfig
 from .registry import register_learner
 
@@ -78,7 +84,8 @@ class ProtoNet(Learner):
         apply_trainable(encoder, self.cfg.trainable, self.cfg.lora_r, self.cfg.lora_alpha, self.cfg.lora_dropout)
         t = self.cfg.temperature or DEFAULT_SCALE[self.cfg.metric]
         self._module = ProtoNetModule(encoder, t, self.cfg.learn_temperature)
-        self._head: NearestPrototypes | None = None
+        self._support: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._protos: torch.Tensor | None = None
 
     @property
     def module(self) -> nn.Module:
@@ -100,7 +107,7 @@ class ProtoNet(Learner):
 
     def adapt_features(self, z_support: torch.Tensor, y_support: torch.Tensor) -> None:
         self._support = (z_support.float().cpu(), torch.as_tensor(y_support))
-        self._head = NearestPrototypes.from_support(z_support, y_support, self.cfg.metric, self.temperature)
+        self._protos = class_means(*self._support)
 
     def logits_features(self, z_query: torch.Tensor) -> torch.Tensor:
         """(n_query, n_way): ``T * score`` against every prototype of the last adapted task.
@@ -109,12 +116,8 @@ class ProtoNet(Learner):
         (:func:`fewshot.prototypes.refine_with_queries`): the queries are scored as a set.
         """
         z_query = z_query.float().cpu()
+        protos = self._protos
         if self.cfg.transductive:
             protos = refine_with_queries(*self._support, z_query, self.cfg.metric, self.temperature,
                                          self.cfg.transductive)
-            return NearestPrototypes.from_prototypes(protos, self.cfg.metric, self.temperature).logits(z_query)
-        return self._head.logits(z_query)
-
-    def nearest_prototypes(self, dim: int, **index_options) -> NearestPrototypes:
-        """An empty head with this learner's metric and learned scale (what FewShotClassifier serves)."""
-        return NearestPrototypes(dim, self.cfg.metric, self.temperature, **index_options)
+        return self.temperature * scores(z_query, protos, self.cfg.metric)
