@@ -176,11 +176,11 @@ def _read_weights(ckpt_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return record, _load_safetensors(data, f"checkpoint {ckpt_dir}")
 
 
-def _build_encoder(record: dict):
+def _build_encoder(record: dict, options: dict | None = None):
     from .adapters import restore_adapter
     from .encoders import ENCODERS, build_encoder, encoder_spec
 
-    spec = dict(record["encoder_spec"])
+    spec = {**record["encoder_spec"], **(options or {})}
     if spec.get("name") in ENCODERS and spec.get("kind") == "text":
         spec["path"] = encoder_spec(spec["name"])["path"]  # the package folder on this machine
     enc = build_encoder({**spec, "pretrained": False})  # weights come from the checkpoint
@@ -223,19 +223,22 @@ def _merge_config(saved: dict, learner_cfg):
     return learner_config(merged)
 
 
-def load_learner(ckpt_dir: str | os.PathLike, learner_cfg=None):
+def load_learner(ckpt_dir: str | os.PathLike, learner_cfg=None, encoder_options: dict | None = None):
     """The learner saved in ``ckpt_dir``.
 
     ``learner_cfg`` overrides the saved learner options it changes from their
     defaults (the all-default config, what ``fewshot run`` passes when no learner
     flag is given, means "as saved"); a different learner name keeps only the
     trained encoder (e.g. a protonet-trained encoder evaluated with finetune).
+    ``encoder_options`` override the saved encoder's options (e.g. ``invert`` to
+    continue training on images of the other polarity); options that change the
+    architecture make the weights fail to load, with an error naming them.
     """
     from .learners import create_learner
 
     d = Path(ckpt_dir)
     record, state = _read_weights(d)
-    encoder = _build_encoder(record)
+    encoder = _build_encoder(record, encoder_options)
     cfg = _merge_config(record["learner_config"], learner_cfg)
     learner = create_learner(cfg.name, encoder, cfg)
     if cfg.name == record["learner"]:

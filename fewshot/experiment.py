@@ -93,7 +93,7 @@ def build_learner(cfg: FewShotConfig, modality: str, seed: int | None = None, en
     if encoder is not None:
         learner = create_learner(cfg.learner.name, encoder, cfg.learner)
     elif cfg.checkpoint:
-        learner = load_learner(cfg.checkpoint, learner_cfg=cfg.learner)
+        learner = load_learner(cfg.checkpoint, learner_cfg=cfg.learner, encoder_options=cfg.encoder_options)
     else:
         name = cfg.encoder or default_encoder(modality)
         encoder = create_encoder(name, **cfg.encoder_options)

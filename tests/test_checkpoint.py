@@ -194,3 +194,22 @@ def read_manifest_body(folder):
     from fewshot.store import SupportStore
 
     return SupportStore(folder).read_manifest()["body"]
+
+
+def test_encoder_options_override_a_checkpoints_preprocessing(tmp_path):
+    """Continue training on images of the other polarity: `invert` changes, the weights stay; an option that
+    changes the architecture is refused with the reason."""
+    torch.manual_seed(0)
+    learner = create_learner("protonet", create_encoder("conv4", hidden=8))
+    save_checkpoint(tmp_path, learner)
+    img = np.zeros((28, 28), dtype=np.uint8)
+    img[10:18, 6:22] = 255
+    plain = load_learner(tmp_path)
+    flipped = load_learner(tmp_path, encoder_options={"invert": True})
+    assert plain.encoder.invert is False and flipped.encoder.invert is True
+    for (n, p), (_, q) in zip(plain.module.state_dict().items(), flipped.module.state_dict().items()):
+        assert torch.equal(p, q), n
+    np.testing.assert_allclose(flipped.embed([img]), plain.embed([255 - img]), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(flipped.embed([img]), plain.embed([img]), atol=1e-3)
+    with pytest.raises(ValueError, match="do not fit"):
+        load_learner(tmp_path, encoder_options={"hidden": 16})
