@@ -62,8 +62,14 @@ def class_means(z: torch.Tensor, y: torch.Tensor, n_classes: int | None = None) 
 def scores(z: torch.Tensor, protos: torch.Tensor, metric: str) -> torch.Tensor:
     """(n, k) exact scores of queries ``z`` (n, dim) against prototypes (k, dim); differentiable.
 
-    Cosine similarity, or negative squared Euclidean distance: larger is closer.
+    Cosine similarity, or negative squared Euclidean distance: larger is closer. Prototypes
+    of shape (n, k, dim) give each query its own k prototypes (e.g. leave-one-out means).
     """
+    if protos.ndim == 3:
+        if metric == "cosine":
+            return torch.einsum("nd,nkd->nk", torch.nn.functional.normalize(z, dim=1),
+                                torch.nn.functional.normalize(protos, dim=2))
+        return -(z.unsqueeze(1) - protos).pow(2).sum(2)
     if metric == "cosine":
         return torch.nn.functional.normalize(z, dim=1) @ torch.nn.functional.normalize(protos, dim=1).T
     d = z.pow(2).sum(1, keepdim=True) - 2 * z @ protos.T + protos.pow(2).sum(1)

@@ -17,6 +17,8 @@ RUN_MAPPING = {
     "learner": "learner.name",
     "metric": "learner.metric",
     "transductive": "learner.transductive",
+    "finetune_steps": "learner.finetune_steps",
+    "finetune_lr": "learner.finetune_lr",
     "device": "device",
     "checkpoint": "checkpoint",
     "batch_size": "batch_size",
@@ -37,6 +39,11 @@ RUN_MAPPING = {
 @click.option("--transductive", type=int, default=None,
               help="protonet: refine each task's prototypes with its queries (soft k-means steps; a "
               "different protocol, report it apart). Default 0 (off).")
+@click.option("--finetune-steps", type=int, default=None,
+              help="protonet: fine-tune a copy of the encoder on each task's support set for this many steps "
+              "(augmented support examples as pseudo-queries, P>M>F) before scoring. Default 0 (off).")
+@click.option("--finetune-lr", type=float, default=None,
+              help="protonet: SGD learning rate of --finetune-steps (default 1e-3).")
 @click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
               help="A folder written by `fewshot train`.")
 @click.option("--device", default=None, help="auto (default), cpu or cuda.")

@@ -121,3 +121,50 @@ def test_transductive_refinement_is_soft_kmeans_by_hand(tiny_image_encoder):
     assert not torch.allclose(refined, plain.logits_features(zq))
     with pytest.raises(ValueError, match="transductive must be >= 0"):
         learner_config({"name": "protonet", "transductive": -1})
+
+
+def test_test_time_finetuning_adapts_a_copy_and_scores_with_it(tiny_text_encoder):
+    """finetune_steps: the support loss falls, the learner's encoder is untouched, and the queries are scored
+    by the fine-tuned copy's prototypes exactly as the frozen path scores the frozen encoder's."""
+    before = {n: p.detach().clone() for n, p in tiny_text_encoder.named_parameters()}
+    opts = {"finetune_steps": 8, "finetune_lr": 1e-2, "finetune_trainable": "full"}
+    learner = create_learner("protonet", tiny_text_encoder, opts)
+    assert learner.adapts_encoder
+    sy = [0, 1, 2, 0, 1, 2]
+    learner.adapt(SUPPORT, sy)
+    losses = learner.support_losses
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    for n, p in tiny_text_encoder.named_parameters():
+        assert torch.equal(p, before[n]), n
+    adapted = learner._adapted
+    assert any(not torch.equal(p, before[n]) for n, p in adapted.named_parameters())
+    got = learner.logits(QUERY)
+    zs = torch.from_numpy(adapted.encode(SUPPORT))
+    zq = torch.from_numpy(adapted.encode(QUERY))
+    protos = torch.stack([zs[torch.tensor(sy) == k].mean(0) for k in range(3)])
+    torch.testing.assert_close(got, learner.temperature * scores(zq, protos, "cosine"), rtol=1e-4, atol=1e-4)
+    frozen = create_learner("protonet", tiny_text_encoder)
+    frozen.adapt(SUPPORT, sy)
+    assert not torch.allclose(got, frozen.logits(QUERY))
+
+    again = create_learner("protonet", tiny_text_encoder, opts)  # same seed, same augmentations, same result
+    again.adapt(SUPPORT, sy)
+    assert again.support_losses == losses
+    torch.testing.assert_close(again.logits(QUERY), got)
+
+
+def test_test_time_finetuning_options_are_checked(tiny_image_encoder):
+    learner = create_learner("protonet", tiny_image_encoder, {"finetune_steps": 2, "finetune_trainable": "last:1"})
+    imgs = [np.full((12, 12), 30 * i, dtype=np.uint8) for i in range(4)]
+    learner.adapt(imgs, [0, 1, 0, 1])
+    changed = {n for n, p in learner._adapted.named_parameters()
+               if not torch.equal(p, dict(tiny_image_encoder.named_parameters())[n])}
+    assert changed and all(n.startswith("blocks.3.") for n in changed)
+    assert learner.logits(imgs).shape == (4, 2)
+    assert not create_learner("protonet", tiny_image_encoder).adapts_encoder
+    with pytest.raises(ValueError, match="finetune_steps must be >= 0"):
+        learner_config({"name": "protonet", "finetune_steps": -1})
+    with pytest.raises(ValueError, match="finetune_lr must be a finite number > 0"):
+        learner_config({"name": "protonet", "finetune_lr": 0.0})
+    with pytest.raises(ValueError, match="finetune_trainable must be full, last:K or bitfit.*'lora'"):
+        learner_config({"name": "protonet", "finetune_trainable": "lora"})
