@@ -29,10 +29,14 @@ class DataConfig:
     data_root: Optional[str] = None
     text_column: str = "text"
     label_column: str = "label"
+    extra_train: list[str] = field(default_factory=list)  # datasets whose train classes join training
 
     def __post_init__(self) -> None:
         if not self.dataset:
             raise ValueError("data.dataset is empty: give a dataset name or a path to a file or folder")
+        if len(set(self.extra_train)) != len(self.extra_train) or self.dataset in self.extra_train:
+            raise ValueError(f"data.extra_train must name other datasets, each once; got {self.extra_train} "
+                             f"(dataset {self.dataset!r})")
 
 
 @dataclass

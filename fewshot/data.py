@@ -141,3 +141,60 @@ class FewShotDataset:
             item = self.items[i]
             h.update(item.encode() if isinstance(item, str) else np.ascontiguousarray(item).tobytes())
         return h.hexdigest()[:16]
+
+
+class ConcatItems(Sequence):
+    """A lazy view of several item sequences, one after another (nothing is copied)."""
+
+    def __init__(self, parts: Sequence[Sequence]):
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        part = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.parts[part][index - int(self.offsets[part])]
+
+
+def with_extra_train(dataset: FewShotDataset, extras: Sequence[FewShotDataset]) -> FewShotDataset:
+    """``dataset`` whose train split also holds the TRAIN classes of each of ``extras``.
+
+    Labels name classes across datasets (FewRel's files share Wikidata relation ids): an extra
+    train class with the name of one of ``dataset``'s train classes merges into it, and one
+    with the name of a val or test class of ``dataset`` is left out (``dropped``), so no
+    example of a held-out class is ever trained on. Every other extra example (the extras'
+    own val and test classes, and left-out ones) is kept under a label prefixed with its
+    dataset's name (``"fewrel-nyt:P40"``) that belongs to no split. ``dataset``'s val and
+    test classes and their examples are unchanged, so validation and testing are exactly as
+    without extras. Returns the new dataset; its ``source`` lists the left-out classes.
+    """
+    items, labels = [dataset.items], list(dataset.labels)
+    train = dataset.split_classes("train")
+    held_out = {c for split in ("val", "test") for c in dataset.splits.get(split, [])}
+    dropped: list[str] = []
+    for extra in extras:
+        if extra.modality != dataset.modality:
+            raise ValueError(f"extra training dataset {extra.name!r} is {extra.modality} but {dataset.name!r} is "
+                             f"{dataset.modality}; extra training data must be of the same modality")
+        if extra.name == dataset.name:
+            raise ValueError(f"extra training dataset {extra.name!r} is the dataset itself; drop it from extra_train")
+        joining = set(extra.split_classes("train")) - held_out
+        dropped += [f"{extra.name}:{c}" for c in extra.split_classes("train") if c in held_out]
+        items.append(extra.items)
+        labels += [label if label in joining else f"{extra.name}:{label}" for label in extra.labels]
+        train += [c for c in extra.split_classes("train") if c in joining and c not in train]
+    splits = {**dataset.splits, "train": train}
+    name = "+".join([dataset.name] + [e.name for e in extras])
+    source = "; ".join([dataset.source] + [e.source for e in extras])
+    if dropped:
+        source += f" (left out of training as {dataset.name}'s val/test classes: {', '.join(dropped)})"
+    return FewShotDataset(name, dataset.modality, ConcatItems(items), labels, splits, source=source)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .checkpoint import load_learner
 from .config import EpisodeConfig, FewShotConfig
-from .data import FewShotDataset
+from .data import FewShotDataset, with_extra_train
 from .datasets import load_dataset
 from .device import resolve_device
 from .encoders import create_encoder, default_encoder
@@ -20,12 +20,16 @@ from .learners import create_learner
 from .seed import seed_everything
 
 
-def build_dataset(cfg: FewShotConfig) -> FewShotDataset:
+def build_dataset(cfg: FewShotConfig, training: bool = False) -> FewShotDataset:
+    """``cfg.data``'s dataset; for ``training``, with the train classes of ``data.extra_train`` added."""
     d = cfg.data
     kw = {}
     if d.text_column != "text" or d.label_column != "label":
         kw = {"text_column": d.text_column, "label_column": d.label_column}
-    return load_dataset(d.dataset, d.data_root, **kw)
+    dataset = load_dataset(d.dataset, d.data_root, **kw)
+    if training and d.extra_train:
+        dataset = with_extra_train(dataset, [load_dataset(name, d.data_root) for name in d.extra_train])
+    return dataset
 
 
 def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequence[Episode], dict]:

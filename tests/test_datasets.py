@@ -315,3 +315,50 @@ def test_cli_malformed_csv_exits_2_naming_the_line(tmp_path):
     result = CliRunner().invoke(main, ["run", "--dataset", str(path), "--classes", "all", "--quiet"])
     assert result.exit_code == 2
     assert "bad.csv:3: expected 2 fields" in result.output
+
+
+def test_extra_train_adds_only_the_train_classes_of_other_datasets(shared_data):
+    from fewshot.config import FewShotConfig
+    from fewshot.data import ConcatItems, FewShotDataset, with_extra_train
+    from fewshot.experiment import build_dataset
+
+    cfg = FewShotConfig.from_dict({"data": {"dataset": "fewrel", "data_root": str(shared_data),
+                                            "extra_train": ["fewrel-pubmed", "fewrel-semeval"]}})
+    base, pubmed, semeval = (load_dataset(n, shared_data) for n in ("fewrel", "fewrel-pubmed", "fewrel-semeval"))
+    assert build_dataset(cfg).fingerprint() == base.fingerprint()  # scoring never sees the extras
+    ds = build_dataset(cfg, training=True)
+    assert ds.name == "fewrel+fewrel-pubmed+fewrel-semeval"
+    assert ds.split_classes("val") == base.split_classes("val") and ds.split_classes("test") == base.split_classes("test")
+    assert ds.split_classes("train") == base.split_classes("train") + pubmed.split_classes("train") + \
+        semeval.split_classes("train")
+    c = pubmed.split_classes("train")[0]
+    assert ds.take(ds.ids_by_class([c])[c]) == pubmed.take(pubmed.ids_by_class([c])[c])
+    assert ds.items[-1] == semeval.items[-1] and ds.items[0] == base.items[0]
+    outside = [i for i, lab in enumerate(semeval.labels) if lab not in semeval.split_classes("train")]
+    assert ds.labels[len(base.items) + len(pubmed.items) + outside[0]] == f"fewrel-semeval:{semeval.labels[outside[0]]}"
+
+    # FewRel's files share relation ids: nyt's train relations that are fewrel's test relations are left out,
+    # those that are fewrel's train relations merge into them, and held-out classes keep exactly their examples.
+    nyt = load_dataset("fewrel-nyt", shared_data)
+    ds = with_extra_train(base, [nyt])
+    held_out = set(base.split_classes("val")) | set(base.split_classes("test"))
+    clash = [c for c in nyt.split_classes("train") if c in held_out]
+    merged = [c for c in nyt.split_classes("train") if c in base.split_classes("train")]
+    assert clash and merged  # P463 / P921 (test), P25 / P413 (train)
+    assert not set(ds.split_classes("train")) & held_out
+    assert len(ds.split_classes("train")) == 6 + len(nyt.split_classes("train")) - len(clash) - len(merged)
+    for c in held_out:
+        assert np.array_equal(ds.ids_by_class([c])[c], base.ids_by_class([c])[c])
+    m = merged[0]
+    assert len(ds.ids_by_class([m])[m]) == len(base.ids_by_class([m])[m]) + len(nyt.ids_by_class([m])[m])
+    assert f"fewrel-nyt:{clash[0]}" in ds.source
+
+    items = ConcatItems([["a", "b"], ["c"], [], ["d", "e"]])
+    assert len(items) == 5 and list(items) == ["a", "b", "c", "d", "e"] and items[-2] == "d" and items[1:4] == ["b", "c", "d"]
+    with pytest.raises(IndexError):
+        items[5]
+    img = FewShotDataset("img", "image", [np.zeros((2, 2), np.uint8)], ["x"], {"train": ["x"]})
+    with pytest.raises(ValueError, match="extra training dataset 'img' is image but 'fewrel' is text"):
+        with_extra_train(base, [img])
+    with pytest.raises(ValueError, match="data.extra_train must name other datasets, each once"):
+        FewShotConfig.from_dict({"data": {"dataset": "fewrel", "extra_train": ["fewrel"]}})

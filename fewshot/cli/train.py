@@ -121,7 +121,7 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
         cfg = FewShotConfig.from_dict(d)
     rank, world = init_distributed(cfg.device)
     try:
-        dataset = build_dataset(cfg)
+        dataset = build_dataset(cfg, training=True)
         learner = build_learner(cfg, dataset.modality, seed=cfg.train.seed)
         metrics = meta_train(learner, dataset, cfg.train, out_dir=out_dir, resume=resume,
                              run_config=cfg.to_dict(), progress=not quiet and rank == 0)
