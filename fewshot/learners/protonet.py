@@ -66,7 +66,7 @@ class ProtoNetConfig(LearnerConfig):
     transductive: int = 0  # soft k-means steps over each task's queries (0: off; changes the protocol)
     finetune_steps: int = 0  # test-time fine-tuning steps on each task's support set (0: off)
     finetune_lr: float = 1e-3  # SGD (momentum 0.9) learning rate of test-time fine-tuning
-    finetune_trainable: str = "last:3"  # full | last:K | bitfit: what of the encoder's copy adapts per task
+    finetune_trainable: str = "full"  # full | last:K | bitfit: what of the encoder's copy adapts per task
     finetune_seed: int = 0  # the augmentation of every task's pseudo-queries starts from this seed
 
     def __post_init__(self) -> None:

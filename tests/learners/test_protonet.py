@@ -127,7 +127,7 @@ def test_test_time_finetuning_adapts_a_copy_and_scores_with_it(tiny_text_encoder
     """finetune_steps: the support loss falls, the learner's encoder is untouched, and the queries are scored
     by the fine-tuned copy's prototypes exactly as the frozen path scores the frozen encoder's."""
     before = {n: p.detach().clone() for n, p in tiny_text_encoder.named_parameters()}
-    opts = {"finetune_steps": 8, "finetune_lr": 1e-2, "finetune_trainable": "full"}
+    opts = {"finetune_steps": 8, "finetune_lr": 1e-2}
     learner = create_learner("protonet", tiny_text_encoder, opts)
     assert learner.adapts_encoder
     sy = [0, 1, 2, 0, 1, 2]
