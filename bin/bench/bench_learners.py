@@ -68,6 +68,8 @@ ACCURACY_ROWS = [
      "configs/huffpost-protonet-5w1s-cosine.toml"),
     ("huffpost", 5, 5, "protonet, meta-trained on 5-shot episodes", [], "runs/huffpost-protonet-5w5s-cosine",
      "configs/huffpost-protonet-5w5s-cosine.toml"),
+    ("huffpost", 5, 5, "protonet, meta-trained on 10-way 5-shot episodes", [], "runs/huffpost-protonet-10w5s-cosine",
+     "configs/huffpost-protonet-10w5s-cosine.toml"),
     ("clinc150", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("clinc150", 5, 1, "protonet, meta-trained (last 3 layers)", [], "runs/clinc150-protonet-5w1s-cosine",
      "configs/clinc150-protonet-5w1s-cosine.toml"),
