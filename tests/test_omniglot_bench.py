@@ -39,8 +39,8 @@ def test_font_pretraining_table_and_commands():
              "pretrain": {"steps": 2000, "best_step": 1750, "best_val": 0.9614, "train_s": 526.2},
              "ttft": {"error_pct": 13.0, "ci95_pct": 4.5}}]
     text = omniglot_bench.fonts_markdown(rows, "bin/bench-omniglot --section omniglot-fonts")
-    assert "| small1 | none | - | 2000 (1750), 420, 87.0 | 16.0 (+- 4.0) | - |" in text
-    assert ("| small1 | font glyphs | 2000 (1750), 526, 96.1 (font val chars, 20-way) | 2000 (1750), 424, 87.1 | "
+    assert "| small1 | from scratch | - | 2000 (1750), 420, 87.0 | 16.0 (+- 4.0) | - |" in text
+    assert ("| small1 | font glyphs, then the background set | 2000 (1750), 526, 96.1 (font val chars, 20-way) | 2000 (1750), 424, 87.1 | "
             "14.2 (+- 5.3) | 13.0 (+- 4.5) |") in text
     cmd = omniglot_bench.train_command("protonet-fonts", "small2", Path("runs/omniglot"), None)
     assert cmd[1:] == ["train", "--config", "configs/omniglot-protonet-fonts-small2.toml", "--out",

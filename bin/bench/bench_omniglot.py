@@ -37,9 +37,11 @@ from fewshot.checkpoint import is_checkpoint
 REPO = Path(__file__).resolve().parents[2]
 
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
-LEARNERS = ("protonet", "maml", "protonet-mobilenetv2", "protonet-fonts")  # configs/omniglot-<learner>-20w1s.toml
+LEARNERS = ("protonet", "maml", "protonet-mobilenetv2", "protonet-fonts", "protonet-augment")
 ARCH = {"protonet": "Conv4", "maml": "Conv4", "protonet-mobilenetv2": "MobileNetV2 (ImageNet init)",
-        "protonet-fonts": "Conv4, font-glyph pretraining"}
+        "protonet-fonts": "Conv4, font-glyph pretraining", "protonet-augment": "Conv4, affine-jittered training"}
+RECIPE = {"protonet": "from scratch", "protonet-fonts": "font glyphs, then the background set",
+          "protonet-augment": "from scratch, affine jitter"}  # section omniglot-fonts
 TTFT = {"finetune_steps": 20, "finetune_lr": 1e-2}  # test-time fine-tuning column of section omniglot-fonts
 # stage 1 of protonet-fonts: its config, and its output folder (the `checkpoint` of the stage-2 configs)
 FONTS_PRETRAIN = ("configs/omniglot-protonet-fonts-pretrain.toml", "runs/omniglot/protonet-fonts")
@@ -114,19 +116,21 @@ def _train_info(folder: Path) -> dict:
 def fonts_markdown(rows: list[dict], command: str) -> str:
     """The font-glyph pretraining comparison (section omniglot-fonts)."""
     lines = [
-        "## Omniglot official runs: font-glyph pretraining against none",
+        "## Omniglot official runs: font-glyph pretraining, augmentation and test-time fine-tuning",
         "",
         f"Command: `{command}`",
         "",
         "The 20 official runs (20-way within-alphabet 1-shot, 400 test items, error = wrong / 400), Conv4 "
         "protonet on 28x28 images with light strokes on dark, 20-way 1-shot training episodes, trained on one "
         "Omniglot background set alone (90-degree rotations as new classes; Early_Aramaic and Tagalog held out "
-        "for validation, never the evaluation alphabets). `with font glyphs`: first meta-trained on the 1,840 "
+        "for validation, never the evaluation alphabets). `font glyphs, then the background set`: first meta-trained on the 1,840 "
         "font_glyphs train characters (printed Unicode characters of 23 scripts, not Omniglot; "
         "configs/omniglot-protonet-fonts-pretrain.toml, validated on 613 other characters), then on the "
-        "background set (configs/omniglot-protonet-fonts-<background>.toml, learning rate 5e-4). `none`: the "
+        "background set (configs/omniglot-protonet-fonts-<background>.toml, learning rate 5e-4). `from scratch`: the "
         "same Conv4 from scratch on the background set (configs/omniglot-protonet-20w1s.toml, learning rate "
-        "1e-3). Best validation checkpoint scored; CI: 95% normal interval over the 20 runs; CPU-only, one "
+        "1e-3). `from scratch, affine jitter`: the same with every training image randomly rotated (+-10 "
+        "degrees), shifted (10%) and scaled (0.9-1.1) (configs/omniglot-protonet-augment-20w1s.toml). "
+        "Best validation checkpoint scored; CI: 95% normal interval over the 20 runs; CPU-only, one "
         "thread, on a shared 2-core machine (wall-clock times).",
         "",
         f"`+ test-time fine-tuning`: the same checkpoint with `--finetune-steps {TTFT['finetune_steps']} "
@@ -134,7 +138,7 @@ def fonts_markdown(rows: list[dict], command: str) -> str:
         "Conv4, affine-jittered copies as pseudo-queries; settings chosen on small1's val alphabets with the "
         "font-pretrained checkpoint: 87.60% against 87.39% without, 100 15-way episodes).",
         "",
-        "| background | pretraining | stage 1: steps (best), s, val acc | stage 2: steps (best), s, val acc | "
+        "| background | training | stage 1: steps (best), s, val acc | stage 2: steps (best), s, val acc | "
         "error % (95% CI) | + test-time fine-tuning: error % (95% CI) |",
         "|---|---|---|---|---|---|",
     ]
@@ -143,7 +147,7 @@ def fonts_markdown(rows: list[dict], command: str) -> str:
         stage1 = "-" if not pre else (f"{pre['steps']} ({pre['best_step']}), {pre['train_s']:.0f}, "
                                       f"{100 * pre['best_val']:.1f} (font val chars, 20-way)")
         lines.append(
-            f"| {r['background']} | {'font glyphs' if pre else 'none'} | {stage1} | {r.get('steps', '?')} "
+            f"| {r['background']} | {RECIPE.get(r['learner'], r['learner'])} | {stage1} | {r.get('steps', '?')} "
             f"({r.get('best_step', '?')}), {r.get('train_s', float('nan')):.0f}, "
             f"{100 * r.get('best_val', float('nan')):.1f} | {r['error_pct']:.1f} (+- {r['ci95_pct']:.1f}) | "
             + (f"{r['ttft']['error_pct']:.1f} (+- {r['ttft']['ci95_pct']:.1f}) |" if r.get("ttft") else "- |"))
