@@ -63,6 +63,8 @@ ACCURACY_ROWS = [
      "configs/huffpost-protonet-5w1s-cosine.toml"),
     ("huffpost", 5, 1, "protonet, meta-trained, transductive", TRANSDUCTIVE, "runs/huffpost-protonet-5w1s-cosine",
      "configs/huffpost-protonet-5w1s-cosine.toml"),
+    ("huffpost", 5, 1, "protonet, meta-trained on 10-way 1-shot episodes", [], "runs/huffpost-protonet-10w1s-cosine",
+     "configs/huffpost-protonet-10w1s-cosine.toml"),
     ("huffpost", 5, 5, "frozen MiniLM + protonet (floor)", [], None, None),
     ("huffpost", 5, 5, "protonet, meta-trained (1-shot checkpoint)", [], "runs/huffpost-protonet-5w1s-cosine",
      "configs/huffpost-protonet-5w1s-cosine.toml"),
