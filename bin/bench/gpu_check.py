@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gzip
-import hashlib
 import json
 import os
 import platform
@@ -126,12 +125,11 @@ def sh(cmd: list[str], log_file: Path | None = None, **kw) -> subprocess.Complet
     return p
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def file_sha256(path: Path) -> str:
+    """fewshot's file hash; imported when called: on the GPU machine fewshot is importable only after setup."""
+    from fewshot.episodes import file_sha256 as sha256
+
+    return sha256(path)
 
 
 def mib(n: float) -> str:
@@ -210,7 +208,7 @@ def prepare() -> int:
         *[f"learn2learn/data/{n}.pyx" for n in L2L_EXTENSIONS]], log, cwd=pkg.parent, env=env)
     with tarfile.open(GPU_DIR / "learn2learn.tar.gz", "w:gz") as tf:
         tf.add(pkg, arcname="learn2learn")
-    manifest["learn2learn"] = {"sdist": sdist.name, "sdist_sha256": sha256(sdist), "cython": cython_version,
+    manifest["learn2learn"] = {"sdist": sdist.name, "sdist_sha256": file_sha256(sdist), "cython": cython_version,
                                "unpacked_bytes": dir_bytes(pkg)}
     shutil.rmtree(stage)
 
@@ -228,7 +226,7 @@ def prepare() -> int:
     with open(shared / "huffpost" / "huffpost.json", "rb") as src, \
             gzip.GzipFile(data / "huffpost" / "huffpost.json.gz", "wb", compresslevel=9, mtime=0) as dst:
         shutil.copyfileobj(src, dst)
-    manifest["data"] = {str(p.relative_to(data)): sha256(p) for p in sorted(data.rglob("*")) if p.is_file()}
+    manifest["data"] = {str(p.relative_to(data)): file_sha256(p) for p in sorted(data.rglob("*")) if p.is_file()}
 
     # 5. sizes: everything that travels must stay under the device tool's 64 MiB.
     tree, n_tree = tree_bytes()
@@ -288,7 +286,7 @@ def _prepare_minilm(dest: Path) -> dict:
     e16 = create_encoder(str(check)).encode(texts, device="cpu")
     cos = (e32 * e16).sum(1) / (np.linalg.norm(e32, axis=1) * np.linalg.norm(e16, axis=1))
     shutil.rmtree(check)
-    return {"source": str(src), "source_sha256": sha256(src), "dtypes": sorted({str(v.dtype) for v in half.values()}),
+    return {"source": str(src), "source_sha256": file_sha256(src), "dtypes": sorted({str(v.dtype) for v in half.values()}),
             "max_abs_weight_diff": diff, "check_texts": len(texts),
             "max_abs_embedding_diff": float(np.abs(e32 - e16).max()), "min_embedding_cosine": float(cos.min())}
 
@@ -619,7 +617,9 @@ def steps(check: Check) -> list[tuple[str, bool, int, object]]:
     p = check.p
     runs = {"dataset": "omniglot-runs"}
     # the official runs again with test-time fine-tuning (bin/bench-omniglot's TTFT, chosen on val alphabets)
-    runs_ttft = {"dataset": "omniglot-runs", "learner": {"finetune_steps": 20, "finetune_lr": 1e-2}}
+    from bench_omniglot import TTFT
+
+    runs_ttft = {"dataset": "omniglot-runs", "learner": TTFT}
     huff = [{"dataset": "huffpost", "way": 5, "shot": shot, "episodes": p["huffpost_episodes"], "seed": 0}
             for shot in (1, 5)]
     return [

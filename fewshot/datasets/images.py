@@ -37,7 +37,6 @@ in a config flips an image encoder's input (see
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -49,7 +48,7 @@ import numpy as np
 
 from ..atomic import fsync_dir
 from ..data import FewShotDataset
-from ..episodes import Episode
+from ..episodes import Episode, file_sha256
 from .registry import cache_dir, load_split, register_dataset, require_file
 
 OMNIGLOT_SOURCE = "https://github.com/brendenlake/omniglot (python/{name})"
@@ -178,17 +177,9 @@ def load_omniglot_runs(root: Path, **_) -> FewShotDataset:
                           splits={"test": sorted(set(labels))}, source=str(path), episodes=episodes)
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def unpacked_npz_member(npz: Path, member: str, namespace: str) -> Path:
     """``member`` of ``npz`` as a plain .npy file in the cache (unpacked once, atomically), for mmap."""
-    folder = cache_dir() / namespace / _file_sha256(npz)[:16]
+    folder = cache_dir() / namespace / file_sha256(npz)[:16]
     out = folder / f"{member}.npy"
     if out.is_file():
         return out
