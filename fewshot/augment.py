@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import FewShotDataset
+from .data import FewShotDataset, LazyItems
 
 ROTATION_SUFFIX = "@rot"
 
@@ -105,7 +105,7 @@ def make_augmenter(modality: str, encoder=None):
     raise ValueError(f"no augmentation for modality {modality!r}; expected 'text' or 'image'")
 
 
-class RotatedItems(Sequence):
+class RotatedItems(LazyItems):
     """A lazy view: item ``k * n + i`` is item ``i`` rotated by ``k`` * 90 degrees."""
 
     def __init__(self, items: Sequence[np.ndarray]):
@@ -115,14 +115,7 @@ class RotatedItems(Sequence):
     def __len__(self) -> int:
         return 4 * self.n
 
-    def __getitem__(self, index: int) -> np.ndarray:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
+    def item(self, index: int) -> np.ndarray:
         k, i = divmod(index, self.n)
         return np.ascontiguousarray(np.rot90(self.items[i], k))
 

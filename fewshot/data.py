@@ -143,7 +143,27 @@ class FewShotDataset:
         return h.hexdigest()[:16]
 
 
-class ConcatItems(Sequence):
+class LazyItems(Sequence):
+    """A read-only view of items computed on access: ints (negative too) and slices, like a list.
+
+    Subclasses define ``__len__`` and :meth:`item` for ``0 <= index < len(self)``.
+    """
+
+    def item(self, index: int):
+        raise NotImplementedError
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.item(i) for i in range(*index.indices(len(self)))]
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.item(index)
+
+
+class ConcatItems(LazyItems):
     """A lazy view of several item sequences, one after another (nothing is copied)."""
 
     def __init__(self, parts: Sequence[Sequence]):
@@ -153,14 +173,7 @@ class ConcatItems(Sequence):
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
+    def item(self, index: int):
         part = int(np.searchsorted(self.offsets, index, side="right")) - 1
         return self.parts[part][index - int(self.offsets[part])]
 
