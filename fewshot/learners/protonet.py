@@ -183,23 +183,24 @@ class ProtoNet(Learner):
         n, n_way = len(x), int(y.max()) + 1
         onehot = nn.functional.one_hot(y, n_way).float().to(self.device)  # (n, way)
         counts = onehot.sum(0)
-        self.support_losses = []
+        # leave one out when every class has 2+ examples: a pseudo-query's own example is not in its prototype
+        leave_one_out = bool((counts > 1).all())
+        losses = []
         with torch.enable_grad():
             for _ in range(cfg.finetune_steps):
                 z = enc.embed(join_items(x, augment(x, rng))).float()
-                sums = onehot.T @ z[:n]  # (way, dim)
-                if bool((counts > 1).all()):
-                    # leave one out: a pseudo-query's own example is not in its class's prototype
+                if leave_one_out:
+                    sums = onehot.T @ z[:n]  # (way, dim)
                     protos = (sums.unsqueeze(0) - onehot.unsqueeze(2) * z[:n].unsqueeze(1)) \
                         / (counts - onehot).unsqueeze(2)  # (n, way, dim)
-                    logits = scale * scores(z[n:], protos, cfg.metric)
                 else:
-                    logits = scale * scores(z[n:], sums / counts.unsqueeze(1), cfg.metric)
-                loss = nn.functional.cross_entropy(logits, y_dev)
+                    protos = class_means(z[:n], y)
+                loss = nn.functional.cross_entropy(scale * scores(z[n:], protos, cfg.metric), y_dev)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                self.support_losses.append(float(loss.detach()))
+                losses.append(loss.detach())  # read once after the loop: no device sync per step
+        self.support_losses = torch.stack(losses).cpu().tolist() if losses else []
         for p in params:
             p.requires_grad_(False)
         return enc
