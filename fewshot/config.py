@@ -30,13 +30,16 @@ class DataConfig:
     text_column: str = "text"
     label_column: str = "label"
     extra_train: list[str] = field(default_factory=list)  # datasets whose train classes join training
+    extra_val: list[str] = field(default_factory=list)  # datasets whose val classes join validation
 
     def __post_init__(self) -> None:
         if not self.dataset:
             raise ValueError("data.dataset is empty: give a dataset name or a path to a file or folder")
-        if len(set(self.extra_train)) != len(self.extra_train) or self.dataset in self.extra_train:
-            raise ValueError(f"data.extra_train must name other datasets, each once; got {self.extra_train} "
-                             f"(dataset {self.dataset!r})")
+        for key in ("extra_train", "extra_val"):
+            names = getattr(self, key)
+            if len(set(names)) != len(names) or self.dataset in names:
+                raise ValueError(f"data.{key} must name other datasets, each once; got {names} "
+                                 f"(dataset {self.dataset!r})")
 
 
 @dataclass

@@ -62,6 +62,9 @@ class FewShotDataset:
     ``episodes``, when set, are the dataset's own fixed evaluation protocol
     (e.g. the 20 official Omniglot one-shot runs): ``fewshot run`` scores
     exactly these instead of sampling, unless an episodes file is given.
+    ``encoder_options`` are the encoder options these items call for, which a fresh
+    encoder takes unless the config sets them (FewRel's entity-marked sentences:
+    ``{"pooling": "entities"}``; see :func:`fewshot.experiment.build_learner`).
     """
 
     name: str
@@ -71,6 +74,7 @@ class FewShotDataset:
     splits: dict[str, list[str]] = field(default_factory=dict)
     source: str = ""
     episodes: list | None = None  # protocol episodes (fewshot.episodes.Episode), if the dataset has them
+    encoder_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.modality not in ("text", "image"):
@@ -178,36 +182,49 @@ class ConcatItems(LazyItems):
         return self.parts[part][index - int(self.offsets[part])]
 
 
-def with_extra_train(dataset: FewShotDataset, extras: Sequence[FewShotDataset]) -> FewShotDataset:
-    """``dataset`` whose train split also holds the TRAIN classes of each of ``extras``.
+def with_extra_classes(dataset: FewShotDataset, train: Sequence[FewShotDataset] = (),
+                       val: Sequence[FewShotDataset] = ()) -> FewShotDataset:
+    """``dataset`` whose train split also holds the TRAIN classes of each of ``train``, and whose
+    val split the VAL classes of each of ``val`` (more validation classes: wider validation episodes).
 
     Labels name classes across datasets (FewRel's files share Wikidata relation ids): an extra
-    train class with the name of one of ``dataset``'s train classes merges into it, and one
-    with the name of a val or test class of ``dataset`` is left out (``dropped``), so no
-    example of a held-out class is ever trained on. Every other extra example (the extras'
-    own val and test classes, and left-out ones) is kept under a label prefixed with its
-    dataset's name (``"fewrel-nyt:P40"``) that belongs to no split. ``dataset``'s val and
-    test classes and their examples are unchanged, so validation and testing are exactly as
-    without extras. Returns the new dataset; its ``source`` lists the left-out classes.
+    class with the name of one of ``dataset``'s classes of the same split merges into it. One
+    that would cross splits is left out (``dropped``): an extra train class that is one of
+    ``dataset``'s val or test classes, or an extra val class that is a train or test class, so no
+    example of a test class ever reaches training or validation and no validation class is
+    trained on. Every other extra example is kept under a label prefixed with its dataset's name
+    (``"fewrel-nyt:P40"``) that belongs to no split. ``dataset``'s test classes and their examples
+    are unchanged, and so is everything when both lists are empty. Returns the new dataset; its
+    ``source`` lists the left-out classes.
     """
-    items, labels = [dataset.items], list(dataset.labels)
-    train = dataset.split_classes("train")
-    held_out = {c for split in ("val", "test") for c in dataset.splits.get(split, [])}
-    dropped: list[str] = []
+    extras = list({e.name: e for e in [*train, *val]}.values())
     for extra in extras:
         if extra.modality != dataset.modality:
-            raise ValueError(f"extra training dataset {extra.name!r} is {extra.modality} but {dataset.name!r} is "
-                             f"{dataset.modality}; extra training data must be of the same modality")
+            raise ValueError(f"extra dataset {extra.name!r} is {extra.modality} but {dataset.name!r} is "
+                             f"{dataset.modality}; extra training and validation data must be of the same modality")
         if extra.name == dataset.name:
-            raise ValueError(f"extra training dataset {extra.name!r} is the dataset itself; drop it from extra_train")
-        joining = set(extra.split_classes("train")) - held_out
-        dropped += [f"{extra.name}:{c}" for c in extra.split_classes("train") if c in held_out]
+            raise ValueError(f"extra dataset {extra.name!r} is the dataset itself; drop it from extra_train/extra_val")
+    test = set(dataset.splits.get("test", []))
+    splits = {split: list(dataset.splits.get(split, [])) for split in ("train", "val")}
+    joins: dict[str, set] = {e.name: set() for e in extras}
+    dropped: list[str] = []
+    for split, other, sources in (("val", "train", val), ("train", "val", train)):  # val first: it must stay clean
+        for extra in sources:
+            for c in extra.splits.get(split, []):
+                if c in test or c in splits[other]:
+                    dropped.append(f"{extra.name}:{c} ({split})")
+                    continue
+                joins[extra.name].add(c)
+                if c not in splits[split]:
+                    splits[split].append(c)
+    items, labels = [dataset.items], list(dataset.labels)
+    for extra in extras:
         items.append(extra.items)
-        labels += [label if label in joining else f"{extra.name}:{label}" for label in extra.labels]
-        train += [c for c in extra.split_classes("train") if c in joining and c not in train]
-    splits = {**dataset.splits, "train": train}
+        labels += [label if label in joins[extra.name] else f"{extra.name}:{label}" for label in extra.labels]
     name = "+".join([dataset.name] + [e.name for e in extras])
     source = "; ".join([dataset.source] + [e.source for e in extras])
     if dropped:
-        source += f" (left out of training as {dataset.name}'s val/test classes: {', '.join(dropped)})"
-    return FewShotDataset(name, dataset.modality, ConcatItems(items), labels, splits, source=source)
+        source += f" (left out as classes of another split of {dataset.name}: {', '.join(dropped)})"
+    splits = {**dataset.splits, **{k: v for k, v in splits.items() if v or k in dataset.splits}}
+    return FewShotDataset(name, dataset.modality, ConcatItems(items), labels, splits, source=source,
+                          encoder_options=dict(dataset.encoder_options))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .checkpoint import load_learner
 from .config import EpisodeConfig, FewShotConfig
-from .data import FewShotDataset, with_extra_train
+from .data import FewShotDataset, with_extra_classes
 from .datasets import load_dataset
 from .device import resolve_device
 from .encoders import create_encoder, default_encoder
@@ -21,14 +21,17 @@ from .seed import seed_everything
 
 
 def build_dataset(cfg: FewShotConfig, training: bool = False) -> FewShotDataset:
-    """``cfg.data``'s dataset; for ``training``, with the train classes of ``data.extra_train`` added."""
+    """``cfg.data``'s dataset; for ``training``, with the train classes of ``data.extra_train`` and the
+    val classes of ``data.extra_val`` added."""
     d = cfg.data
     kw = {}
     if d.text_column != "text" or d.label_column != "label":
         kw = {"text_column": d.text_column, "label_column": d.label_column}
     dataset = load_dataset(d.dataset, d.data_root, **kw)
-    if training and d.extra_train:
-        dataset = with_extra_train(dataset, [load_dataset(name, d.data_root) for name in d.extra_train])
+    if training and (d.extra_train or d.extra_val):
+        extras = {name: load_dataset(name, d.data_root) for name in dict.fromkeys(d.extra_train + d.extra_val)}
+        dataset = with_extra_classes(dataset, train=[extras[n] for n in d.extra_train],
+                                     val=[extras[n] for n in d.extra_val])
     return dataset
 
 
@@ -77,17 +80,23 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
     return sampler.episodes(e.episodes), sampler.describe()
 
 
-def build_learner(cfg: FewShotConfig, modality: str, seed: int | None = None, encoder=None):
-    """The learner of ``cfg``: from a checkpoint folder, or a fresh pretrained encoder, or
-    ``encoder`` (an Encoder instance, e.g. a support index's; cfg.encoder and cfg.checkpoint
-    are then ignored).
+def build_learner(cfg: FewShotConfig, dataset: FewShotDataset, seed: int | None = None, encoder=None):
+    """The learner of ``cfg`` for ``dataset``: from a checkpoint folder, or a fresh pretrained
+    encoder, or ``encoder`` (an Encoder instance, e.g. a support index's; cfg.encoder and
+    cfg.checkpoint are then ignored).
+
+    A fresh encoder takes ``dataset.encoder_options`` (what its items call for, e.g. FewRel's
+    entity pooling) under ``cfg.encoder_options``, which win; a checkpoint's encoder keeps its
+    own options but for ``cfg.encoder_options``.
 
     ``seed`` seeds every generator first (identical initial heads and adapters on
     every rank of a distributed run). Under torchrun on CUDA each rank takes its
-    own device. ``cfg.learner`` becomes the resolved options actually used (e.g.
-    the encoder's metric), for reports and checkpoints.
+    own device. ``cfg.learner`` and ``cfg.encoder_options`` become the resolved options
+    actually used (e.g. the encoder's metric), for reports and checkpoints.
     """
     import torch
+
+    modality = dataset.modality
 
     if seed is not None:
         seed_everything(seed)
@@ -100,6 +109,7 @@ def build_learner(cfg: FewShotConfig, modality: str, seed: int | None = None, en
         learner = load_learner(cfg.checkpoint, learner_cfg=cfg.learner, encoder_options=cfg.encoder_options)
     else:
         name = cfg.encoder or default_encoder(modality)
+        cfg.encoder_options = {**dataset.encoder_options, **cfg.encoder_options}
         encoder = create_encoder(name, **cfg.encoder_options)
         if encoder.modality != modality:
             raise ValueError(f"encoder {name!r} reads {encoder.modality} but the dataset is {modality}; choose "
@@ -154,7 +164,7 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
     start = time.perf_counter()
     dataset = build_dataset(cfg)
     episodes, sampler = build_episodes(cfg, dataset)
-    learner = build_learner(cfg, dataset.modality)
+    learner = build_learner(cfg, dataset)
     result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress,
                       predictions=predictions)
     return RunReport(cfg=cfg, dataset=dataset, result=result, sampler=sampler, encoder=learner.encoder.name,

@@ -12,12 +12,19 @@ text or label refused by one is refused by all, with the same message.
   only by surrounding whitespace (``"cat"`` and ``"cat "`` would otherwise be two
   classes that print alike): that is refused, never merged silently.
 
+A text may mark the two entities of a relation, head then tail, as
+``[E1] head words [/E1]`` and ``[E2] tail words [/E2]`` (Baldini Soares et al.
+2019); :data:`ENTITY_MARKERS` is that convention, :func:`entity_spans` reads it
+back. The FewRel loaders write it; text encoders with ``pooling="entities"`` read it.
+
 This module imports nothing from fewshot: it is the bottom layer.
 """
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Hashable, Iterable
+
+ENTITY_MARKERS = (("[E1]", "[/E1]"), ("[E2]", "[/E2]"))  # (open, close) of the head, then of the tail
 
 
 def check_text(text, where: str) -> str:
@@ -72,3 +79,28 @@ def check_labels(labels: Iterable, where: str) -> list:
                                  "whitespace; they would be two classes that print alike: strip the spaces "
                                  "from your labels (or rename one class)")
     return labels
+
+
+def entity_spans(text: str, where: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Character spans ``(start, end)`` of the head's and the tail's words in an entity-marked text.
+
+    A span covers what lies between the open and close markers, without the spaces
+    next to them. Each marker must occur exactly once, the close after its open, and
+    hold some word; else ValueError naming ``where``.
+    """
+    spans = []
+    for open_, close in ENTITY_MARKERS:
+        counts = (text.count(open_), text.count(close))
+        start, end = text.find(open_) + len(open_), text.find(close)
+        if counts != (1, 1) or end < start or not text[start:end].strip():
+            raise ValueError(
+                f"{where}: expected the head entity marked once as '{ENTITY_MARKERS[0][0]} words {ENTITY_MARKERS[0][1]}' "
+                f"and the tail as '{ENTITY_MARKERS[1][0]} words {ENTITY_MARKERS[1][1]}', got {counts[0]} x {open_!r} and "
+                f"{counts[1]} x {close!r}{' (empty or in the wrong order)' if counts == (1, 1) else ''} in {text!r:.80}; mark "
+                "both entities of every text, or use pooling='mean'")
+        while text[start].isspace():
+            start += 1
+        while text[end - 1].isspace():
+            end -= 1
+        spans.append((start, end))
+    return spans[0], spans[1]

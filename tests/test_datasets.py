@@ -83,6 +83,11 @@ def test_fewrel_marks_head_and_tail_entities(shared_data):
     ds = load_dataset("fewrel", shared_data)
     assert all(t.count("[E1]") == 1 and t.count("[/E2]") == 1 for t in ds.items[:200])
     assert set(ds.labels) >= {"P177", "P921"}
+    assert ds.encoder_options == {"pooling": "entities"}  # every item is entity-marked
+    from fewshot.inputs import entity_spans
+    for t in ds.items[::97]:
+        (hs, he), (ts, te) = entity_spans(t, "fewrel")
+        assert "[" not in t[hs:he] + t[ts:te]
 
 
 def test_trec_labels_are_fine_classes_and_small_ones_stay_out_of_splits(shared_data):
@@ -317,9 +322,9 @@ def test_cli_malformed_csv_exits_2_naming_the_line(tmp_path):
     assert "bad.csv:3: expected 2 fields" in result.output
 
 
-def test_extra_train_adds_only_the_train_classes_of_other_datasets(shared_data):
+def test_extra_classes_add_only_the_train_or_val_classes_of_other_datasets(shared_data):
     from fewshot.config import FewShotConfig
-    from fewshot.data import ConcatItems, FewShotDataset, with_extra_train
+    from fewshot.data import ConcatItems, FewShotDataset, with_extra_classes
     from fewshot.experiment import build_dataset
 
     cfg = FewShotConfig.from_dict({"data": {"dataset": "fewrel", "data_root": str(shared_data),
@@ -340,7 +345,7 @@ def test_extra_train_adds_only_the_train_classes_of_other_datasets(shared_data):
     # FewRel's files share relation ids: nyt's train relations that are fewrel's test relations are left out,
     # those that are fewrel's train relations merge into them, and held-out classes keep exactly their examples.
     nyt = load_dataset("fewrel-nyt", shared_data)
-    ds = with_extra_train(base, [nyt])
+    ds = with_extra_classes(base, train=[nyt])
     held_out = set(base.split_classes("val")) | set(base.split_classes("test"))
     clash = [c for c in nyt.split_classes("train") if c in held_out]
     merged = [c for c in nyt.split_classes("train") if c in base.split_classes("train")]
@@ -358,7 +363,46 @@ def test_extra_train_adds_only_the_train_classes_of_other_datasets(shared_data):
     with pytest.raises(IndexError):
         items[5]
     img = FewShotDataset("img", "image", [np.zeros((2, 2), np.uint8)], ["x"], {"train": ["x"]})
-    with pytest.raises(ValueError, match="extra training dataset 'img' is image but 'fewrel' is text"):
-        with_extra_train(base, [img])
+    with pytest.raises(ValueError, match="extra dataset 'img' is image but 'fewrel' is text"):
+        with_extra_classes(base, val=[img])
     with pytest.raises(ValueError, match="data.extra_train must name other datasets, each once"):
         FewShotConfig.from_dict({"data": {"dataset": "fewrel", "extra_train": ["fewrel"]}})
+    with pytest.raises(ValueError, match="data.extra_val must name other datasets, each once"):
+        FewShotConfig.from_dict({"data": {"dataset": "fewrel", "extra_val": ["fewrel-nyt", "fewrel-nyt"]}})
+    assert with_extra_classes(base).fingerprint() == base.fingerprint()
+
+
+def test_extra_val_widens_validation_and_never_crosses_splits(shared_data):
+    from fewshot.config import FewShotConfig
+    from fewshot.data import FewShotDataset, with_extra_classes
+    from fewshot.experiment import build_dataset
+
+    cfg = FewShotConfig.from_dict({"data": {"dataset": "fewrel", "data_root": str(shared_data),
+                                            "extra_train": ["fewrel-nyt"],
+                                            "extra_val": ["fewrel-nyt", "fewrel-pubmed", "fewrel-semeval"]}})
+    base, nyt, pubmed, semeval = (load_dataset(n, shared_data)
+                                  for n in ("fewrel", "fewrel-nyt", "fewrel-pubmed", "fewrel-semeval"))
+    ds = build_dataset(cfg, training=True)
+    assert ds.name == "fewrel+fewrel-nyt+fewrel-pubmed+fewrel-semeval"  # nyt's examples once, not twice
+    assert len(ds.items) == sum(len(d.items) for d in (base, nyt, pubmed, semeval))
+    assert ds.split_classes("val") == base.split_classes("val") + nyt.split_classes("val") + \
+        pubmed.split_classes("val") + semeval.split_classes("val")  # 7 relations: 5-way validation
+    assert ds.split_classes("test") == base.split_classes("test")
+    assert not set(ds.split_classes("train")) & set(ds.split_classes("val"))
+    c = pubmed.split_classes("val")[0]
+    assert ds.take(ds.ids_by_class([c])[c]) == pubmed.take(pubmed.ids_by_class([c])[c])
+    t = pubmed.split_classes("train")[0]  # pubmed is only in extra_val: its train classes join nothing
+    assert f"fewrel-pubmed:{t}" in ds.labels and t not in ds.labels
+    assert build_dataset(cfg).fingerprint() == base.fingerprint()  # scoring never sees the extras
+
+    # a val class of an extra that is a train or test class of the dataset is left out; one that is a
+    # val class merges; val wins over another extra's train class of the same name
+    own = FewShotDataset("own", "text", ["a", "b", "c", "d"], ["tr", "va", "te", "x"],
+                         {"train": ["tr"], "val": ["va"], "test": ["te"]})
+    other = FewShotDataset("other", "text", ["e", "f", "g", "h"], ["tr", "va", "te", "x"],
+                           {"train": ["x"], "val": ["tr", "va", "te"]})
+    third = FewShotDataset("third", "text", ["i", "j"], ["x", "y"], {"train": ["y"], "val": ["x"]})
+    ds = with_extra_classes(own, train=[other], val=[other, third])
+    assert ds.split_classes("val") == ["va", "x"] and ds.split_classes("train") == ["tr"]
+    assert ds.labels == ["tr", "va", "te", "x", "other:tr", "va", "other:te", "other:x", "x", "third:y"]
+    assert "other:tr (val)" in ds.source and "other:te (val)" in ds.source and "other:x (train)" in ds.source

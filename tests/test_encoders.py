@@ -79,3 +79,59 @@ def test_minilm_matches_sentence_transformers_recipe(minilm):
     z = z / np.linalg.norm(z, axis=1, keepdims=True)
     assert z.shape == (3, 384)
     assert z[0] @ z[1] > 0.7 and z[0] @ z[2] < 0.3
+
+
+def test_entity_pooling_concatenates_normalised_text_head_and_tail_means(tiny_text_model_dir):
+    enc = create_encoder(str(tiny_text_model_dir), pooling="entities")
+    assert enc.dim == 3 * 32
+    texts = ["the [E1] Cape Girardeau Bridge [/E1] spans the [E2] Mississippi [/E2] river",
+             "[E2] Paris [/E2] is where [E1] Marie [/E1] lived"]
+    batch = enc.preprocess(texts)
+    tokens = enc.tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
+    assert [t for t, m in zip(tokens, batch["head_mask"][0]) if m] == ["cape", "gi", "##rard", "##eau", "bridge"]
+    assert [t for t, m in zip(tokens, batch["tail_mask"][0]) if m] == ["mississippi"]
+    tokens1 = enc.tokenizer.convert_ids_to_tokens(batch["input_ids"][1])
+    assert [t for t, m in zip(tokens1, batch["head_mask"][1]) if m] == ["marie"]
+    assert [t for t, m in zip(tokens1, batch["tail_mask"][1]) if m] == ["paris"]
+    with torch.no_grad():
+        hidden = enc.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    z = enc.encode(texts, batch_size=1)
+    for i in range(2):
+        n = int(batch["attention_mask"][i].sum())
+        parts = [hidden[i, :n].mean(0)] + [hidden[i][batch[k][i].bool()].mean(0) for k in ("head_mask", "tail_mask")]
+        want = torch.cat([p / p.norm() for p in parts]).numpy()
+        np.testing.assert_allclose(z[i], want, atol=1e-5)
+    # the mean part is what mean pooling gives
+    plain = create_encoder(str(tiny_text_model_dir), pooling="mean")
+    plain.load_state_dict(enc.state_dict())
+    m = plain.encode(texts[:1])[0]
+    np.testing.assert_allclose(z[0, :32], m / np.linalg.norm(m), atol=1e-5)
+
+
+def test_entity_pooling_refuses_unmarked_text_and_unknown_pooling(tiny_text_model_dir):
+    enc = create_encoder(str(tiny_text_model_dir), pooling="entities")
+    with pytest.raises(ValueError, match=r"item 1: expected the head entity marked once as '\[E1\] words \[/E1\]' and the tail as "
+                                         r"'\[E2\] words \[/E2\]', "
+                                         r"got 0 x '\[E2\]' and 0 x '\[/E2\]'"):
+        enc.encode(["[E1] a [/E1] b [E2] c [/E2]", "[E1] a [/E1] b c"])
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        create_encoder(str(tiny_text_model_dir), pooling="cls")
+
+
+def test_a_datasets_encoder_options_apply_to_a_fresh_encoder_and_the_config_wins(tiny_text_model_dir, tmp_path):
+    from fewshot.checkpoint import save_checkpoint
+    from fewshot.config import FewShotConfig
+    from fewshot.data import FewShotDataset
+    from fewshot.experiment import build_learner
+
+    texts = ["[E1] a [/E1] is in [E2] b [/E2]", "[E1] c [/E1] works for [E2] d [/E2]"]
+    ds = FewShotDataset("rel", "text", texts, ["in", "for"], encoder_options={"pooling": "entities"})
+    cfg = FewShotConfig.from_dict({"encoder": str(tiny_text_model_dir)})
+    learner = build_learner(cfg, ds)
+    assert learner.encoder.pooling == "entities" and learner.encoder.dim == 96
+    assert cfg.encoder_options == {"pooling": "entities"}  # resolved, for config.json and reports
+    plain_cfg = FewShotConfig.from_dict({"encoder": str(tiny_text_model_dir), "encoder_options": {"pooling": "mean"}})
+    assert build_learner(plain_cfg, ds).encoder.dim == 32
+    # a checkpoint keeps the pooling it was trained with, whatever the dataset calls for
+    save_checkpoint(tmp_path, build_learner(plain_cfg, ds))
+    assert build_learner(FewShotConfig.from_dict({"checkpoint": str(tmp_path)}), ds).encoder.pooling == "mean"

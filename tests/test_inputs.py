@@ -184,3 +184,16 @@ def test_readers_either_load_checked_rows_or_raise_a_value_error(tmp_path, rows,
     check_texts(ds.items, "loaded")
     check_labels(ds.labels, "loaded")
     assert all(lab == lab.strip() for lab in ds.labels)
+
+
+def test_entity_spans_read_back_the_markers():
+    from fewshot.inputs import entity_spans
+
+    text = "the [E1] Cape Bridge [/E1] spans the [E2]  Mississippi [/E2]"
+    (hs, he), (ts, te) = entity_spans(text, "t")
+    assert text[hs:he] == "Cape Bridge" and text[ts:te] == "Mississippi"
+    for bad, why in (("[E1] a [/E1] [E1] b [/E1] [E2] c [/E2]", r"got 2 x '\[E1\]'"),
+                     ("[/E1] a [E1] [E2] c [/E2]", r"got 1 x '\[E1\]' and 1 x '\[/E1\]' \(empty or in the wrong order\)"),
+                     ("[E1]  [/E1] [E2] c [/E2]", r"got 1 x '\[E1\]' and 1 x '\[/E1\]' \(empty or in the wrong order\)")):
+        with pytest.raises(ValueError, match=r"^where: expected the head entity marked once.*" + why):
+            entity_spans(bad, "where")

@@ -22,7 +22,7 @@ class BenchResources:
     def __init__(self, cfg: BenchConfig):
         self.cfg = cfg
         self.datasets: dict[str, FewShotDataset] = {}
-        self.learners: dict[tuple[str, str], object] = {}
+        self.learners: dict[tuple[str, str, str], object] = {}
 
     def dataset(self, name: str) -> FewShotDataset:
         if name not in self.datasets:
@@ -32,12 +32,12 @@ class BenchResources:
                 {"data": {"dataset": name, "data_root": self.cfg.data_root}}))
         return self.datasets[name]
 
-    def learner(self, cell: CellSpec, run_cfg: FewShotConfig, modality: str):
-        key = (cell.learner.label, modality)
+    def learner(self, cell: CellSpec, run_cfg: FewShotConfig, dataset: FewShotDataset):
+        key = (cell.learner.label, dataset.modality, repr(sorted(dataset.encoder_options.items())))
         if key not in self.learners:
             from ..experiment import build_learner
 
-            self.learners = {key: build_learner(run_cfg, modality)}  # keep one learner in memory
+            self.learners = {key: build_learner(run_cfg, dataset)}  # keep one learner in memory
         run_cfg.learner = self.learners[key].cfg  # the resolved options (e.g. the encoder's metric)
         return self.learners[key]
 
@@ -47,7 +47,7 @@ def run_cell(cfg: BenchConfig, cell: CellSpec, res: BenchResources, progress: bo
     dataset = res.dataset(cell.dataset)
     path, eps, digest = frozen_episodes(cfg, cell, dataset)
     run_cfg = cell.run_config(cfg, str(path))
-    learner = res.learner(cell, run_cfg, dataset.modality)
+    learner = res.learner(cell, run_cfg, dataset)
     shape = {"way": cell.way, "shot": cell.shot, "query": cfg.query}
     if cell.protocol:
         shape = {"way": eps[0].n_way, "shot": int(len(eps[0].support) // eps[0].n_way),

