@@ -41,6 +41,14 @@ def update_section(name: str, markdown: str, path: str | os.PathLike | None = No
     return path
 
 
+def read_section(name: str, path: str | os.PathLike | None = None) -> str:
+    """The text between section ``name``'s markers in BENCHMARKS.md ("" when there is none)."""
+    path = Path(path or os.environ.get("FEWSHOT_BENCHMARKS_MD", DEFAULT_PATH))
+    text = path.read_text() if path.exists() else ""
+    m = re.search(re.escape(f"<!-- bench:{name} -->") + r"(.*?)" + re.escape(f"<!-- /bench:{name} -->"), text, re.S)
+    return m.group(1) if m else ""
+
+
 def publish(name: str, markdown: str, write: bool = True) -> None:
     """Print a section's Markdown and, unless ``write`` is false, record it in BENCHMARKS.md."""
     print(markdown)
