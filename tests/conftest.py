@@ -5,7 +5,9 @@ from a config, with MiniLM's tokenizer read from the installed package.
 """
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -24,6 +26,30 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 def shared_data() -> Path:
     assert SHARED_DATA.is_dir(), f"the test data folder {SHARED_DATA} is missing; set FEWSHOT_DATA"
     return SHARED_DATA
+
+
+@pytest.fixture
+def run_timing_bench(shared_data, tmp_path, monkeypatch, capsys):
+    """Runs a bench script that times variants in alternating rounds (``bench_maml``, ``bench_train_speed``):
+    ``run(module, section, script, *args)`` calls ``module.main`` on the shared data with 2 timed steps in 2
+    rounds after 1 warm-up step, then ``args``, writing BENCHMARKS.md under ``tmp_path``; checks that section
+    ``section`` holds the command line and is the Markdown printed; returns that Markdown and the JSON rows
+    printed."""
+    from benchmarks_md import read_section
+
+    def run(module, section: str, script: str, *args: str) -> tuple[str, list[dict]]:
+        md = tmp_path / "BENCHMARKS.md"
+        monkeypatch.setenv("FEWSHOT_BENCHMARKS_MD", str(md))
+        argv = ["--data-root", str(shared_data), "--steps", "2", "--rounds", "2", "--warmup", "1", *args]
+        assert module.main(argv) == 0
+        text = read_section(section, md).strip()
+        assert f"\nCommand: `bin/{script} {shlex.join(argv)}`\n" in text
+        out = capsys.readouterr().out
+        rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert out == "".join(json.dumps(row) + "\n" for row in rows) + text + "\n"
+        return text, rows
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -6,21 +6,17 @@ import pytest
 import bench_maml as maml_bench
 
 
-def test_bench_runs_both_variants_and_writes_its_section(shared_data, tmp_path, monkeypatch, capsys):
-    md = tmp_path / "BENCHMARKS.md"
-    monkeypatch.setenv("FEWSHOT_BENCHMARKS_MD", str(md))
-    assert maml_bench.main(["--data-root", str(shared_data), "--steps", "2", "--rounds", "2", "--warmup", "1",
-                            "--setting", "3:1:second"]) == 0
-    text = md.read_text()
-    assert "<!-- bench:maml-speed -->" in text
-    assert "Command: `bin/bench-maml --data-root" in text and "--setting 3:1:second`" in text
+def test_bench_runs_both_variants_and_writes_its_section(run_timing_bench):
+    text, rows = run_timing_bench(maml_bench, "maml-speed", "bench-maml", "--setting", "3:1:second")
+    assert [(r["way"], r["inner_steps"], r["first_order"], r["steps"], r["warmup"]) for r in rows] == [
+        (3, 1, False, 2, 1)]
     row = next(line for line in text.splitlines() if line.startswith("| 3 | 1 | second |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     fewshot_ms, plain_ms, ratio = float(cells[3]), float(cells[4]), float(cells[5])
     assert fewshot_ms > 0 and plain_ms > 0
+    assert fewshot_ms == pytest.approx(rows[0]["fewshot_ms"], abs=0.05)
     # the table rounds the ratio to 0.01 and each time to 0.1 ms: allow exactly that rounding
     assert abs(ratio - fewshot_ms / plain_ms) <= 0.005 + ratio * (0.05 / fewshot_ms + 0.05 / plain_ms) + 1e-9
-    assert '"first_order": false' in capsys.readouterr().out
 
 
 def test_bad_settings_are_refused(capsys):

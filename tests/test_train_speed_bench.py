@@ -2,22 +2,13 @@
 section is written with its command, and the MiniLM throughput estimate follows its formula."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 import bench_train_speed as speed_bench
 
 
-def test_bench_runs_both_variants_and_writes_its_section(shared_data, tmp_path, monkeypatch, capsys):
-    md = tmp_path / "BENCHMARKS.md"
-    monkeypatch.setenv("FEWSHOT_BENCHMARKS_MD", str(md))
-    assert speed_bench.main(["--data-root", str(shared_data), "--steps", "2", "--rounds", "2", "--warmup", "1",
-                             "--setting", "conv4-20way"]) == 0
-    text = md.read_text()
-    assert "<!-- bench:train-speed -->" in text
-    assert "Command: `bin/bench-train-speed --data-root" in text and "--setting conv4-20way`" in text
-    row = json.loads(capsys.readouterr().out.splitlines()[0])
+def test_bench_runs_both_variants_and_writes_its_section(shared_data, run_timing_bench):
+    text, (row,) = run_timing_bench(speed_bench, "train-speed", "bench-train-speed", "--setting", "conv4-20way")
     assert row["setting"] == "conv4-20way" and row["steps"] == 2
     assert row["max_loss_diff"] < 1e-5  # resident and raw inputs: the same training
     from fewshot.datasets import load_dataset

@@ -18,8 +18,6 @@ above the resident size at the start of the variant's steps, or
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
 import sys
@@ -27,8 +25,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from benchmarks_md import command as bench_command
-from benchmarks_md import publish
+from alternating_rounds import AlternatingRounds, load_average, load_average_note, sync
+from benchmarks_md import publish_rows
 from torch import nn
 
 
@@ -63,11 +61,6 @@ class PeakMemory:
         return (_rss_kib("VmHWM") * 1024 - self.base) / 2**20
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def run(dataset: str = "omniglot-small1", data_root: str | None = None, way: int = 5, shot: int = 1,
         query: int = 5, inner_steps: int = 1, inner_lr: float = 0.4, first_order: bool = False,
         steps: int = 20, warmup: int = 3, rounds: int = 4, seed: int = 0, device: str = "cpu") -> dict:
@@ -79,8 +72,7 @@ def run(dataset: str = "omniglot-small1", data_root: str | None = None, way: int
     from fewshot.l2l import import_learn2learn
     from fewshot.learners import create_learner
 
-    if steps < rounds or steps % rounds:
-        raise ValueError(f"--steps must be a positive multiple of --rounds ({rounds}), got {steps}")
+    schedule = AlternatingRounds(steps, rounds)
     l2l = import_learn2learn()
     dev = resolve_device(device)
     ds = load_dataset(dataset, data_root)
@@ -130,18 +122,15 @@ def run(dataset: str = "omniglot-small1", data_root: str | None = None, way: int
     times = {k: [] for k in variants}
     peaks = {k: 0.0 for k in variants}
     mem = PeakMemory(dev)
-    per_round = steps // rounds
-    for r in range(rounds):
-        order = list(variants) if r % 2 == 0 else list(variants)[::-1]
-        for name in order:
-            mem.start()
-            for i in range(warmup + r * per_round, warmup + (r + 1) * per_round):
-                _sync(dev)
-                t = time.perf_counter()
-                variants[name](i)
-                _sync(dev)
-                times[name].append(time.perf_counter() - t)
-            peaks[name] = max(peaks[name], mem.peak_mib())
+    for name, turn in schedule.turns(variants, start=warmup):
+        mem.start()
+        for i in turn:
+            sync(dev)
+            t = time.perf_counter()
+            variants[name](i)
+            sync(dev)
+            times[name].append(time.perf_counter() - t)
+        peaks[name] = max(peaks[name], mem.peak_mib())
     med = {k: 1000 * statistics.median(v) for k, v in times.items()}
     return {
         "dataset": dataset, "way": way, "shot": shot, "query": query, "inner_steps": inner_steps,
@@ -150,7 +139,7 @@ def run(dataset: str = "omniglot-small1", data_root: str | None = None, way: int
         "fewshot_ms": med["fewshot"], "learn2learn_ms": med["learn2learn"],
         "ratio": med["fewshot"] / med["learn2learn"], "preprocess_ms": preprocess_ms,
         "fewshot_peak_mib": peaks["fewshot"], "learn2learn_peak_mib": peaks["learn2learn"],
-        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_average": load_average(),
     }
 
 
@@ -187,8 +176,7 @@ def markdown(rows: list[dict], command: str) -> str:
             f"{r['fewshot_peak_mib']:.1f} | {r['learn2learn_peak_mib']:.1f} | "
             f"{r['load_average']:.1f} |"
         )
-    lines += ["", "The machine is shared: the 1-minute load average at the end of each row is given; "
-              "compare the ratio rather than absolute times."]
+    lines += load_average_note("is shared", "the ratio rather than absolute times")
     return "\n".join(lines)
 
 
@@ -196,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bin/bench-maml", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="omniglot-small1")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--steps", type=int, default=20, help="timed steps per variant and setting")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=4)
+    AlternatingRounds.add_arguments(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--setting", action="append", default=None, metavar="WAY:INNER:ORDER",
@@ -214,14 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                 settings.append((int(way), int(inner), {"first": True, "second": False}[order]))
             except (ValueError, KeyError):
                 p.error(f"--setting expects WAY:INNER:first|second such as 5:1:first, got {s!r}")
-    rows = []
-    for way, inner, fo in settings:
-        row = run(args.dataset, args.data_root, way=way, inner_steps=inner, first_order=fo, steps=args.steps,
-                  warmup=args.warmup, rounds=args.rounds, seed=args.seed, device=args.device)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    command = bench_command("bench-maml", argv)
-    publish("maml-speed", markdown(rows, command), not args.no_write)
+    rows = (run(args.dataset, args.data_root, way=way, inner_steps=inner, first_order=fo, steps=args.steps,
+                warmup=args.warmup, rounds=args.rounds, seed=args.seed, device=args.device)
+            for way, inner, fo in settings)
+    publish_rows("maml-speed", "bench-maml", rows, markdown, argv, not args.no_write)
     return 0
 
 

@@ -17,16 +17,14 @@ training computes in (bf16 under CUDA autocast, fp32 on the CPU).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
 import time
 
 import numpy as np
 import torch
-from benchmarks_md import command as bench_command
-from benchmarks_md import publish
+from alternating_rounds import AlternatingRounds, load_average, load_average_note, sync
+from benchmarks_md import publish_rows
 
 SETTINGS = {  # name: (encoder, dataset, way, learner options)
     "conv4-20way": ("conv4", "omniglot-small1", 20, {}),
@@ -35,26 +33,21 @@ SETTINGS = {  # name: (encoder, dataset, way, learner options)
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def matmul_limit(device: torch.device, seconds: float = 1.0) -> tuple[float, str]:
     """Measured FLOP/s of a square matmul in the dtype training computes in on ``device``."""
     dtype, n = (torch.bfloat16, 8192) if device.type == "cuda" else (torch.float32, 1024)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
-    _sync(device)
+    sync(device)
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         a @ b
         reps += 1
         if device.type == "cuda" and reps % 10:
             continue
-        _sync(device)
-    _sync(device)
+        sync(device)
+    sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - t0), str(dtype).replace("torch.", "")
 
 
@@ -73,7 +66,7 @@ def _trainer(setting: str, dataset, resident: bool, device: torch.device, seed: 
                       val_episodes=1, seed=seed)
     t0 = time.perf_counter()
     trainer = Trainer(learner, dataset, cfg, resident=resident)
-    _sync(device)
+    sync(device)
     return trainer, time.perf_counter() - t0
 
 
@@ -89,11 +82,11 @@ def input_ms(trainer, dataset, start: int, n: int, device: torch.device) -> tupl
     out = []
     for fetch in (lambda x: enc.inputs(dataset.take(x)),
                   lambda x: enc.inputs(trainer.resident.take(row_of[x]))):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for x in ids:
             fetch(x)
-        _sync(device)
+        sync(device)
         out.append(1000 * (time.perf_counter() - t0) / n)
     return out[0], out[1]
 
@@ -111,8 +104,7 @@ def run(setting: str, data_root: str | None, steps: int, warmup: int, rounds: in
     from fewshot.datasets import load_dataset
     from fewshot.device import resolve_device
 
-    if steps < rounds or steps % rounds:
-        raise ValueError(f"--steps must be a positive multiple of --rounds ({rounds}), got {steps}")
+    schedule = AlternatingRounds(steps, rounds)
     dev = resolve_device(device)
     dataset = load_dataset(SETTINGS[setting][1], data_root)
     trainers, setup = {}, {}
@@ -122,14 +114,12 @@ def run(setting: str, data_root: str | None, steps: int, warmup: int, rounds: in
         t.train_steps(warmup)
     times = {k: 0.0 for k in trainers}
     losses = {k: [] for k in trainers}
-    per_round = steps // rounds
-    for r in range(rounds):
-        for variant in (list(trainers) if r % 2 == 0 else list(trainers)[::-1]):
-            _sync(dev)
-            t0 = time.perf_counter()
-            out = trainers[variant].train_steps(per_round)
-            times[variant] += time.perf_counter() - t0
-            losses[variant] += out["losses"]
+    for variant, turn in schedule.turns(trainers):
+        sync(dev)
+        t0 = time.perf_counter()
+        out = trainers[variant].train_steps(len(turn))
+        times[variant] += time.perf_counter() - t0
+        losses[variant] += out["losses"]
     row = {
         "setting": setting, "device": str(dev), "steps": steps, "warmup": warmup, "seed": seed,
         "threads": torch.get_num_threads(),
@@ -137,7 +127,7 @@ def run(setting: str, data_root: str | None, steps: int, warmup: int, rounds: in
         "resident_setup_s": setup["resident"] - setup["raw"],
         "resident_mib": trainers["resident"].resident.nbytes / 2**20,
         "max_loss_diff": float(np.max(np.abs(np.subtract(losses["resident"], losses["raw"])))),
-        "load_average": os.getloadavg()[0],
+        "load_average": load_average(),
     }
     row["speedup"] = row["resident_steps_s"] / row["raw_steps_s"]
     row["raw_input_ms"], row["resident_input_ms"] = input_ms(trainers["resident"], dataset, warmup, steps, dev)
@@ -195,30 +185,23 @@ def markdown(rows: list[dict], command: str) -> str:
             lines.append(f"| {r['setting']} | {r['tokens_per_step']:.0f} | {r['gflop_per_step']:.2f} | "
                          f"{r['matmul_limit_tflops']:.2f} ({r['matmul_dtype']}) | "
                          f"{r['resident_pct_of_limit']:.1f} | {r['raw_pct_of_limit']:.1f} |")
-    lines += ["", "The machine may be shared: the 1-minute load average at the end of each row is given; "
-              "compare the two variants of a row rather than absolute figures across runs."]
+    lines += load_average_note("may be shared", "the two variants of a row rather than absolute figures across runs")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bin/bench-train-speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per variant and setting")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=4)
+    AlternatingRounds.add_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
     p.add_argument("--setting", action="append", choices=sorted(SETTINGS), default=None,
                    help="repeatable; default: all three")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
-    rows = []
-    for setting in args.setting or list(SETTINGS):
-        row = run(setting, args.data_root, args.steps, args.warmup, args.rounds, args.device, args.seed)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    command = bench_command("bench-train-speed", argv)
-    publish("train-speed", markdown(rows, command), not args.no_write)
+    rows = (run(setting, args.data_root, args.steps, args.warmup, args.rounds, args.device, args.seed)
+            for setting in args.setting or list(SETTINGS))
+    publish_rows("train-speed", "bench-train-speed", rows, markdown, argv, not args.no_write)
     return 0
 
 

@@ -7,10 +7,12 @@ that produced them. A file lock keeps concurrent scripts from losing sections.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shlex
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from fewshot.atomic import atomic_write_text
@@ -54,3 +56,16 @@ def publish(name: str, markdown: str, write: bool = True) -> None:
     print(markdown)
     if write:
         print(f"wrote section {name!r} of {update_section(name, markdown)}", file=sys.stderr)
+
+
+def publish_rows(name: str, script: str, rows: Iterable[dict], markdown: Callable[[list[dict], str], str],
+                 argv: list[str] | None = None, write: bool = True) -> list[dict]:
+    """Print each of ``rows`` as a JSON line as it comes (a generator measures one at a time), then
+    :func:`publish` section ``name`` as ``markdown(rows, command)``, ``command`` being how ``bin/<script>``
+    was invoked (:func:`command`). Returns the rows."""
+    done = []
+    for row in rows:
+        print(json.dumps(row), flush=True)
+        done.append(row)
+    publish(name, markdown(done, command(script, argv)), write)
+    return done
