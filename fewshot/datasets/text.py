@@ -200,24 +200,23 @@ def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str
     return texts, labels
 
 
+def _wordnet(name: str, fname: str, label_column: str, root: Path) -> FewShotDataset:
+    path = require_file(Path(root) / "wordnet" / fname, name, WORDNET_SOURCE.format(name=fname))
+    texts, labels = _read_csv(path, "definition", label_column)
+    return FewShotDataset(name=name, modality="text", items=texts, labels=labels, splits=load_split(name),
+                          source=str(path))
+
+
 @register_dataset("wordnet")
 def load_wordnet(root: Path, **_) -> FewShotDataset:
     """WordNet 3.0 synset definitions labelled with their 45 supersenses (lexicographer files)."""
-    fname = "wordnet30_supersense.csv"
-    path = require_file(Path(root) / "wordnet" / fname, "wordnet", WORDNET_SOURCE.format(name=fname))
-    texts, labels = _read_csv(path, "definition", "supersense")
-    return FewShotDataset(name="wordnet", modality="text", items=texts, labels=labels,
-                          splits=load_split("wordnet"), source=str(path))
+    return _wordnet("wordnet", "wordnet30_supersense.csv", "supersense", root)
 
 
 @register_dataset("wordnet-hypernym")
 def load_wordnet_hypernym(root: Path, **_) -> FewShotDataset:
     """WordNet 3.0 noun definitions grouped under their direct hypernym (623 classes of >= 20)."""
-    fname = "wordnet30_noun_hypernym_k20.csv"
-    path = require_file(Path(root) / "wordnet" / fname, "wordnet-hypernym", WORDNET_SOURCE.format(name=fname))
-    texts, labels = _read_csv(path, "definition", "hypernym")
-    return FewShotDataset(name="wordnet-hypernym", modality="text", items=texts, labels=labels,
-                          splits=load_split("wordnet-hypernym"), source=str(path))
+    return _wordnet("wordnet-hypernym", "wordnet30_noun_hypernym_k20.csv", "hypernym", root)
 
 
 __all__ = ["clinc150_domains", "clinc150_out_of_scope", "fewrel_text"]
