@@ -110,3 +110,21 @@ def test_run_report_table_and_json_per_class(runner):
     for row in rep["classes"]:  # each class's row, as printed, matches the JSON
         assert f"{row['label']} {row['precision']:.3f} {row['recall']:.3f} {row['f1']:.3f} {row['support']}" \
             in " ".join(text.split())
+
+
+def test_run_fewrel_pools_entities_by_default_and_pooling_flag_overrides(runner, tmp_path, shared_data):
+    """FewRel's texts call for entity pooling; --pooling mean gives the plain sentence embedding."""
+    got = {}
+    for flags in ([], ["--pooling", "mean"], ["--pooling", "entities"]):
+        out = tmp_path / ("-".join(flags) or "default")
+        res = invoke(runner, "run", "--dataset", "fewrel", "--data-root", str(shared_data), "--episodes", "4",
+                     "--json", "--quiet", "--out", str(out), *flags)
+        assert res.exit_code == 0, res.output
+        cfg = json.loads((out / "config.json").read_text())
+        got[tuple(flags)] = (cfg["encoder_options"], json.loads(res.stdout))
+    assert got[()][0] == {"pooling": "entities"} and got[("--pooling", "mean")][0] == {"pooling": "mean"}
+    assert got[()][1]["encoder_fingerprint"] == got[("--pooling", "entities")][1]["encoder_fingerprint"]
+    assert got[()][1]["encoder_fingerprint"] != got[("--pooling", "mean")][1]["encoder_fingerprint"]
+    assert got[()][1]["accuracy_mean"] == got[("--pooling", "entities")][1]["accuracy_mean"]
+    res = runner.invoke(main, ["run", "--pooling", "cls"])
+    assert res.exit_code == 2 and "'cls' is not one of 'mean', 'entities'" in res.output
