@@ -80,20 +80,25 @@ class TextEncoder(Encoder):
         self.dim = 3 * hidden if self.pooling == "entities" else hidden
 
     def validate(self, items: Sequence) -> None:
+        self._entity_spans(items)
+
+    def _entity_spans(self, items: Sequence) -> list | None:
+        """Checks every item; with entity pooling, returns each text's (head, tail) character spans."""
         for i, t in enumerate(items):
             if not isinstance(t, str):
                 raise TypeError(f"text encoder {self.name!r} expects strings, item {i} is {type(t).__name__}")
-            if self.pooling == "entities":
-                entity_spans(t, f"text encoder {self.name!r} with pooling='entities': item {i}")
+        if self.pooling != "entities":
+            return None
+        return [entity_spans(t, f"text encoder {self.name!r} with pooling='entities': item {i}")
+                for i, t in enumerate(items)]
 
     def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
-        self.validate(items)
-        entities = self.pooling == "entities"
+        spans = self._entity_spans(items)
         enc = self.tokenizer(list(items), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt", return_offsets_mapping=entities)
+                             return_tensors="pt", return_offsets_mapping=spans is not None)
         out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-        if entities:
-            out["head_mask"], out["tail_mask"] = _entity_masks(items, enc["offset_mapping"])
+        if spans is not None:
+            out["head_mask"], out["tail_mask"] = _entity_masks(spans, enc["offset_mapping"])
         return out
 
     def padding_value(self, key: str) -> int:
@@ -127,20 +132,18 @@ def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def _entity_masks(items: Sequence[str], offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, tokens) 0/1 masks of the tokens inside each text's head and tail spans.
+def _entity_masks(spans: list, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, tokens) 0/1 masks of the tokens inside each text's head and tail ``spans``.
 
     ``offsets``: the tokenizer's (n, tokens, 2) character offsets; special and padding
     tokens are (0, 0) and never inside. An entity cut off by truncation gets an empty
     mask (its part of the embedding is then zero).
     """
-    start, end = offsets[..., 0], offsets[..., 1]
-    masks = []
-    for which in (0, 1):
-        bounds = torch.tensor([entity_spans(t, "")[which] for t in items], dtype=offsets.dtype)
-        lo, hi = bounds[:, :1], bounds[:, 1:]
-        masks.append(((start >= lo) & (end <= hi) & (end > start)).to(torch.long))
-    return masks[0], masks[1]
+    start, end = offsets[..., :1], offsets[..., 1:]
+    bounds = torch.tensor(spans, dtype=offsets.dtype)  # (n, 2 entities, 2)
+    lo, hi = bounds[:, None, :, 0], bounds[:, None, :, 1]  # (n, 1, 2)
+    inside = ((start >= lo) & (end <= hi) & (end > start)).to(torch.long)  # (n, tokens, 2)
+    return inside[..., 0], inside[..., 1]
 
 
 def _safetensors_only(path: str) -> dict:
