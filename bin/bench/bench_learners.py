@@ -128,16 +128,15 @@ def _checkpoint_digest(ckpt: Path) -> str:
     return read_record(ckpt)["weights_sha256"][:16]
 
 
-def run_args(dataset, way, shot, flags, ckpt, episodes, seed=0) -> list[str]:
-    """The ``fewshot`` arguments of a row."""
+def run_args(dataset, way, shot, flags, ckpt, episodes, seed=0) -> tuple[list[str], str]:
+    """The ``fewshot`` arguments of a row, and the command line they make (how the row shows it)."""
     args = ["run", "--dataset", dataset, "--way", str(way), "--shot", str(shot), "--episodes", str(episodes),
-            "--seed", str(seed)] + list(flags)
-    return args + (["--checkpoint", ckpt] if ckpt else [])
+            "--seed", str(seed)] + list(flags) + (["--checkpoint", ckpt] if ckpt else [])
+    return args, "fewshot " + " ".join(shlex.quote(a) for a in args)
 
 
 def run_row(dataset, way, shot, flags, ckpt, episodes, seed=0) -> tuple[dict, str]:
-    args = run_args(dataset, way, shot, flags, ckpt, episodes, seed)
-    command = "fewshot " + " ".join(shlex.quote(a) for a in args)
+    args, command = run_args(dataset, way, shot, flags, ckpt, episodes, seed)
     key = hashlib.sha256((CACHE_FORMAT + command + (_checkpoint_digest(ROOT / ckpt) if ckpt else "")).encode()
                          ).hexdigest()[:16]
     cached = CACHE / f"{key}.json"
@@ -198,8 +197,7 @@ def main(argv=None) -> int:
     written = written_rows(args.section)
 
     def keep(dataset, way, shot, label, flags, ckpt) -> None:
-        command = "fewshot " + " ".join(shlex.quote(a)
-                                        for a in run_args(dataset, way, shot, flags, ckpt, args.episodes))
+        _, command = run_args(dataset, way, shot, flags, ckpt, args.episodes)
         if command in written:
             lines.append("| " + " | ".join(written[command][:2] + [label] + written[command][3:]) + " |")
         else:
@@ -249,9 +247,9 @@ def main(argv=None) -> int:
             f"{d} {w}-way {k}-shot >= {t}%" for (d, w, k), t in TARGETS.items()) + ". The `target` column "
             "compares each inductive row with its target; transductive rows are another protocol and are "
             "never counted as meeting it.", "", "FewRel pools the head and tail entities by default since "
-            "2026-12-01 (`--pooling entities`, chosen on val relations: frozen 5-way 1-shot 71.25 -> 76.48 on the 7 "
-            "val relations of the FewRel files, 300 episodes, `bin/bench-pooling`). The mean-pooling rows are the figures before; their `vs floor` compares them with the "
-            "mean-pooling floor, 61.46, and their configs pin `pooling = \"mean\"`."]
+            "2026-12-01 (`--pooling entities`, chosen on val relations: section pooling, `bin/bench-pooling`). The "
+            "mean-pooling rows are the figures before; their `vs floor` compares them with the "
+            "mean-pooling floor row, and their configs pin `pooling = \"mean\"`."]
     from benchmarks_md import update_section
 
     path = update_section(args.section, f"## {title}\n\n" + "\n".join(lines))

@@ -28,10 +28,18 @@ def command(script: str, argv: list[str] | None = None) -> str:
     return f"bin/{script}" + (" " + shlex.join(args) if args else "")
 
 
+def _path(path: str | os.PathLike | None) -> Path:
+    return Path(path or os.environ.get("FEWSHOT_BENCHMARKS_MD", DEFAULT_PATH))
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+
+
 def update_section(name: str, markdown: str, path: str | os.PathLike | None = None) -> Path:
     """Replace (or append) section ``name`` of BENCHMARKS.md with ``markdown``."""
-    path = Path(path or os.environ.get("FEWSHOT_BENCHMARKS_MD", DEFAULT_PATH))
-    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    path = _path(path)
+    begin, end = _markers(name)
     block = f"{begin}\n{markdown.strip()}\n{end}"
     lock_path = path.with_name(f".{path.name}.lock")
     with open(lock_path, "w") as lock:
@@ -45,9 +53,10 @@ def update_section(name: str, markdown: str, path: str | os.PathLike | None = No
 
 def read_section(name: str, path: str | os.PathLike | None = None) -> str:
     """The text between section ``name``'s markers in BENCHMARKS.md ("" when there is none)."""
-    path = Path(path or os.environ.get("FEWSHOT_BENCHMARKS_MD", DEFAULT_PATH))
+    path = _path(path)
+    begin, end = _markers(name)
     text = path.read_text() if path.exists() else ""
-    m = re.search(re.escape(f"<!-- bench:{name} -->") + r"(.*?)" + re.escape(f"<!-- /bench:{name} -->"), text, re.S)
+    m = re.search(re.escape(begin) + r"(.*?)" + re.escape(end), text, re.S)
     return m.group(1) if m else ""
 
 
