@@ -54,6 +54,7 @@ class EpisodeConfig:
     sampler: str = "fixed"  # fixed | variable (Meta-Dataset)
     classes: str = "test"  # train | val | test | all
     episodes_file: Optional[str] = None
+    class_names: bool = False  # each class's description joins its support set (FewShotDataset.class_items)
 
     def __post_init__(self) -> None:
         for name, low in (("way", 2), ("shot", 1), ("query", 1), ("episodes", 1)):

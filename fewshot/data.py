@@ -65,6 +65,11 @@ class FewShotDataset:
     ``encoder_options`` are the encoder options these items call for, which a fresh
     encoder takes unless the config sets them (FewRel's entity-marked sentences:
     ``{"pooling": "entities"}``; see :func:`fewshot.experiment.build_learner`).
+    ``class_items`` maps a class name to one item that describes the class, in the
+    dataset's own item format (CLINC150: the intent's name in words; FewRel: the
+    relation's name and definition as an entity-marked text), where the publisher
+    gives one; evaluation with ``class_names`` adds it to the class's support set
+    (:func:`fewshot.evaluation.evaluate`).
     """
 
     name: str
@@ -75,6 +80,7 @@ class FewShotDataset:
     source: str = ""
     episodes: list | None = None  # protocol episodes (fewshot.episodes.Episode), if the dataset has them
     encoder_options: dict = field(default_factory=dict)
+    class_items: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.modality not in ("text", "image"):
@@ -103,6 +109,20 @@ class FewShotDataset:
                         "class splits must be disjoint"
                     )
                 seen[n] = split
+        unknown = [c for c in self.class_items if c not in known]
+        if unknown:
+            raise ValueError(f"dataset {self.name!r}: class_items describes classes with no examples: {unknown[:5]}")
+
+    def class_item(self, name: str):
+        """The item describing class ``name`` (:attr:`class_items`); a clear error if it has none."""
+        try:
+            return self.class_items[name]
+        except KeyError:
+            raise ValueError(
+                f"dataset {self.name!r} gives no description of class {name!r} (it describes "
+                f"{len(self.class_items)} of its {len(set(self.labels))} classes); evaluate without class names "
+                "(drop --class-names), or use a dataset whose classes are described (clinc150, fewrel*)"
+            ) from None
 
     @property
     def classes(self) -> list[str]:
@@ -217,14 +237,17 @@ def with_extra_classes(dataset: FewShotDataset, train: Sequence[FewShotDataset] 
                 joins[extra.name].add(c)
                 if c not in splits[split]:
                     splits[split].append(c)
-    items, labels = [dataset.items], list(dataset.labels)
+    items, labels, class_items = [dataset.items], list(dataset.labels), {}
     for extra in extras:
+        renamed = {c: c if c in joins[extra.name] else f"{extra.name}:{c}" for c in set(extra.labels)}
         items.append(extra.items)
-        labels += [label if label in joins[extra.name] else f"{extra.name}:{label}" for label in extra.labels]
+        labels += [renamed[label] for label in extra.labels]
+        class_items.update({renamed[c]: item for c, item in extra.class_items.items()})
+    class_items.update(dataset.class_items)  # a merged class keeps the dataset's own description
     name = "+".join([dataset.name] + [e.name for e in extras])
     source = "; ".join([dataset.source] + [e.source for e in extras])
     if dropped:
         source += f" (left out as classes of another split of {dataset.name}: {', '.join(dropped)})"
     splits = {**dataset.splits, **{k: v for k, v in splits.items() if v or k in dataset.splits}}
     return FewShotDataset(name, dataset.modality, ConcatItems(items), labels, splits, source=source,
-                          encoder_options=dict(dataset.encoder_options))
+                          encoder_options=dict(dataset.encoder_options), class_items=class_items)

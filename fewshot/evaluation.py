@@ -10,6 +10,13 @@ is embedded exactly once (the physical floor for a frozen encoder). A run of
 at most ``chunk`` episodes embeds everything in a single pass. ``cache=False``
 re-embeds every episode, for comparison.
 
+With ``class_names=True``, each class's description
+(:attr:`fewshot.data.FewShotDataset.class_items`: its name, or name and definition,
+in the dataset's item format) joins the class's support set as one more labelled
+example, for every learner alike; it uses no query, so the protocol stays
+inductive, but it is side information the support-only protocol does not have, and
+its figures are reported apart. Descriptions are embedded once per class.
+
 With ``predictions=True``, :class:`EvalResult` also keeps every query's global
 true and predicted class name (``y_true``, ``y_pred``, pooled over all
 episodes) for the per-class table of :mod:`fewshot.report`; that grows with
@@ -93,33 +100,48 @@ CHUNK = 10_000  # episodes scored per embedding pass: runs up to this size embed
 
 def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batch_size: int = 128,
              cache: bool = True, progress: bool = True, chunk: int = CHUNK,
-             predictions: bool = False) -> EvalResult:
+             predictions: bool = False, class_names: bool = False) -> EvalResult:
     """Score ``learner`` on ``episodes`` of ``dataset``, reading ``episodes`` once.
 
     ``predictions``: also keep every query's global true and predicted class (for
-    :meth:`EvalResult.class_report`).
+    :meth:`EvalResult.class_report`). ``class_names``: each class's description joins
+    its support set (see the module's docstring).
     """
+    if class_names and not dataset.class_items:
+        raise ValueError(f"dataset {dataset.name!r} gives no class descriptions, so --class-names has nothing "
+                         "to add; drop --class-names, or use a dataset whose classes are described "
+                         "(clinc150, fewrel*)")
     start = time.perf_counter()
     total = len(episodes) if isinstance(episodes, Sized) else None
     accs = array("d")
     n_embedded = 0
     kept: tuple[list, list] | None = ([], []) if predictions else None
     if cache and not learner.adapts_encoder:
-        embedded = _EmbeddingCache(learner, dataset, batch_size, progress)
+        embedded = _EmbeddingCache(learner, dataset.take, batch_size, progress)
+        described = _EmbeddingCache(learner, lambda names: [dataset.class_item(c) for c in names], batch_size,
+                                    progress)
         with progress_bar(total, "episodes", progress) as bar:
             for block in _chunks(episodes, chunk):
-                embedded.add(unique_ids(block))
+                embedded.add(unique_ids(block).tolist())
+                if class_names:
+                    described.add(sorted({c for ep in block for c in ep.classes}))
                 for ep in block:
-                    learner.adapt_features(embedded.take(ep.support), torch.from_numpy(ep.support_labels))
+                    z, y = embedded.take(ep.support), torch.from_numpy(ep.support_labels)
+                    if class_names:
+                        z, y = torch.cat([z, described.take(ep.classes)]), torch.cat([y, torch.arange(ep.n_way)])
+                    learner.adapt_features(z, y)
                     accs.append(episode_accuracy(learner.logits_features(embedded.take(ep.query)), ep, kept))
                     bar.update(1)
-        n_embedded = embedded.n
+        n_embedded = embedded.n + described.n
     else:
         with progress_bar(total, "episodes", progress) as bar:
             for ep in episodes:
-                learner.adapt(dataset.take(ep.support), ep.support_labels)
+                x, y = dataset.take(ep.support), ep.support_labels
+                if class_names:
+                    x, y = x + [dataset.class_item(c) for c in ep.classes], np.concatenate([y, np.arange(ep.n_way)])
+                learner.adapt(x, y)
                 accs.append(episode_accuracy(learner.logits(dataset.take(ep.query)), ep, kept))
-                n_embedded += len(ep.support) + len(ep.query)
+                n_embedded += len(x) + len(ep.query)
                 bar.update(1)
     result = EvalResult(accuracies=np.frombuffer(accs, dtype=np.float64).copy(),
                         elapsed_s=time.perf_counter() - start, n_embedded=n_embedded)
@@ -129,28 +151,29 @@ def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batc
 
 
 class _EmbeddingCache:
-    """Embeddings of a frozen encoder by example id; each example is embedded once."""
+    """Embeddings of a frozen encoder by key (an example id, or a class name with ``fetch`` giving
+    its description); each key is embedded once. ``fetch(keys)`` gives the keys' items."""
 
-    def __init__(self, learner, dataset: FewShotDataset, batch_size: int, progress: bool):
-        self.learner, self.dataset, self.batch_size, self.progress = learner, dataset, batch_size, progress
-        self.row: dict[int, int] = {}
+    def __init__(self, learner, fetch, batch_size: int, progress: bool):
+        self.learner, self.fetch, self.batch_size, self.progress = learner, fetch, batch_size, progress
+        self.row: dict = {}
         self.z = torch.zeros(0)
         self.n = 0
 
-    def add(self, ids: np.ndarray) -> None:
-        new = np.asarray([i for i in ids.tolist() if i not in self.row], dtype=np.int64)
-        if not len(new):
+    def add(self, keys: Sequence) -> None:
+        new = [k for k in keys if k not in self.row]
+        if not new:
             return
         with progress_bar(len(new), "embedding", self.progress) as bar:
-            z = self.learner.encoder.encode(self.dataset.take(new), batch_size=self.batch_size,
+            z = self.learner.encoder.encode(self.fetch(new), batch_size=self.batch_size,
                                             device=self.learner.device, progress=bar)
-        for r, i in enumerate(new.tolist(), start=self.n):
-            self.row[i] = r
+        for r, k in enumerate(new, start=self.n):
+            self.row[k] = r
         self.z = torch.from_numpy(z) if not self.n else torch.cat([self.z, torch.from_numpy(z)])
         self.n += len(new)
 
-    def take(self, ids: np.ndarray) -> torch.Tensor:
-        return self.z[[self.row[int(i)] for i in ids]]
+    def take(self, keys: Sequence) -> torch.Tensor:
+        return self.z[[self.row[k] for k in keys]]
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

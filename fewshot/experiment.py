@@ -151,6 +151,7 @@ class RunReport:
             "elapsed_s": round(self.elapsed_s, 3),
             "embedded_examples": self.result.n_embedded,
             "classes": e.classes,
+            "class_names": e.class_names,
             "sampler": self.sampler.get("sampler", "file"),
             "episodes_file": self.sampler.get("episodes_file"),
             "checkpoint": self.cfg.checkpoint,
@@ -166,6 +167,6 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
     episodes, sampler = build_episodes(cfg, dataset)
     learner = build_learner(cfg, dataset)
     result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress,
-                      predictions=predictions)
+                      predictions=predictions, class_names=cfg.episodes.class_names)
     return RunReport(cfg=cfg, dataset=dataset, result=result, sampler=sampler, encoder=learner.encoder.name,
                      encoder_fingerprint=learner.encoder.fingerprint(), elapsed_s=time.perf_counter() - start)

@@ -128,3 +128,19 @@ def test_run_fewrel_pools_entities_by_default_and_pooling_flag_overrides(runner,
     assert got[()][1]["accuracy_mean"] == got[("--pooling", "entities")][1]["accuracy_mean"]
     res = runner.invoke(main, ["run", "--pooling", "cls"])
     assert res.exit_code == 2 and "'cls' is not one of 'mean', 'entities'" in res.output
+
+
+def test_run_class_names_adds_descriptions_and_refuses_undescribed_data(runner, shared_data):
+    """--class-names: CLINC150's intent names join the support sets; HuffPost has none, exit 2."""
+    got = {}
+    for flags in ([], ["--class-names"]):
+        res = invoke(runner, "run", "--dataset", "clinc150", "--data-root", str(shared_data), "--episodes", "5",
+                     "--json", "--quiet", *flags)
+        assert res.exit_code == 0, res.output
+        got[tuple(flags)] = json.loads(res.stdout)
+    plain, named = got[()], got[("--class-names",)]
+    assert plain["class_names"] is False and named["class_names"] is True
+    assert named["embedded_examples"] > plain["embedded_examples"]  # the episodes' intent names, once each
+    assert named["accuracy_mean"] != plain["accuracy_mean"]
+    res = runner.invoke(main, ["run", "--dataset", "huffpost", "--data-root", str(shared_data), "--class-names"])
+    assert res.exit_code == 2 and "dataset 'huffpost' gives no class descriptions" in res.output

@@ -90,6 +90,54 @@ def test_fewrel_marks_head_and_tail_entities(shared_data):
         assert "[" not in t[hs:he] + t[ts:te]
 
 
+def test_fewrel_and_clinc150_describe_their_classes(shared_data):
+    """--class-names reads these: one entity-marked description per relation, intent names in words."""
+    from fewshot.datasets.text import fewrel_class_text
+    from fewshot.inputs import entity_spans
+
+    names = {"P26": ["spouse", "the subject has the object as their spouse"], "P1": ["x", "No description defined"]}
+    assert fewrel_class_text("P26", names) == \
+        "[E1] subject [/E1] spouse [E2] object [/E2] : the subject has the object as their spouse"
+    assert fewrel_class_text("P1", names) == "[E1] subject [/E1] x [E2] object [/E2]"  # no empty definition
+    assert fewrel_class_text("Content-Container(e2,e1)", names) == \
+        "[E1] container [/E1] content container [E2] content [/E2]"  # (e2,e1): the head is the container
+    assert fewrel_class_text("Cause-Effect(e1,e2)", names) == "[E1] cause [/E1] cause effect [E2] effect [/E2]"
+    assert fewrel_class_text("gene_found_in_organism", names) == \
+        "[E1] subject [/E1] gene found in organism [E2] object [/E2]"
+    for name in ("fewrel", "fewrel-nyt", "fewrel-pubmed", "fewrel-semeval"):
+        ds = load_dataset(name, shared_data)
+        assert sorted(ds.class_items) == ds.classes  # every relation of the four files is described
+        for relation, text in ds.class_items.items():
+            (hs, he), (ts, te) = entity_spans(text, relation)  # parses like the sentences it joins
+            assert t_words(text[hs:he]) and t_words(text[ts:te])
+    wiki = load_dataset("fewrel", shared_data)
+    assert wiki.class_item("P177").startswith("[E1] subject [/E1] crosses [E2] object [/E2] : obstacle")
+    clinc = load_dataset("clinc150", shared_data)
+    assert len(clinc.class_items) == 150 and clinc.class_item("book_flight") == "book flight"
+    huffpost = load_dataset("huffpost", shared_data)
+    assert huffpost.class_items == {}  # labels are bare ids: nothing to describe
+    with pytest.raises(ValueError, match="gives no description of class '3'.*drop --class-names"):
+        huffpost.class_item("3")
+
+
+def t_words(span: str) -> bool:
+    return bool(span.strip()) and "[" not in span
+
+
+def test_class_items_must_name_known_classes_and_follow_extra_classes():
+    from fewshot.data import FewShotDataset, with_extra_classes
+
+    with pytest.raises(ValueError, match="class_items describes classes with no examples: \\['z'\\]"):
+        FewShotDataset("d", "text", ["a"], ["x"], class_items={"z": "zed"})
+    own = FewShotDataset("own", "text", ["a", "b", "c"], ["tr", "va", "te"],
+                         {"train": ["tr"], "val": ["va"], "test": ["te"]}, class_items={"va": "own va"})
+    other = FewShotDataset("other", "text", ["d", "e", "f"], ["tr", "va", "q"], {"train": ["q"], "val": ["va"]},
+                           class_items={"tr": "other tr", "va": "other va", "q": "other q"})
+    ds = with_extra_classes(own, train=[other], val=[other])
+    # a joined class keeps the dataset's own description; the others follow their renamed labels
+    assert ds.class_items == {"va": "own va", "q": "other q", "other:tr": "other tr"}
+
+
 def test_trec_labels_are_fine_classes_and_small_ones_stay_out_of_splits(shared_data):
     ds = load_dataset("trec", shared_data)
     counts = _counts(ds)

@@ -12,6 +12,7 @@ from fewshot.episodes import EpisodeSampler
 from fewshot.evaluation import evaluate, mean_ci95
 from fewshot.learners import create_learner
 from fewshot.prototypes import class_means as prototypes
+from fewshot.prototypes import scores as prototypes_scores
 
 
 def test_mean_ci95_by_hand():
@@ -134,3 +135,42 @@ def test_evaluation_reads_a_generator_once_and_holds_a_chunk_at_most(tiny_image_
     assert result.accuracies.tolist() == evaluate(create_learner("protonet", tiny_image_encoder), ds,
                                                   list(sampler.episodes(200)), progress=False,
                                                   cache=cache).accuracies.tolist()
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_class_names_join_each_support_set_as_one_more_example(tiny_image_encoder, cache):
+    """With class_names, a class's prototype is the mean of its support and its description."""
+    ds, labels = _toy_images()
+    rng = np.random.default_rng(1)
+    ds.class_items = {c: rng.integers(0, 255, (28, 28)).astype(np.uint8) for c in sorted(set(labels))}
+    eps = list(EpisodeSampler(labels, 4, 1, 3, seed=0).episodes(6))
+    learner = create_learner("protonet", tiny_image_encoder)
+    tiny_image_encoder.eval()
+    got = evaluate(learner, ds, eps, progress=False, cache=cache, class_names=True)
+    z = {i: torch.from_numpy(tiny_image_encoder.encode([ds.items[i]])) for e in eps
+         for i in np.concatenate([e.support, e.query]).tolist()}
+    zc = {c: torch.from_numpy(tiny_image_encoder.encode([ds.class_items[c]])) for c in ds.class_items}
+    expected = []
+    for e in eps:
+        protos = torch.cat([(z[int(e.support[j])] + zc[c]) / 2 for j, c in enumerate(e.classes)])  # 1 shot + 1
+        pred = prototypes_scores(torch.cat([z[int(i)] for i in e.query]), protos, learner.cfg.metric).argmax(1)
+        expected.append(float((pred.numpy() == e.query_labels).mean()))
+    np.testing.assert_allclose(got.accuracies, expected)
+    plain = evaluate(learner, ds, eps, progress=False, cache=cache)
+    assert not np.array_equal(plain.accuracies, got.accuracies)  # the descriptions changed the prototypes
+    n_touched = len({i for e in eps for i in np.concatenate([e.support, e.query]).tolist()})
+    if cache:  # each description embedded once
+        assert got.n_embedded == n_touched + len({c for e in eps for c in e.classes})
+    else:
+        assert got.n_embedded == plain.n_embedded + 6 * 4
+
+
+def test_class_names_need_described_classes(tiny_image_encoder):
+    ds, labels = _toy_images()
+    eps = list(EpisodeSampler(labels, 4, 1, 3, seed=0).episodes(2))
+    learner = create_learner("protonet", tiny_image_encoder)
+    with pytest.raises(ValueError, match="dataset 'toy' gives no class descriptions"):
+        evaluate(learner, ds, eps, progress=False, class_names=True)
+    ds.class_items = {"c0": ds.items[0]}
+    with pytest.raises(ValueError, match="gives no description of class 'c[1-7]'"):
+        evaluate(learner, ds, [e for e in eps if set(e.classes) != {"c0"}], progress=False, class_names=True)

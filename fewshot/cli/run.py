@@ -13,6 +13,7 @@ RUN_MAPPING = {
     **DATA_MAPPING,
     **EPISODE_MAPPING,
     "episodes_file": "episodes.episodes_file",
+    "class_names": "episodes.class_names",
     "encoder": "encoder",
     "pooling": "encoder_options.pooling",
     "learner": "learner.name",
@@ -31,6 +32,10 @@ RUN_MAPPING = {
 @episode_options
 @click.option("--episodes-file", type=click.Path(dir_okay=False), default=None,
               help="Score exactly the episodes of this file (from `fewshot episodes make`).")
+@click.option("--class-names/--no-class-names", default=None,
+              help="Add each class's description (its name, or name and definition, as the dataset gives it: "
+              "clinc150, fewrel*) to its support set as one more example. Inductive (no query is used) but "
+              "side information: report it apart. Default off.")
 @click.option("--encoder", default=None, help="Encoder name (minilm, conv4, mobilenetv2) or a transformers "
               "model folder. Default: minilm for text, mobilenetv2 for images.")
 @click.option("--pooling", type=click.Choice(["mean", "entities"]), default=None,
@@ -85,6 +90,8 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
         click.echo(json.dumps(d, sort_keys=True))
         return
     shape = f"{d['way']}-way {d['shot']}-shot" if d["sampler"] != "variable" else "variable-way variable-shot"
+    if d["class_names"]:
+        shape += " + class names"
     click.echo(
         f"{d['dataset']} {shape} ({d['query']} queries/class), {d['learner']} on {d['encoder']}: "
         f"accuracy {100 * d['accuracy_mean']:.2f}% +- {100 * d['accuracy_ci95']:.2f}% (95% CI) "
