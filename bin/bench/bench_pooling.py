@@ -12,25 +12,15 @@ from __future__ import annotations
 import argparse
 
 from benchmarks_md import command, publish
-
-from fewshot.config import FewShotConfig
-from fewshot.evaluation import evaluate
-from fewshot.experiment import build_dataset, build_episodes, build_learner
+from val_episodes import val_accuracy
 
 EXTRA_VAL = ["fewrel-nyt", "fewrel-pubmed", "fewrel-semeval"]
 
 
 def measure(pooling: str, shot: int, episodes: int, seed: int, data_root: str | None = None) -> dict:
     """Accuracy of the frozen encoder with ``pooling`` on 5-way ``shot``-shot episodes of the val relations."""
-    cfg = FewShotConfig.from_dict({
-        "data": {"dataset": "fewrel", "data_root": data_root, "extra_val": EXTRA_VAL},
-        "episodes": {"way": 5, "shot": shot, "episodes": episodes, "seed": seed, "classes": "val"},
-        "encoder_options": {"pooling": pooling}, "device": "cpu"})
-    dataset = build_dataset(cfg, training=True)  # training=True: with the extra val relations
-    eps, _ = build_episodes(cfg, dataset)
-    result = evaluate(build_learner(cfg, dataset), dataset, eps, batch_size=cfg.batch_size, progress=False)
-    return {"pooling": pooling, "shot": shot, "episodes": len(result.accuracies), "mean": 100 * result.mean,
-            "ci95": 100 * result.ci95, "classes": dataset.split_classes("val")}
+    row = val_accuracy("fewrel", shot, episodes, seed, data_root, EXTRA_VAL, {"pooling": pooling})
+    return {"pooling": pooling, **row}
 
 
 def main(argv=None) -> int:

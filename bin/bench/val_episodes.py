@@ -1,0 +1,27 @@
+"""Frozen-encoder accuracy on a dataset's VALIDATION classes: the evidence behind a default or an option.
+
+Shared by bin/bench-pooling and bin/bench-class-names; test classes are never touched here.
+"""
+from __future__ import annotations
+
+from fewshot.config import FewShotConfig
+from fewshot.evaluation import evaluate
+from fewshot.experiment import build_dataset, build_episodes, build_learner
+
+
+def val_accuracy(dataset: str, shot: int, episodes: int, seed: int, data_root: str | None = None,
+                 extra_val: list[str] | None = None, encoder_options: dict | None = None,
+                 class_names: bool = False) -> dict:
+    """Mean +- 95% CI (in %) of frozen protonet on 5-way ``shot``-shot episodes of ``dataset``'s val classes
+    (with the val classes of the ``extra_val`` datasets), and the classes used."""
+    cfg = FewShotConfig.from_dict({
+        "data": {"dataset": dataset, "data_root": data_root, "extra_val": list(extra_val or [])},
+        "episodes": {"way": 5, "shot": shot, "episodes": episodes, "seed": seed, "classes": "val",
+                     "class_names": class_names},
+        "encoder_options": dict(encoder_options or {}), "device": "cpu"})
+    data = build_dataset(cfg, training=True)  # training=True: with the extra val classes
+    eps, _ = build_episodes(cfg, data)
+    result = evaluate(build_learner(cfg, data), data, eps, batch_size=cfg.batch_size, progress=False,
+                      class_names=class_names)
+    return {"shot": shot, "episodes": len(result.accuracies), "mean": 100 * result.mean, "ci95": 100 * result.ci95,
+            "classes": data.split_classes("val")}
