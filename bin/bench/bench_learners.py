@@ -59,6 +59,10 @@ ROWS = [
 # task's queries as a set (soft k-means refinement of the prototypes, 3 steps: chosen on CLINC150's val intents,
 # 95.8 against 95.4 / 95.7 for 1 / 10 steps): a different protocol, shown apart, never as the inductive figure.
 TRANSDUCTIVE = ["--transductive", "3"]
+# Class descriptions (`--class-names`: each class's name, or name and definition, joins its support set as one
+# more example; chosen on val classes, bin/bench-class-names): inductive, but side information the support-only
+# protocol lacks, so the target column says "with class names".
+CLASS_NAMES = ["--class-names"]
 ACCURACY_ROWS = [
     ("huffpost", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("huffpost", 5, 1, "protonet, meta-trained", [], "runs/huffpost-protonet-5w1s-cosine",
@@ -83,6 +87,9 @@ ACCURACY_ROWS = [
      "configs/clinc150-protonet-20w1s-cosine.toml"),
     ("clinc150", 5, 1, "protonet, meta-trained (last 3 layers), transductive", TRANSDUCTIVE,
      "runs/clinc150-protonet-5w1s-cosine", "configs/clinc150-protonet-5w1s-cosine.toml"),
+    ("clinc150", 5, 1, "frozen MiniLM + protonet, + class names", CLASS_NAMES, None, None),
+    ("clinc150", 5, 1, "protonet, meta-trained (last 3 layers, 20-way), + class names", CLASS_NAMES,
+     "runs/clinc150-protonet-20w1s-cosine", "configs/clinc150-protonet-20w1s-cosine.toml"),
     ("clinc150", 20, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("clinc150", 20, 1, "protonet, meta-trained (last 3 layers, 5-way)", [], "runs/clinc150-protonet-5w1s-cosine",
      "configs/clinc150-protonet-5w1s-cosine.toml"),
@@ -92,6 +99,9 @@ ACCURACY_ROWS = [
      "configs/clinc150-protonet-20w1s-cosine.toml"),
     ("clinc150", 20, 1, "protonet, meta-trained (last 3 layers, 5-way), transductive", TRANSDUCTIVE,
      "runs/clinc150-protonet-5w1s-cosine", "configs/clinc150-protonet-5w1s-cosine.toml"),
+    ("clinc150", 20, 1, "frozen MiniLM + protonet, + class names", CLASS_NAMES, None, None),
+    ("clinc150", 20, 1, "protonet, meta-trained (last 3 layers, 20-way), + class names", CLASS_NAMES,
+     "runs/clinc150-protonet-20w1s-cosine", "configs/clinc150-protonet-20w1s-cosine.toml"),
     # FewRel's default pooling became "entities" on 2026-12-01 (val relations); the mean-pooling rows stay beside
     ("fewrel", 5, 1, "frozen MiniLM + protonet, entity pooling (floor)", [], None, None),
     ("fewrel", 5, 1, "frozen MiniLM + protonet, mean pooling (the floor before entity pooling)",
@@ -110,6 +120,12 @@ ACCURACY_ROWS = [
      "runs/fewrel-protonet-5w1s-entities-extra", "configs/fewrel-protonet-5w1s-entities-extra.toml"),
     ("fewrel", 5, 1, "protonet, entity pooling, 22 train relations on 10-way episodes, validated 5-way on 7",
      [], "runs/fewrel-protonet-10w1s-entities-extra", "configs/fewrel-protonet-10w1s-entities-extra.toml"),
+    ("fewrel", 5, 1, "frozen MiniLM + protonet, entity pooling, + class names (relation definitions)", CLASS_NAMES,
+     None, None),
+    ("fewrel", 5, 1, "protonet, entity pooling, 22 train relations, validated 5-way on 7, + class names",
+     CLASS_NAMES, "runs/fewrel-protonet-5w1s-entities-extra", "configs/fewrel-protonet-5w1s-entities-extra.toml"),
+    ("fewrel", 5, 1, "protonet, entity pooling, 22 train relations on 10-way episodes, + class names", CLASS_NAMES,
+     "runs/fewrel-protonet-10w1s-entities-extra", "configs/fewrel-protonet-10w1s-entities-extra.toml"),
 ]
 TARGETS = {("huffpost", 5, 1): 55, ("huffpost", 5, 5): 72, ("clinc150", 5, 1): 97, ("clinc150", 20, 1): 90,
            ("fewrel", 5, 1): 80}
@@ -233,8 +249,9 @@ def main(argv=None) -> int:
         target = ""
         if args.section == "accuracy" and (dataset, way, shot) in TARGETS:
             goal = TARGETS[(dataset, way, shot)]
+            side = " with class names" if "--class-names" in flags else ""
             target = (f"{goal}: other protocol" if "--transductive" in flags else
-                      f"{goal}: {'met' if acc >= goal else f'missed by {goal - acc:.1f}'}") + " | "
+                      f"{goal}: {'met' if acc >= goal else f'missed by {goal - acc:.1f}'}{side}") + " | "
         lines.append(f"| {dataset} | {way}w{shot}s | {label} | {acc:.2f} +- {ci:.2f} | {delta or 'floor'} | "
                      f"{target}{result['episodes']} | {train} | {cmds} |")
     command = "bin/bench-learners" + (f" --section {args.section}" if args.section != "learners" else "")
@@ -246,7 +263,11 @@ def main(argv=None) -> int:
         lines += ["", "Targets (inductive, test classes, 600 episodes): " + "; ".join(
             f"{d} {w}-way {k}-shot >= {t}%" for (d, w, k), t in TARGETS.items()) + ". The `target` column "
             "compares each inductive row with its target; transductive rows are another protocol and are "
-            "never counted as meeting it.", "", "FewRel pools the head and tail entities by default since "
+            "never counted as meeting it. `+ class names` rows (`--class-names`) use no query, so they stay "
+            "inductive, but each support set also holds its class's description (CLINC150: the intent's name; "
+            "FewRel: the relation's name and Wikidata definition): side information, so their target cell says "
+            "\"with class names\" and the support-only rows stand beside them (evidence on val classes: section "
+            "class-names, `bin/bench-class-names`).", "", "FewRel pools the head and tail entities by default since "
             "2026-12-01 (`--pooling entities`, chosen on val relations: section pooling, `bin/bench-pooling`). The "
             "mean-pooling rows are the figures before; their `vs floor` compares them with the "
             "mean-pooling floor row, and their configs pin `pooling = \"mean\"`."]
