@@ -95,6 +95,7 @@ class TrainConfig:
     seed: int = 0
     augment: bool = False
     rotations: bool = False  # images: 90-degree rotations as new train classes (Snell 2017, Finn 2017)
+    class_names: bool = False  # episodic: each class's description joins the support set of train and val episodes
 
     def __post_init__(self) -> None:
         for name, low in (("steps", 1), ("eval_every", 1), ("patience", 0), ("warmup", 0), ("train_way", 2),

@@ -38,6 +38,7 @@ from torch import nn
 from .config import TrainConfig
 from .data import ClassVocabulary, FewShotDataset
 from .device import autocast
+from .encoders.base import join_items
 from .episodes import EpisodeSampler
 
 
@@ -133,6 +134,12 @@ class Trainer:
         self.train_ds = train_ds
         self.train_classes = train_ds.split_classes("train")
         val_classes = dataset.split_classes("val")
+        if cfg.class_names:
+            if learner.train_mode != "episodic":
+                raise ValueError(f"train.class_names (--class-names) adds class descriptions to episodes' support "
+                                 f"sets, but learner {learner.name!r} trains on plain batches; drop --class-names")
+            for c in [*self.train_classes, *val_classes]:
+                train_ds.class_item(c)  # a clear error now, not at the first episode that lacks one
         self.augmenter = None
         if cfg.augment:
             from .augment import make_augmenter
@@ -211,7 +218,8 @@ class Trainer:
             return None
         by_class = self.train_ds.ids_by_class(self.train_classes)
         ids = np.concatenate([by_class[c] for c in self.train_classes])
-        items = self.learner.encoder.resident(self.train_ds.take(ids), self.device)
+        described = [self.train_ds.class_item(c) for c in self.train_classes] if self.cfg.class_names else []
+        items = self.learner.encoder.resident(self.train_ds.take(ids) + described, self.device)
         if items is None:
             if resident is True:
                 raise ValueError(f"the {len(ids)} training items do not fit resident on {self.device} (see "
@@ -219,6 +227,7 @@ class Trainer:
             return None
         self._row_of = np.full(len(self.train_ds.items), -1, dtype=np.int64)
         self._row_of[ids] = np.arange(len(ids))
+        self._described_row = {c: len(ids) + j for j, c in enumerate(self.train_classes) if described}
         return items
 
     def _items(self, ids: np.ndarray):
@@ -226,6 +235,12 @@ class Trainer:
         if self.resident is not None:
             return self.resident.take(self._row_of[ids])
         return self.train_ds.take(ids)
+
+    def _descriptions(self, classes) -> object:
+        """The descriptions of train ``classes`` (``class_names``): raw, or a view of the resident inputs."""
+        if self.resident is not None:
+            return self.resident.take([self._described_row[c] for c in classes])
+        return [self.train_ds.class_item(c) for c in classes]
 
     def _device_labels(self, labels: np.ndarray) -> torch.Tensor:
         """``labels`` as a LongTensor on the device, copied once per distinct labelling (episodes repeat them)."""
@@ -252,6 +267,8 @@ class Trainer:
                 sx, qx = self.augmenter(sx, aug_rng), self.augmenter(qx, aug_rng)
             # Learners get host labels (their checks then cost no device sync); the accuracy a device copy.
             sy, qy = torch.from_numpy(ep.support_labels), torch.from_numpy(ep.query_labels)
+            if cfg.class_names:  # as evaluation adds them: one more support example per class, never augmented
+                sx, sy = join_items(sx, self._descriptions(ep.classes)), torch.cat([sy, torch.arange(ep.n_way)])
             with autocast(self.device):
                 loss, logits = self.wrapped("episode", sx, sy, qx, qy)
             target = self._device_labels(ep.query_labels)
@@ -302,7 +319,8 @@ class Trainer:
 
         self.learner.module.eval()
         with torch.no_grad():
-            result = evaluate(self.learner, self.dataset, self.val_episodes, progress=False)
+            result = evaluate(self.learner, self.dataset, self.val_episodes, progress=False,
+                              class_names=self.cfg.class_names)
         return result.mean, result.ci95
 
     # ----------------------------------------------------------------- the loop

@@ -259,3 +259,42 @@ def test_non_finite_loss_names_its_step(tiny_image_encoder):
         learner.module.log_temperature.fill_(float("inf"))
     with pytest.raises(FloatingPointError, match="at step 1; lower --lr"):
         trainer.train_steps(2)
+
+
+def test_class_names_join_training_and_validation_support_sets(tiny_image_encoder):
+    """train.class_names: each class's description is one more support example in training episodes
+    (resident or raw: the same losses) and in validation; undescribed classes are refused up front."""
+    data = _omniglot_like()
+    rng = np.random.default_rng(3)
+    data.class_items = {c: (rng.random((35, 35)) < 0.5).astype(np.uint8) * 255 for c in data.classes}
+    enc = lambda: create_encoder("conv4", hidden=8, invert=True)  # noqa: E731
+    kw = dict(train_way=4, train_shot=1, train_query=2)
+    raw, _ = _losses("protonet", data, False, enc, class_names=True, **kw)
+    res, _ = _losses("protonet", data, True, enc, class_names=True, **kw)
+    plain, _ = _losses("protonet", data, False, enc, **kw)
+    np.testing.assert_allclose(res, raw, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(raw, plain)  # the descriptions changed every episode's prototypes
+
+    torch.manual_seed(0)
+    learner = create_learner("protonet", enc())
+    trainer = Trainer(learner, data, TrainConfig(steps=1, train_way=4, val_way=2, val_query=2, val_episodes=3,
+                                                 class_names=True), resident=False)
+    seen = []
+    original = learner.episode_loss
+    learner.episode_loss = lambda sx, sy, qx, qy: seen.append((list(sx), sy.tolist())) or original(sx, sy, qx, qy)
+    trainer.train_steps(1)
+    (sx, sy), = seen
+    ep = trainer.sampler.sample(0)
+    assert sy == ep.support_labels.tolist() + [0, 1, 2, 3]  # one description per class, after the examples
+    for got, c in zip(sx[-4:], ep.classes):
+        assert np.array_equal(got, data.class_items[c])
+    with torch.no_grad():
+        learner.module.eval()
+        expected = evaluate(learner, data, trainer.val_episodes, progress=False, class_names=True).mean
+    assert trainer.validate()[0] == pytest.approx(expected)
+
+    del data.class_items["c5"]  # a val class without a description
+    with pytest.raises(ValueError, match="gives no description of class 'c5'"):
+        Trainer(learner, data, TrainConfig(train_way=2, val_way=2, val_query=2, val_episodes=2, class_names=True))
+    with pytest.raises(ValueError, match="trains on plain batches; drop --class-names"):
+        Trainer(create_learner("finetune", enc()), data, TrainConfig(class_names=True, batch_size=4))

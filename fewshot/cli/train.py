@@ -39,6 +39,7 @@ TRAIN_MAPPING = {
     "seed": "train.seed",
     "augment": "train.augment",
     "rotations": "train.rotations",
+    "class_names": "train.class_names",
 }
 
 
@@ -77,6 +78,9 @@ TRAIN_MAPPING = {
 @click.option("--val-query", type=int, default=None, help="Queries per class in validation (default 15).")
 @click.option("--val-episodes", type=int, default=None, help="Number of validation episodes (default 100).")
 @click.option("--seed", type=int, default=None, help="Training seed (default 0).")
+@click.option("--class-names/--no-class-names", default=None,
+              help="Episodic learners: each class's description (clinc150, fewrel*) joins the support set of "
+              "every training and validation episode, as `fewshot run --class-names` adds it. Default off.")
 @click.option("--augment/--no-augment", default=None, help="Augment training items (text: token deletion, "
               "swap, masking; images: affine jitter).")
 @click.option("--rotations/--no-rotations", default=None,
