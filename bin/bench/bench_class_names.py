@@ -10,21 +10,14 @@ of CLINC150's val-domain intents and of FewRel's 7 val relations (val_wiki.json'
 """
 from __future__ import annotations
 
-import argparse
-
 from benchmarks_md import command, publish
-from val_episodes import val_accuracy
+from val_episodes import compared, parse_args, val_accuracy
 
 DATASETS = {"clinc150": [], "fewrel": ["fewrel-nyt", "fewrel-pubmed", "fewrel-semeval"]}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--episodes", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--no-write", action="store_true", help="Print the section without writing BENCHMARKS.md.")
-    args = p.parse_args(argv)
+    args = parse_args(__doc__.splitlines()[0], argv)
     lines = [f"Command: `{command('bench-class-names', argv)}`", "",
              "Frozen all-MiniLM-L6-v2 + nearest prototype (cosine) on validation classes only, 5-way episodes, "
              f"15 queries per class, episode seed {args.seed}; mean +- 95% CI; `--class-names`: each class's "
@@ -37,9 +30,7 @@ def main(argv=None) -> int:
             plain, named = (val_accuracy(dataset, shot, args.episodes, args.seed, args.data_root, extra_val,
                                          class_names=flag) for flag in (False, True))
             n = plain["episodes"]
-            lines.append(f"| {dataset} | {len(plain['classes'])} | {shot} | {plain['mean']:.2f} +- "
-                         f"{plain['ci95']:.2f} | {named['mean']:.2f} +- {named['ci95']:.2f} | "
-                         f"{named['mean'] - plain['mean']:+.2f} |")
+            lines.append(f"| {dataset} | {len(plain['classes'])} | {shot} | {compared(plain, named)} |")
     lines += ["", f"{n} episodes per cell. Descriptions: CLINC150's intent names in words (`book flight`); "
               "FewRel's relation name and Wikidata definition (pid2name.json) as an entity-marked text, "
               "`[E1] subject [/E1] spouse [E2] object [/E2] : the subject has the object as their spouse ...` "

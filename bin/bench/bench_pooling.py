@@ -9,10 +9,8 @@ the 2 val relations of val_wiki.json and the 5 of the FewRel 2.0 files (``data.e
 """
 from __future__ import annotations
 
-import argparse
-
 from benchmarks_md import command, publish
-from val_episodes import val_accuracy
+from val_episodes import compared, parse_args, val_accuracy
 
 EXTRA_VAL = ["fewrel-nyt", "fewrel-pubmed", "fewrel-semeval"]
 
@@ -24,12 +22,7 @@ def measure(pooling: str, shot: int, episodes: int, seed: int, data_root: str | 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--episodes", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--no-write", action="store_true", help="Print the section without writing BENCHMARKS.md.")
-    args = p.parse_args(argv)
+    args = parse_args(__doc__.splitlines()[0], argv)
     rows = [measure(pooling, shot, args.episodes, args.seed, args.data_root)
             for shot in (1, 5) for pooling in ("mean", "entities")]
     lines = [f"Command: `{command('bench-pooling', argv)}`", "",
@@ -39,8 +32,7 @@ def main(argv=None) -> int:
              f"{args.seed}; mean +- 95% CI. Test relations are never used here.", "",
              "| shot | mean pooling | entity pooling | difference |", "|---|---|---|---|"]
     for mean, ent in zip(rows[::2], rows[1::2]):
-        lines.append(f"| {mean['shot']} | {mean['mean']:.2f} +- {mean['ci95']:.2f} | {ent['mean']:.2f} +- "
-                     f"{ent['ci95']:.2f} | {ent['mean'] - mean['mean']:+.2f} |")
+        lines.append(f"| {mean['shot']} | {compared(mean, ent)} |")
     lines += ["", f"{rows[0]['episodes']} episodes per cell. Entity pooling: the L2-normalised means of the whole "
               "sentence, of the head entity's tokens and of the tail's, concatenated (`pooling = \"entities\"`)."]
     publish("pooling", "## Text pooling on FewRel's validation relations\n\n" + "\n".join(lines),

@@ -4,6 +4,8 @@ Shared by bin/bench-pooling and bin/bench-class-names; test classes are never to
 """
 from __future__ import annotations
 
+import argparse
+
 from fewshot.config import FewShotConfig
 from fewshot.evaluation import evaluate
 from fewshot.experiment import build_dataset, build_episodes, build_learner
@@ -25,3 +27,19 @@ def val_accuracy(dataset: str, shot: int, episodes: int, seed: int, data_root: s
                       class_names=class_names)
     return {"shot": shot, "episodes": len(result.accuracies), "mean": 100 * result.mean, "ci95": 100 * result.ci95,
             "classes": data.split_classes("val")}
+
+
+def parse_args(description: str, argv=None) -> argparse.Namespace:
+    """The options of a val-evidence script: --episodes (300), --seed (0), --data-root, --no-write."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--episodes", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--no-write", action="store_true", help="Print the section without writing BENCHMARKS.md.")
+    return p.parse_args(argv)
+
+
+def compared(before: dict, after: dict) -> str:
+    """Table cells ``before | after | difference`` of two :func:`val_accuracy` rows."""
+    return (f"{before['mean']:.2f} +- {before['ci95']:.2f} | {after['mean']:.2f} +- {after['ci95']:.2f} | "
+            f"{after['mean'] - before['mean']:+.2f}")
