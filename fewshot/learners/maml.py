@@ -46,8 +46,12 @@ from torch.func import functional_call
 
 from .. import l2l
 from ..adapters import apply_trainable, check_trainable
+from ..prototypes import class_means
 from .base import Learner, LearnerConfig
 from .registry import register_learner
+
+
+HEAD_INITS = ("zero", "prototypes")
 
 
 @dataclass
@@ -71,12 +75,16 @@ class MAMLConfig(LearnerConfig):
     first_order: bool = False
     anil: Optional[bool] = None
     trainable: str = "full"  # full | last:K | lora | bitfit | none
+    head_init: str = "zero"  # zero: the learned shared row only; prototypes: + the support prototypes (Proto-MAML)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_trainable(self.trainable)
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"learner.head_init must be one of {HEAD_INITS}, got {self.head_init!r}; "
+                             "prototypes starts each task's head at the protonet classifier (Proto-MAML)")
         if isinstance(self.inner_steps, bool) or not isinstance(self.inner_steps, int) or self.inner_steps < 1:
             raise ValueError(f"learner.inner_steps must be an int >= 1, got {self.inner_steps!r}; "
                              "MAML needs at least one inner-loop step")
@@ -100,9 +108,18 @@ class MAMLNetwork(nn.Module):
         self.head_weight = nn.Parameter(torch.zeros(dim))
         self.head_bias = nn.Parameter(torch.zeros(()))
 
-    def head(self, n_way: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The task head's initial (n_way, dim) weight and (n_way,) bias, differentiable w.r.t. (w, b)."""
-        return self.head_weight.expand(n_way, -1), self.head_bias.expand(n_way)
+    def head(self, n_way: int, z_support: torch.Tensor | None = None,
+             y_support: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task head's initial (n_way, dim) weight and (n_way,) bias, differentiable w.r.t. (w, b).
+
+        With support embeddings (Proto-MAML), each row also holds its class's prototype ``c_k`` as
+        the linear form of the negative squared distance: ``2 c_k`` and ``-||c_k||^2``.
+        """
+        weight, bias = self.head_weight.expand(n_way, -1), self.head_bias.expand(n_way)
+        if z_support is None:
+            return weight, bias
+        c = class_means(z_support.float(), y_support, n_way)
+        return weight + 2 * c, bias - c.pow(2).sum(1)
 
 
 class _TaskModel(nn.Module):
@@ -184,12 +201,14 @@ class MAMLLearner(Learner):
         _check_labels(query_y, "query_y", n_way)
         device = self.device
         ys, yq = support_y.long().to(device), query_y.long().to(device)
-        weight, bias = self.network.head(n_way)
+        protos = self.cfg.head_init == "prototypes"
         if self.anil:
             xs, xq = self.encoder.embed(support_x), self.encoder.embed(query_x)
+            weight, bias = self.network.head(n_way, xs if protos else None, ys)
             task = _TaskModel(None, weight, bias)
         else:
             xs, xq = _inputs(self.encoder, support_x, device), _inputs(self.encoder, query_x, device)
+            weight, bias = self.network.head(n_way, self.encoder(xs) if protos else None, ys)
             task = _TaskModel(self.encoder, weight, bias)
         # An encoder may hold parameters its output does not use (a transformer's pooler) or frozen ones.
         lenient = not self.anil
@@ -224,7 +243,7 @@ class MAMLLearner(Learner):
         n_way = _check_labels(torch.as_tensor(y_support), "support labels")
         z = z_support.float().to(self.device)
         y = torch.as_tensor(y_support).long().to(self.device)
-        weight, bias = self.network.head(n_way)
+        weight, bias = self.network.head(n_way, z if self.cfg.head_init == "prototypes" else None, y)
         self._adapted = self._inner_loop(lambda p: F.linear(z, p["weight"], p["bias"]),
                                          {"weight": weight, "bias": bias}, y)
 
@@ -262,12 +281,17 @@ class MAMLLearner(Learner):
         device = self.device
         y = y.to(device)
         x = _inputs(self.encoder, support_x, device)
-        weight, bias = self.network.head(n_way)
         params = {f"encoder.{k}": v for k, v in self.encoder.named_parameters()}
         frozen = frozenset(k for k, v in params.items() if not v.requires_grad)
-        params.update(weight=weight, bias=bias)
         scratch = {k: b.clone() for k, b in self.encoder.named_buffers()}  # the module's stay untouched
         with self._evaluation_state(batch_stats=True):
+            z = None
+            if self.cfg.head_init == "prototypes":  # the support's embeddings, on its own batch statistics
+                with torch.no_grad():
+                    z = functional_call(self.encoder, {**dict(self.encoder.named_parameters()),
+                                                       **{k: b.clone() for k, b in scratch.items()}}, (x,))
+            weight, bias = self.network.head(n_way, z, y)
+            params.update(weight=weight, bias=bias)
             params = self._inner_loop(lambda p: self._forward(p, scratch, x), params, y, frozen)
             # Support-set statistics under the adapted weights: a cumulative average over one batch.
             stats = {k: (torch.zeros_like(b) if k.endswith("num_batches_tracked") else b.clone())

@@ -29,9 +29,15 @@ def _reference(learner: MAMLLearner, xs_items, ys, xq_items, yq, first_order: bo
     params = dict(net.named_parameters())
     xs, xq = enc.preprocess(xs_items), enc.preprocess(xq_items)
     n_way = int(ys.max()) + 1
-    fast = {} if anil else {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
+    # clones, as learn2learn's: the inner loop differentiates with respect to its own copies of the weights, not
+    # through a Proto-MAML head init that was computed from the originals
+    fast = {} if anil else {k[len("encoder."):]: v.clone() for k, v in params.items() if k.startswith("encoder.")}
     fast["weight"], fast["bias"] = params["head_weight"].expand(n_way, -1), params["head_bias"].expand(n_way)
     zs, zq = (enc(xs), enc(xq)) if anil else (None, None)
+    if cfg.head_init == "prototypes":  # Proto-MAML, written out: class means of the support's embeddings
+        z = zs if anil else enc(xs)
+        c = torch.stack([z[ys == k].mean(0) for k in range(n_way)])
+        fast["weight"], fast["bias"] = fast["weight"] + 2 * c, fast["bias"] - (c * c).sum(1)
 
     def forward(p, x, z):
         if z is None:
@@ -46,11 +52,12 @@ def _reference(learner: MAMLLearner, xs_items, ys, xq_items, yq, first_order: bo
     return loss, torch.autograd.grad(loss, list(params.values()))
 
 
+@pytest.mark.parametrize("head_init", ["zero", "prototypes"])
 @pytest.mark.parametrize("anil", [False, True])
 @pytest.mark.parametrize("first_order", [False, True])
-def test_episode_loss_meta_gradient_matches_torch_func(tiny_image_encoder, first_order, anil):
-    learner = create_learner("maml", tiny_image_encoder,
-                             {"inner_steps": 2, "inner_lr": 0.3, "first_order": first_order, "anil": anil})
+def test_episode_loss_meta_gradient_matches_torch_func(tiny_image_encoder, first_order, anil, head_init):
+    learner = create_learner("maml", tiny_image_encoder, {"inner_steps": 2, "inner_lr": 0.3, "first_order": first_order,
+                                                          "anil": anil, "head_init": head_init})
     # a non-zero head init, so that every path of the meta-gradient is exercised
     with torch.no_grad():
         learner.module.head_weight.copy_(torch.linspace(-0.5, 0.5, learner.encoder.dim))
@@ -71,6 +78,32 @@ def test_episode_loss_meta_gradient_matches_torch_func(tiny_image_encoder, first
     by_name = dict(zip([n for n, _ in learner.module.named_parameters()], got))
     assert by_name["head_weight"].abs().sum() > 0
     assert by_name["encoder.blocks.0.0.weight"].abs().sum() > 0
+
+
+def test_proto_maml_starts_as_the_euclidean_prototype_classifier(tiny_image_encoder):
+    """head_init = prototypes: with a vanishing inner step, ANIL predicts what protonet (squared
+    Euclidean) predicts on the same embeddings; the zero head cannot (all its rows are equal)."""
+    tiny_image_encoder.eval()
+    support, query, ys = _images(8, 6), _images(12, 7), np.array([0, 1, 2, 3] * 2)
+    proto = create_learner("protonet", tiny_image_encoder, {"metric": "euclidean"})
+    proto.adapt(support, ys)
+    expected = proto.logits(query) / proto.temperature  # -||z - c||^2
+    for anil in (True, False):
+        learner = create_learner("maml", tiny_image_encoder, {"inner_steps": 1, "inner_lr": 1e-12, "anil": anil,
+                                                              "head_init": "prototypes"})
+        learner.adapt(support, ys)
+        got = learner.logits(query)
+        assert got.std(1).min() > 0  # every query's classes score apart from the first step on
+        if anil:  # full MAML embeds on the support's batch statistics (see the module): other features
+            # 2 c.z - ||c||^2 = -||z - c||^2 + ||z||^2: the same up to a per-query constant
+            torch.testing.assert_close(got - got.mean(1, keepdim=True), expected - expected.mean(1, keepdim=True),
+                                       rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+            assert torch.equal(got.argmax(1), expected.argmax(1))
+        zero = create_learner("maml", tiny_image_encoder, {"inner_steps": 1, "inner_lr": 1e-12, "anil": anil})
+        zero.adapt(support, ys)
+        assert zero.logits(query).std(1).max() < 1e-6  # the zero head's rows are all equal
+    with pytest.raises(ValueError, match="head_init must be one of"):
+        MAMLConfig(head_init="random")
 
 
 def test_second_order_differs_from_first_order(tiny_image_encoder):
