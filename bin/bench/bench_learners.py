@@ -63,6 +63,9 @@ TRANSDUCTIVE = ["--transductive", "3"]
 # more example; chosen on val classes, bin/bench-class-names): inductive, but side information the support-only
 # protocol lacks, so the target column says "with class names".
 CLASS_NAMES = ["--class-names"]
+# Test-time fine-tuning on each task's support set (P>M>F; support only, so the protocol is unchanged): 5 SGD steps
+# at 1e-2, chosen on HuffPost's val classes (frozen MiniLM, 5-way 5-shot, 100 episodes: 70.29 -> 74.51).
+FINETUNE = ["--finetune-steps", "5", "--finetune-lr", "1e-2"]
 ACCURACY_ROWS = [
     ("huffpost", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("huffpost", 5, 1, "protonet, meta-trained", [], "runs/huffpost-protonet-5w1s-cosine",
@@ -78,6 +81,8 @@ ACCURACY_ROWS = [
      "configs/huffpost-protonet-5w5s-cosine.toml"),
     ("huffpost", 5, 5, "protonet, meta-trained on 10-way 5-shot episodes", [], "runs/huffpost-protonet-10w5s-cosine",
      "configs/huffpost-protonet-10w5s-cosine.toml"),
+    ("huffpost", 5, 5, "protonet, meta-trained on 10-way 5-shot episodes, + test-time fine-tuning (5 steps)",
+     FINETUNE, "runs/huffpost-protonet-10w5s-cosine", "configs/huffpost-protonet-10w5s-cosine.toml"),
     ("clinc150", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("clinc150", 5, 1, "protonet, meta-trained (last 3 layers)", [], "runs/clinc150-protonet-5w1s-cosine",
      "configs/clinc150-protonet-5w1s-cosine.toml"),
