@@ -31,6 +31,24 @@ def test_table_and_commands():
                        "--out", "runs/x/maml-both", "--quiet", "--steps", "300"]
 
 
+def test_rows_not_run_keep_their_written_lines(shared_data, tmp_path, monkeypatch):
+    """Section omniglot: a row whose checkpoint is absent stays as written; a chosen row without one is left out."""
+    from benchmarks_md import read_section
+
+    md = tmp_path / "BENCHMARKS.md"
+    kept = "| maml Conv4 | small2 | 1000 (750) | 379 | 37.7 | 64.2 (+- 4.9) |"
+    md.write_text("<!-- bench:omniglot -->\n## x\n\n| model | background | a | b | c | d |\n|---|---|---|---|---|---|\n"
+                  f"{kept}\n| protomaml Conv4 (Proto-MAML head) | small1 | 1 (1) | 1 | 1.0 | 1.0 (+- 1.0) |\n"
+                  "<!-- /bench:omniglot -->\n")
+    monkeypatch.setenv("FEWSHOT_BENCHMARKS_MD", str(md))
+    assert omniglot_bench.main(["--runs", str(tmp_path / "none"), "--data-root", str(shared_data),
+                                "--learner", "protomaml", "--background", "small1"]) == 0
+    text = read_section("omniglot", md)
+    assert kept in text  # not chosen: kept as written
+    assert "| protomaml Conv4 (Proto-MAML head) | small1 | 1 (1)" in text  # chosen, no checkpoint: kept too
+    assert "| untrained Conv4 + nearest prototype (floor) | none | 0 | 0 | - |" in text
+
+
 def test_font_pretraining_table_and_commands():
     rows = [{"learner": "protonet", "background": "small1", "steps": 2000, "best_step": 1750, "train_s": 420.0,
              "best_val": 0.87, "error_pct": 16.0, "ci95_pct": 4.0},

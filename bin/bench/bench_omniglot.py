@@ -9,7 +9,9 @@ within-alphabet 1-shot, 400 test items, error = wrong / 400. An untrained Conv4
 rates of Lake, Salakhutdinov & Tenenbaum (2015) on this exact protocol are
 printed beside (:mod:`fewshot.published`).
 
-``--train`` first runs the training commands (``--steps`` each, sequentially).
+``--train`` first runs the training commands (``--steps`` each, sequentially). A row of section
+omniglot whose checkpoint is not here keeps its line as BENCHMARKS.md has it (found by its model
+and background), so ``--learner protomaml`` adds Proto-MAML's rows without retraining the others.
 
 ``--section omniglot-fonts`` writes the font-glyph pretraining comparison instead: ``protonet-fonts``
 (Conv4 meta-trained on the font_glyphs characters, configs/omniglot-protonet-fonts-pretrain.toml, then
@@ -37,8 +39,9 @@ from fewshot.checkpoint import is_checkpoint
 REPO = Path(__file__).resolve().parents[2]
 
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
-LEARNERS = ("protonet", "maml", "protonet-mobilenetv2", "protonet-fonts", "protonet-augment")
-ARCH = {"protonet": "Conv4", "maml": "Conv4", "protonet-mobilenetv2": "MobileNetV2 (ImageNet init)",
+LEARNERS = ("protonet", "maml", "protomaml", "protonet-mobilenetv2", "protonet-fonts", "protonet-augment")
+ARCH = {"protonet": "Conv4", "maml": "Conv4", "protomaml": "Conv4 (Proto-MAML head)",
+        "protonet-mobilenetv2": "MobileNetV2 (ImageNet init)",
         "protonet-fonts": "Conv4, font-glyph pretraining", "protonet-augment": "Conv4, affine-jittered training"}
 RECIPE = {"protonet": "from scratch", "protonet-fonts": "font glyphs, then the background set",
           "protonet-augment": "from scratch, affine jitter"}  # section omniglot-fonts
@@ -177,8 +180,11 @@ def markdown(rows: list[dict], floor: dict, command: str) -> str:
         f"{floor['error_pct']:.1f} (+- {floor['ci95_pct']:.1f}) |",
     ]
     for r in rows:
+        if "line" in r:  # not run here: as BENCHMARKS.md has it
+            lines.append(r["line"])
+            continue
         lines.append(
-            f"| {r['learner'].split('-')[0]} {ARCH[r['learner']]} | {r['background']} | {r.get('steps', '?')} ({r.get('best_step', '?')}) | "
+            f"| {model_name(r['learner'])} | {r['background']} | {r.get('steps', '?')} ({r.get('best_step', '?')}) | "
             f"{r.get('train_s', float('nan')):.0f} | {100 * r.get('best_val', float('nan')):.1f} | "
             f"{r['error_pct']:.1f} (+- {r['ci95_pct']:.1f}) |"
         )
@@ -189,10 +195,27 @@ def markdown(rows: list[dict], floor: dict, command: str) -> str:
               "--dataset omniglot-<small1|small2> (omniglot for both) --out runs/omniglot/<learner>-<background> "
               "--steps <steps>` (or `bin/bench-omniglot --train --steps N`), seed 0; one thread was several times "
               "faster than two on the loaded shared machine."]
-    lines += ["", "Learner settings: " + "; ".join(
+    lines += ["", "Learner settings (of the rows run by this command; a kept row's are in its config): " + "; ".join(
         f"{r['learner']}-{r['background']}: {json.dumps(r.get('learner_config', {}), sort_keys=True)}"
-        for r in rows)]
+        for r in rows if "line" not in r)]
     return "\n".join(lines)
+
+
+def model_name(learner: str) -> str:
+    """The model cell of a row of section omniglot."""
+    return f"{learner.split('-')[0]} {ARCH[learner]}"
+
+
+def written_rows() -> dict[tuple[str, str], str]:
+    """Section omniglot's model rows as BENCHMARKS.md has them, by (model cell, background cell)."""
+    from benchmarks_md import read_section
+
+    rows = {}
+    for line in read_section("omniglot").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 6 and cells[1] in BACKGROUNDS:
+            rows[(cells[0], cells[1])] = line
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,29 +232,35 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     runs = Path(args.runs)
     rows = []
-    for learner in args.learner or LEARNERS:
-        for background in args.background or ("small1", "small2", "both"):
-            folder = runs / f"{learner}-{background}"
-            if learner == "protonet-fonts" and background == "both":
-                continue
-            if args.train and learner == "protonet-fonts" and not is_checkpoint(REPO / FONTS_PRETRAIN[1]):
-                print("+", shlex.join(pretrain_command()), flush=True)
-                subprocess.run(pretrain_command(), check=True, cwd=REPO)
-            if args.train and not is_checkpoint(folder):
-                cmd = train_command(learner, background, runs, args.steps)
-                print("+", shlex.join(cmd), flush=True)
-                start = time.perf_counter()
-                subprocess.run(cmd, check=True)
-                print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
-            if not is_checkpoint(folder):
+    written = written_rows() if args.section == "omniglot" else {}
+    chosen = [(lr, bg) for lr in args.learner or LEARNERS for bg in args.background or ("small1", "small2", "both")]
+    every = chosen if args.section != "omniglot" else [(lr, bg) for lr in LEARNERS for bg in BACKGROUNDS]
+    for learner, background in every:
+        folder = runs / f"{learner}-{background}"
+        if learner == "protonet-fonts" and background == "both":
+            continue
+        if (learner, background) not in chosen or not (args.train or is_checkpoint(folder)):
+            if (model_name(learner), background) in written:
+                rows.append({"learner": learner, "background": background,
+                             "line": written[(model_name(learner), background)]})
+            elif (learner, background) in chosen:
                 print(f"skipping {folder}: no checkpoint (train it, or pass --train)", flush=True)
-                continue
-            row = {"learner": learner, "background": background, **_train_info(folder),
-                   **score(str(folder), args.data_root)}
-            if args.section == "omniglot-fonts":
-                row["ttft"] = score(str(folder), args.data_root, learner=TTFT)
-            print(json.dumps({k: v for k, v in row.items() if k != "learner_config"}), flush=True)
-            rows.append(row)
+            continue
+        if args.train and learner == "protonet-fonts" and not is_checkpoint(REPO / FONTS_PRETRAIN[1]):
+            print("+", shlex.join(pretrain_command()), flush=True)
+            subprocess.run(pretrain_command(), check=True, cwd=REPO)
+        if args.train and not is_checkpoint(folder):
+            cmd = train_command(learner, background, runs, args.steps)
+            print("+", shlex.join(cmd), flush=True)
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
+        row = {"learner": learner, "background": background, **_train_info(folder),
+               **score(str(folder), args.data_root)}
+        if args.section == "omniglot-fonts":
+            row["ttft"] = score(str(folder), args.data_root, learner=TTFT)
+        print(json.dumps({k: v for k, v in row.items() if k != "learner_config"}), flush=True)
+        rows.append(row)
     command = bench_command("bench-omniglot", argv)
     if args.section == "omniglot-fonts":
         publish("omniglot-fonts", fonts_markdown(rows, command), not args.no_write)
