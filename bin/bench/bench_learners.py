@@ -131,6 +131,11 @@ ACCURACY_ROWS = [
      CLASS_NAMES, "runs/fewrel-protonet-5w1s-entities-extra", "configs/fewrel-protonet-5w1s-entities-extra.toml"),
     ("fewrel", 5, 1, "protonet, entity pooling, 22 train relations on 10-way episodes, + class names", CLASS_NAMES,
      "runs/fewrel-protonet-10w1s-entities-extra", "configs/fewrel-protonet-10w1s-entities-extra.toml"),
+    ("fewrel", 5, 1, "protonet, entity pooling, 22 train relations, then 400 steps more with class names in every "
+     "support set (stage 2, validated with them), + class names", CLASS_NAMES, "runs/fewrel-protonet-5w1s-entities-names",
+     "configs/fewrel-protonet-5w1s-entities-names.toml"),
+    ("fewrel", 5, 1, "the same stage-2 checkpoint scored on the support set only", [],
+     "runs/fewrel-protonet-5w1s-entities-names", "configs/fewrel-protonet-5w1s-entities-names.toml"),
 ]
 TARGETS = {("huffpost", 5, 1): 55, ("huffpost", 5, 5): 72, ("clinc150", 5, 1): 97, ("clinc150", 20, 1): 90,
            ("fewrel", 5, 1): 80}
