@@ -170,7 +170,10 @@ def markdown(rows: list[dict], floor: dict, command: str) -> str:
         "the background set named (`small1`, `small2`, or `both` = their union; Early_Aramaic and Tagalog held "
         "out for validation), 20-way 1-shot training episodes with 90-degree rotations as new classes; the "
         "checkpoint with the best validation accuracy is scored. MobileNetV2 rows start from ImageNet weights and "
-        "fine-tune the whole network on 56x56 inverted images (configs/omniglot-protonet-mobilenetv2-20w1s.toml). CI: 95% normal interval over the 20 runs. "
+        "fine-tune the whole network on 56x56 inverted images (configs/omniglot-protonet-mobilenetv2-20w1s.toml). "
+        "`protomaml` rows are first-order MAML whose task heads start at the support set's prototype classifier "
+        "(`head_init = \"prototypes\"`, inner step 0.01; configs/omniglot-protomaml-20w1s.toml); `maml` rows start "
+        "from the learned zero head (configs/omniglot-maml-20w1s.toml). CI: 95% normal interval over the 20 runs. "
         "Training was CPU-only on a shared 2-core machine, so the step budgets are small; the training "
         "time is wall-clock.",
         "",
