@@ -120,8 +120,9 @@ class FewShotDataset:
         except KeyError:
             raise ValueError(
                 f"dataset {self.name!r} gives no description of class {name!r} (it describes "
-                f"{len(self.class_items)} of its {len(set(self.labels))} classes); evaluate without class names "
-                "(drop --class-names), or use a dataset whose classes are described (clinc150, fewrel*)"
+                f"{len(self.class_items)} of its {len(set(self.labels))} classes); drop --class-names "
+                "(train.class_names, episodes.class_names), or use a dataset whose classes are described "
+                "(clinc150, fewrel*)"
             ) from None
 
     @property
