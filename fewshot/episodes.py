@@ -41,6 +41,11 @@ class Episode:
     def n_way(self) -> int:
         return len(self.classes)
 
+    def described_support_labels(self) -> np.ndarray:
+        """Support labels when each class's description follows the support examples (``class_names``):
+        ``support_labels`` then ``0 .. n_way - 1``, the descriptions in the order of ``classes``."""
+        return np.concatenate([self.support_labels, np.arange(self.n_way, dtype=self.support_labels.dtype)])
+
     def to_json(self) -> dict:
         return {
             "index": int(self.index),

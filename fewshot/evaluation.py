@@ -126,10 +126,12 @@ def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batc
                 if class_names:
                     described.add(sorted({c for ep in block for c in ep.classes}))
                 for ep in block:
-                    z, y = embedded.take(ep.support), torch.from_numpy(ep.support_labels)
                     if class_names:
-                        z, y = torch.cat([z, described.take(ep.classes)]), torch.cat([y, torch.arange(ep.n_way)])
-                    learner.adapt_features(z, y)
+                        z = torch.cat([embedded.take(ep.support), described.take(ep.classes)])
+                        y = ep.described_support_labels()
+                    else:
+                        z, y = embedded.take(ep.support), ep.support_labels
+                    learner.adapt_features(z, torch.from_numpy(y))
                     accs.append(episode_accuracy(learner.logits_features(embedded.take(ep.query)), ep, kept))
                     bar.update(1)
         n_embedded = embedded.n + described.n
@@ -138,7 +140,7 @@ def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batc
             for ep in episodes:
                 x, y = dataset.take(ep.support), ep.support_labels
                 if class_names:
-                    x, y = x + [dataset.class_item(c) for c in ep.classes], np.concatenate([y, np.arange(ep.n_way)])
+                    x, y = x + [dataset.class_item(c) for c in ep.classes], ep.described_support_labels()
                 learner.adapt(x, y)
                 accs.append(episode_accuracy(learner.logits(dataset.take(ep.query)), ep, kept))
                 n_embedded += len(x) + len(ep.query)

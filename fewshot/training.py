@@ -227,7 +227,7 @@ class Trainer:
             return None
         self._row_of = np.full(len(self.train_ds.items), -1, dtype=np.int64)
         self._row_of[ids] = np.arange(len(ids))
-        self._described_row = {c: len(ids) + j for j, c in enumerate(self.train_classes) if described}
+        self._described_row = dict(zip(self.train_classes, range(len(ids), len(ids) + len(described))))
         return items
 
     def _items(self, ids: np.ndarray):
@@ -268,7 +268,8 @@ class Trainer:
             # Learners get host labels (their checks then cost no device sync); the accuracy a device copy.
             sy, qy = torch.from_numpy(ep.support_labels), torch.from_numpy(ep.query_labels)
             if cfg.class_names:  # as evaluation adds them: one more support example per class, never augmented
-                sx, sy = join_items(sx, self._descriptions(ep.classes)), torch.cat([sy, torch.arange(ep.n_way)])
+                sx = join_items(sx, self._descriptions(ep.classes))
+                sy = torch.from_numpy(ep.described_support_labels())
             with autocast(self.device):
                 loss, logits = self.wrapped("episode", sx, sy, qx, qy)
             target = self._device_labels(ep.query_labels)

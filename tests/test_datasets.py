@@ -99,6 +99,7 @@ def test_fewrel_and_clinc150_describe_their_classes(shared_data):
     assert fewrel_class_text("P26", names) == \
         "[E1] subject [/E1] spouse [E2] object [/E2] : the subject has the object as their spouse"
     assert fewrel_class_text("P1", names) == "[E1] subject [/E1] x [E2] object [/E2]"  # no empty definition
+    assert fewrel_class_text("P999", names) is None  # a Wikidata id pid2name.json lacks: nothing describes it
     assert fewrel_class_text("Content-Container(e2,e1)", names) == \
         "[E1] container [/E1] content container [E2] content [/E2]"  # (e2,e1): the head is the container
     assert fewrel_class_text("Cause-Effect(e1,e2)", names) == "[E1] cause [/E1] cause effect [E2] effect [/E2]"

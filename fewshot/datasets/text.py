@@ -151,8 +151,9 @@ def fewrel_text(instance: dict) -> str:
 _SEMEVAL = re.compile(r"^([\w ]+)-([\w ]+)\((e[12]),(e[12])\)$")  # "Content-Container(e2,e1)"
 
 
-def fewrel_class_text(relation: str, names: dict) -> str:
-    """A relation's description as an entity-marked text, for ``--class-names``.
+def fewrel_class_text(relation: str, names: dict) -> str | None:
+    """A relation's description as an entity-marked text, for ``--class-names`` (None: a Wikidata id
+    that ``names`` lacks, which has nothing to describe it).
 
     ``"[E1] head [/E1] name [E2] tail [/E2] : definition"``. Wikidata ids take the name and
     definition of ``names`` (pid2name.json: ``{id: [name, definition]}``) with "subject" and
@@ -172,6 +173,8 @@ def fewrel_class_text(relation: str, names: dict) -> str:
     elif relation in names:
         name, definition = names[relation]
         definition = "" if definition == "No description defined" else definition
+    elif re.fullmatch(r"P\d+", relation):
+        return None
     else:
         name = relation.replace("_", " ")
     text = f"{h_open} {head} {h_close} {name} {t_open} {tail} {t_close}"
@@ -191,10 +194,10 @@ def _fewrel(name: str, root: Path) -> FewShotDataset:
             labels.append(relation)
     # entity pooling: frozen 5-way on the 7 val relations of the FewRel files, 1-shot 71.25 -> 76.48,
     # 5-shot 88.12 -> 90.39 (bin/bench-pooling, BENCHMARKS.md "pooling")
-    described = [r for r in data if r in names or not re.fullmatch(r"P\d+", r)]
+    described = {r: fewrel_class_text(r, names) for r in data}
     return FewShotDataset(name=name, modality="text", items=texts, labels=labels, splits=load_split(name),
                           source=str(path), encoder_options={"pooling": "entities"},
-                          class_items={r: fewrel_class_text(r, names) for r in described})
+                          class_items={r: text for r, text in described.items() if text is not None})
 
 
 def _register_fewrel(name: str) -> None:
