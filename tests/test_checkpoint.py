@@ -10,8 +10,10 @@ import torch
 
 from fewshot.checkpoint import (load_encoder, load_learner, load_training_state, read_record, save_checkpoint,
                                 save_training_state)
+from fewshot.config import FewShotConfig
 from fewshot.data import FewShotDataset
 from fewshot.encoders import create_encoder
+from fewshot.experiment import build_learner
 from fewshot.learners import create_learner
 
 TEXTS = ["a cat sat on the mat", "dogs bark at night", "the stock market fell", "rain is expected today",
@@ -66,6 +68,24 @@ def test_finetune_round_trip_keeps_the_base_head(tiny_text_model_dir, tmp_path):
                                                                                    TEXTS[3:]))
 
 
+def test_finetune_cosine_base_head_round_trips(tiny_text_model_dir, tmp_path):
+    """A cosine base head (Baseline++ pretraining) comes back as trained, whatever ``head`` the loader asks for."""
+    learner = create_learner("finetune", create_encoder(str(tiny_text_model_dir)), {"steps": 5, "head": "cosine"})
+    data = FewShotDataset("t", "text", TEXTS, ["a", "b", "c", "d"] * 2, splits={"train": ["a", "b", "c"]})
+    learner.prepare_training(data, None)
+    _perturb(learner.module)
+    save_checkpoint(tmp_path, learner)
+    assert read_record(tmp_path)["meta"] == {"n_base_classes": 3, "base_head": "cosine"}
+    loaded = load_learner(tmp_path)
+    assert loaded.cfg.head == "cosine" and not hasattr(loaded.module.base_head, "bias")
+    z = torch.randn(4, learner.encoder.dim)
+    torch.testing.assert_close(loaded.module.base_head(z), learner.module.base_head(z), rtol=0, atol=0)
+    # a checkpoint from before cosine base heads says no kind: its head was linear, whatever cfg.head says
+    older = create_learner("finetune", create_encoder(str(tiny_text_model_dir)), {"head": "cosine"})
+    older.restore_meta({"n_base_classes": 3})
+    assert isinstance(older.module.base_head, torch.nn.Linear) and older.module.base_head.out_features == 3
+
+
 def test_encoder_alone_and_under_another_learner(tiny_text_model_dir, tmp_path):
     learner = create_learner("protonet", create_encoder(str(tiny_text_model_dir)), {"trainable": "lora"})
     _perturb(learner.module)
@@ -75,6 +95,26 @@ def test_encoder_alone_and_under_another_learner(tiny_text_model_dir, tmp_path):
     other = load_learner(tmp_path, learner_cfg=create_learner("finetune", enc).cfg.__class__(steps=3))
     assert other.name == "finetune"
     np.testing.assert_array_equal(other.embed(TEXTS), learner.embed(TEXTS))
+
+
+def test_a_named_learner_takes_the_checkpoints_encoder_unnamed_keeps_its_learner(tiny_text_model_dir, tmp_path):
+    """`fewshot run --learner protonet --checkpoint <finetune checkpoint>` scores its encoder with protonet; no
+    --learner (or only options of the saved learner) keeps the learner the checkpoint was trained as."""
+    learner = create_learner("finetune", create_encoder(str(tiny_text_model_dir)), {"head": "cosine", "steps": 7})
+    data = FewShotDataset("t", "text", TEXTS, ["a", "b", "c", "d"] * 2, splits={"train": ["a", "b", "c"]})
+    learner.prepare_training(data, None)
+    _perturb(learner.module)
+    save_checkpoint(tmp_path, learner)
+    for spec, name in ((None, "finetune"), ("protonet", "protonet"), ({"name": "protonet"}, "protonet"),
+                       ({"name": "protonet", "trainable": "full"}, "protonet"), ({"name": "finetune"}, "finetune")):
+        cfg = FewShotConfig.from_dict({"checkpoint": str(tmp_path), "device": "cpu",
+                                       **({} if spec is None else {"learner": spec})})
+        got = build_learner(cfg, data)
+        assert got.name == name, spec
+        np.testing.assert_array_equal(got.encoder.encode(TEXTS), learner.encoder.encode(TEXTS))
+        if name == "finetune":
+            assert got.cfg.head == "cosine" and got.cfg.steps == 7  # as saved
+    assert "learner_named" not in cfg.to_dict()
 
 
 def _legacy_folder(folder, record: dict, weights: bytes):

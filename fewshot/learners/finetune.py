@@ -9,7 +9,10 @@ embeds every example once), or the encoder's last blocks, a LoRA adapter,
 its biases or all of it (on a copy, so episodes never leak into each other).
 
 ``meta_train`` is the transfer-learning recipe: supervised classification of
-the train classes with a linear head over them (``train_mode = "supervised"``).
+the train classes with a head over them (``train_mode = "supervised"``) of the
+kind ``head`` names: linear (Baseline) or cosine (Baseline++; its encoder then
+suits nearest cosine prototypes, e.g. ``fewshot run --learner protonet`` on the
+checkpoint, as in Chen et al. 2021, "Meta-Baseline").
 """
 from __future__ import annotations
 
@@ -108,18 +111,21 @@ class FineTune(Learner):
 
     # ------------------------------------------------------------ supervised pretraining
     def prepare_training(self, dataset, cfg) -> None:
-        self.restore_meta({"n_base_classes": len(dataset.split_classes("train"))})
+        self.restore_meta({"n_base_classes": len(dataset.split_classes("train")), "base_head": self.cfg.head})
 
     def checkpoint_meta(self) -> dict:
         head = self._module.base_head
-        return {"n_base_classes": head.out_features if isinstance(head, nn.Linear) else
-                (head.weight.shape[0] if head is not None else None)}
+        if head is None:
+            return {"n_base_classes": None}
+        return {"n_base_classes": head.weight.shape[0],
+                "base_head": "cosine" if isinstance(head, CosineHead) else "linear"}
 
     def restore_meta(self, meta: dict) -> None:
-        n = meta.get("n_base_classes")
-        if n and self.checkpoint_meta()["n_base_classes"] != n:
-            head = nn.Linear(self.encoder.dim, int(n))
-            self._module.base_head = head.to(self.device)
+        """Rebuild the base-class head as it was trained: its kind is the checkpoint's, not ``cfg.head``
+        (checkpoints from before cosine base heads say none: theirs is linear)."""
+        n, kind = meta.get("n_base_classes"), meta.get("base_head", "linear")
+        if n and (self.checkpoint_meta().get("n_base_classes"), self.checkpoint_meta().get("base_head")) != (n, kind):
+            self._module.base_head = make_head(kind, self.encoder.dim, int(n), self.cfg.cosine_scale).to(self.device)
 
     def batch_loss(self, x, y: torch.Tensor) -> torch.Tensor:
         if self._module.base_head is None:
