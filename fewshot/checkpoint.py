@@ -211,7 +211,7 @@ def _merge_config(saved: dict, learner_cfg):
     """The saved learner config, with every field of ``learner_cfg`` that differs from its default."""
     from .learners import learner_config
 
-    if learner_cfg is None or learner_cfg == learner_config(None):
+    if learner_cfg is None:
         return learner_config(dict(saved))  # nothing asked for: the learner the checkpoint was trained as
     if learner_cfg.name != saved.get("name"):
         return learner_cfg
@@ -227,9 +227,10 @@ def load_learner(ckpt_dir: str | os.PathLike, learner_cfg=None, encoder_options:
     """The learner saved in ``ckpt_dir``.
 
     ``learner_cfg`` overrides the saved learner options it changes from their
-    defaults (the all-default config, what ``fewshot run`` passes when no learner
-    flag is given, means "as saved"); a different learner name keeps only the
-    trained encoder (e.g. a protonet-trained encoder evaluated with finetune).
+    defaults (None means "as saved": what ``fewshot run`` passes when no learner
+    flag is given); a different learner name keeps only the trained encoder
+    (e.g. a protonet-trained encoder evaluated with finetune, or the encoder of
+    finetune's supervised pretraining scored with protonet).
     ``encoder_options`` override the saved encoder's options (e.g. ``invert`` to
     continue training on images of the other polarity); options that change the
     architecture make the weights fail to load, with an error naming them.

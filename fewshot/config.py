@@ -128,8 +128,11 @@ class FewShotConfig:
     device: str = "auto"
     batch_size: int = 128
     train: TrainConfig = field(default_factory=TrainConfig)
+    # whether the learner was named (a [learner] name, --learner): a checkpoint's own learner is kept unless it was
+    learner_named: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self.learner_named = _names_learner(self.learner)
         if self.learner is None or isinstance(self.learner, (str, dict)):
             self.learner = learner_config(self.learner)
         if self.batch_size < 1:
@@ -142,10 +145,12 @@ class FewShotConfig:
         learner = d.pop("learner", None)
         cfg = dataclass_from_dict(cls, d, strict)
         cfg.learner = learner_config(learner, strict=strict)
+        cfg.learner_named = _names_learner(learner)
         return cfg
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        del d["learner_named"]
         d["learner"] = self.learner.to_dict()
         d["fewshot_version"] = __version__
         return d
@@ -153,6 +158,11 @@ class FewShotConfig:
     def save(self, path: str | os.PathLike) -> None:
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _names_learner(spec) -> bool:
+    """Whether a learner spec (None, a name, a dict, a LearnerConfig) names its learner."""
+    return spec is not None and (not isinstance(spec, dict) or "name" in spec)
 
 
 def load_config(path: str | os.PathLike) -> dict:

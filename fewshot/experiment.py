@@ -16,7 +16,7 @@ from .device import resolve_device
 from .encoders import create_encoder, default_encoder
 from .episodes import Episode, EpisodeSampler, VariableEpisodeSampler, load_episodes
 from .evaluation import EvalResult, evaluate
-from .learners import create_learner
+from .learners import create_learner, learner_config
 from .seed import seed_everything
 
 
@@ -106,7 +106,9 @@ def build_learner(cfg: FewShotConfig, dataset: FewShotDataset, seed: int | None 
     if encoder is not None:
         learner = create_learner(cfg.learner.name, encoder, cfg.learner)
     elif cfg.checkpoint:
-        learner = load_learner(cfg.checkpoint, learner_cfg=cfg.learner, encoder_options=cfg.encoder_options)
+        # nothing asked of the learner (no name, every option at its default): the checkpoint's own, as saved
+        asked = cfg.learner if cfg.learner_named or cfg.learner != learner_config(None) else None
+        learner = load_learner(cfg.checkpoint, learner_cfg=asked, encoder_options=cfg.encoder_options)
     else:
         name = cfg.encoder or default_encoder(modality)
         cfg.encoder_options = {**dataset.encoder_options, **cfg.encoder_options}
