@@ -67,6 +67,9 @@ CLASS_NAMES = ["--class-names"]
 # at 1e-2, chosen on HuffPost's val classes with the FROZEN encoder (5-way 5-shot, 100 episodes: 70.29 -> 74.51);
 # on the meta-trained checkpoint it costs 5.6 points (70.87 -> 65.30): kept as the measured negative result.
 FINETUNE = ["--finetune-steps", "5", "--finetune-lr", "1e-2"]
+# The encoder of finetune's supervised pretraining (a cosine head over all train classes, plain batches: Chen et al.
+# 2019's Baseline++) scored with nearest cosine prototypes, as Meta-Baseline's first stage (Chen et al. 2021).
+AS_PROTONET = ["--learner", "protonet"]
 ACCURACY_ROWS = [
     ("huffpost", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("huffpost", 5, 1, "protonet, meta-trained", [], "runs/huffpost-protonet-5w1s-cosine",
@@ -75,6 +78,10 @@ ACCURACY_ROWS = [
      "configs/huffpost-protonet-5w1s-cosine.toml"),
     ("huffpost", 5, 1, "protonet, meta-trained on 10-way 1-shot episodes", [], "runs/huffpost-protonet-10w1s-cosine",
      "configs/huffpost-protonet-10w1s-cosine.toml"),
+    ("huffpost", 5, 1, "protonet on the encoder of supervised cosine-head pretraining (Baseline++)", AS_PROTONET,
+     "runs/huffpost-finetune-cosine-supervised", "configs/huffpost-finetune-cosine-supervised.toml"),
+    ("huffpost", 5, 1, "protonet, supervised pretraining then meta-trained on 10-way 1-shot episodes (Meta-Baseline)",
+     [], "runs/huffpost-protonet-10w1s-after-supervised", "configs/huffpost-protonet-10w1s-after-supervised.toml"),
     ("huffpost", 5, 5, "frozen MiniLM + protonet (floor)", [], None, None),
     ("huffpost", 5, 5, "protonet, meta-trained (1-shot checkpoint)", [], "runs/huffpost-protonet-5w1s-cosine",
      "configs/huffpost-protonet-5w1s-cosine.toml"),
@@ -84,6 +91,10 @@ ACCURACY_ROWS = [
      "configs/huffpost-protonet-10w5s-cosine.toml"),
     ("huffpost", 5, 5, "protonet, meta-trained on 10-way 5-shot episodes, + test-time fine-tuning (5 steps)",
      FINETUNE, "runs/huffpost-protonet-10w5s-cosine", "configs/huffpost-protonet-10w5s-cosine.toml"),
+    ("huffpost", 5, 5, "protonet on the encoder of supervised cosine-head pretraining (Baseline++)", AS_PROTONET,
+     "runs/huffpost-finetune-cosine-supervised", "configs/huffpost-finetune-cosine-supervised.toml"),
+    ("huffpost", 5, 5, "protonet, supervised pretraining then meta-trained on 10-way 1-shot episodes (Meta-Baseline)",
+     [], "runs/huffpost-protonet-10w1s-after-supervised", "configs/huffpost-protonet-10w1s-after-supervised.toml"),
     ("clinc150", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("clinc150", 5, 1, "protonet, meta-trained (last 3 layers)", [], "runs/clinc150-protonet-5w1s-cosine",
      "configs/clinc150-protonet-5w1s-cosine.toml"),
