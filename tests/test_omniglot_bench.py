@@ -67,18 +67,3 @@ def test_font_pretraining_table_and_commands():
                                                      "--out", "runs/omniglot/protonet-fonts", "--quiet"]
     with pytest.raises(ValueError, match="small1 and small2 only"):
         omniglot_bench.train_command("protonet-fonts", "both", Path("runs/omniglot"), None)
-
-
-def test_a_supervised_checkpoint_is_scored_by_protonet(shared_data, tmp_path):
-    """baselinepp's checkpoints are finetune's; the bench scores their encoder with nearest prototypes."""
-    import torch
-
-    from fewshot.checkpoint import save_checkpoint
-    from fewshot.encoders import create_encoder
-    from fewshot.learners import create_learner
-
-    assert omniglot_bench.SCORED_BY["baselinepp"] == {"name": "protonet"}
-    torch.manual_seed(0)  # the untrained floor's Conv4, saved as a finetune checkpoint
-    save_checkpoint(tmp_path, create_learner("finetune", create_encoder("conv4", invert=True), {"head": "cosine"}))
-    as_protonet = omniglot_bench.score(str(tmp_path), str(shared_data), learner=omniglot_bench.SCORED_BY["baselinepp"])
-    assert as_protonet["accuracy"] == omniglot_bench.score(None, str(shared_data), seed=0)["accuracy"]

@@ -39,17 +39,12 @@ from fewshot.checkpoint import is_checkpoint
 REPO = Path(__file__).resolve().parents[2]
 
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
-LEARNERS = ("protonet", "maml", "protomaml", "protonet-mobilenetv2", "protonet-fonts", "protonet-augment", "baselinepp")
+LEARNERS = ("protonet", "maml", "protomaml", "protonet-mobilenetv2", "protonet-fonts", "protonet-augment")
 ARCH = {"protonet": "Conv4", "maml": "Conv4", "protomaml": "Conv4 (Proto-MAML head)",
         "protonet-mobilenetv2": "MobileNetV2 (ImageNet init)",
-        "protonet-fonts": "Conv4, font-glyph pretraining", "protonet-augment": "Conv4, affine-jittered training",
-        "baselinepp": "Conv4, supervised cosine-head pretraining"}
+        "protonet-fonts": "Conv4, font-glyph pretraining", "protonet-augment": "Conv4, affine-jittered training"}
 RECIPE = {"protonet": "from scratch", "protonet-fonts": "font glyphs, then the background set",
-          "protonet-augment": "from scratch, affine jitter",
-          "baselinepp": "from scratch, supervised (cosine head over all characters), scored by protonet"}
-# learners whose checkpoints are scored by another learner: baselinepp is finetune's supervised pretraining
-# (configs/omniglot-baselinepp-20w1s.toml), its encoder scored with nearest prototypes (Meta-Baseline's first stage)
-SCORED_BY = {"baselinepp": {"name": "protonet"}}
+          "protonet-augment": "from scratch, affine jitter"}  # section omniglot-fonts
 TTFT = {"finetune_steps": 20, "finetune_lr": 1e-2}  # test-time fine-tuning column of section omniglot-fonts
 # stage 1 of protonet-fonts: its config, and its output folder (the `checkpoint` of the stage-2 configs)
 FONTS_PRETRAIN = ("configs/omniglot-protonet-fonts-pretrain.toml", "runs/omniglot/protonet-fonts")
@@ -87,7 +82,7 @@ def score(checkpoint: str | None, data_root: str | None, seed: int = 0, learner:
 
     d = {"data": {"dataset": "omniglot-runs", "data_root": data_root}, "device": "cpu"}
     if learner:
-        d["learner"] = {"name": "protonet", **learner}  # a named learner: the checkpoint's encoder, scored by it
+        d["learner"] = {"name": "protonet", **learner}
     if checkpoint:
         d["checkpoint"] = checkpoint
     else:
@@ -264,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(cmd, check=True)
             print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
         row = {"learner": learner, "background": background, **_train_info(folder),
-               **score(str(folder), args.data_root, learner=SCORED_BY.get(learner))}
+               **score(str(folder), args.data_root)}
         if args.section == "omniglot-fonts":
-            row["ttft"] = score(str(folder), args.data_root, learner={**SCORED_BY.get(learner, {}), **TTFT})
+            row["ttft"] = score(str(folder), args.data_root, learner=TTFT)
         print(json.dumps({k: v for k, v in row.items() if k != "learner_config"}), flush=True)
         rows.append(row)
     command = bench_command("bench-omniglot", argv)
