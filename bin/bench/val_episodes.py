@@ -13,14 +13,16 @@ from fewshot.experiment import build_dataset, build_episodes, build_learner
 
 def val_accuracy(dataset: str, shot: int, episodes: int, seed: int, data_root: str | None = None,
                  extra_val: list[str] | None = None, encoder_options: dict | None = None,
-                 class_names: bool = False) -> dict:
-    """Mean +- 95% CI (in %) of frozen protonet on 5-way ``shot``-shot episodes of ``dataset``'s val classes
-    (with the val classes of the ``extra_val`` datasets), and the classes used."""
+                 class_names: bool = False, checkpoint: str | None = None) -> dict:
+    """Mean +- 95% CI (in %) of protonet on 5-way ``shot``-shot episodes of ``dataset``'s val classes (with the
+    val classes of the ``extra_val`` datasets), and the classes used: the frozen encoder, or ``checkpoint``'s
+    encoder (whatever learner trained it)."""
     cfg = FewShotConfig.from_dict({
         "data": {"dataset": dataset, "data_root": data_root, "extra_val": list(extra_val or [])},
         "episodes": {"way": 5, "shot": shot, "episodes": episodes, "seed": seed, "classes": "val",
                      "class_names": class_names},
-        "encoder_options": dict(encoder_options or {}), "device": "cpu"})
+        "encoder_options": dict(encoder_options or {}), "device": "cpu", "checkpoint": checkpoint,
+        "learner": {"name": "protonet"}})
     data = build_dataset(cfg, training=True)  # training=True: with the extra val classes
     eps, _ = build_episodes(cfg, data)
     result = evaluate(build_learner(cfg, data), data, eps, batch_size=cfg.batch_size, progress=False,
