@@ -292,7 +292,13 @@ def main(argv=None) -> int:
             "class-names, `bin/bench-class-names`).", "", "FewRel pools the head and tail entities by default since "
             "2026-12-01 (`--pooling entities`, chosen on val relations: section pooling, `bin/bench-pooling`). The "
             "mean-pooling rows are the figures before; their `vs floor` compares them with the "
-            "mean-pooling floor row, and their configs pin `pooling = \"mean\"`."]
+            "mean-pooling floor row, and their configs pin `pooling = \"mean\"`.", "",
+            "Baseline++ rows: the encoder of finetune's supervised pretraining (whole encoder, a cosine head over "
+            "all train classes, plain batches) scored by nearest cosine prototypes (`--learner protonet`); its "
+            "`best val` is the finetune learner's own (a cosine head fitted to each val support set). The "
+            "Meta-Baseline row trains that encoder further on episodes (Chen et al. 2021). The same recipe was "
+            "tried on CLINC150's and FewRel's val classes and lost there to episodic training (their configs "
+            "record the figures), so it has no rows for them."]
     from benchmarks_md import update_section
 
     path = update_section(args.section, f"## {title}\n\n" + "\n".join(lines))
