@@ -123,8 +123,8 @@ class FineTune(Learner):
     def restore_meta(self, meta: dict) -> None:
         """Rebuild the base-class head as it was trained: its kind is the checkpoint's, not ``cfg.head``
         (checkpoints from before cosine base heads say none: theirs is linear)."""
-        n, kind = meta.get("n_base_classes"), meta.get("base_head", "linear")
-        if n and (self.checkpoint_meta().get("n_base_classes"), self.checkpoint_meta().get("base_head")) != (n, kind):
+        n, kind, now = meta.get("n_base_classes"), meta.get("base_head", "linear"), self.checkpoint_meta()
+        if n and (now["n_base_classes"], now.get("base_head")) != (n, kind):
             self._module.base_head = make_head(kind, self.encoder.dim, int(n), self.cfg.cosine_scale).to(self.device)
 
     def batch_loss(self, x, y: torch.Tensor) -> torch.Tensor:
