@@ -99,7 +99,7 @@ def test_encoder_alone_and_under_another_learner(tiny_text_model_dir, tmp_path):
 
 def test_a_named_learner_takes_the_checkpoints_encoder_unnamed_keeps_its_learner(tiny_text_model_dir, tmp_path):
     """`fewshot run --learner protonet --checkpoint <finetune checkpoint>` scores its encoder with protonet; no
-    --learner (or only options of the saved learner) keeps the learner the checkpoint was trained as."""
+    --learner, or the saved learner's own name, keeps the learner the checkpoint was trained as, options as saved."""
     learner = create_learner("finetune", create_encoder(str(tiny_text_model_dir)), {"head": "cosine", "steps": 7})
     data = FewShotDataset("t", "text", TEXTS, ["a", "b", "c", "d"] * 2, splits={"train": ["a", "b", "c"]})
     learner.prepare_training(data, None)
