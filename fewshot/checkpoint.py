@@ -171,6 +171,14 @@ def read_record(ckpt_dir: str | os.PathLike) -> dict:
     return _checked_record(Path(ckpt_dir), with_data=False)[0]
 
 
+def trained_classes(ckpt_dir: str | os.PathLike) -> tuple[str, ...]:
+    """The class splits a checkpoint's run trained on, from its ``config.json``: ("train",), or
+    ("train", "val") for a final model (``train.include_val``); ("train",) when the config is absent."""
+    path = Path(ckpt_dir) / "config.json"
+    cfg = json.loads(path.read_text()) if path.is_file() else {}
+    return ("train", "val") if (cfg.get("train") or {}).get("include_val") else ("train",)
+
+
 def _read_weights(ckpt_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     record, data = _checked_record(ckpt_dir, with_data=True)
     return record, _load_safetensors(data, f"checkpoint {ckpt_dir}")

@@ -96,6 +96,7 @@ class TrainConfig:
     augment: bool = False
     rotations: bool = False  # images: 90-degree rotations as new train classes (Snell 2017, Finn 2017)
     class_names: bool = False  # episodic: each class's description joins the support set of train and val episodes
+    include_val: bool = False  # the val classes train too; nothing validates, the last step is the checkpoint
 
     def __post_init__(self) -> None:
         for name, low in (("steps", 1), ("eval_every", 1), ("patience", 0), ("warmup", 0), ("train_way", 2),

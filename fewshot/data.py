@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -201,6 +201,20 @@ class ConcatItems(LazyItems):
     def item(self, index: int):
         part = int(np.searchsorted(self.offsets, index, side="right")) - 1
         return self.parts[part][index - int(self.offsets[part])]
+
+
+def with_val_as_train(dataset: FewShotDataset) -> FewShotDataset:
+    """``dataset`` whose val classes have joined its train split (and whose val split is empty).
+
+    For a final model once the validated run has fixed the recipe and its step count
+    (``train.include_val``): more classes to learn from, the test classes untouched.
+    """
+    val = list(dataset.splits.get("val", []))
+    if not val:
+        raise ValueError(f"dataset {dataset.name!r} has no val classes to train on; drop include_val "
+                         "(--include-val)")
+    splits = {**dataset.splits, "train": dataset.split_classes("train") + val, "val": []}
+    return replace(dataset, splits=splits)
 
 
 def with_extra_classes(dataset: FewShotDataset, train: Sequence[FewShotDataset] = (),

@@ -10,6 +10,11 @@ exactly where an uninterrupted run would. Under ``torchrun`` the model is
 wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU); rank ``r`` takes
 episode ``s * world + r`` and rank 0 alone validates and writes.
 
+``include_val`` trains a final model once a validated run has fixed the recipe:
+the val classes join the train classes, nothing validates (the log's
+``val_accuracy`` is null, ``patience`` does nothing) and the checkpoint is the
+latest evaluation step, so ``steps`` should be the validated run's best step.
+
 Resident inputs (``resident``, on by default when they fit): the train split is
 preprocessed once (images resized and converted, texts tokenised) and held on
 the training device as a :class:`fewshot.encoders.base.ResidentItems`; each step
@@ -36,7 +41,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .data import ClassVocabulary, FewShotDataset
+from .data import ClassVocabulary, FewShotDataset, with_val_as_train
 from .device import autocast
 from .encoders.base import join_items
 from .episodes import EpisodeSampler
@@ -127,13 +132,15 @@ class Trainer:
         self.device = learner.device
 
         train_ds = dataset
+        if cfg.include_val:
+            train_ds = with_val_as_train(dataset)
         if cfg.rotations:
             from .augment import with_rotations
 
-            train_ds = with_rotations(dataset)
+            train_ds = with_rotations(train_ds)
         self.train_ds = train_ds
         self.train_classes = train_ds.split_classes("train")
-        val_classes = dataset.split_classes("val")
+        val_classes = train_ds.split_classes("val")
         if cfg.class_names:
             if learner.train_mode != "episodic":
                 raise ValueError(f"train.class_names (--class-names) adds class descriptions to episodes' support "
@@ -156,9 +163,11 @@ class Trainer:
             if cfg.batch_size > len(self.train_ids):
                 raise ValueError(f"--batch-size {cfg.batch_size} exceeds the {len(self.train_ids)} training "
                                  "examples; lower it")
-        val_sampler = EpisodeSampler(dataset.labels, cfg.val_way, cfg.val_shot, cfg.val_query,
-                                     seed=cfg.val_seed, classes=val_classes)
-        self.val_episodes = list(val_sampler.episodes(cfg.val_episodes))
+        self.val_episodes = []
+        if not cfg.include_val:
+            val_sampler = EpisodeSampler(dataset.labels, cfg.val_way, cfg.val_shot, cfg.val_query,
+                                         seed=cfg.val_seed, classes=val_classes)
+            self.val_episodes = list(val_sampler.episodes(cfg.val_episodes))
 
         learner.prepare_training(train_ds, cfg)
         learner.module.to(self.device)
@@ -356,7 +365,7 @@ class Trainer:
             dist.barrier()
         return {
             "steps": self.step,
-            "best_val_accuracy": self.best,
+            "best_val_accuracy": self.best if math.isfinite(self.best) else None,
             "best_step": self.best_step,
             "final_val_accuracy": self.log[-1]["val_accuracy"] if self.log else float("nan"),
             "stopped_early": self.stopped_early,
@@ -383,17 +392,22 @@ class Trainer:
         rank_checksums = [r[0] for r in self._gather([param_checksum(self.learner.module)])]
         stop = torch.zeros(1, dtype=torch.int64)
         if self.rank == 0:
-            val_acc, val_ci = self.validate()
-            improved = val_acc > self.best
-            if improved:
-                self.best, self.best_step, self.bad_evals = val_acc, self.step, 0
+            if cfg.include_val:  # no class is held out: the latest step is the checkpoint
+                val_acc = val_ci = None
+                improved, self.best_step = True, self.step
             else:
-                self.bad_evals += 1
+                val_acc, val_ci = self.validate()
+                improved = val_acc > self.best
+                if improved:
+                    self.best, self.best_step, self.bad_evals = val_acc, self.step, 0
+                else:
+                    self.bad_evals += 1
             if cfg.patience and self.bad_evals >= cfg.patience:
                 self.stopped_early = True
             known = [a for a in accs if not math.isnan(a)]
             entry = {"step": self.step, "train_loss": float(np.mean(losses)),
-                     "train_accuracy": float(np.mean(known)) if known else None, "val_accuracy": val_acc, "val_ci95": val_ci, "best_val_accuracy": self.best,
+                     "train_accuracy": float(np.mean(known)) if known else None, "val_accuracy": val_acc, "val_ci95": val_ci,
+                     "best_val_accuracy": self.best if math.isfinite(self.best) else None,
                      "best_step": self.best_step, "elapsed_s": round(self.elapsed_before + elapsed, 3),
                      "lr": self.optimizer.param_groups[0]["lr"]}
             if self.world > 1:

@@ -298,3 +298,42 @@ def test_class_names_join_training_and_validation_support_sets(tiny_image_encode
         Trainer(learner, data, TrainConfig(train_way=2, val_way=2, val_query=2, val_episodes=2, class_names=True))
     with pytest.raises(ValueError, match="trains on plain batches; drop --class-names"):
         Trainer(create_learner("finetune", enc()), data, TrainConfig(class_names=True, batch_size=4))
+
+
+def test_include_val_trains_a_final_model_on_train_and_val_classes(tiny_image_encoder, tmp_path):
+    """train.include_val: the val classes join the training episodes (the test classes never do), nothing
+    validates, the latest step is the checkpoint, and the checkpoint refuses val-class scoring."""
+    from click.testing import CliRunner
+
+    from fewshot.checkpoint import trained_classes
+    from fewshot.cli import main
+    from fewshot.data import with_val_as_train
+
+    data = _omniglot_like()
+    learner = create_learner("protonet", tiny_image_encoder)
+    cfg = TrainConfig(steps=4, eval_every=2, patience=1, lr=1e-3, train_way=3, train_query=2, include_val=True)
+    trainer = Trainer(learner, data, cfg, out_dir=tmp_path / "final")
+    assert trainer.train_classes == ["c0", "c1", "c2", "c3", "c4", "c5"] and trainer.val_episodes == []
+    seen = set().union(*(trainer.sampler.sample(i).classes for i in range(40)))
+    assert seen == {"c0", "c1", "c2", "c3", "c4", "c5"}  # val classes train; test classes c6, c7 never do
+    metrics = trainer.fit()
+    assert metrics["steps"] == 4 and metrics["best_step"] == 4 and not metrics["stopped_early"]
+    assert metrics["best_val_accuracy"] is None
+    log = [json.loads(ln) for ln in (tmp_path / "final" / "train_log.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["val_accuracy"], e["best_step"]) for e in log] == [(2, None, 2), (4, None, 4)]
+    saved = load_learner(tmp_path / "final")
+    for k, v in learner.module.state_dict().items():  # the checkpoint is the last step, not a "best" one
+        assert torch.equal(v, saved.module.state_dict()[k]), k
+    assert trained_classes(tmp_path / "final") == ("train", "val")
+
+    # a validated run's checkpoint trained on the train classes alone
+    Trainer(create_learner("protonet", create_encoder("conv4", hidden=8)), data,
+            TrainConfig(steps=1, eval_every=1, train_way=3, val_way=2, val_query=2, val_episodes=1),
+            out_dir=tmp_path / "validated").fit()
+    assert trained_classes(tmp_path / "validated") == ("train",)
+
+    res = CliRunner().invoke(main, ["run", "--checkpoint", str(tmp_path / "final"), "--dataset", "omniglot-small1",
+                                    "--classes", "val"])
+    assert res.exit_code == 2 and "trained on the val classes too" in res.output and "--classes test" in res.output
+    with pytest.raises(ValueError, match="no val classes to train on"):
+        with_val_as_train(FewShotDataset("t", "text", ["x", "y"], ["a", "b"], splits={"train": ["a"]}))

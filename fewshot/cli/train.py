@@ -40,6 +40,7 @@ TRAIN_MAPPING = {
     "augment": "train.augment",
     "rotations": "train.rotations",
     "class_names": "train.class_names",
+    "include_val": "train.include_val",
 }
 
 
@@ -81,6 +82,9 @@ TRAIN_MAPPING = {
 @click.option("--class-names/--no-class-names", default=None,
               help="Episodic learners: each class's description (clinc150, fewrel*) joins the support set of "
               "every training and validation episode, as `fewshot run --class-names` adds it. Default off.")
+@click.option("--include-val/--no-include-val", default=None,
+              help="A final model: the val classes train too, nothing validates and the last step is the "
+              "checkpoint. Fix --steps first with a validated run (its best step). Default off.")
 @click.option("--augment/--no-augment", default=None, help="Augment training items (text: token deletion, "
               "swap, masking; images: affine jitter).")
 @click.option("--rotations/--no-rotations", default=None,
@@ -111,6 +115,9 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
         if resume:
             raise ValueError("--resume does not work with --from-index (the index may have changed since); start "
                              "the run again without --resume")
+        if cfg.train.include_val:
+            raise ValueError("--include-val does not work with --from-index: the index's held-out classes are "
+                             "its only validation; drop --include-val")
         given = [f"--{k.replace('_', '-')}" for k in ("dataset", "encoder")
                  if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
         if given or cfg.checkpoint:
@@ -140,10 +147,13 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
 
             dist.destroy_process_group()
     if rank == 0:
+        validated = (f"trained on the train and val classes, not validated; checkpoint of step {metrics['best_step']}"
+                     if cfg.train.include_val else
+                     f"best validation accuracy {100 * metrics['best_val_accuracy']:.2f}% at step "
+                     f"{metrics['best_step']} ({cfg.train.val_way}-way {cfg.train.val_shot}-shot, "
+                     f"{cfg.train.val_episodes} val episodes)")
         click.echo(
-            f"{cfg.learner.name} on {dataset.name}: best validation accuracy "
-            f"{100 * metrics['best_val_accuracy']:.2f}% at step {metrics['best_step']} "
-            f"({cfg.train.val_way}-way {cfg.train.val_shot}-shot, {cfg.train.val_episodes} val episodes); "
+            f"{cfg.learner.name} on {dataset.name}: {validated}; "
             f"{metrics['steps']} steps in {metrics['train_time_s']:.1f} s"
             + (" (stopped early)" if metrics["stopped_early"] else "")
             + (f" on {world} processes" if world > 1 else "") + f"; checkpoint in {out_dir}"
