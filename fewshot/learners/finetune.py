@@ -12,7 +12,11 @@ its biases or all of it (on a copy, so episodes never leak into each other).
 the train classes with a head over them (``train_mode = "supervised"``) of the
 kind ``head`` names: linear (Baseline) or cosine (Baseline++; its encoder then
 suits nearest cosine prototypes, e.g. ``fewshot run --learner protonet`` on the
-checkpoint, as in Chen et al. 2021, "Meta-Baseline").
+checkpoint, as in Chen et al. 2021, "Meta-Baseline"). ``pretrain = "contrastive"``
+trains the encoder with no head at all, SetFit-style (Tunstall et al. 2022): a
+supervised contrastive loss (Khosla et al. 2020) over each batch pulls the
+L2-normalised embeddings of same-class examples together and pushes the others
+apart, at temperature ``contrastive_temperature``.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from .base import Learner, LearnerConfig
 from .registry import register_learner
 
 HEADS = ("linear", "cosine")
+PRETRAIN = ("head", "contrastive")
 
 
 @dataclass
@@ -42,6 +47,8 @@ class FineTuneConfig(LearnerConfig):
     min_delta: float = 1e-4
     adapt: str = "head"  # head | last:K | lora | bitfit | full: what adapts per episode besides the head
     trainable: str = "full"  # what supervised pretraining (meta_train) updates
+    pretrain: str = "head"  # meta_train's loss: head (cross-entropy over the train classes) | contrastive
+    contrastive_temperature: float = 0.1
     augment: int = 0  # augmented copies of each support example during adaptation
     cosine_scale: float = 10.0
     seed: int = 0
@@ -52,6 +59,10 @@ class FineTuneConfig(LearnerConfig):
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"finetune head must be one of {HEADS}, got {self.head!r}")
+        if self.pretrain not in PRETRAIN:
+            raise ValueError(f"finetune pretrain must be one of {PRETRAIN}, got {self.pretrain!r}")
+        if not self.contrastive_temperature > 0:
+            raise ValueError(f"finetune contrastive_temperature must be > 0, got {self.contrastive_temperature}")
         if self.adapt != "head":
             check_trainable(self.adapt)
         check_trainable(self.trainable)
@@ -74,6 +85,23 @@ class CosineHead(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.scale * nn.functional.normalize(z, dim=1) @ nn.functional.normalize(self.weight, dim=1).T
+
+
+def supervised_contrastive_loss(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Khosla et al. 2020 (SupCon, "L_out"): for each anchor with another example of its class in the batch,
+    the mean over those positives of -log softmax (over all other examples) of cosine similarity / temperature."""
+    z = nn.functional.normalize(z.float(), dim=1)
+    sim = z @ z.T / temperature
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    positives = (y[:, None] == y[None, :]) & ~self_mask
+    n_pos = positives.sum(1)
+    anchors = n_pos > 0
+    if not bool(anchors.any()):
+        raise ValueError("the contrastive loss needs two examples of one class in a batch; raise --batch-size")
+    per_anchor = -log_prob.masked_fill(~positives, 0.0).sum(1)[anchors] / n_pos[anchors]
+    return per_anchor.mean()
 
 
 def make_head(kind: str, dim: int, n_classes: int, scale: float = 10.0) -> nn.Module:
@@ -111,7 +139,8 @@ class FineTune(Learner):
 
     # ------------------------------------------------------------ supervised pretraining
     def prepare_training(self, dataset, cfg) -> None:
-        self.restore_meta({"n_base_classes": len(dataset.split_classes("train")), "base_head": self.cfg.head})
+        if self.cfg.pretrain == "head":
+            self.restore_meta({"n_base_classes": len(dataset.split_classes("train")), "base_head": self.cfg.head})
 
     def checkpoint_meta(self) -> dict:
         head = self._module.base_head
@@ -128,6 +157,9 @@ class FineTune(Learner):
             self._module.base_head = make_head(kind, self.encoder.dim, int(n), self.cfg.cosine_scale).to(self.device)
 
     def batch_loss(self, x, y: torch.Tensor) -> torch.Tensor:
+        if self.cfg.pretrain == "contrastive":
+            z = self.encoder.embed(x)
+            return supervised_contrastive_loss(z, y.to(z.device), self.cfg.contrastive_temperature)
         if self._module.base_head is None:
             raise ValueError("finetune.batch_loss needs the base-class head: call prepare_training(dataset, cfg)")
         z = self.encoder.embed(x).float()

@@ -80,7 +80,52 @@ def test_supervised_pretraining_lowers_the_training_loss(tiny_text_encoder):
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
 
 
+def test_supervised_contrastive_loss_matches_its_definition():
+    """SupCon's L_out (Khosla et al. 2020) written out anchor by anchor; an anchor with no positive is left out,
+    and embeddings that cluster by class score lower than the same embeddings with shuffled labels."""
+    from fewshot.learners.finetune import supervised_contrastive_loss
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(7, 5, generator=g)
+    y = torch.tensor([0, 1, 0, 2, 1, 0, 3])  # classes 2 and 3 have one example each: not anchors
+    zn = torch.nn.functional.normalize(z, dim=1)
+    terms = []
+    for i in range(7):
+        others = [j for j in range(7) if j != i]
+        pos = [j for j in others if y[j] == y[i]]
+        if not pos:
+            continue
+        denom = torch.logsumexp(torch.stack([zn[i] @ zn[j] / 0.5 for j in others]), 0)
+        terms.append(torch.stack([-(zn[i] @ zn[p] / 0.5 - denom) for p in pos]).mean())
+    expected = torch.stack(terms).mean()
+    torch.testing.assert_close(supervised_contrastive_loss(z, y, 0.5), expected)
+    centres = torch.eye(4) * 3
+    clustered = centres[y] + 0.1 * torch.randn(7, 4, generator=g)
+    shuffled = y[torch.tensor([1, 0, 3, 2, 5, 4, 6])]
+    assert supervised_contrastive_loss(clustered, y, 0.1) < supervised_contrastive_loss(clustered, shuffled, 0.1)
+    with pytest.raises(ValueError, match="raise --batch-size"):
+        supervised_contrastive_loss(z[:3], torch.tensor([0, 1, 2]), 0.1)
+
+
+def test_contrastive_pretraining_needs_no_head_and_separates_the_train_classes(tiny_text_encoder):
+    """pretrain = "contrastive": no base head (none in the checkpoint's meta), and the batches' contrastive
+    loss falls as the encoder learns the train classes."""
+    texts = [f"{w} item {i}" for i in range(30) for w in ("cat", "dog", "fish", "bird")]
+    labels = [w for i in range(30) for w in ("cat", "dog", "fish", "bird")]
+    data = FewShotDataset("toy", "text", texts, labels, splits={"train": ["cat", "dog", "fish"], "val": ["bird"]})
+    learner = create_learner("finetune", tiny_text_encoder, {"steps": 5, "pretrain": "contrastive"})
+    trainer = Trainer(learner, data, TrainConfig(steps=30, eval_every=30, lr=1e-3, batch_size=12,
+                                                 include_val=True))
+    assert learner.module.base_head is None and learner.checkpoint_meta() == {"n_base_classes": None}
+    losses = [float(trainer._train_step(s)[0]) for s in range(30)]
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+
+
 def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="finetune pretrain must be one of"):
+        learner_config({"name": "finetune", "pretrain": "triplet"})
+    with pytest.raises(ValueError, match="contrastive_temperature must be > 0"):
+        learner_config({"name": "finetune", "contrastive_temperature": 0})
     with pytest.raises(ValueError, match="finetune head must be one of"):
         learner_config({"name": "finetune", "head": "mlp"})
     with pytest.raises(ValueError, match="trainable must be one of"):
