@@ -67,3 +67,24 @@ def test_font_pretraining_table_and_commands():
                                                      "--out", "runs/omniglot/protonet-fonts", "--quiet"]
     with pytest.raises(ValueError, match="small1 and small2 only"):
         omniglot_bench.train_command("protonet-fonts", "both", Path("runs/omniglot"), None)
+
+
+def test_font_section_keeps_rows_not_run_and_marks_train_val_models(shared_data, tmp_path, monkeypatch):
+    """Section omniglot-fonts keeps the written line of a chosen row without a checkpoint (found by its training
+    cell and background), and a train+val final model shows no validation accuracy."""
+    from benchmarks_md import read_section
+
+    md = tmp_path / "BENCHMARKS.md"
+    kept = "| small1 | from scratch | - | 2000 (2000), 623, 87.3 | 13.5 (+- 3.9) | 11.0 (+- 2.5) |"
+    md.write_text("<!-- bench:omniglot-fonts -->\n## x\n\n| background | training | a | b | c | d |\n"
+                  f"|---|---|---|---|---|---|\n{kept}\n<!-- /bench:omniglot-fonts -->\n")
+    monkeypatch.setenv("FEWSHOT_BENCHMARKS_MD", str(md))
+    assert omniglot_bench.main(["--section", "omniglot-fonts", "--runs", str(tmp_path / "none"), "--data-root",
+                                str(shared_data), "--learner", "protonet", "--background", "small1"]) == 0
+    assert kept in read_section("omniglot-fonts", md)
+    row = {"learner": "protonet-trainval", "background": "small1", "steps": 2000, "best_step": 2000,
+           "train_s": 500.0, "best_val": None, "error_pct": 12.0, "ci95_pct": 3.0, "ttft": {"error_pct": 10.0,
+                                                                                          "ci95_pct": 2.5}}
+    text = omniglot_bench.fonts_markdown([row], "bin/bench-omniglot --section omniglot-fonts")
+    assert ("| small1 | from scratch, train+val alphabets | - | 2000 (2000), 500, - (val alphabets trained on) | "
+            "12.0 (+- 3.0) | 10.0 (+- 2.5) |") in text
