@@ -179,6 +179,14 @@ def trained_classes(ckpt_dir: str | os.PathLike) -> tuple[str, ...]:
     return ("train", "val") if (cfg.get("train") or {}).get("include_val") else ("train",)
 
 
+def check_scored_classes(ckpt_dir: str | os.PathLike, classes: str) -> None:
+    """Refuse to score a final model (trained on the val classes too) on ``classes`` "val" or "all"."""
+    if classes in ("val", "all") and "val" in trained_classes(ckpt_dir):
+        raise ValueError(f"checkpoint {ckpt_dir} was trained on the val classes too (train.include_val), so "
+                         f"--classes {classes} would score classes it learned; use --classes test, or the "
+                         "validated run's checkpoint for val scores")
+
+
 def _read_weights(ckpt_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     record, data = _checked_record(ckpt_dir, with_data=True)
     return record, _load_safetensors(data, f"checkpoint {ckpt_dir}")

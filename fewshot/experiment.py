@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .checkpoint import load_learner, trained_classes
+from .checkpoint import check_scored_classes, load_learner
 from .config import EpisodeConfig, FewShotConfig
 from .data import FewShotDataset, with_extra_classes
 from .datasets import load_dataset
@@ -165,10 +165,8 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
                    predictions: bool = False) -> RunReport:
     """``predictions``: keep every query's class and prediction, for ``result.class_report()``."""
     start = time.perf_counter()
-    if cfg.checkpoint and cfg.episodes.classes in ("val", "all") and "val" in trained_classes(cfg.checkpoint):
-        raise ValueError(f"checkpoint {cfg.checkpoint} was trained on the val classes too (train.include_val), so "
-                         f"--classes {cfg.episodes.classes} would score classes it learned; use --classes test, "
-                         "or the validated run's checkpoint for val scores")
+    if cfg.checkpoint:
+        check_scored_classes(cfg.checkpoint, cfg.episodes.classes)
     dataset = build_dataset(cfg)
     episodes, sampler = build_episodes(cfg, dataset)
     learner = build_learner(cfg, dataset)

@@ -335,5 +335,10 @@ def test_include_val_trains_a_final_model_on_train_and_val_classes(tiny_image_en
     res = CliRunner().invoke(main, ["run", "--checkpoint", str(tmp_path / "final"), "--dataset", "omniglot-small1",
                                     "--classes", "val"])
     assert res.exit_code == 2 and "trained on the val classes too" in res.output and "--classes test" in res.output
+    from fewshot.benchmark.config import BenchConfig
+
+    with pytest.raises(ValueError, match="--classes all would score classes it learned"):
+        BenchConfig(datasets=["omniglot-small1"], classes="all", learners=[{"checkpoint": str(tmp_path / "final")}])
+    assert BenchConfig(datasets=["omniglot-small1"], learners=[{"checkpoint": str(tmp_path / "final")}]).classes == "test"
     with pytest.raises(ValueError, match="no val classes to train on"):
         with_val_as_train(FewShotDataset("t", "text", ["x", "y"], ["a", "b"], splits={"train": ["a"]}))

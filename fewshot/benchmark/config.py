@@ -77,6 +77,11 @@ class BenchConfig:
                               classes=self.classes)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        from ..checkpoint import check_scored_classes
+
+        for learner in self.learners:
+            if learner.checkpoint:
+                check_scored_classes(learner.checkpoint, self.classes)
 
     @classmethod
     def from_dict(cls, d: dict, strict: bool = True) -> "BenchConfig":
