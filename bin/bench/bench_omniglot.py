@@ -40,14 +40,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
 LEARNERS = ("protonet", "maml", "protomaml", "protonet-mobilenetv2", "protonet-fonts", "protonet-augment",
-            "protonet-trainval")
+            "protonet-trainval", "protonet-wide")
 ARCH = {"protonet": "Conv4", "maml": "Conv4", "protomaml": "Conv4 (Proto-MAML head)",
         "protonet-mobilenetv2": "MobileNetV2 (ImageNet init)",
         "protonet-fonts": "Conv4, font-glyph pretraining", "protonet-augment": "Conv4, affine-jittered training",
-        "protonet-trainval": "Conv4, train+val alphabets"}
+        "protonet-trainval": "Conv4, train+val alphabets", "protonet-wide": "Conv4, 128 channels"}
 RECIPE = {"protonet": "from scratch", "protonet-fonts": "font glyphs, then the background set",
           "protonet-augment": "from scratch, affine jitter",
-          "protonet-trainval": "from scratch, train+val alphabets"}  # section omniglot-fonts
+          "protonet-trainval": "from scratch, train+val alphabets",
+          "protonet-wide": "from scratch, 128 channels"}  # section omniglot-fonts
 TTFT = {"finetune_steps": 20, "finetune_lr": 1e-2}  # test-time fine-tuning column of section omniglot-fonts
 # stage 1 of protonet-fonts: its config, and its output folder (the `checkpoint` of the stage-2 configs)
 FONTS_PRETRAIN = ("configs/omniglot-protonet-fonts-pretrain.toml", "runs/omniglot/protonet-fonts")
@@ -139,6 +140,8 @@ def fonts_markdown(rows: list[dict], command: str) -> str:
         "`from scratch, train+val alphabets`: a final model of `from scratch` trained on every alphabet of the "
         "background set, its validation alphabet included, for the validated runs' 2000 steps, with nothing "
         "validated (`train.include_val`, configs/omniglot-protonet-trainval-20w1s.toml); the last step is scored. "
+        "`from scratch, 128 channels`: `from scratch` with a wider Conv4, 128 channels per block instead of 64 "
+        "(configs/omniglot-protonet-wide-20w1s.toml). "
         "Best validation checkpoint scored; CI: 95% normal interval over the 20 runs; CPU-only, one "
         "thread, on a shared 2-core machine (wall-clock times).",
         "",
