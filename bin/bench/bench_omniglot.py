@@ -40,15 +40,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
 LEARNERS = ("protonet", "maml", "protomaml", "protonet-mobilenetv2", "protonet-fonts", "protonet-augment",
-            "protonet-trainval", "protonet-wide")
+            "protonet-trainval", "protonet-wide", "protonet-fonts-trainval")
 ARCH = {"protonet": "Conv4", "maml": "Conv4", "protomaml": "Conv4 (Proto-MAML head)",
         "protonet-mobilenetv2": "MobileNetV2 (ImageNet init)",
         "protonet-fonts": "Conv4, font-glyph pretraining", "protonet-augment": "Conv4, affine-jittered training",
-        "protonet-trainval": "Conv4, train+val alphabets", "protonet-wide": "Conv4, 128 channels"}
+        "protonet-trainval": "Conv4, train+val alphabets", "protonet-wide": "Conv4, 128 channels",
+        "protonet-fonts-trainval": "Conv4, font-glyph pretraining, train+val alphabets"}
 RECIPE = {"protonet": "from scratch", "protonet-fonts": "font glyphs, then the background set",
           "protonet-augment": "from scratch, affine jitter",
           "protonet-trainval": "from scratch, train+val alphabets",
-          "protonet-wide": "from scratch, 128 channels"}  # section omniglot-fonts
+          "protonet-wide": "from scratch, 128 channels",
+          "protonet-fonts-trainval": "font glyphs, then all alphabets of the background set"}  # section omniglot-fonts
+STAGED = ("protonet-fonts", "protonet-fonts-trainval")  # stage 2 of the font-glyph pretraining: a config per background
 TTFT = {"finetune_steps": 20, "finetune_lr": 1e-2}  # test-time fine-tuning column of section omniglot-fonts
 # stage 1 of protonet-fonts: its config, and its output folder (the `checkpoint` of the stage-2 configs)
 FONTS_PRETRAIN = ("configs/omniglot-protonet-fonts-pretrain.toml", "runs/omniglot/protonet-fonts")
@@ -57,10 +60,10 @@ FULL_BACKGROUND_CONVNET = 13.5  # Lake et al. 2015: deep convnet trained on the 
 
 def train_command(learner: str, background: str, runs: Path, steps: int | None) -> list[str]:
     fewshot = str(Path(sys.executable).with_name("fewshot"))
-    if learner == "protonet-fonts":  # stage 2; its config names the stage-1 checkpoint (pretrain_command)
+    if learner in STAGED:  # stage 2; its config names the stage-1 checkpoint (pretrain_command)
         if background == "both":
-            raise ValueError("protonet-fonts has stage-2 configs for small1 and small2 only")
-        cmd = [fewshot, "train", "--config", f"configs/omniglot-protonet-fonts-{background}.toml"]
+            raise ValueError(f"{learner} has stage-2 configs for small1 and small2 only")
+        cmd = [fewshot, "train", "--config", f"configs/omniglot-{learner}-{background}.toml"]
     else:
         cmd = [fewshot, "train", "--config", f"configs/omniglot-{learner}-20w1s.toml", "--dataset",
                BACKGROUNDS[background]]
@@ -141,7 +144,9 @@ def fonts_markdown(rows: list[dict], command: str) -> str:
         "background set, its validation alphabet included, for the validated runs' 2000 steps, with nothing "
         "validated (`train.include_val`, configs/omniglot-protonet-trainval-20w1s.toml); the last step is scored. "
         "`from scratch, 128 channels`: `from scratch` with a wider Conv4, 128 channels per block instead of 64 "
-        "(configs/omniglot-protonet-wide-20w1s.toml). "
+        "(configs/omniglot-protonet-wide-20w1s.toml). `font glyphs, then all alphabets of the background set`: "
+        "the same for the font-pretrained model's stage 2, for its validated run's best step count "
+        "(configs/omniglot-protonet-fonts-trainval-<background>.toml). "
         "Best validation checkpoint scored; CI: 95% normal interval over the 20 runs; CPU-only, one "
         "thread, on a shared 2-core machine (wall-clock times).",
         "",
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     every = chosen if args.section != "omniglot" else [(lr, bg) for lr in LEARNERS for bg in BACKGROUNDS]
     for learner, background in every:
         folder = runs / f"{learner}-{background}"
-        if learner == "protonet-fonts" and background == "both":
+        if learner in STAGED and background == "both":
             continue
         if (learner, background) not in chosen or not (args.train or is_checkpoint(folder)):
             if row_key(args.section, learner, background) in written:
@@ -278,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             elif (learner, background) in chosen:
                 print(f"skipping {folder}: no checkpoint (train it, or pass --train)", flush=True)
             continue
-        if args.train and learner == "protonet-fonts" and not is_checkpoint(REPO / FONTS_PRETRAIN[1]):
+        if args.train and learner in STAGED and not is_checkpoint(REPO / FONTS_PRETRAIN[1]):
             print("+", shlex.join(pretrain_command()), flush=True)
             subprocess.run(pretrain_command(), check=True, cwd=REPO)
         if args.train and not is_checkpoint(folder):
