@@ -135,3 +135,18 @@ def test_a_datasets_encoder_options_apply_to_a_fresh_encoder_and_the_config_wins
     # a checkpoint keeps the pooling it was trained with, whatever the dataset calls for
     save_checkpoint(tmp_path, build_learner(plain_cfg, ds))
     assert build_learner(FewShotConfig.from_dict({"checkpoint": str(tmp_path)}), ds).encoder.pooling == "mean"
+
+
+def test_read_only_memory_mapped_images_convert_without_a_warning(tmp_path):
+    """font_glyphs items are rows of a read-only memory map: conversion copies them (no non-writable warning)."""
+    import warnings
+
+    from fewshot.encoders.image import images_to_tensor
+
+    np.save(tmp_path / "a.npy", np.full((2, 8, 8), 255, dtype=np.uint8))
+    items = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert not items.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = images_to_tensor([items[0], items[1]], 8, 1)
+    assert t.shape == (2, 1, 8, 8) and float(t.min()) == 1.0

@@ -29,7 +29,7 @@ def images_to_tensor(items: Sequence[np.ndarray], size: int, channels: int) -> t
                 f"image item {i}: expected a uint8 array of shape (H, W) or (H, W, C), "
                 f"got {type(img).__name__}{getattr(img, 'shape', '')}"
             )
-        t = torch.from_numpy(np.ascontiguousarray(img)).float()
+        t = torch.from_numpy(img.astype(np.float32))  # a writable copy: items may be read-only memory maps
         if img.dtype == np.uint8:
             t = t / 255.0
         elif img.dtype == bool:
