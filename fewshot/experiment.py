@@ -72,6 +72,8 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
                 )
         shape.pop("episodes")
         return eps, {"sampler": "protocol", **shape, "seed": None}
+    if cfg.checkpoint:  # a final model trained on the val classes must not be scored on them
+        check_scored_classes(cfg.checkpoint, e.classes)
     classes = dataset.split_classes(e.classes)
     if e.sampler == "variable":
         sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)
@@ -165,8 +167,6 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
                    predictions: bool = False) -> RunReport:
     """``predictions``: keep every query's class and prediction, for ``result.class_report()``."""
     start = time.perf_counter()
-    if cfg.checkpoint:
-        check_scored_classes(cfg.checkpoint, cfg.episodes.classes)
     dataset = build_dataset(cfg)
     episodes, sampler = build_episodes(cfg, dataset)
     learner = build_learner(cfg, dataset)
