@@ -32,8 +32,6 @@ def images_to_tensor(items: Sequence[np.ndarray], size: int, channels: int) -> t
         t = torch.from_numpy(img.astype(np.float32))  # a writable copy: items may be read-only memory maps
         if img.dtype == np.uint8:
             t = t / 255.0
-        elif img.dtype == bool:
-            t = t.float()
         t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
         if t.shape[0] == 4:
             t = t[:3]
