@@ -2,6 +2,9 @@
 
 - Text: token-level random deletion, adjacent swap and masking (Wei & Zou 2019,
   "EDA"; masking as in BERT), on whitespace tokens; at least one token survives.
+  The entities of an entity-marked text (:data:`fewshot.inputs.ENTITY_MARKERS`,
+  as the FewRel datasets give) are kept whole, markers and words, in place:
+  only the words around them change, so entity pooling still finds them.
 - Images: a small random affine jitter (rotation, translation, scale), as used
   for Omniglot; and :func:`with_rotations`, which turns every training class
   into four classes rotated by 0/90/180/270 degrees (Santoro et al. 2016, used by
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import FewShotDataset, LazyItems
+from .inputs import ENTITY_MARKERS
 
 ROTATION_SUFFIX = "@rot"
 
@@ -42,20 +46,37 @@ class TextAugmenter:
         tokens = text.split()
         if len(tokens) <= 1:
             return text
-        keep = rng.random(len(tokens)) >= self.p_delete
+        fixed = _entity_tokens(tokens)
+        keep = (rng.random(len(tokens)) >= self.p_delete) | fixed
         if not keep.any():
             keep[rng.integers(len(tokens))] = True
-        tokens = [t for t, k in zip(tokens, keep) if k]
-        mask = rng.random(len(tokens)) < self.p_mask
+        tokens, fixed = [t for t, k in zip(tokens, keep) if k], fixed[keep]
+        mask = (rng.random(len(tokens)) < self.p_mask) & ~fixed
         tokens = [self.mask_token if m else t for t, m in zip(tokens, mask)]
         n_swaps = int(rng.binomial(len(tokens), self.p_swap)) if len(tokens) > 1 else 0
         for _ in range(n_swaps):
             i = int(rng.integers(len(tokens) - 1))
-            tokens[i], tokens[i + 1] = tokens[i + 1], tokens[i]
+            if not (fixed[i] or fixed[i + 1]):  # entity words and markers stay where they are
+                tokens[i], tokens[i + 1] = tokens[i + 1], tokens[i]
         return " ".join(tokens)
 
     def __call__(self, items: Sequence[str], rng: np.random.Generator) -> list[str]:
         return [self.one(t, rng) for t in items]
+
+
+def _entity_tokens(tokens: list[str]) -> np.ndarray:
+    """Which whitespace tokens belong to a marked entity: its markers and every token between them."""
+    opens = {o: c for o, c in ENTITY_MARKERS}
+    fixed = np.zeros(len(tokens), dtype=bool)
+    close = None  # the close marker awaited inside an entity
+    for i, t in enumerate(tokens):
+        if close is None:
+            close = next((c for o, c in opens.items() if o in t), None)
+        if close is not None:
+            fixed[i] = True
+            if close in t:
+                close = None
+    return fixed
 
 
 @dataclass(frozen=True)

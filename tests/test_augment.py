@@ -7,6 +7,7 @@ import pytest
 
 from fewshot.augment import ImageAugmenter, TextAugmenter, make_augmenter, with_rotations
 from fewshot.data import FewShotDataset
+from fewshot.inputs import entity_spans
 
 TEXT = "the quick brown fox jumps over the lazy dog"
 
@@ -26,6 +27,27 @@ def test_text_augmentation_is_reproducible_and_keeps_tokens():
     assert TextAugmenter().one("single", np.random.default_rng(0)) == "single"
     with pytest.raises(ValueError, match=r"p_delete must be in \[0, 1\)"):
         TextAugmenter(p_delete=1.5)
+
+
+def test_text_augmentation_keeps_marked_entities_whole_and_in_place():
+    # test-time fine-tuning and training augmentation on FewRel's entity-marked texts: entity pooling must still
+    # find each entity, with the same words
+    text = "in 1990 [E1] Marie Curie [/E1] , a physicist , married [E2] Pierre [/E2] in a small town hall"
+    aug = TextAugmenter(p_delete=0.5, p_swap=0.5, p_mask=0.5, mask_token="[MASK]")
+    outs = aug([text] * 200, np.random.default_rng(0))
+    for out in outs:
+        (h0, h1), (t0, t1) = entity_spans(out, "augmented")
+        assert (out[h0:h1], out[t0:t1]) == ("Marie Curie", "Pierre")
+        assert out.index("[E1]") < out.index("[E2]")
+    context = [w for w in text.split() if w not in "[E1] Marie Curie [/E1] [E2] Pierre [/E2]".split()]
+    assert len({out for out in outs}) > 100  # the words around the entities still change
+    assert any(len(out.split()) < len(text.split()) for out in outs)
+    assert all(w in text.split() or w == "[MASK]" for out in outs for w in out.split())
+    assert any(out.split().count("[MASK]") >= len(context) // 3 for out in outs)
+    glued = "[E1]Paris[/E1] is the capital of [E2]France[/E2] ."  # markers written without spaces
+    for out in aug([glued] * 50, np.random.default_rng(1)):
+        (h0, h1), (t0, t1) = entity_spans(out, "augmented")
+        assert (out[h0:h1], out[t0:t1]) == ("Paris", "France")
 
 
 def test_image_jitter_keeps_shape_dtype_and_background():
