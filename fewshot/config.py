@@ -126,6 +126,8 @@ class FewShotConfig:
     encoder_options: dict = field(default_factory=dict)
     learner: Any = None  # a LearnerConfig subclass instance; default protonet
     checkpoint: Optional[str] = None
+    # more checkpoint folders scoring with `checkpoint`'s learner: an ensemble (fewshot.learners.ensemble)
+    ensemble: list = field(default_factory=list)
     device: str = "auto"
     batch_size: int = 128
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -138,6 +140,13 @@ class FewShotConfig:
             self.learner = learner_config(self.learner)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        self.ensemble = [str(c) for c in ([self.ensemble] if isinstance(self.ensemble, str) else self.ensemble)]
+        if self.ensemble and not self.checkpoint:
+            raise ValueError(f"ensemble {self.ensemble} adds checkpoints to a first one, but no checkpoint was "
+                             "given; pass --checkpoint DIR for the first member")
+        members = [str(self.checkpoint), *self.ensemble] if self.ensemble else []
+        if len(set(members)) < len(members):
+            raise ValueError(f"the ensemble names a checkpoint twice ({members}); give each member once")
 
     @classmethod
     def from_dict(cls, d: dict, strict: bool = True) -> "FewShotConfig":

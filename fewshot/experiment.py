@@ -16,7 +16,7 @@ from .device import resolve_device
 from .encoders import create_encoder, default_encoder
 from .episodes import Episode, EpisodeSampler, VariableEpisodeSampler, load_episodes
 from .evaluation import EvalResult, evaluate
-from .learners import create_learner, learner_config
+from .learners import Ensemble, create_learner, learner_config
 from .seed import seed_everything
 
 
@@ -72,8 +72,8 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
                 )
         shape.pop("episodes")
         return eps, {"sampler": "protocol", **shape, "seed": None}
-    if cfg.checkpoint:  # a final model trained on the val classes must not be scored on them
-        check_scored_classes(cfg.checkpoint, e.classes)
+    for ckpt in filter(None, [cfg.checkpoint, *cfg.ensemble]):  # final models never score the val classes
+        check_scored_classes(ckpt, e.classes)
     classes = dataset.split_classes(e.classes)
     if e.sampler == "variable":
         sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)
@@ -111,6 +111,9 @@ def build_learner(cfg: FewShotConfig, dataset: FewShotDataset, seed: int | None 
         # nothing asked of the learner (no name, every option at its default): the checkpoint's own, as saved
         asked = cfg.learner if cfg.learner_named or cfg.learner != learner_config(None) else None
         learner = load_learner(cfg.checkpoint, learner_cfg=asked, encoder_options=cfg.encoder_options)
+        if cfg.ensemble:  # every member takes the same asked options (e.g. test-time fine-tuning)
+            learner = Ensemble([learner] + [load_learner(c, learner_cfg=asked, encoder_options=cfg.encoder_options)
+                                            for c in cfg.ensemble])
     else:
         name = cfg.encoder or default_encoder(modality)
         cfg.encoder_options = {**dataset.encoder_options, **cfg.encoder_options}
@@ -172,5 +175,7 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
     learner = build_learner(cfg, dataset)
     result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress,
                       predictions=predictions, class_names=cfg.episodes.class_names)
-    return RunReport(cfg=cfg, dataset=dataset, result=result, sampler=sampler, encoder=learner.encoder.name,
-                     encoder_fingerprint=learner.encoder.fingerprint(), elapsed_s=time.perf_counter() - start)
+    members = learner.members if isinstance(learner, Ensemble) else [learner]
+    return RunReport(cfg=cfg, dataset=dataset, result=result, sampler=sampler,
+                     encoder="+".join(m.encoder.name for m in members),
+                     encoder_fingerprint=learner.fingerprint(), elapsed_s=time.perf_counter() - start)

@@ -31,6 +31,17 @@ def test_table_and_commands():
                        "--out", "runs/x/maml-both", "--quiet", "--steps", "300"]
 
 
+
+def test_ensemble_row_members_and_their_training_commands():
+    runs = Path("runs/x")
+    assert omniglot_bench.member_folders("protonet-trainval-ensemble", "small2", runs) == [
+        runs / "protonet-trainval-small2", runs / "protonet-trainval-seed1-small2",
+        runs / "protonet-trainval-seed2-small2"]
+    assert omniglot_bench.member_folders("protonet", "small1", runs) == [runs / "protonet-small1"]
+    cmd = omniglot_bench.train_command("protonet-trainval", "small2", runs, None, seed=2)
+    assert cmd[1:] == ["train", "--config", "configs/omniglot-protonet-trainval-20w1s.toml", "--dataset",
+                       "omniglot-small2", "--out", "runs/x/protonet-trainval-seed2-small2", "--quiet", "--seed", "2"]
+
 def test_rows_not_run_keep_their_written_lines(shared_data, tmp_path, monkeypatch):
     """Section omniglot: a row whose checkpoint is absent stays as written; a chosen row without one is left out."""
     from benchmarks_md import read_section

@@ -20,6 +20,10 @@ scratch with the same stage-2 budget:
 
     bin/bench-omniglot --section omniglot-fonts --learner protonet --learner protonet-fonts \
         --background small1 --background small2
+
+An ensemble row (``protonet-trainval-ensemble``) scores its recipe's checkpoint together with the same
+recipe trained with seeds 1 and 2 (``RUNS/<recipe>-seed<k>-<background>``): ``fewshot run --checkpoint A
+--ensemble B --ensemble C``.
 """
 from __future__ import annotations
 
@@ -40,17 +44,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 BACKGROUNDS = {"small1": "omniglot-small1", "small2": "omniglot-small2", "both": "omniglot"}
 LEARNERS = ("protonet", "maml", "protomaml", "protonet-mobilenetv2", "protonet-fonts", "protonet-augment",
-            "protonet-trainval", "protonet-wide", "protonet-fonts-trainval")
+            "protonet-trainval", "protonet-wide", "protonet-fonts-trainval", "protonet-trainval-ensemble")
 ARCH = {"protonet": "Conv4", "maml": "Conv4", "protomaml": "Conv4 (Proto-MAML head)",
         "protonet-mobilenetv2": "MobileNetV2 (ImageNet init)",
         "protonet-fonts": "Conv4, font-glyph pretraining", "protonet-augment": "Conv4, affine-jittered training",
         "protonet-trainval": "Conv4, train+val alphabets", "protonet-wide": "Conv4, 128 channels",
-        "protonet-fonts-trainval": "Conv4, font-glyph pretraining, train+val alphabets"}
+        "protonet-fonts-trainval": "Conv4, font-glyph pretraining, train+val alphabets",
+        "protonet-trainval-ensemble": "3 x Conv4, train+val alphabets, ensemble of 3 seeds"}
 RECIPE = {"protonet": "from scratch", "protonet-fonts": "font glyphs, then the background set",
           "protonet-augment": "from scratch, affine jitter",
           "protonet-trainval": "from scratch, train+val alphabets",
           "protonet-wide": "from scratch, 128 channels",
-          "protonet-fonts-trainval": "font glyphs, then all alphabets of the background set"}  # section omniglot-fonts
+          "protonet-fonts-trainval": "font glyphs, then all alphabets of the background set",
+          "protonet-trainval-ensemble": "from scratch, train+val alphabets, ensemble of 3 seeds"}  # section omniglot-fonts
+# an ensemble row -> its members' recipe: that recipe's checkpoint (seed 0) with the same run trained with ENSEMBLE_SEEDS
+ENSEMBLES = {"protonet-trainval-ensemble": "protonet-trainval"}
+ENSEMBLE_SEEDS = (1, 2)
 STAGED = ("protonet-fonts", "protonet-fonts-trainval")  # stage 2 of the font-glyph pretraining: a config per background
 TTFT = {"finetune_steps": 20, "finetune_lr": 1e-2}  # test-time fine-tuning column of section omniglot-fonts
 # stage 1 of protonet-fonts: its config, and its output folder (the `checkpoint` of the stage-2 configs)
@@ -58,7 +67,16 @@ FONTS_PRETRAIN = ("configs/omniglot-protonet-fonts-pretrain.toml", "runs/omniglo
 FULL_BACKGROUND_CONVNET = 13.5  # Lake et al. 2015: deep convnet trained on the full 30-alphabet background set
 
 
-def train_command(learner: str, background: str, runs: Path, steps: int | None) -> list[str]:
+def member_folders(learner: str, background: str, runs: Path) -> list[Path]:
+    """The checkpoint folders a row scores: one, or an ensemble's members (seed 0 first)."""
+    if learner not in ENSEMBLES:
+        return [runs / f"{learner}-{background}"]
+    base = ENSEMBLES[learner]
+    return [runs / f"{base}-{background}"] + [runs / f"{base}-seed{k}-{background}" for k in ENSEMBLE_SEEDS]
+
+
+def train_command(learner: str, background: str, runs: Path, steps: int | None, seed: int = 0) -> list[str]:
+    """The training command of ``learner`` on ``background``; ``seed`` > 0 writes ``<learner>-seed<k>-...``."""
     fewshot = str(Path(sys.executable).with_name("fewshot"))
     if learner in STAGED:  # stage 2; its config names the stage-1 checkpoint (pretrain_command)
         if background == "both":
@@ -67,7 +85,8 @@ def train_command(learner: str, background: str, runs: Path, steps: int | None) 
     else:
         cmd = [fewshot, "train", "--config", f"configs/omniglot-{learner}-20w1s.toml", "--dataset",
                BACKGROUNDS[background]]
-    cmd += ["--out", str(runs / f"{learner}-{background}"), "--quiet"]
+    name = f"{learner}-seed{seed}" if seed else learner
+    cmd += ["--out", str(runs / f"{name}-{background}"), "--quiet"] + (["--seed", str(seed)] if seed else [])
     return cmd + (["--steps", str(steps)] if steps else [])
 
 
@@ -77,10 +96,12 @@ def pretrain_command() -> list[str]:
             FONTS_PRETRAIN[1], "--quiet"]
 
 
-def score(checkpoint: str | None, data_root: str | None, seed: int = 0, learner: dict | None = None) -> dict:
+def score(checkpoint: str | None, data_root: str | None, seed: int = 0, learner: dict | None = None,
+          ensemble: list[str] | None = None) -> dict:
     """Official-protocol accuracy of a checkpoint (None: untrained Conv4 + protonet, seeded).
 
-    ``learner``: options that override the checkpoint's learner (e.g. test-time fine-tuning).
+    ``learner``: options that override the checkpoint's learner (e.g. test-time fine-tuning), for every
+    member of an ``ensemble`` (more checkpoints scoring with ``checkpoint``).
     """
     import torch
 
@@ -92,6 +113,7 @@ def score(checkpoint: str | None, data_root: str | None, seed: int = 0, learner:
         d["learner"] = {"name": "protonet", **learner}
     if checkpoint:
         d["checkpoint"] = checkpoint
+        d["ensemble"] = list(ensemble or [])
     else:
         d.update(encoder="conv4", encoder_options={"invert": True})
         torch.manual_seed(seed)
@@ -273,10 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [(lr, bg) for lr in args.learner or LEARNERS for bg in args.background or ("small1", "small2", "both")]
     every = chosen if args.section != "omniglot" else [(lr, bg) for lr in LEARNERS for bg in BACKGROUNDS]
     for learner, background in every:
-        folder = runs / f"{learner}-{background}"
+        folders = member_folders(learner, background, runs)
+        folder = folders[0]
         if learner in STAGED and background == "both":
             continue
-        if (learner, background) not in chosen or not (args.train or is_checkpoint(folder)):
+        if (learner, background) not in chosen or not (args.train or all(map(is_checkpoint, folders))):
             if row_key(args.section, learner, background) in written:
                 rows.append({"learner": learner, "background": background,
                              "line": written[row_key(args.section, learner, background)]})
@@ -286,16 +309,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.train and learner in STAGED and not is_checkpoint(REPO / FONTS_PRETRAIN[1]):
             print("+", shlex.join(pretrain_command()), flush=True)
             subprocess.run(pretrain_command(), check=True, cwd=REPO)
-        if args.train and not is_checkpoint(folder):
-            cmd = train_command(learner, background, runs, args.steps)
-            print("+", shlex.join(cmd), flush=True)
-            start = time.perf_counter()
-            subprocess.run(cmd, check=True)
-            print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
+        seeds = (0, *ENSEMBLE_SEEDS) if learner in ENSEMBLES else (0,)
+        for member, seed in zip(folders, seeds):
+            if args.train and not is_checkpoint(member):
+                cmd = train_command(ENSEMBLES.get(learner, learner), background, runs, args.steps, seed)
+                print("+", shlex.join(cmd), flush=True)
+                start = time.perf_counter()
+                subprocess.run(cmd, check=True)
+                print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
+        others = [str(f) for f in folders[1:]]
         row = {"learner": learner, "background": background, **_train_info(folder),
-               **score(str(folder), args.data_root)}
+               **score(str(folder), args.data_root, ensemble=others)}
         if args.section == "omniglot-fonts":
-            row["ttft"] = score(str(folder), args.data_root, learner=TTFT)
+            row["ttft"] = score(str(folder), args.data_root, learner=TTFT, ensemble=others)
         print(json.dumps({k: v for k, v in row.items() if k != "learner_config"}), flush=True)
         rows.append(row)
     command = bench_command("bench-omniglot", argv)

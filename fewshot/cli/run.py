@@ -23,6 +23,7 @@ RUN_MAPPING = {
     "finetune_lr": "learner.finetune_lr",
     "device": "device",
     "checkpoint": "checkpoint",
+    "ensemble": "ensemble",
     "batch_size": "batch_size",
 }
 
@@ -56,6 +57,10 @@ RUN_MAPPING = {
               help="protonet: SGD learning rate of --finetune-steps (default 1e-3).")
 @click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
               help="A folder written by `fewshot train`.")
+@click.option("--ensemble", type=click.Path(file_okay=False), multiple=True,
+              help="Another checkpoint folder scoring with --checkpoint's (repeatable): every member adapts to the "
+              "support set on its own (learner options apply to each) and a task's scores are the mean of their "
+              "log-probabilities. Costs one evaluation per member.")
 @click.option("--device", default=None, help="auto (default), cpu or cuda.")
 @click.option("--batch-size", type=int, default=None, help="Embedding batch size (default 128).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,

@@ -110,6 +110,9 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
     from ..training import init_distributed, meta_train
 
     cfg = load_run_config(ctx, config_path, TRAIN_MAPPING)
+    if cfg.ensemble:
+        raise ValueError(f"the config's ensemble {cfg.ensemble} scores several checkpoints together and is not "
+                         "trained; train each member on its own, then `fewshot run --checkpoint A --ensemble B`")
     out_dir = Path(out)
     if from_index:
         if resume:

@@ -3,7 +3,8 @@
 Every module here registers its learner with
 :func:`~fewshot.learners.registry.register_learner` when imported; this
 module imports them all once, so adding a learner is one new file (plus its
-test). ``create_learner("protonet", encoder, cfg)``;
+test). :mod:`~fewshot.learners.ensemble` is the exception: it combines trained
+learners (several checkpoints) and is built from them, never from a name. ``create_learner("protonet", encoder, cfg)``;
 ``learner_config({"name": "maml", ...})``.
 """
 from __future__ import annotations
@@ -12,9 +13,10 @@ import importlib
 import pkgutil
 
 from .base import Learner, LearnerConfig
+from .ensemble import Ensemble
 from .registry import DEFAULT_LEARNER, LEARNERS, create_learner, learner_class, learner_config, register_learner
 
-_CORE = {"base", "registry"}
+_CORE = {"base", "registry", "ensemble"}
 
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name not in _CORE:
@@ -25,5 +27,5 @@ def list_learners() -> list[str]:
     return sorted(LEARNERS)
 
 
-__all__ = ["DEFAULT_LEARNER", "LEARNERS", "Learner", "LearnerConfig", "create_learner", "learner_class",
+__all__ = ["DEFAULT_LEARNER", "LEARNERS", "Ensemble", "Learner", "LearnerConfig", "create_learner", "learner_class",
            "learner_config", "list_learners", "register_learner"]

@@ -68,6 +68,10 @@ class Learner(ABC):
         """The parameters of :attr:`module` that training updates (``requires_grad``)."""
         return [p for p in self.module.parameters() if p.requires_grad]
 
+    def fingerprint(self) -> str:
+        """What scores the tasks, as a short hash: the encoder's weights fingerprint."""
+        return self.encoder.fingerprint()
+
     def embed(self, x: Sequence) -> np.ndarray:
         """(n, dim) float32 embeddings of raw items, for a SupportIndex."""
         return self.encoder.encode(x, device=self.device)
