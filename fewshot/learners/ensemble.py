@@ -2,9 +2,11 @@
 
 Every member adapts to the task's support set on its own (its own encoder, metric,
 temperature and test-time fine-tuning), and the task's scores are the mean of the
-members' log-probabilities over the task's classes: the normalised geometric mean of
-their predictive distributions (as deep ensembles combine members, Lakshminarayanan
-et al. 2017, in log space so one overconfident member cannot veto a class outright).
+members' log-probabilities over the task's classes: up to a constant, the log of the
+normalised geometric mean of their predictive distributions (a product of experts).
+Deep ensembles (Lakshminarayanan et al. 2017) average the probabilities instead; the
+geometric mean lets a member that is sure a class is wrong weigh more, and both pick
+the same class whenever the members agree.
 
 It is built from several checkpoints (``fewshot run --checkpoint A --ensemble B
 --ensemble C``; :func:`fewshot.experiment.build_learner`), scores and is never
