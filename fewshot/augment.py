@@ -66,7 +66,7 @@ class TextAugmenter:
 
 def _entity_tokens(tokens: list[str]) -> np.ndarray:
     """Which whitespace tokens belong to a marked entity: its markers and every token between them."""
-    opens = {o: c for o, c in ENTITY_MARKERS}
+    opens = dict(ENTITY_MARKERS)
     fixed = np.zeros(len(tokens), dtype=bool)
     close = None  # the close marker awaited inside an entity
     for i, t in enumerate(tokens):

@@ -167,8 +167,7 @@ class _EmbeddingCache:
         if not new:
             return
         with progress_bar(len(new), "embedding", self.progress) as bar:
-            z = self.learner.encoder.encode(self.fetch(new), batch_size=self.batch_size,
-                                            device=self.learner.device, progress=bar)
+            z = self.learner.embed(self.fetch(new), batch_size=self.batch_size, progress=bar)
         for r, k in enumerate(new, start=self.n):
             self.row[k] = r
         self.z = torch.from_numpy(z) if not self.n else torch.cat([self.z, torch.from_numpy(z)])

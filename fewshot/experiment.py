@@ -175,7 +175,5 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
     learner = build_learner(cfg, dataset)
     result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress,
                       predictions=predictions, class_names=cfg.episodes.class_names)
-    members = learner.members if isinstance(learner, Ensemble) else [learner]
-    return RunReport(cfg=cfg, dataset=dataset, result=result, sampler=sampler,
-                     encoder="+".join(m.encoder.name for m in members),
+    return RunReport(cfg=cfg, dataset=dataset, result=result, sampler=sampler, encoder=learner.encoder_name,
                      encoder_fingerprint=learner.fingerprint(), elapsed_s=time.perf_counter() - start)

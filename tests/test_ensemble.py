@@ -51,7 +51,16 @@ def test_ensemble_scores_are_the_members_mean_log_probabilities():
     twin.adapt(sx, sy)
     assert torch.allclose(twin.logits(qx), torch.log_softmax(a.logits(qx), 1), atol=1e-5)
     assert ens.fingerprint() != twin.fingerprint() and len(ens.fingerprint()) == 16
-    assert ens.adapts_encoder and ens.encoder is a.encoder
+    assert ens.encoder is a.encoder and ens.encoder_name == "conv4+conv4"
+    # frozen members share one embedding pass: the members' embeddings side by side, split back per member
+    assert not ens.adapts_encoder
+    z = ens.embed(sx + qx)
+    assert z.shape == (len(sx) + len(qx), a.encoder.dim + b.encoder.dim)
+    assert np.array_equal(z[:, :a.encoder.dim], a.embed(sx + qx))
+    ens.adapt_features(torch.from_numpy(z[:len(sx)]), torch.as_tensor(sy))
+    assert torch.allclose(ens.logits_features(torch.from_numpy(z[len(sx):])), want, atol=1e-5)
+    # a member that fine-tunes at test time makes every member embed each task's items itself
+    assert Ensemble([a, _conv4_protonet(1, finetune_steps=1)]).adapts_encoder
 
 
 def test_ensemble_refusals(tiny_text_encoder):
@@ -60,8 +69,6 @@ def test_ensemble_refusals(tiny_text_encoder):
         Ensemble([a])
     with pytest.raises(ValueError, match=r"different inputs \(\['image', 'text'\]\)"):
         Ensemble([a, create_learner("protonet", tiny_text_encoder)])
-    with pytest.raises(TypeError, match="no single embedding space"):
-        Ensemble([a, _conv4_protonet(1)]).adapt_features(torch.zeros(2, 4), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="no checkpoint was given; pass --checkpoint DIR"):
         FewShotConfig.from_dict({"ensemble": ["runs/b"]})
     with pytest.raises(ValueError, match="names a checkpoint twice"):
@@ -96,6 +103,10 @@ def test_cli_run_ensemble_scores_the_members_together(tmp_path):
             total = total + torch.log_softmax(m.logits(data.take(ep.query)), 1)
         accs.append(float((total.argmax(1).numpy() == ep.query_labels).mean()))
     assert both["accuracy_mean"] == pytest.approx(np.mean(accs), abs=1e-9)
+    res = CliRunner().invoke(main, args + ["--no-cache", "--checkpoint", str(tmp_path / "a"),
+                                           "--ensemble", str(tmp_path / "b")])
+    assert json.loads(res.output.strip().splitlines()[-1])["accuracy_mean"] == both["accuracy_mean"]
+    assert both["embedded_examples"] < json.loads(res.output.strip().splitlines()[-1])["embedded_examples"]
     assert both["encoder"] == "conv4+conv4" and both["episodes"] == 6
     singles = {accuracy("a")["accuracy_mean"], accuracy("b")["accuracy_mean"]}
     assert len(singles | {both["accuracy_mean"]}) >= 2  # the members are different models

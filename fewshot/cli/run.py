@@ -60,7 +60,7 @@ RUN_MAPPING = {
 @click.option("--ensemble", type=click.Path(file_okay=False), multiple=True,
               help="Another checkpoint folder scoring with --checkpoint's (repeatable): every member adapts to the "
               "support set on its own (learner options apply to each) and a task's scores are the mean of their "
-              "log-probabilities. Costs one evaluation per member.")
+              "log-probabilities. Embeds each item once per member.")
 @click.option("--device", default=None, help="auto (default), cpu or cuda.")
 @click.option("--batch-size", type=int, default=None, help="Embedding batch size (default 128).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,

@@ -4,8 +4,8 @@ Every module here registers its learner with
 :func:`~fewshot.learners.registry.register_learner` when imported; this
 module imports them all once, so adding a learner is one new file (plus its
 test). :mod:`~fewshot.learners.ensemble` is the exception: it combines trained
-learners (several checkpoints) and is built from them, never from a name. ``create_learner("protonet", encoder, cfg)``;
-``learner_config({"name": "maml", ...})``.
+learners (several checkpoints) and is built from them, never from a name.
+``create_learner("protonet", encoder, cfg)``; ``learner_config({"name": "maml", ...})``.
 """
 from __future__ import annotations
 

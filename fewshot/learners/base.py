@@ -68,13 +68,19 @@ class Learner(ABC):
         """The parameters of :attr:`module` that training updates (``requires_grad``)."""
         return [p for p in self.module.parameters() if p.requires_grad]
 
+    @property
+    def encoder_name(self) -> str:
+        """The name of what embeds the items, for reports."""
+        return self.encoder.name
+
     def fingerprint(self) -> str:
         """What scores the tasks, as a short hash: the encoder's weights fingerprint."""
         return self.encoder.fingerprint()
 
-    def embed(self, x: Sequence) -> np.ndarray:
-        """(n, dim) float32 embeddings of raw items, for a SupportIndex."""
-        return self.encoder.encode(x, device=self.device)
+    def embed(self, x: Sequence, batch_size: int = 128, progress=None) -> np.ndarray:
+        """(n, dim) float32 embeddings of raw items: what :meth:`adapt_features` and :meth:`logits_features`
+        take (an evaluation's embedding cache, a SupportIndex)."""
+        return self.encoder.encode(x, batch_size=batch_size, device=self.device, progress=progress)
 
     def prepare_training(self, dataset, cfg) -> None:
         """Called once before the optimizer is built (e.g. to size a head over the train classes)."""
