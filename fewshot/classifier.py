@@ -66,7 +66,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_encoder, load_learner, read_record
+from .checkpoint import load_encoder, load_learner
 from .encoders import ENCODERS, Encoder, build_encoder, create_encoder, encoder_spec
 from .index import KINDS, SupportIndex
 from .inputs import check_labels, check_texts
@@ -667,20 +667,21 @@ class FewShotClassifier:
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> "FewShotClassifier":
         """A new, empty classifier over the model saved in checkpoint folder ``path``.
 
-        A protonet checkpoint is served as trained: its metric and its learned scale
-        (temperature) become the classifier's, unless ``metric=`` / ``scale=`` are given.
-        finetune and maml checkpoints adapt a new head to each task's support set, which a
-        classifier whose classes change at run time cannot do: their meta-trained encoder
-        is served with nearest prototypes (the encoder's metric) and a UserWarning says so.
+        The learner says how it is served (:meth:`fewshot.learners.Learner.serving`). One that
+        scores by nearest prototypes (protonet) is served as trained: its metric and its learned
+        scale (temperature) become the classifier's, unless ``metric=`` / ``scale=`` are given.
+        One that adapts a head per task (finetune, maml) cannot be kept by a classifier whose
+        classes change at run time: its meta-trained encoder is served with nearest prototypes
+        (the encoder's metric) and a UserWarning says so.
         """
-        record = read_record(path)
         learner = load_learner(path)
-        if record["learner"] == "protonet":
-            kwargs.setdefault("metric", learner.cfg.metric)
-            if kwargs["metric"] == learner.cfg.metric:
-                kwargs.setdefault("scale", learner.temperature)
+        serving = learner.serving()
+        if serving.as_trained:
+            kwargs.setdefault("metric", serving.metric)
+            if kwargs["metric"] == serving.metric and serving.scale is not None:
+                kwargs.setdefault("scale", serving.scale)
         else:
-            warnings.warn(f"{path} holds a {record['learner']!r} checkpoint, which adapts a head per task; "
+            warnings.warn(f"{path} holds a {learner.name!r} checkpoint, which adapts a head per task; "
                           "FewShotClassifier serves its meta-trained encoder with nearest prototypes "
                           f"({kwargs.get('metric') or learner.encoder.metric} metric) instead", UserWarning,
                           stacklevel=2)

@@ -48,4 +48,10 @@ def load_run_config(ctx: click.Context, config_path: str | None, mapping: dict[s
     from ..config import FewShotConfig, load_config
 
     base = load_config(config_path) if config_path else {}
-    return FewShotConfig.from_dict(apply_overrides(ctx, base, mapping))
+    d = apply_overrides(ctx, base, mapping)
+    options = ctx.params.get("learner_option") or {}
+    if options:
+        learner = d.get("learner")
+        learner = {"name": learner} if isinstance(learner, str) else dict(learner or {})
+        d["learner"] = {**learner, **options}
+    return FewShotConfig.from_dict(d)

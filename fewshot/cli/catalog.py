@@ -26,8 +26,12 @@ def encoders() -> None:
 
 @main.command()
 def learners() -> None:
-    """List the learners."""
-    from ..learners import list_learners
+    """List the learners, each with the settings --learner-option KEY=VALUE takes and their defaults."""
+    import dataclasses
+
+    from ..learners import learner_class, list_learners
 
     for name in list_learners():
-        click.echo(name)
+        defaults = learner_class(name).config_class()
+        keys = ", ".join(f"{f.name}={getattr(defaults, f.name)!r}" for f in dataclasses.fields(defaults) if f.init)
+        click.echo(f"{name}: {keys}" if keys else name)

@@ -53,6 +53,29 @@ def episode_options(f):
     return f
 
 
+def learner_option(f):
+    """``--learner-option KEY=VALUE`` (repeatable): any field of the chosen learner's own config class.
+
+    The learner declares its options (its ``config_class``); the CLI knows none of them by name, so a new
+    learner's settings reach ``fewshot run`` and ``fewshot train`` with no new flag. Values are coerced by the
+    field's type and an unknown key is refused with the learner's valid keys.
+    """
+    return click.option("--learner-option", "-L", "learner_option", multiple=True, metavar="KEY=VALUE",
+                        callback=_key_values,
+                        help="A setting of the learner's own config (repeatable), e.g. -L transductive=3 for "
+                        "protonet or -L inner_steps=5 for maml; see `fewshot learners` for each learner's keys.")(f)
+
+
+def _key_values(ctx: click.Context, param: click.Parameter, values) -> dict:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE (e.g. transductive=3), got {item!r}", ctx, param)
+        out[key.strip()] = value.strip()
+    return out
+
+
 def writable_folder(ctx: click.Context, param: click.Parameter, value):
     """``--out`` callback: refuse, before any work starts, a folder that cannot be created or written."""
     if value is None:

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import click
 
+from ..index import METRICS
 from .app import load_run_config, main
-from .options import DATA_MAPPING, EPISODE_MAPPING, data_options, episode_options, writable_folder
+from .options import (
+    DATA_MAPPING,
+    EPISODE_MAPPING,
+    data_options,
+    episode_options,
+    learner_option,
+    writable_folder,
+)
 
 RUN_MAPPING = {
     **DATA_MAPPING,
@@ -43,18 +51,16 @@ RUN_MAPPING = {
               help="Text encoders: mean (default) pools all tokens; entities also pools the tokens of the "
               "head and tail entities of entity-marked texts ([E1] .. [/E1], [E2] .. [/E2], as the FewRel "
               "datasets give).")
-@click.option("--learner", default=None, help="Learner (default protonet).")
-@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None,
+@click.option("--learner", default=None, help="Learner (default protonet; `fewshot learners` lists them).")
+@learner_option
+@click.option("--metric", type=click.Choice(METRICS), default=None,
               help="Prototype metric. Default: the encoder's own (cosine for text encoders, euclidean for conv4 and "
               "mobilenetv2).")
-@click.option("--transductive", type=int, default=None,
-              help="protonet: refine each task's prototypes with its queries (soft k-means steps; a "
-              "different protocol, report it apart). Default 0 (off).")
-@click.option("--finetune-steps", type=int, default=None,
-              help="protonet: fine-tune a copy of the encoder on each task's support set for this many steps "
-              "(augmented support examples as pseudo-queries, P>M>F) before scoring. Default 0 (off).")
-@click.option("--finetune-lr", type=float, default=None,
-              help="protonet: SGD learning rate of --finetune-steps (default 1e-3).")
+# protonet's settings by their older spellings, kept so recorded commands (BENCHMARKS.md) still run; hidden
+# from --help: a learner's settings are given with --learner-option (-L), which the learner's config defines.
+@click.option("--transductive", type=int, default=None, hidden=True, help="Same as -L transductive=N.")
+@click.option("--finetune-steps", type=int, default=None, hidden=True, help="Same as -L finetune_steps=N.")
+@click.option("--finetune-lr", type=float, default=None, hidden=True, help="Same as -L finetune_lr=X.")
 @click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
               help="A folder written by `fewshot train`.")
 @click.option("--ensemble", type=click.Path(file_okay=False), multiple=True,

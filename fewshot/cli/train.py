@@ -10,8 +10,9 @@ from pathlib import Path
 
 import click
 
+from ..index import METRICS
 from .app import load_run_config, main
-from .options import DATA_MAPPING, writable_folder
+from .options import DATA_MAPPING, learner_option, writable_folder
 
 TRAIN_MAPPING = {
     **DATA_MAPPING,
@@ -45,7 +46,8 @@ TRAIN_MAPPING = {
 
 
 @main.command()
-@click.option("--learner", default=None, help="protonet (default), maml or finetune.")
+@click.option("--learner", default=None, help="Learner (default protonet; `fewshot learners` lists them).")
+@learner_option
 @click.option("--dataset", default=None, help="Dataset name or path (its train classes train, val classes validate).")
 @click.option("--data-root", default=None, envvar="FEWSHOT_DATA", type=click.Path(file_okay=False),
               help="Folder holding the named datasets (default: ../shared/data beside the project).")
@@ -60,7 +62,7 @@ TRAIN_MAPPING = {
               help="Text encoders: mean (default) pools all tokens; entities also pools the tokens of the "
               "head and tail entities of entity-marked texts ([E1] .. [/E1], [E2] .. [/E2], as the FewRel "
               "datasets give).")
-@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None,
+@click.option("--metric", type=click.Choice(METRICS), default=None,
               help="protonet metric. Default: the encoder's own (cosine for text encoders).")
 @click.option("--trainable", default=None, help="What of the encoder trains: full, last:K, lora, bitfit, none.")
 @click.option("--steps", type=int, default=None, help="Training steps (episodes or batches; default 500).")
@@ -171,11 +173,12 @@ def _train_from_index(cfg, index_dir: str, val_share: float, out_dir: Path, quie
     from .. import curation
     from ..classifier import FewShotClassifier
     from ..experiment import build_learner
+    from ..learners import learner_class
     from ..training import meta_train
 
     t = cfg.train
     clf = FewShotClassifier.load(index_dir)
-    episodic = cfg.learner.name != "finetune"
+    episodic = learner_class(cfg.learner.name).train_mode == "episodic"
     need = max(t.val_shot + t.val_query, t.train_shot + t.train_query if episodic else 1)
     why = f"--val-shot + --val-query = {t.val_shot + t.val_query}" + (
         f", --train-shot + --train-query = {t.train_shot + t.train_query}" if episodic else "")

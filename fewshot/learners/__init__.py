@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import Learner, LearnerConfig
+from .base import Learner, LearnerConfig, Serving
 from .ensemble import Ensemble
 from .registry import DEFAULT_LEARNER, LEARNERS, create_learner, learner_class, learner_config, register_learner
 
@@ -27,5 +27,5 @@ def list_learners() -> list[str]:
     return sorted(LEARNERS)
 
 
-__all__ = ["DEFAULT_LEARNER", "LEARNERS", "Ensemble", "Learner", "LearnerConfig", "create_learner", "learner_class",
+__all__ = ["DEFAULT_LEARNER", "LEARNERS", "Ensemble", "Learner", "LearnerConfig", "Serving", "create_learner", "learner_class",
            "learner_config", "list_learners", "register_learner"]

@@ -15,6 +15,12 @@ Training interface (used by :class:`fewshot.training.Trainer`):
   :meth:`Learner.episode_loss`) or ``"supervised"`` (plain batches of base-class
   examples to :meth:`Learner.batch_loss`).
 - Learners hold no loops: :func:`fewshot.training.meta_train` drives them.
+
+Serving interface (used by :class:`fewshot.classifier.FewShotClassifier`, whose classes
+change at run time): :meth:`Learner.serving` says how the learner's trained model scores
+against nearest prototypes (its metric and logit scale), or that it adapts a head per task
+and is served by its encoder alone. The classifier and the CLI ask the learner; none of
+them tests a learner's name.
 """
 from __future__ import annotations
 
@@ -29,6 +35,21 @@ import torch
 from torch import nn
 
 from ..encoders import Encoder
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How a trained learner is served by nearest prototypes (:meth:`Learner.serving`).
+
+    ``as_trained``: True when nearest prototypes with ``metric`` and ``scale`` are exactly how
+    the learner scores a task (protonet); False when it adapts something per task that a
+    classifier with run-time classes cannot keep (a finetune head, MAML's inner loop), so only
+    its encoder is served, with the encoder's metric and the default scale (None).
+    """
+
+    as_trained: bool
+    metric: str | None = None
+    scale: float | None = None
 
 
 @dataclass
@@ -81,6 +102,10 @@ class Learner(ABC):
         """(n, dim) float32 embeddings of raw items: what :meth:`adapt_features` and :meth:`logits_features`
         take (an evaluation's embedding cache, a SupportIndex)."""
         return self.encoder.encode(x, batch_size=batch_size, device=self.device, progress=progress)
+
+    def serving(self) -> Serving:
+        """How this learner's model scores with nearest prototypes; default: only its encoder serves."""
+        return Serving(as_trained=False)
 
     def prepare_training(self, dataset, cfg) -> None:
         """Called once before the optimizer is built (e.g. to size a head over the train classes)."""

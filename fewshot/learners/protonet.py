@@ -49,7 +49,7 @@ from ..prototypes import (
     refine_with_queries,
     scores,
 )
-from .base import Learner, LearnerConfig
+from .base import Learner, LearnerConfig, Serving
 from .registry import register_learner
 
 
@@ -126,6 +126,10 @@ class ProtoNet(Learner):
     def temperature(self) -> float:
         """The logit scale T (learned when ``learn_temperature``)."""
         return float(self._module.log_temperature.detach().exp())
+
+    def serving(self) -> Serving:
+        """Nearest prototypes are exactly how protonet scores: its metric and learned scale serve as trained."""
+        return Serving(as_trained=True, metric=self.cfg.metric, scale=self.temperature)
 
     def episode_loss(self, support_x, support_y, query_x, query_y):
         """Cross-entropy of the queries against the support prototypes, and the (n_query, n_way) logits."""
