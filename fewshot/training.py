@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -43,26 +42,9 @@ from torch import nn
 from .config import TrainConfig
 from .data import ClassVocabulary, FewShotDataset, with_val_as_train
 from .device import autocast
+from .distributed import ProcessGroup, param_checksum
 from .encoders.base import join_items
 from .episodes import EpisodeSampler
-
-
-def init_distributed(device: str = "auto") -> tuple[int, int]:
-    """Start torch.distributed when launched by torchrun (WORLD_SIZE > 1); returns (rank, world).
-
-    Uses nccl on CUDA (each process on GPU LOCAL_RANK) and gloo on the CPU.
-    """
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and device != "cpu"
-        if use_cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size()
 
 
 def step_seed(seed: int, step: int, rank: int = 0, stream: int = 0) -> int:
@@ -124,13 +106,30 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.resume, self.progress = resume, progress
         self.run_config = run_config
-        import torch.distributed as dist
-
-        self.distributed = dist.is_available() and dist.is_initialized()
-        self.rank = dist.get_rank() if self.distributed else 0
-        self.world = dist.get_world_size() if self.distributed else 1
         self.device = learner.device
+        self.group = ProcessGroup.current(self.device)
+        self.rank, self.world = self.group.rank, self.group.world
+        self._sampling(dataset, cfg)
+        learner.prepare_training(self.train_ds, cfg)
+        learner.module.to(self.device)
+        self.resident = self._make_resident(resident)
+        self._labels: dict[bytes, torch.Tensor] = {}
+        self._optimizer(cfg)
+        self.wrapped = self.group.wrap(_LossModule(learner))
 
+        self.step = 0
+        self.best = -math.inf
+        self.best_step = 0
+        self.bad_evals = 0
+        self.stopped_early = False
+        self.log: list[dict] = []
+        self.elapsed_before = 0.0
+        if resume:
+            self._load_state()
+
+    def _sampling(self, dataset: FewShotDataset, cfg: TrainConfig) -> None:
+        """What training draws from (train classes, their episodes or batches) and the val episodes."""
+        learner = self.learner
         train_ds = dataset
         if cfg.include_val:
             train_ds = with_val_as_train(dataset)
@@ -169,10 +168,10 @@ class Trainer:
                                          seed=cfg.val_seed, classes=val_classes)
             self.val_episodes = list(val_sampler.episodes(cfg.val_episodes))
 
-        learner.prepare_training(train_ds, cfg)
-        learner.module.to(self.device)
-        self.resident = self._make_resident(resident)
-        self._labels: dict[bytes, torch.Tensor] = {}
+    def _optimizer(self, cfg: TrainConfig) -> None:
+        """AdamW over the trainable parameters: encoder and learner groups at their own learning rates, no weight
+        decay on biases and norms."""
+        learner = self.learner
         params = learner.trainable_parameters()
         if not params:
             raise ValueError(f"learner {learner.name!r} has no trainable parameters (trainable='none' and no "
@@ -189,22 +188,6 @@ class Trainer:
         self.params = [p for g in groups for p in g["params"]]
         self.optimizer = torch.optim.AdamW(groups)
         self.base_lrs = [g["lr"] for g in groups]
-        self.wrapped = _LossModule(learner)
-        if self.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            dev_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.wrapped = DistributedDataParallel(self.wrapped, device_ids=dev_ids, find_unused_parameters=True)
-
-        self.step = 0
-        self.best = -math.inf
-        self.best_step = 0
-        self.bad_evals = 0
-        self.stopped_early = False
-        self.log: list[dict] = []
-        self.elapsed_before = 0.0
-        if resume:
-            self._load_state()
 
     # ----------------------------------------------------------------- one step
     def _lr_factor(self, step: int) -> float:
@@ -268,8 +251,8 @@ class Trainer:
         self.learner.module.train()
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
             g["lr"] = base * self._lr_factor(step)
+        index = self.episode_index(step)
         if self.learner.train_mode == "episodic":
-            index = self.episode_index(step)
             ep = self.sampler.sample(index)
             sx, qx = self._items(ep.support), self._items(ep.query)
             if self.augmenter is not None:
@@ -283,7 +266,6 @@ class Trainer:
                 loss, logits = self.wrapped("episode", sx, sy, qx, qy)
             target = self._device_labels(ep.query_labels)
         else:
-            index = step * self.world + self.rank
             rng = np.random.default_rng([cfg.seed, step, self.rank, 2])
             pick = rng.choice(len(self.train_ids), size=cfg.batch_size, replace=False)
             x = self._items(self.train_ids[pick])
@@ -359,10 +341,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        if self.distributed:
-            import torch.distributed as dist
-
-            dist.barrier()
+        self.group.barrier()
         return {
             "steps": self.step,
             "best_val_accuracy": self.best if math.isfinite(self.best) else None,
@@ -373,24 +352,10 @@ class Trainer:
             "world_size": self.world,
         }
 
-    def _gather(self, values: list[float], dtype=torch.float64) -> list[list]:
-        """Each rank's ``values`` (same length on every rank), on rank 0."""
-        t = torch.as_tensor(values, dtype=dtype)
-        if not self.distributed:
-            return [t.tolist()]
-        import torch.distributed as dist
-
-        backend_dev = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
-        t = t.to(backend_dev)
-        out = [torch.empty_like(t) for _ in range(self.world)]
-        dist.all_gather(out, t)
-        return [o.cpu().tolist() for o in out]
-
     def _evaluate_and_save(self, losses, accs, seen, elapsed) -> None:
         cfg = self.cfg
-        rank_episodes = self._gather(seen, torch.int64)
-        rank_checksums = [r[0] for r in self._gather([param_checksum(self.learner.module)])]
-        stop = torch.zeros(1, dtype=torch.int64)
+        rank_episodes = self.group.gather(seen, torch.int64)
+        rank_checksums = [r[0] for r in self.group.gather([param_checksum(self.learner.module)])]
         if self.rank == 0:
             if cfg.include_val:  # no class is held out: the latest step is the checkpoint
                 val_acc = val_ci = None
@@ -421,13 +386,7 @@ class Trainer:
                     save_checkpoint(self.out_dir, self.learner, self._run_config(),
                                     {"step": self.step, "val_accuracy": val_acc, "val_ci95": val_ci})
                 self._save_state(elapsed)
-            stop[0] = int(self.stopped_early)
-        if self.distributed:
-            import torch.distributed as dist
-
-            stop_dev = stop.to(self.device) if dist.get_backend() == "nccl" else stop
-            dist.broadcast(stop_dev, src=0)
-            self.stopped_early = bool(stop_dev.item())
+        self.stopped_early = self.group.broadcast_flag(self.stopped_early)
 
     def _run_config(self) -> dict:
         if self.run_config is not None:
@@ -470,14 +429,3 @@ class Trainer:
         if log_path.is_file():
             entries = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.strip()]
             self.log = [e for e in entries if e["step"] <= self.step]
-
-
-def param_checksum(module: nn.Module) -> float:
-    """A float64 fingerprint of every floating parameter and buffer (equal weights -> equal value)."""
-    total = 0.0
-    for i, (_, t) in enumerate(sorted(module.state_dict().items())):
-        if t.is_floating_point():
-            t = t.detach().double().cpu().flatten()
-            w = torch.arange(1, t.numel() + 1, dtype=torch.float64).remainder_(7).add_(1 + i % 5)
-            total += float((t * w).sum())
-    return total

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from fewshot.checkpoint import load_learner, read_record
-from fewshot.training import param_checksum
+from fewshot.distributed import param_checksum
 
 
 def test_two_process_training_with_torchrun(tiny_text_model_dir, tmp_path):

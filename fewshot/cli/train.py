@@ -109,7 +109,8 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
     """
     from ..config import FewShotConfig
     from ..experiment import build_dataset, build_learner
-    from ..training import init_distributed, meta_train
+    from ..distributed import init_distributed
+    from ..training import meta_train
 
     cfg = load_run_config(ctx, config_path, TRAIN_MAPPING)
     if cfg.ensemble:
