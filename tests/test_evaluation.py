@@ -1,4 +1,4 @@
-"""Evaluation: the CI formula, the embedding cache, and FAISS prototypes against brute force."""
+"""Evaluation: the CI formula, the embedding cache, and protonet's episode logits against brute force."""
 from __future__ import annotations
 
 import math
@@ -34,7 +34,7 @@ def test_prototypes_with_sparse_labels_refused():
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_faiss_logits_equal_brute_force(tiny_image_encoder, metric):
+def test_protonet_logits_equal_brute_force(tiny_image_encoder, metric):
     learner = create_learner("protonet", tiny_image_encoder, {"metric": metric})
     g = torch.Generator().manual_seed(0)
     zs, ys = torch.randn(10, 8, generator=g), torch.arange(5).repeat(2)
