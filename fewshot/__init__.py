@@ -7,7 +7,7 @@ Public API (imported lazily, so ``fewshot --help`` does not load torch)::
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "FewShotClassifier": "fewshot.classifier",
+    "FewShotClassifier": "fewshot.support",
     "FewShotConfig": "fewshot.config",
     "create_encoder": "fewshot.encoders",
     "create_learner": "fewshot.learners",

@@ -1,7 +1,7 @@
 """Nearest prototypes: the one implementation of class means, metric, scale and search.
 
 Used by the protonet learner (per episode, and differentiably while it
-meta-trains), by :class:`~fewshot.classifier.FewShotClassifier` and so by
+meta-trains), by :class:`~fewshot.support.FewShotClassifier` and so by
 ``fewshot index``. Nothing else in fewshot computes a prototype distance.
 
 - **metric**: ``"cosine"`` (cosine similarity of L2-normalised vectors) or
@@ -99,8 +99,10 @@ def refine_with_queries(z_support: torch.Tensor, y_support: torch.Tensor, z_quer
 class NearestPrototypes:
     """Prototypes under stable int64 ids in a FAISS index, with a metric and a logit scale.
 
-    :meth:`set` adds or replaces, :meth:`search` asks the index (approximate for IVF/HNSW).
-    Exact scores over every prototype are :func:`scores` of the prototypes themselves.
+    It holds no copy of the ids: the owner (a :class:`fewshot.support.classbook.ClassBook`) knows
+    which are present, and says so by calling :meth:`add` for new ids and :meth:`replace` for
+    present ones. :meth:`search` asks the index (approximate for IVF/HNSW). Exact scores over
+    every prototype are :func:`scores` of the prototypes themselves.
     """
 
     def __init__(self, dim: int, metric: str, scale: float | None = None, kind: str = "flat",
@@ -111,7 +113,6 @@ class NearestPrototypes:
         self.dim, self.metric, self.kind = int(dim), metric, kind
         self.scale = DEFAULT_SCALE[metric] if scale is None else check_scale(scale)
         self.index_options = dict(index_options)
-        self.ids = np.zeros(0, dtype=np.int64)
         self.index = SupportIndex(self.dim, metric, kind, **self.index_options)
 
     @classmethod
@@ -123,27 +124,28 @@ class NearestPrototypes:
         head = cls(index.dim, index.metric, scale, index.kind)
         head.index_options = {k: v for k, v in index.config().items() if k in ("nlist", "nprobe", "hnsw_m",
                                                                                 "ef_search")}
-        head.index, head.ids = index, ids
+        head.index = index
         return head
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.index.ntotal
 
     # -- mutation ---------------------------------------------------------------------------------
-    def set(self, ids, prototypes) -> None:
-        """Add prototypes (n, dim) under ``ids`` (n,); ids already present are replaced."""
+    def add(self, ids, prototypes) -> None:
+        """Add prototypes (n, dim) under new ``ids`` (n,)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        x = np.ascontiguousarray(prototypes, dtype=np.float32).reshape(len(ids), self.dim)
-        present = np.isin(ids, self.ids)
-        if present.any():
-            self.remove(ids[present])
-        self.index.add(ids, x)
-        self.ids = np.concatenate([self.ids, ids])
+        if len(ids):
+            self.index.add(ids, np.ascontiguousarray(prototypes, dtype=np.float32).reshape(len(ids), self.dim))
+
+    def replace(self, ids, prototypes) -> None:
+        """Replace the prototypes of present ``ids`` (n,) with ``prototypes`` (n, dim)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids):
+            self.index.remove(ids)
+            self.add(ids, prototypes)
 
     def remove(self, ids) -> None:
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        self.index.remove(ids)
-        self.ids = self.ids[~np.isin(self.ids, ids)]
+        self.index.remove(np.asarray(ids, dtype=np.int64).reshape(-1))
 
     # -- search ---------------------------------------------------------------------------------
     def search(self, z, k: int = 1) -> tuple[np.ndarray, np.ndarray]:

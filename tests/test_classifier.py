@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot import curation
-from fewshot.classifier import FewShotClassifier, NotFittedError
+from fewshot.support import curation
+from fewshot.support import FewShotClassifier, NotFittedError
 from fewshot.encoders import Encoder
 from fewshot.store import StoreError
 
@@ -225,7 +225,7 @@ def test_approximate_index_kinds_agree_with_exact(tmp_path, rng, kind):
 
 
 def test_auto_index_switches_to_ivf_and_retrains_as_classes_grow(monkeypatch, rng, data):
-    import fewshot.classifier as module
+    import fewshot.support.search as module
 
     monkeypatch.setattr(module, "AUTO_APPROX_MIN", 100)
     enc = data[0]
@@ -394,7 +394,7 @@ def test_from_checkpoint_serves_a_protonet_with_its_metric_and_learned_scale(tmp
 
 
 def test_save_refuses_to_overwrite_a_concurrent_change_and_update_applies_both(tmp_path, data):
-    from fewshot.classifier import ConcurrentUpdateError
+    from fewshot.support import ConcurrentUpdateError
 
     enc, texts, labels, _ = data
     FewShotClassifier(enc).fit(texts[:4], labels[:4]).save(tmp_path / "ix")

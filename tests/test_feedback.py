@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fewshot.feedback import FILENAME, PredictionLog
+from fewshot.support.log import FILENAME, PredictionLog
 from fewshot.store import SupportStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ def test_the_log_survives_index_store_writes(log, tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    from fewshot.feedback import PredictionLog
+    from fewshot.support.log import PredictionLog
     log = PredictionLog.open(sys.argv[1], "index-A")
     print("ready", flush=True)
     sys.stdin.read(1)  # start barrier: both writers begin appending at once

@@ -9,7 +9,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from fewshot import FewShotClassifier, create_encoder, create_learner, curation
+from fewshot import FewShotClassifier, create_encoder, create_learner
+from fewshot.support import curation
 from fewshot.checkpoint import load_encoder, save_checkpoint
 from fewshot.cli import main
 
@@ -97,7 +98,7 @@ def test_drift_guard_refuses_a_worse_encoder_and_changes_nothing(ix, tmp_path, t
     assert "the new encoder is worse" in r.output and "pass --force" in r.output
     assert snapshot(ix) == before
     # the library call says the same and reports both accuracies
-    from fewshot.curation import DriftError
+    from fewshot.support.curation import DriftError
 
     with pytest.raises(DriftError, match="the new encoder is worse") as info:
         curation.rebuild(ix, ckpt, margin=0.02)

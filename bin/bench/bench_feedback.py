@@ -46,9 +46,10 @@ import numpy as np
 from benchmarks_md import command as bench_command
 from benchmarks_md import update_section
 
-from fewshot import FewShotClassifier, curation
+from fewshot import FewShotClassifier
+from fewshot.support import curation
 from fewshot.datasets import load_dataset
-from fewshot.feedback import FILENAME
+from fewshot.support.log import FILENAME
 
 TOP_K = 3
 FEWSHOT = Path(sys.executable).with_name("fewshot")  # the CLI of this interpreter's environment

@@ -2,7 +2,7 @@
 
 Three parts, printed and written to section ``index`` of BENCHMARKS.md:
 
-1. CLINC150 many-way: a 5-shot :class:`~fewshot.classifier.FewShotClassifier` over all 150
+1. CLINC150 many-way: a 5-shot :class:`~fewshot.support.FewShotClassifier` over all 150
    intents (5 training examples per intent drawn with ``--seed``), scored on the official test
    split (150-way). Open set: the threshold is calibrated on the official val split (in-scope val
    + oos_val) at each target precision, then in-scope accuracy and out-of-scope recall are
@@ -26,7 +26,7 @@ import numpy as np
 from benchmarks_md import command as bench_command
 from benchmarks_md import update_section
 
-from fewshot.classifier import FewShotClassifier
+from fewshot.support import FewShotClassifier
 from fewshot.index import SupportIndex
 
 

@@ -1,13 +1,25 @@
 """Disk cost of the support texts an index keeps (the "support" blob), measured on CLINC150.
 
 Prints bytes per example of exactly the bytes FewShotClassifier.save writes for the texts
-(fewshot.classifier._support_bytes), for all 22,500 in-scope examples and for 5/10-shot indexes.
+(fewshot.support.folder.support_bytes), for all 22,500 in-scope examples and for 5/10-shot indexes.
 Run: PYTHONPATH=. .venv/bin/python bin/bench/bench_support_bytes.py [DATA_ROOT]
 """
 import sys
 
+import numpy as np
+
 from fewshot.datasets import load_dataset
-from fewshot.classifier import _support_bytes
+from fewshot.support.classbook import ClassBook
+from fewshot.support.folder import support_bytes
+
+
+def _support_bytes(classes, support):
+    book = ClassBook(1)
+    for c in classes:
+        book.add(np.zeros((len(support[c]), 1)), [c] * len(support[c]), support[c])
+    return support_bytes(book)
+
+
 ds = load_dataset("clinc150", sys.argv[1] if len(sys.argv) > 1 else None)
 items, labels = list(ds.items), [ds.classes[i] if not isinstance(i, str) else i for i in ds.labels]
 support = {}

@@ -93,7 +93,7 @@ def _read_texts(path: str, text_column: str) -> list[str]:
               "(default: null in --json, '<unknown>' in text output).")
 def create(directory, encoder, checkpoint, metric, index_kind, unknown_label):
     """Create an empty index in DIRECTORY."""
-    from ..classifier import FewShotClassifier
+    from ..support import FewShotClassifier
     from ..encoders import default_encoder
 
     if encoder and checkpoint:
@@ -128,7 +128,7 @@ def add(directory, texts, label, file_, images, text_column, label_column, repla
 
     A new label adds a class; examples of an existing label update its prototype (running mean).
     """
-    from ..classifier import FewShotClassifier
+    from ..support import FewShotClassifier
 
     sources = sum([bool(texts), bool(file_), bool(images)])
     if sources != 1:
@@ -169,8 +169,8 @@ def predict(directory, texts, file_, text_column, top_k, as_json, log_):
     """Classify TEXTS (or the texts of --file) with the index in DIRECTORY."""
     import numpy as np
 
-    from .. import curation
-    from ..classifier import FewShotClassifier
+    from ..support import curation
+    from ..support import FewShotClassifier
 
     if bool(texts) == bool(file_):
         raise ValueError("give the texts to classify as arguments or with --file F, not both and not neither")
@@ -185,9 +185,7 @@ def predict(directory, texts, file_, text_column, top_k, as_json, log_):
                          "`fewshot index predict` classifies texts; use a text index (or the Python API for images)")
     if not 1 <= top_k <= clf.n_classes:
         raise ValueError(f"--top-k must be from 1 to the number of classes ({clf.n_classes}), got {top_k}")
-    z = clf.embed(x)
-    labels = clf.predict_embeddings(z)
-    top_labels, top_scores = clf.predict_topk_embeddings(z, top_k)
+    top_labels, top_scores, labels = clf.rank_embeddings(clf.embed(x), top_k)  # one search serves all three
     tops = [[{"label": lab, "score": round(float(s), 6)} for lab, s in zip(top_labels[i], top_scores[i])
              if np.isfinite(s)] for i in range(len(x))]
     ids = [None] * len(x)
@@ -210,7 +208,7 @@ def predict(directory, texts, file_, text_column, top_k, as_json, log_):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def list_(directory, as_json):
     """List the classes of the index in DIRECTORY with their example counts."""
-    from ..classifier import FewShotClassifier
+    from ..support import FewShotClassifier
 
     info = FewShotClassifier.describe(directory)  # the manifest only: the index is not loaded
     if as_json:
@@ -228,7 +226,7 @@ def list_(directory, as_json):
 @click.option("--label", "labels", multiple=True, required=True, help="A class to remove (repeatable).")
 def remove(directory, labels):
     """Remove classes from the index in DIRECTORY."""
-    from ..classifier import FewShotClassifier
+    from ..support import FewShotClassifier
 
     with FewShotClassifier.update(directory) as clf:
         clf.remove_classes(list(labels))
@@ -245,7 +243,7 @@ def remove(directory, labels):
 @click.option("--label-column", default="label", show_default=True)
 def calibrate(directory, file_, oos_label, target_precision, text_column, label_column):
     """Set the open-set threshold of DIRECTORY's index from held-out examples."""
-    from ..classifier import FewShotClassifier
+    from ..support import FewShotClassifier
 
     x, y = _read_examples(file_, text_column, label_column)
     y = [None if v == oos_label else v for v in y]
@@ -264,7 +262,7 @@ def calibrate(directory, file_, oos_label, target_precision, text_column, label_
 @click.option("--label", required=True, help="The true class of that query (a new name adds a class).")
 def correct(directory, id_, label):
     """Correct logged prediction --id: its query becomes a support example of --label (running mean)."""
-    from .. import curation
+    from ..support import curation
 
     entry = curation.correct(directory, id_, label)
     click.echo(f"prediction {id_} ({entry['labels'][0]!r}) corrected to {label!r}: {entry['query']!r} added to "
@@ -276,7 +274,7 @@ def correct(directory, id_, label):
 @click.option("--id", "id_", type=int, required=True, help="The id `fewshot index predict --log` printed.")
 def confirm(directory, id_):
     """Record that logged prediction --id got the right label (the index itself is not changed)."""
-    from .. import curation
+    from ..support import curation
 
     entry = curation.confirm(directory, id_)
     click.echo(f"prediction {id_} ({entry['labels'][0]!r}) confirmed")
@@ -287,8 +285,8 @@ def confirm(directory, id_):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def stats(directory, as_json):
     """Support examples per class, and the accuracy of logged predictions that were confirmed or corrected."""
-    from .. import curation
-    from ..classifier import FewShotClassifier
+    from ..support import curation
+    from ..support import FewShotClassifier
 
     info = FewShotClassifier.describe(directory)
     log = curation.prediction_log(directory).stats()
@@ -327,7 +325,7 @@ def rebuild(directory, checkpoint, margin, force):
     Before the swap, the old and new index are scored on the logged queries whose true label is
     known (`fewshot index confirm/correct`), held out; a drop of more than --margin is refused.
     """
-    from .. import curation
+    from ..support import curation
 
     r = curation.rebuild(directory, checkpoint, margin=margin, force=force)  # DriftError: exit 2
     acc = "n/a" if r["n_queries"] == 0 else f"{r['old_accuracy']:.3f} -> {r['new_accuracy']:.3f}"

@@ -171,8 +171,8 @@ def _train_from_index(cfg, index_dir: str, val_share: float, out_dir: Path, quie
     """``fewshot train --from-index``: the index's support texts -> FewShotDataset -> meta_train."""
     import os
 
-    from .. import curation
-    from ..classifier import FewShotClassifier
+    from ..support import curation
+    from ..support import FewShotClassifier
     from ..experiment import build_learner
     from ..learners import learner_class
     from ..training import meta_train

@@ -16,7 +16,7 @@ Training interface (used by :class:`fewshot.training.Trainer`):
   examples to :meth:`Learner.batch_loss`).
 - Learners hold no loops: :func:`fewshot.training.meta_train` drives them.
 
-Serving interface (used by :class:`fewshot.classifier.FewShotClassifier`, whose classes
+Serving interface (used by :class:`fewshot.support.FewShotClassifier`, whose classes
 change at run time): :meth:`Learner.serving` says how the learner's trained model scores
 against nearest prototypes (its metric and logit scale), or that it adapts a head per task
 and is served by its encoder alone. The classifier and the CLI ask the learner; none of

@@ -5,7 +5,7 @@ encoder's metric (cosine similarity for sentence encoders, negative squared
 Euclidean distance for Conv4; ``metric`` overrides) against each prototype,
 times a learned scale ``T``. Prototypes, metric, scale and search are
 :mod:`fewshot.prototypes`, the same code that serves
-:class:`~fewshot.classifier.FewShotClassifier` and ``fewshot index``.
+:class:`~fewshot.support.FewShotClassifier` and ``fewshot index``.
 
 Meta-training (:meth:`ProtoNet.episode_loss`, driven by
 :class:`fewshot.training.Trainer`) minimises the cross-entropy of query

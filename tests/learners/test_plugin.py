@@ -59,7 +59,7 @@ def sharp(tmp_path, monkeypatch):
 
 def test_a_learner_from_a_new_module_is_served_from_an_index(sharp, tiny_text_encoder, tmp_path):
     from fewshot.checkpoint import save_checkpoint
-    from fewshot.classifier import FewShotClassifier
+    from fewshot.support import FewShotClassifier
     from fewshot.learners import create_learner
 
     learner = create_learner("sharp", tiny_text_encoder, {"scale": 7.5})

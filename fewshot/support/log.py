@@ -37,7 +37,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .atomic import fsync_dir
+from ..atomic import fsync_dir
 
 FILENAME = "predictions.jsonl"
 FORMAT = "fewshot-predictions/1"

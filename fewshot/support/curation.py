@@ -1,6 +1,6 @@
 """Learning from use on a saved index: review logged predictions, train on the index, rebuild it.
 
-- :func:`prediction_log`: the index's :class:`~fewshot.feedback.PredictionLog`, bound to its identity.
+- :func:`prediction_log`: the index's :class:`~fewshot.support.log.PredictionLog`, bound to its identity.
 - :func:`correct` / :func:`confirm`: feedback on a logged prediction; a correction adds the query to
   its true class as a support example (a running-mean update; only that one text is embedded).
 - :func:`index_dataset`: the stored support texts as a dataset with a train/val class split, for
@@ -16,15 +16,12 @@ import os
 import warnings
 
 import numpy as np
-import torch
-
+from ..data import FewShotDataset
+from ..encoders import Encoder
+from ..store import SupportStore
 from .classifier import FewShotClassifier
-from .data import FewShotDataset
-from .encoders import Encoder
-from .feedback import FILENAME as LOG_FILENAME
-from .feedback import PredictionLog
-from .prototypes import scores as prototype_scores
-from .store import SupportStore
+from .log import FILENAME as LOG_FILENAME
+from .log import PredictionLog
 
 MIN_DRIFT_QUERIES = 20  # rebuild's drift guard needs this many labelled logged queries (or force=True)
 # Logged predictions whose id is divisible by GUARD_EVERY belong to the drift guard: their corrected texts
@@ -71,7 +68,7 @@ def correct(path: str | os.PathLike, id: int, label, encoder=None) -> dict:
     log = prediction_log(path)
     with FewShotClassifier.update(path, encoder) as clf:
         entry = _unreviewed(log, id, "correct")
-        label = clf._label(label, "correct")
+        label = clf.label(label, "correct")
         clf.add_classes([entry["query"]], [label])
         log.append_correction(id, label)
     return entry
@@ -91,7 +88,7 @@ def confirm(path: str | os.PathLike, id: int) -> dict:
 
 def require_texts(clf: FewShotClassifier, what: str, path=None) -> None:
     """Refuse (ValueError) a classifier some of whose classes have no stored support texts."""
-    missing = [lab for lab in clf.classes_ if clf.support_.get(lab) is None]
+    missing = [lab for lab in clf.book_.labels if clf.book_.texts(lab) is None]
     if missing:
         shown = ", ".join(repr(c) for c in missing[:10]) + (", ..." if len(missing) > 10 else "")
         where = f"the index in {path}" if path is not None else "this classifier"
@@ -117,8 +114,8 @@ def index_dataset(clf: FewShotClassifier, val_share: float = 0.2, seed: int = 0,
     left out, so that :func:`rebuild` can later score a re-trained encoder on queries it never
     trained on.
     """
-    clf._check_fitted("index_dataset")
-    require_texts(clf, "index_dataset", clf._generation[0] if clf._generation else None)
+    clf.check_fitted("index_dataset")
+    require_texts(clf, "index_dataset", clf.path_)
     if isinstance(val_share, bool) or not isinstance(val_share, (int, float)) or not 0 < val_share < 1:
         raise ValueError(f"index_dataset: val_share must be a fraction in (0, 1), got {val_share!r}")
     if isinstance(min_examples, bool) or not isinstance(min_examples, int) or min_examples < 1:
@@ -126,7 +123,7 @@ def index_dataset(clf: FewShotClassifier, val_share: float = 0.2, seed: int = 0,
     names = [str(lab) for lab in clf.classes_]
     if len(set(names)) != len(names):
         raise ValueError("index_dataset: two class labels read the same as text (e.g. 3 and '3'); rename one")
-    texts = {lab: list(clf.support_[lab]) for lab in clf.classes_}
+    texts = {lab: clf.book_.texts(lab) for lab in clf.book_.labels}
     for query, lab, added in zip(*_labelled_queries(clf, log_entries or [])):
         if added:
             texts[lab].remove(query)  # one occurrence: the one its correction added
@@ -192,8 +189,9 @@ def rebuild(path: str | os.PathLike, encoder, margin: float = 0.02, force: bool 
             raise ValueError(f"rebuild: the index in {path} holds {old.encoder.modality} (encoder "
                              f"{old.encoder.name!r}) but the new encoder {new.encoder.name!r} reads "
                              f"{new.encoder.modality}; give a {old.encoder.modality} checkpoint")
-        texts = [t for lab in old.classes_ for t in old.support_[lab]]
-        labels = [lab for lab in old.classes_ for _ in old.support_[lab]]
+        support = {lab: old.book_.texts(lab) for lab in old.book_.labels}
+        texts = [t for lab in old.book_.labels for t in support[lab]]
+        labels = [lab for lab in old.book_.labels for _ in support[lab]]
         new.fit(texts, labels)
         queries, truth, added = _labelled_queries(old, prediction_log(path).read())
         report = {"n_queries": len(queries), "old_accuracy": None, "new_accuracy": None,
@@ -214,8 +212,7 @@ def rebuild(path: str | os.PathLike, encoder, margin: float = 0.02, force: bool 
                              f"{report['old_accuracy'] - report['new_accuracy']:.3f} > margin {margin}; the "
                              "index is unchanged. Train a better checkpoint, raise --margin, or pass --force",
                              report)
-        new._generation = old._generation  # save() checks that nobody wrote in between (we hold the lock)
-        new.save(path)
+        new.save(path, replacing=old)  # refused if anybody wrote in between (we hold the lock)
     report.update(swapped=True, generation=new.generation_)
     return report
 
@@ -224,17 +221,11 @@ def held_out_accuracy(clf: FewShotClassifier, queries: list, truth: list, added:
     """Top-1 accuracy (no threshold) on ``queries`` with true labels ``truth``, the queries whose
     ``added`` flag is set being taken out of their true class's mean first; a class left empty
     is dropped (its queries count as wrong)."""
-    z = clf.encoder.encode(queries, batch_size=clf.batch_size, device=clf.device).astype(np.float64)
-    sums, counts = clf.sums_.copy(), clf.counts_.copy()
-    for zi, lab, a in zip(z, truth, added):
-        if a:
-            sums[clf._pos[lab]] -= zi
-            counts[clf._pos[lab]] -= 1
-    keep = np.flatnonzero(counts > 0)
-    protos = (sums[keep] / counts[keep, None]).astype(np.float32)
-    s = prototype_scores(torch.from_numpy(z.astype(np.float32)), torch.from_numpy(protos), clf.metric).numpy()
-    pred = keep[s.argmax(1)]
-    return float(np.mean([p == clf._pos[lab] for p, lab in zip(pred, truth)]))
+    z = clf.encoder.encode(queries, batch_size=clf.batch_size, device=clf.device)
+    keep, protos = clf.book_.held_out_prototypes(z[np.asarray(added, dtype=bool)],
+                                                 [lab for lab, a in zip(truth, added) if a])
+    pred = keep[clf.scores_of(z, protos).argmax(1)]
+    return float(np.mean([p == clf.book_.row(lab) for p, lab in zip(pred, truth)]))
 
 
 class DriftError(ValueError):
@@ -258,11 +249,11 @@ def _labelled_queries(clf: FewShotClassifier, entries: list[dict]) -> tuple[list
     left: dict = {}
     for e in entries:
         lab = e["true_label"]
-        if e["id"] % GUARD_EVERY or e["feedback"] is None or lab not in clf._pos:
+        if e["id"] % GUARD_EVERY or e["feedback"] is None or lab not in clf.book_:
             continue
         in_support = False
         if e["feedback"] == "correction":
-            pool = left.setdefault(lab, list(clf.support_.get(lab) or []))
+            pool = left.setdefault(lab, clf.book_.texts(lab) or [])
             if e["query"] in pool:
                 pool.remove(e["query"])
                 in_support = True

@@ -1,0 +1,190 @@
+"""ClassBook: the bookkeeping of a classifier whose classes come and go at run time.
+
+For each class, in order of first appearance: its label, the float64 sum and the count of every
+embedding ever added under it (so its prototype is the exact running mean, updated without
+re-embedding old examples), its stable int64 search id (ascending, never reused) and its support
+texts (None where unknown: examples added as embeddings or images).
+
+Costs: adding or updating a class costs O(examples changed): the rows live in buffers that grow by
+doubling, so nothing is copied per add. Removing classes compacts the rows (one pass over them,
+which keeps the order of first appearance). Every other object (the classifier, its folder format,
+the curation workflows) reads and changes classes through the public methods here.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+
+class ClassBook:
+    """Labels, running sums, counts, stable ids and support texts of ``dim``-dimensional classes."""
+
+    def __init__(self, dim: int):
+        self.dim = int(dim)
+        self.labels: list = []
+        self._row: dict = {}
+        self._sums = np.zeros((0, self.dim), dtype=np.float64)
+        self._counts = np.zeros(0, dtype=np.int64)
+        self._ids = np.zeros(0, dtype=np.int64)
+        self.next_id = 0
+        self._texts: dict = {}
+
+    # -- reading ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __contains__(self, label) -> bool:
+        try:
+            return label in self._row
+        except TypeError:  # unhashable: never a class
+            return False
+
+    def row(self, label) -> int:
+        """The row of class ``label`` (KeyError if it is not a class)."""
+        return self._row[label]
+
+    @property
+    def sums(self) -> np.ndarray:
+        """(n, dim) float64 sums of each class's embeddings (a read-only view)."""
+        return _readonly(self._sums[: len(self)])
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(n,) int64 number of examples of each class (a read-only view)."""
+        return _readonly(self._counts[: len(self)])
+
+    @property
+    def ids(self) -> np.ndarray:
+        """(n,) int64 stable search ids, ascending (a read-only view)."""
+        return _readonly(self._ids[: len(self)])
+
+    def prototypes(self, rows=None) -> np.ndarray:
+        """(len(rows), dim) float32 class means of ``rows`` (default: every class, in order)."""
+        n = len(self)
+        if rows is None:
+            return (self._sums[:n] / self._counts[:n, None]).astype(np.float32)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        return (self._sums[rows] / self._counts[rows, None]).astype(np.float32)
+
+    def texts(self, label) -> list | None:
+        """The support texts of class ``label`` in order of arrival, or None where unknown."""
+        texts = self._texts[label]
+        return None if texts is None else list(texts)
+
+    def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """The row of each search id in ``ids`` (any shape), -1 where it is no class (e.g. faiss's -1)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        n = len(self)
+        if not n:
+            return np.full(ids.shape, -1, dtype=np.int64)
+        pos = np.searchsorted(self._ids[:n], ids)
+        found = (ids >= 0) & (pos < n)
+        found &= self._ids[np.minimum(pos, n - 1)] == ids
+        return np.where(found, pos, -1)
+
+    def held_out_prototypes(self, z: np.ndarray, labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        """Class means with the embeddings ``z`` (n, dim) taken out of their classes ``labels``:
+        (rows of the classes left non-empty, their (k, dim) float32 means)."""
+        sums, counts = self.sums.copy(), self.counts.copy()
+        for zi, lab in zip(np.asarray(z, dtype=np.float64), labels):
+            r = self._row[lab]
+            sums[r] -= zi
+            counts[r] -= 1
+        keep = np.flatnonzero(counts > 0)
+        return keep, (sums[keep] / counts[keep, None]).astype(np.float32)
+
+    # -- changing ---------------------------------------------------------------------------------
+    def add(self, z: np.ndarray, labels: Sequence[Hashable], texts: Sequence[str] | None = None,
+            replace: bool = False) -> tuple[list[int], list[int]]:
+        """Add embeddings ``z`` (n, dim) under ``labels``; returns (rows changed, rows added).
+
+        A new label adds a class. An existing label's sum and count grow by its new examples, or
+        with ``replace`` are reset to them. ``texts``: the items' texts (None: unknown, and then the
+        classes touched know no texts).
+        """
+        z = np.asarray(z)
+        order: dict = {}
+        for i, lab in enumerate(labels):
+            order.setdefault(lab, []).append(i)
+        new = [lab for lab in order if lab not in self._row]
+        self._reserve(len(self) + len(new))
+        changed, added = [], []
+        for lab, rows in order.items():
+            s = z[rows].astype(np.float64).sum(0)
+            r = self._row.get(lab)
+            if r is None:
+                r = len(self.labels)
+                self._row[lab] = r
+                self.labels.append(lab)
+                self._sums[r], self._counts[r], self._ids[r] = s, len(rows), self.next_id
+                self.next_id += 1
+                added.append(r)
+                kept: list | None = []
+            else:
+                if replace:
+                    self._sums[r], self._counts[r] = s, len(rows)
+                else:
+                    self._sums[r] += s
+                    self._counts[r] += len(rows)
+                changed.append(r)
+                kept = [] if replace else self._texts[lab]
+            self._texts[lab] = None if texts is None or kept is None else kept + [texts[i] for i in rows]
+        return changed, added
+
+    def remove(self, labels: Sequence) -> np.ndarray:
+        """Forget classes ``labels`` (all must be classes); returns their search ids."""
+        drop = sorted({self._row[lab] for lab in labels})
+        n = len(self)
+        keep = np.setdiff1d(np.arange(n), drop)
+        gone = self._ids[drop].copy()
+        self._sums = self._sums[keep]
+        self._counts = self._counts[keep]
+        self._ids = self._ids[keep]
+        for r in drop:
+            del self._texts[self.labels[r]]
+        self.labels = [self.labels[i] for i in keep]
+        self._row = {lab: i for i, lab in enumerate(self.labels)}
+        return gone
+
+    @classmethod
+    def restore(cls, dim: int, labels: list, sums: np.ndarray, counts, ids, next_id: int,
+                texts: dict) -> "ClassBook":
+        """A book from saved state; ValueError when the parts disagree."""
+        book = cls(dim)
+        n = len(labels)
+        sums = np.asarray(sums, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if sums.shape != (n, book.dim) or counts.shape != (n,) or ids.shape != (n,):
+            raise ValueError(f"inconsistent state ({n} classes, sums {sums.shape}, {len(counts)} counts, "
+                             f"{len(ids)} ids)")
+        if n and (np.any(np.diff(ids) <= 0) or ids[-1] >= next_id or ids[0] < 0 or np.any(counts < 1)):
+            raise ValueError("inconsistent state (ids not ascending below next_id, or a class without examples)")
+        if len(set(labels)) != n or set(texts) != set(labels):
+            raise ValueError("inconsistent state (duplicate labels, or support texts for other classes)")
+        book.labels = list(labels)
+        book._row = {lab: i for i, lab in enumerate(book.labels)}
+        book._sums, book._counts, book._ids = sums.copy(), counts.copy(), ids.copy()
+        book.next_id = int(next_id)
+        book._texts = {lab: (None if texts[lab] is None else list(texts[lab])) for lab in book.labels}
+        return book
+
+    def _reserve(self, n: int) -> None:
+        """Room for ``n`` rows, growing the buffers by doubling (amortised O(1) per added class)."""
+        cap = len(self._counts)
+        if n <= cap:
+            return
+        new_cap = max(n, 2 * cap, 8)
+        for name, shape, dtype in (("_sums", (new_cap, self.dim), np.float64), ("_counts", (new_cap,), np.int64),
+                                   ("_ids", (new_cap,), np.int64)):
+            old = getattr(self, name)
+            buf = np.zeros(shape, dtype=dtype)
+            buf[: len(self)] = old[: len(self)]
+            setattr(self, name, buf)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view

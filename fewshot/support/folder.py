@@ -1,0 +1,219 @@
+"""The folder format of a support index: what a saved FewShotClassifier is on disk.
+
+A support index folder is a :class:`~fewshot.store.SupportStore` (atomic manifest swap, checksummed
+files, a lock) of kind ``"fewshot-classifier"`` holding
+
+- the manifest body: classes, counts, ids, next id, metric, dim, scale, unknown label, open-set
+  threshold and calibration, index kind and options, the search index's config, and the encoder's
+  identity (name, spec, modality, dim, weights fingerprint, and the checkpoint it came from);
+- ``state-*.safetensors``: the (n, dim) float64 running sums of the classes;
+- ``support-*.jsonl``: each class's support texts (or null where unknown);
+- ``index-*.faiss``: the search index (faiss's own serialisation), when there are classes;
+- ``predictions.jsonl`` beside them: the prediction log (:mod:`fewshot.support.log`), not part of
+  the manifest.
+
+The folder is self-contained as far as weights allow: a registered encoder is found again by its
+name on any machine; a checkpoint's encoder is re-opened from the checkpoint folder it names, and
+every encoder, however found, must match the stored weights fingerprint (a moved or retrained
+checkpoint is refused with the fix: pass the encoder, or its checkpoint's new place, to ``load``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..checkpoint import is_checkpoint, load_encoder
+from ..encoders import ENCODERS, Encoder, build_encoder, create_encoder, encoder_spec
+from ..index import SupportIndex
+from ..store import StoreError, SupportStore
+from .classbook import ClassBook
+
+STORE_KIND = "fewshot-classifier"
+STORE_KEYS = ("kind", "classes", "counts", "ids", "next_id", "fitted", "metric", "dim",
+              "unknown_label", "threshold", "calibration", "index_kind", "index_options", "index", "encoder")
+
+
+def write(path, meta: dict, book: ClassBook, index: SupportIndex | None,
+          expect_generation: int | None) -> SupportStore:
+    """Commit ``meta`` (the classifier's settings, without its classes) and the classes of ``book`` with
+    the search ``index`` as the folder's next generation; returns the store (its generation and index_id)."""
+    from safetensors.numpy import save as save_arrays
+
+    body = {"kind": STORE_KIND, **meta, "classes": list(book.labels), "counts": book.counts.tolist(),
+            "ids": book.ids.tolist(), "next_id": book.next_id, "dim": book.dim,
+            "index": index.config() if index is not None else None}
+    blobs = {"state": ("safetensors", save_arrays({"sums": np.ascontiguousarray(book.sums)})),
+             "support": ("jsonl", support_bytes(book))}
+    if index is not None:
+        blobs["index"] = ("faiss", index.to_bytes())
+    store = SupportStore(path)
+    store.write(body, blobs, expect_generation=expect_generation)
+    return store
+
+
+class Saved(NamedTuple):
+    """A support index folder's current generation, read and checked (:func:`open_saved`)."""
+
+    settings: dict  # FewShotClassifier keyword arguments: metric, unknown_label, scale, index_kind, index_options
+    encoder: Encoder  # the encoder it was built with (weights fingerprint checked)
+    checkpoint: str | None
+    book: ClassBook
+    index: SupportIndex | None
+    fitted: bool
+    threshold: float | None
+    calibration: dict | None
+    store: SupportStore
+
+
+def open_saved(path, encoder=None) -> Saved:
+    """Read the folder ``path``; ``encoder`` (an Encoder, a name, a model or checkpoint folder) must be the
+    one it was built with; None rebuilds it from the stored identity."""
+    meta, book, index, store = read(path)
+    ident = meta["encoder"]
+    encoder = resolve_encoder(encoder_from_identity(ident, path) if encoder is None else encoder)
+    check_encoder(encoder, meta, path)
+    scale = meta.get("scale")
+    if scale is None and meta.get("temperature"):  # written by fewshot 0.1: softmax(score / temperature)
+        scale = 1.0 / meta["temperature"]
+    settings = {"metric": meta["metric"], "unknown_label": meta["unknown_label"], "scale": scale,
+                "index_kind": meta["index_kind"], "index_options": meta["index_options"]}
+    return Saved(settings, encoder, ident.get("checkpoint"), book, index, bool(meta["fitted"]), meta["threshold"],
+                 meta["calibration"], store)
+
+
+@contextlib.contextmanager
+def creating(path):
+    """Hold the lock of a folder that must not hold an index yet; on failure remove what was created."""
+    existed = Path(path).exists()
+    store = SupportStore(path)
+    try:
+        with store.lock():
+            if store.exists():
+                raise ValueError(f"{path} already holds an index; change it with FewShotClassifier.update "
+                                 "(CLI: `fewshot index add`), or choose a new folder")
+            yield
+    except BaseException:
+        if not existed and not store.exists():  # remove what this call created, nothing else
+            (Path(path) / ".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                Path(path).rmdir()
+        raise
+
+
+def read(path) -> tuple[dict, ClassBook, SupportIndex | None, SupportStore]:
+    """(manifest body, classes, search index or None, store) of the folder's current generation."""
+    from safetensors.numpy import load as load_arrays
+
+    store = SupportStore(path, required=STORE_KEYS)
+    meta, blobs = store.read()
+    _check_kind(meta, path)
+    try:
+        sums = load_arrays(blobs["state"])["sums"]
+    except Exception as exc:  # safetensors raises its own error type on bad bytes
+        raise StoreError(f"{path}: the prototype sums file cannot be read ({exc})") from exc
+    labels = list(meta["classes"])
+    counts = np.asarray(meta["counts"], dtype=np.int64).reshape(-1)
+    texts = _support_from_bytes(blobs.get("support"), labels, counts, path)
+    try:
+        book = ClassBook.restore(int(meta["dim"]), labels, sums, counts, meta["ids"], int(meta["next_id"]), texts)
+    except ValueError as exc:
+        raise StoreError(f"{path}: {exc}; restore the folder from a backup") from None
+    index = SupportIndex.from_bytes(blobs.get("index", b""), meta["index"]) if meta["index"] is not None else None
+    return meta, book, index, store
+
+
+def describe(path) -> dict:
+    """What a support index folder holds, from its manifest alone (see FewShotClassifier.describe)."""
+    doc = SupportStore(path, required=STORE_KEYS).read_manifest()
+    meta = doc["body"]
+    _check_kind(meta, path)
+    return {"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
+            "metric": meta["metric"], "dim": meta["dim"], "threshold": meta["threshold"],
+            "generation": doc["generation"], "index_id": meta.get("index_id"),
+            "classes": [{"label": c, "count": n} for c, n in zip(meta["classes"], meta["counts"])]}
+
+
+def encoder_identity(encoder: Encoder, checkpoint: str | None) -> dict:
+    """JSON-able identity of an encoder: name, spec, modality, dim, weights fingerprint, checkpoint."""
+    return {"name": encoder.name, "spec": encoder.spec, "modality": encoder.modality, "dim": int(encoder.dim),
+            "fingerprint": encoder.fingerprint(), "checkpoint": checkpoint}
+
+
+def resolve_encoder(encoder) -> Encoder:
+    """An Encoder from an Encoder, a registered name, a transformers model folder or a checkpoint folder."""
+    if isinstance(encoder, Encoder):
+        return encoder
+    if isinstance(encoder, (str, os.PathLike)):
+        if not isinstance(encoder, str) or encoder not in ENCODERS:
+            if is_checkpoint(encoder):
+                return load_encoder(encoder)
+        return create_encoder(str(encoder))
+    raise TypeError(f"encoder must be an encoder name (e.g. 'minilm'), a model or checkpoint folder, or an "
+                    f"Encoder instance, got {type(encoder).__name__}")
+
+
+def encoder_from_identity(ident: dict, path) -> Encoder:
+    """Rebuild the encoder an index was saved with: from its checkpoint, else from its spec."""
+    ckpt = ident.get("checkpoint")
+    if ckpt:
+        if not is_checkpoint(ckpt):
+            raise ValueError(f"the index in {path} was built over the checkpoint {ckpt}, which is no longer "
+                             f"there (encoder {ident['name']!r}, weights fingerprint {ident['fingerprint']}); "
+                             "pass the checkpoint's new place as the encoder (FewShotClassifier.load(DIR, "
+                             "encoder=CKPT)); its weights are checked against the fingerprint")
+        return load_encoder(ckpt)
+    spec = dict(ident["spec"])
+    try:
+        if spec.get("name") in ENCODERS and spec.get("kind") == "text":
+            spec["path"] = encoder_spec(spec["name"])["path"]  # the package folder on this machine
+        return build_encoder(spec)
+    except (OSError, ValueError, ImportError) as exc:
+        raise ValueError(f"cannot rebuild encoder {ident['name']!r} of the index in {path} ({exc}); pass "
+                         "encoder= to FewShotClassifier.load") from exc
+
+
+def check_encoder(encoder: Encoder, meta: dict, path) -> None:
+    """Refuse an encoder that is not the one the index in ``path`` was built with."""
+    ident = meta["encoder"]
+    if int(encoder.dim) != int(meta["dim"]):
+        raise ValueError(f"the index in {path} holds {meta['dim']}-d prototypes but encoder {encoder.name!r} "
+                         f"gives {encoder.dim}-d embeddings; load it with the encoder it was built with "
+                         f"({ident['name']!r})")
+    if encoder.fingerprint() != ident["fingerprint"]:
+        raise ValueError(f"the index in {path} was built with encoder {ident['name']!r} (weights fingerprint "
+                         f"{ident['fingerprint']}), but the given encoder {encoder.name!r} has fingerprint "
+                         f"{encoder.fingerprint()}; load it with the same encoder weights or rebuild the index")
+
+
+def _check_kind(meta: dict, path) -> None:
+    if meta.get("kind") != STORE_KIND:
+        raise StoreError(f"{path} holds a {meta.get('kind')!r} store, not a {STORE_KIND!r}")
+
+
+def support_bytes(book: ClassBook) -> bytes:
+    """The support texts as JSON lines, one per class in order: {"label", "texts": [...] or null}."""
+    return b"".join((json.dumps({"label": lab, "texts": book.texts(lab)}, ensure_ascii=False,
+                                separators=(",", ":")) + "\n").encode("utf-8") for lab in book.labels)
+
+
+def _support_from_bytes(data: bytes | None, classes: list, counts: np.ndarray, path) -> dict:
+    """Each class's support texts from the "support" blob; a folder saved before it existed knows none."""
+    if data is None:
+        return {lab: None for lab in classes}
+    try:
+        rows = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: the support texts file cannot be read ({exc}); restore the folder from a "
+                         "backup") from exc
+    ok = len(rows) == len(classes) and all(
+        isinstance(r, dict) and r.get("label") == lab and (r.get("texts") is None or len(r["texts"]) == n)
+        for r, lab, n in zip(rows, classes, counts.tolist()))
+    if not ok:
+        raise StoreError(f"{path}: the support texts do not match the classes and counts of the manifest "
+                         f"({len(rows)} rows for {len(classes)} classes); restore the folder from a backup")
+    return {r["label"]: r["texts"] for r in rows}

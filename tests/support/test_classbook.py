@@ -1,0 +1,92 @@
+"""ClassBook: running means stay exact under any sequence of adds, replaces and removes (checked against
+recomputation from scratch), ids are stable and ascending, and saved state that disagrees is refused."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fewshot.support.classbook import ClassBook
+
+OPS = st.lists(st.tuples(st.sampled_from(["add", "replace", "remove"]),
+                         st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=6)), min_size=1, max_size=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPS, st.integers(0, 2**31 - 1))
+def test_running_means_equal_recomputation_from_scratch(ops, seed):
+    rng = np.random.default_rng(seed)
+    book = ClassBook(4)
+    truth: dict[str, list[np.ndarray]] = {}  # label -> every embedding that counts, in order
+    ids: dict[str, int] = {}
+    next_id = 0
+    for op, labels in ops:
+        if op == "remove":
+            present = sorted({lab for lab in labels if lab in truth})
+            if not present:
+                continue
+            gone = book.remove(present)
+            assert sorted(gone.tolist()) == sorted(ids[lab] for lab in present)
+            for lab in present:
+                del truth[lab], ids[lab]
+            continue
+        z = rng.standard_normal((len(labels), 4))
+        book.add(z, labels, texts=[f"t{i}" for i in range(len(labels))], replace=op == "replace")
+        fresh: dict[str, list] = {}
+        for zi, lab in zip(z, labels):
+            fresh.setdefault(lab, []).append(zi)
+        for lab, rows in fresh.items():
+            if lab not in ids:
+                ids[lab], next_id = next_id, next_id + 1
+            truth[lab] = rows if op == "replace" else truth.get(lab, []) + rows
+    assert book.labels == [lab for lab in sorted(ids, key=ids.get)]  # order of first appearance
+    assert book.ids.tolist() == [ids[lab] for lab in book.labels] and book.next_id == next_id
+    for lab in book.labels:
+        r = book.row(lab)
+        assert book.counts[r] == len(truth[lab])
+        np.testing.assert_allclose(book.prototypes([r])[0], np.mean(truth[lab], 0), rtol=1e-5, atol=1e-6)
+    if book.labels:
+        np.testing.assert_array_equal(book.prototypes(), book.prototypes(range(len(book))))
+
+
+def test_texts_follow_adds_and_become_unknown_with_embeddings():
+    book = ClassBook(2)
+    book.add(np.ones((2, 2)), ["a", "b"], texts=["a1", "b1"])
+    book.add(np.ones((1, 2)), ["a"], texts=["a2"])
+    assert book.texts("a") == ["a1", "a2"] and book.texts("b") == ["b1"]
+    book.add(np.ones((1, 2)), ["b"])  # an embedding: b's texts are no longer all known
+    assert book.texts("b") is None
+    book.add(np.ones((1, 2)), ["b"], texts=["b9"], replace=True)
+    assert book.texts("b") == ["b9"]
+
+
+def test_rows_of_ids_and_held_out_prototypes():
+    book = ClassBook(2)
+    book.add(np.array([[1.0, 0], [3, 0], [0, 2]]), ["x", "x", "y"])
+    book.remove(["x"])
+    book.add(np.array([[0.0, 4]]), ["z"])
+    assert book.ids.tolist() == [1, 2]
+    assert book.rows_of_ids(np.array([[2, -1, 0, 1]])).tolist() == [[1, -1, -1, 0]]
+    book.add(np.array([[0.0, 6]]), ["y"])  # y: (0,2) and (0,6)
+    keep, protos = book.held_out_prototypes(np.array([[0.0, 6]]), ["y"])
+    assert keep.tolist() == [0, 1] and protos.tolist() == [[0, 2], [0, 4]]
+    keep, _ = book.held_out_prototypes(np.array([[0.0, 4]]), ["z"])  # z left empty: dropped
+    assert keep.tolist() == [0]
+
+
+def test_views_are_read_only():
+    book = ClassBook(2)
+    book.add(np.ones((1, 2)), ["a"])
+    with pytest.raises(ValueError):
+        book.sums[0, 0] = 5
+
+
+def test_restore_refuses_state_that_disagrees():
+    ok = dict(dim=2, labels=["a", "b"], sums=np.ones((2, 2)), counts=[1, 2], ids=[0, 3], next_id=4,
+              texts={"a": None, "b": ["t", "u"]})
+    assert ClassBook.restore(**ok).prototypes().tolist() == [[1, 1], [0.5, 0.5]]
+    for bad, why in [(dict(ids=[3, 0]), "ascending"), (dict(next_id=3), "ascending"), (dict(counts=[0, 2]), "without"),
+                     (dict(labels=["a", "a"]), "duplicate"), (dict(sums=np.ones((3, 2))), "inconsistent")]:
+        with pytest.raises(ValueError, match=why):
+            ClassBook.restore(**{**ok, **bad})
