@@ -130,14 +130,22 @@ class SupportIndex:
         ids = self._check_ids(ids, "SupportIndex.add")
         if len(ids) != len(x):
             raise ValueError(f"SupportIndex.add: {len(ids)} ids for {len(x)} vectors")
-        if len(np.unique(ids)) != len(ids) or np.isin(ids, self._ids).any():
+        if len(np.unique(ids)) != len(ids) or self._present(ids).any():
             raise ValueError("SupportIndex.add: ids must be unique and not already in the index; remove() first")
         if len(ids) == 0:
             return
         if self._index is None:  # IVF: train on the first vectors
             self._index = self._new_index(train=x)
         self._index.add_with_ids(x, ids)
-        self._ids = np.union1d(self._ids, ids)
+        if not len(self._ids) or ids.min() > self._ids[-1]:  # new ids above the rest (a ClassBook's): append
+            self._ids = np.concatenate([self._ids, np.sort(ids)])
+        else:
+            self._ids = np.union1d(self._ids, ids)
+
+    def _present(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each of ``ids`` is in the index: a binary search of the sorted ids (O(k log n))."""
+        pos = np.minimum(np.searchsorted(self._ids, ids), max(len(self._ids) - 1, 0))
+        return (self._ids[pos] == ids) if len(self._ids) else np.zeros(len(ids), dtype=bool)
 
     def contains(self, id_: int) -> bool:
         i = np.searchsorted(self._ids, int(id_))
@@ -150,7 +158,7 @@ class SupportIndex:
     def remove(self, ids) -> int:
         """Remove vectors by id (ids not present are ignored); returns how many were removed."""
         ids = self._check_ids(ids, "SupportIndex.remove")
-        present = self._ids[np.isin(self._ids, ids)]
+        present = np.unique(ids[self._present(ids)])
         if len(present) == 0:
             return 0
         if self.kind == "hnsw":  # HNSW cannot delete: rebuild from the vectors that stay
@@ -166,7 +174,7 @@ class SupportIndex:
             removed = int(self._index.remove_ids(sel))
             if removed != len(present):
                 raise RuntimeError(f"FAISS removed {removed} vectors, expected {len(present)}")
-        self._ids = np.setdiff1d(self._ids, present)
+        self._ids = np.delete(self._ids, np.searchsorted(self._ids, present))
         return len(present)
 
     # -- search -----------------------------------------------------------------------------------
