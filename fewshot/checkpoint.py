@@ -194,11 +194,9 @@ def _read_weights(ckpt_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 def _build_encoder(record: dict, options: dict | None = None):
     from .adapters import restore_adapter
-    from .encoders import ENCODERS, build_encoder, encoder_spec
+    from .encoders import build_encoder, local_spec
 
-    spec = {**record["encoder_spec"], **(options or {})}
-    if spec.get("name") in ENCODERS and spec.get("kind") == "text":
-        spec["path"] = encoder_spec(spec["name"])["path"]  # the package folder on this machine
+    spec = local_spec({**record["encoder_spec"], **(options or {})})
     enc = build_encoder({**spec, "pretrained": False})  # weights come from the checkpoint
     enc.spec = {k: v for k, v in spec.items() if k != "pretrained"}
     restore_adapter(enc, record.get("adapter"))

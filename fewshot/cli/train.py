@@ -168,49 +168,28 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
 
 
 def _train_from_index(cfg, index_dir: str, val_share: float, out_dir: Path, quiet: bool) -> None:
-    """``fewshot train --from-index``: the index's support texts -> FewShotDataset -> meta_train."""
-    import os
-
-    from ..support import curation
-    from ..support import FewShotClassifier
+    """``fewshot train --from-index``: the index's support texts (curation.training_data) -> meta_train."""
     from ..experiment import build_learner
     from ..learners import learner_class
+    from ..support import curation
     from ..training import meta_train
 
     t = cfg.train
-    clf = FewShotClassifier.load(index_dir)
     episodic = learner_class(cfg.learner.name).train_mode == "episodic"
-    need = max(t.val_shot + t.val_query, t.train_shot + t.train_query if episodic else 1)
-    why = f"--val-shot + --val-query = {t.val_shot + t.val_query}" + (
-        f", --train-shot + --train-query = {t.train_shot + t.train_query}" if episodic else "")
-    path = os.path.abspath(index_dir)
-    dataset = curation.index_dataset(clf, val_share, seed=t.seed, min_examples=need, name=f"index:{path}",
-                                     log_entries=curation.prediction_log(index_dir).read())
-    left_out = [(c, int(n)) for c, n in zip(clf.classes_, clf.counts_) if str(c) not in set(dataset.labels)]
-    if left_out:
-        shown = ", ".join(f"{c!r} ({n})" for c, n in left_out[:10]) + (", ..." if len(left_out) > 10 else "")
-        click.echo(f"left out {len(left_out)} of {clf.n_classes} classes with fewer than {need} texts ({why}): "
-                   f"{shown}", err=True)
-    train_classes, val_classes = dataset.split_classes("train"), dataset.split_classes("val")
-    if len(val_classes) < t.val_way:
-        raise ValueError(f"--val-share {val_share} of {len(dataset.classes)} usable classes gives "
-                         f"{len(val_classes)} validation classes, but --val-way is {t.val_way}; pass "
-                         f"--val-way {len(val_classes)} or a larger --val-share")
-    if episodic and len(train_classes) < t.train_way:
-        raise ValueError(f"{len(train_classes)} classes are left to train on, but --train-way is {t.train_way}; "
-                         f"pass --train-way {len(train_classes)} or a smaller --val-share")
-    cfg.data.dataset = dataset.name
-    cfg.encoder = clf.encoder.name
-    learner = build_learner(cfg, dataset, seed=t.seed, encoder=clf.encoder)
-    run_config = {**cfg.to_dict(), "from_index": {
-        "path": path, "index_id": clf.index_id_, "generation": clf.generation_, "val_share": val_share,
-        "train_classes": train_classes, "val_classes": val_classes,
-        "left_out": [{"label": c, "count": n} for c, n in left_out]}}
-    metrics = meta_train(learner, dataset, t, out_dir=out_dir, run_config=run_config, progress=not quiet)
+    data = curation.training_data(index_dir, t, episodic, val_share)
+    if data.left_out:
+        shown = ", ".join(f"{c!r} ({n})" for c, n in data.left_out[:10]) + (", ..." if len(data.left_out) > 10 else "")
+        click.echo(f"left out {len(data.left_out)} of {data.classifier.n_classes} classes with fewer than "
+                   f"{data.need} texts: {shown}", err=True)
+    cfg.data.dataset = data.dataset.name
+    cfg.encoder = data.classifier.encoder.name
+    learner = build_learner(cfg, data.dataset, seed=t.seed, encoder=data.classifier.encoder)
+    metrics = meta_train(learner, data.dataset, t, out_dir=out_dir, progress=not quiet,
+                         run_config={**cfg.to_dict(), "from_index": data.record})
     click.echo(
-        f"{cfg.learner.name} on the index {index_dir} ({len(train_classes)} train classes, {len(val_classes)} "
-        f"validation classes, {len(dataset.items)} texts): best validation accuracy "
-        f"{100 * metrics['best_val_accuracy']:.2f}% at step {metrics['best_step']} ({t.val_way}-way "
+        f"{cfg.learner.name} on the index {index_dir} ({len(data.record['train_classes'])} train classes, "
+        f"{len(data.record['val_classes'])} validation classes, {len(data.dataset.items)} texts): best validation "
+        f"accuracy {100 * metrics['best_val_accuracy']:.2f}% at step {metrics['best_step']} ({t.val_way}-way "
         f"{t.val_shot}-shot, {t.val_episodes} val episodes); {metrics['steps']} steps in "
         f"{metrics['train_time_s']:.1f} s; checkpoint in {out_dir}. Re-embed the index with it: "
         f"fewshot index rebuild {index_dir} --checkpoint {out_dir}")

@@ -42,6 +42,15 @@ def encoder_spec(name: str, **kw) -> dict:
     raise unknown_encoder(name)
 
 
+def local_spec(spec: dict) -> dict:
+    """A stored spec (in a checkpoint or an index) for this machine: a registered text encoder's model folder is
+    where its package installed it here, not where it was on the machine that stored the spec."""
+    spec = dict(spec)
+    if spec.get("name") in ENCODERS and spec.get("kind") == "text":
+        spec["path"] = encoder_spec(spec["name"])["path"]
+    return spec
+
+
 def build_encoder(spec: dict) -> Encoder:
     """Instantiate an encoder from a spec (as stored in a checkpoint), in eval mode."""
     kind = spec.get("kind")
@@ -56,4 +65,4 @@ def create_encoder(name: str, **kw) -> Encoder:
 
 
 __all__ = ["DEFAULT_ENCODER", "ENCODERS", "ENCODER_KINDS", "Encoder", "build_encoder", "create_encoder",
-           "default_encoder", "encoder_spec", "list_encoders", "register_encoder", "register_encoder_kind"]
+           "default_encoder", "encoder_spec", "list_encoders", "local_spec", "register_encoder", "register_encoder_kind"]

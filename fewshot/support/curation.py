@@ -3,8 +3,8 @@
 - :func:`prediction_log`: the index's :class:`~fewshot.support.log.PredictionLog`, bound to its identity.
 - :func:`correct` / :func:`confirm`: feedback on a logged prediction; a correction adds the query to
   its true class as a support example (a running-mean update; only that one text is embedded).
-- :func:`index_dataset`: the stored support texts as a dataset with a train/val class split, for
-  ``fewshot train --from-index``.
+- :func:`index_dataset`: the stored support texts as a dataset with a train/val class split;
+  :func:`training_data`: that dataset checked against a training config, for ``fewshot train --from-index``.
 - :func:`rebuild`: re-embed every stored text with a re-trained encoder into a new generation of
   the folder, behind a drift guard that scores old and new on held-out labelled logged queries.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from ..data import FewShotDataset
@@ -270,3 +271,42 @@ def _unreviewed(log: PredictionLog, id: int, what: str) -> dict:
         raise ValueError(f"{what}: prediction {id} already got a {entry['feedback']} (true label "
                          f"{entry['true_label']!r}); each logged prediction is reviewed once")
     return entry
+
+
+class IndexTraining(NamedTuple):
+    """What ``fewshot train --from-index`` trains on (:func:`training_data`)."""
+
+    classifier: FewShotClassifier  # the index, loaded: its encoder is where training starts
+    dataset: FewShotDataset  # the usable support texts with a train/val class split
+    left_out: list  # (label, count) of the classes with too few texts for the episodes
+    need: int  # the fewest texts a class needs
+    record: dict  # what the checkpoint's config.json records under "from_index"
+
+
+def training_data(path: str | os.PathLike, train_cfg, episodic: bool, val_share: float = 0.2) -> IndexTraining:
+    """The index in ``path`` as training data for a learner (``episodic``: it trains on episodes, so every
+    class needs ``train_shot + train_query`` texts too), checked against the training config ``train_cfg``
+    (:class:`fewshot.config.TrainConfig`): enough validation classes for ``val_way``, enough train classes
+    for ``train_way``. ValueError says which option to change."""
+    t = train_cfg
+    clf = FewShotClassifier.load(path)
+    need = max(t.val_shot + t.val_query, t.train_shot + t.train_query if episodic else 1)
+    why = f"--val-shot + --val-query = {t.val_shot + t.val_query}" + (
+        f", --train-shot + --train-query = {t.train_shot + t.train_query}" if episodic else "")
+    where = os.path.abspath(path)
+    dataset = index_dataset(clf, val_share, seed=t.seed, min_examples=need, name=f"index:{where}",
+                            log_entries=prediction_log(path).read())
+    usable = set(dataset.labels)
+    left_out = [(c, int(n)) for c, n in zip(clf.classes_, clf.counts_) if str(c) not in usable]
+    train_classes, val_classes = dataset.split_classes("train"), dataset.split_classes("val")
+    if len(val_classes) < t.val_way:
+        raise ValueError(f"--val-share {val_share} of {len(dataset.classes)} usable classes (those with at least "
+                         f"{need} texts: {why}) gives {len(val_classes)} validation classes, but --val-way is "
+                         f"{t.val_way}; pass --val-way {len(val_classes)} or a larger --val-share")
+    if episodic and len(train_classes) < t.train_way:
+        raise ValueError(f"{len(train_classes)} classes are left to train on, but --train-way is {t.train_way}; "
+                         f"pass --train-way {len(train_classes)} or a smaller --val-share")
+    record = {"path": where, "index_id": clf.index_id_, "generation": clf.generation_, "val_share": val_share,
+              "train_classes": train_classes, "val_classes": val_classes,
+              "left_out": [{"label": c, "count": n} for c, n in left_out]}
+    return IndexTraining(clf, dataset, left_out, need, record)

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..checkpoint import is_checkpoint, load_encoder
-from ..encoders import ENCODERS, Encoder, build_encoder, create_encoder, encoder_spec
+from ..encoders import ENCODERS, Encoder, build_encoder, create_encoder, local_spec
 from ..index import SupportIndex
 from ..store import StoreError, SupportStore
 from .classbook import ClassBook
@@ -167,11 +167,8 @@ def encoder_from_identity(ident: dict, path) -> Encoder:
                              "pass the checkpoint's new place as the encoder (FewShotClassifier.load(DIR, "
                              "encoder=CKPT)); its weights are checked against the fingerprint")
         return load_encoder(ckpt)
-    spec = dict(ident["spec"])
     try:
-        if spec.get("name") in ENCODERS and spec.get("kind") == "text":
-            spec["path"] = encoder_spec(spec["name"])["path"]  # the package folder on this machine
-        return build_encoder(spec)
+        return build_encoder(local_spec(ident["spec"]))
     except (OSError, ValueError, ImportError) as exc:
         raise ValueError(f"cannot rebuild encoder {ident['name']!r} of the index in {path} ({exc}); pass "
                          "encoder= to FewShotClassifier.load") from exc
