@@ -29,6 +29,14 @@ def init_distributed(device: str = "auto") -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def shutdown() -> None:
+    """End the process group :func:`init_distributed` started (nothing on one process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 @dataclass(frozen=True)
 class ProcessGroup:
     """The current process's place in training: ``rank`` of ``world`` (``distributed`` when world > 1)."""

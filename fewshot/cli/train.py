@@ -108,8 +108,8 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
     checkpoint then re-embeds it with `fewshot index rebuild DIR --checkpoint OUT`.
     """
     from ..config import FewShotConfig
+    from ..distributed import init_distributed, shutdown
     from ..experiment import build_dataset, build_learner
-    from ..distributed import init_distributed
     from ..training import meta_train
 
     cfg = load_run_config(ctx, config_path, TRAIN_MAPPING)
@@ -148,10 +148,7 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
         metrics = meta_train(learner, dataset, cfg.train, out_dir=out_dir, resume=resume,
                              run_config=cfg.to_dict(), progress=not quiet and rank == 0)
     finally:
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        shutdown()
     if rank == 0:
         validated = (f"trained on the train and val classes, not validated; checkpoint of step {metrics['best_step']}"
                      if cfg.train.include_val else
