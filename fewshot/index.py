@@ -62,6 +62,9 @@ class SupportIndex:
         self.dim, self.metric, self.kind = int(dim), metric, kind
         self.nlist, self.nprobe, self.hnsw_m, self.ef_search = nlist, nprobe, int(hnsw_m), int(ef_search)
         self._ids = np.zeros(0, dtype=np.int64)  # sorted ids present in the index
+        # flat: whether FAISS holds the vectors in ascending id order, so an id's row is its rank in _ids
+        # (true while ids are added above the rest; FAISS keeps the order on removal)
+        self._in_id_order = True
         self.n_trained = 0  # IVF: how many vectors the coarse quantizer was trained on
         self._index = None if kind == "ivf" else self._new_index()
 
@@ -138,9 +141,33 @@ class SupportIndex:
             self._index = self._new_index(train=x)
         self._index.add_with_ids(x, ids)
         if not len(self._ids) or ids.min() > self._ids[-1]:  # new ids above the rest (a ClassBook's): append
+            self._in_id_order &= bool(np.all(np.diff(ids) > 0))
             self._ids = np.concatenate([self._ids, np.sort(ids)])
         else:
+            self._in_id_order = False
             self._ids = np.union1d(self._ids, ids)
+
+    def replace(self, ids, vectors) -> None:
+        """Replace the vectors of present ``ids`` (n,) with ``vectors`` (n, dim).
+
+        A flat index whose vectors are in id order is written in place (O(n)); otherwise the ids are
+        removed and added again."""
+        x = self._check(vectors, "SupportIndex.replace")
+        ids = self._check_ids(ids, "SupportIndex.replace")
+        if len(ids) != len(x):
+            raise ValueError(f"SupportIndex.replace: {len(ids)} ids for {len(x)} vectors")
+        if not self._present(ids).all() or len(np.unique(ids)) != len(ids):
+            raise ValueError("SupportIndex.replace: ids must be unique and in the index; add() new ones")
+        if not len(ids):
+            return
+        if self.kind == "flat" and self._in_id_order:
+            faiss = _faiss()
+            flat = faiss.downcast_index(self._index.index)
+            xb = faiss.rev_swig_ptr(flat.get_xb(), self.ntotal * self.dim).reshape(self.ntotal, self.dim)
+            xb[np.searchsorted(self._ids, ids)] = x
+            return
+        self.remove(ids)
+        self.add(ids, x)
 
     def _present(self, ids: np.ndarray) -> np.ndarray:
         """Whether each of ``ids`` is in the index: a binary search of the sorted ids (O(k log n))."""
@@ -241,7 +268,9 @@ class SupportIndex:
         else:
             if not isinstance(index, faiss.IndexIDMap2):
                 raise ValueError(f"SupportIndex.from_bytes: expected an IndexIDMap2, got {type(index).__name__}")
-            self._ids = np.sort(faiss.vector_to_array(index.id_map)).astype(np.int64)
+            stored = faiss.vector_to_array(index.id_map).astype(np.int64)
+            self._ids = np.sort(stored)
+            self._in_id_order = bool(np.array_equal(stored, self._ids))
             if self.kind == "hnsw":
                 faiss.downcast_index(index.index).hnsw.efSearch = self.ef_search
         self._index = index

@@ -141,8 +141,7 @@ class NearestPrototypes:
         """Replace the prototypes of present ``ids`` (n,) with ``prototypes`` (n, dim)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(ids):
-            self.index.remove(ids)
-            self.add(ids, prototypes)
+            self.index.replace(ids, np.ascontiguousarray(prototypes, dtype=np.float32).reshape(len(ids), self.dim))
 
     def remove(self, ids) -> None:
         self.index.remove(np.asarray(ids, dtype=np.int64).reshape(-1))

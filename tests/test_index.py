@@ -126,3 +126,28 @@ def test_bad_input_raises_clear_errors():
     cfg = {**index.config(), "dim": 8}
     with pytest.raises(ValueError, match="holds 4-d vectors, expected 8"):
         SupportIndex.from_bytes(index.to_bytes(), cfg)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_replace_equals_remove_then_add(kind):
+    """replace (in place for a flat index in id order) leaves the index searching as a fresh one would."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    new = rng.standard_normal((3, 8)).astype(np.float32)
+    ix = SupportIndex(8, "euclidean", kind)
+    ix.add(np.arange(40), x)
+    ix.remove([5, 6])
+    ix.replace([7, 30, 39], new)
+    fresh = SupportIndex(8, "euclidean", kind)
+    want = x.copy()
+    want[[7, 30, 39]] = new
+    keep = np.setdiff1d(np.arange(40), [5, 6])
+    fresh.add(keep, want[keep])
+    q = rng.standard_normal((25, 8)).astype(np.float32)
+    np.testing.assert_array_equal(ix.search(q, 3)[1], fresh.search(q, 3)[1])
+    np.testing.assert_allclose(ix.vectors([7, 30, 39]), new, rtol=1e-6)
+    with pytest.raises(ValueError, match="in the index"):
+        ix.replace([5], new[:1])
+    again = SupportIndex.from_bytes(ix.to_bytes(), ix.config())
+    again.replace([8], new[:1])  # still in id order after a save: in place
+    np.testing.assert_allclose(again.vectors([8]), new[:1], rtol=1e-6)
