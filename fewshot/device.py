@@ -41,3 +41,15 @@ def resident_budget(device: torch.device) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
     except (ValueError, OSError, AttributeError):
         return 1 << 30
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` CPU threads for torch (intra-op) and, when it is installed, faiss (OpenMP)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be a positive int, got {n!r}; pass e.g. --threads 1")
+    torch.set_num_threads(n)
+    try:
+        import faiss
+    except ImportError:  # the GPU machine has no faiss; nothing to set there
+        return
+    faiss.omp_set_num_threads(n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from fewshot.cli import main
@@ -146,3 +147,21 @@ def test_run_class_names_adds_descriptions_and_refuses_undescribed_data(runner, 
     assert named["accuracy_mean"] != plain["accuracy_mean"]
     res = runner.invoke(main, ["run", "--dataset", "huffpost", "--data-root", str(shared_data), "--class-names"])
     assert res.exit_code == 2 and "dataset 'huffpost' gives no class descriptions" in res.output
+
+
+def test_threads_option_sets_torch_and_faiss_and_defaults_to_one_for_index(runner, monkeypatch):
+    import faiss
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("FEWSHOT_THREADS", "3")
+        assert invoke(runner, "learners").exit_code == 0
+        assert torch.get_num_threads() == 3 and faiss.omp_get_max_threads() == 3
+        monkeypatch.delenv("FEWSHOT_THREADS")
+        assert invoke(runner, "--threads", "2", "learners").exit_code == 0 and torch.get_num_threads() == 2
+        assert runner.invoke(main, ["index", "--help"]).exit_code == 0
+        assert torch.get_num_threads() == 1  # `fewshot index` answers one query at a time
+        bad = runner.invoke(main, ["--threads", "0", "learners"])
+        assert bad.exit_code == 2 and "--threads" in bad.output
+    finally:
+        torch.set_num_threads(before)
