@@ -455,3 +455,23 @@ def test_extra_val_widens_validation_and_never_crosses_splits(shared_data):
     assert ds.split_classes("val") == ["va", "x"] and ds.split_classes("train") == ["tr"]
     assert ds.labels == ["tr", "va", "te", "x", "other:tr", "va", "other:te", "other:x", "x", "third:y"]
     assert "other:tr (val)" in ds.source and "other:te (val)" in ds.source and "other:x (train)" in ds.source
+
+
+def test_read_texts_reads_every_text_file_kind_with_the_dataset_readers_checks(tmp_path):
+    from fewshot.datasets.files import read_texts
+
+    (tmp_path / "a.txt").write_text("first text\n\n  second text  \n")
+    assert read_texts(tmp_path / "a.txt") == ["first text", "second text"]
+    (tmp_path / "a.csv").write_text("id,body\n1,hello there\n2,\"a, b\"\n")
+    assert read_texts(tmp_path / "a.csv", "body") == ["hello there", "a, b"]
+    with pytest.raises(ValueError, match=r"expected a column 'text' \(text\) but the header has \['id', 'body'\]; "
+                                         r"pass --text-column to name yours"):
+        read_texts(tmp_path / "a.csv")
+    (tmp_path / "a.jsonl").write_text('{"text": "ok"}\n{"text": \n')
+    with pytest.raises(ValueError, match=r"a.jsonl:2: malformed JSON"):
+        read_texts(tmp_path / "a.jsonl")
+    (tmp_path / "e.txt").write_text("\n \n")
+    with pytest.raises(ValueError, match="found no texts"):
+        read_texts(tmp_path / "e.txt")
+    with pytest.raises(ValueError, match=r"expected a \.txt, \.csv, \.tsv or \.jsonl file of texts"):
+        read_texts(tmp_path / "a.md")

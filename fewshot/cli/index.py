@@ -12,12 +12,12 @@ encoder (``fewshot train --from-index DIR``), guarded by the log.
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import click
 
+from ..index import METRICS
 from ..inputs import check_labels, check_texts
 from .app import main
 
@@ -44,37 +44,10 @@ def _read_examples(path: str, text_column: str, label_column: str) -> tuple[list
 
 
 def _read_texts(path: str, text_column: str) -> list[str]:
-    """The texts of a .txt (one per line), .csv/.tsv or .jsonl file (column ``text_column``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"--file {path}: no such file")
-    suffix = p.suffix.lower()
-    if suffix == ".txt":
-        texts = [line.rstrip("\n") for line in p.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    elif suffix in (".csv", ".tsv"):
-        with open(p, encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="," if suffix == ".csv" else "\t"))
-        if rows and text_column not in rows[0]:
-            raise ValueError(f"--file {path}: expected a column {text_column!r}, the header has {list(rows[0])}; "
-                             "pass --text-column")
-        texts = [r[text_column] for r in rows]
-    elif suffix == ".jsonl":
-        texts = []
-        for lineno, line in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg}); expected one object per line") from exc
-            if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
-                raise ValueError(f"{path}:{lineno}: expected an object with a string {text_column!r}")
-            texts.append(row[text_column])
-    else:
-        raise ValueError(f"--file {path}: expected a .txt, .csv, .tsv or .jsonl file, got {suffix or 'no suffix'}")
-    if not texts:
-        raise ValueError(f"--file {path}: found no texts")
-    return texts
+    """The texts of --file: :func:`fewshot.datasets.files.read_texts`."""
+    from ..datasets.files import read_texts
+
+    return read_texts(path, text_column)
 
 
 @index.command("create")
@@ -83,7 +56,7 @@ def _read_texts(path: str, text_column: str) -> list[str]:
               "folder. Default: minilm.")
 @click.option("--checkpoint", type=click.Path(file_okay=False, exists=True), default=None,
               help="Use the encoder of a `fewshot train` checkpoint folder instead.")
-@click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default=None,
+@click.option("--metric", type=click.Choice(METRICS), default=None,
               help="How embeddings compare. Default: the encoder's own (cosine for text encoders; a protonet "
               "checkpoint's trained metric).")
 @click.option("--index-kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto",

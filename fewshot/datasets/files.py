@@ -78,13 +78,15 @@ def load_path(path: str | os.PathLike, text_column: str = "text", label_column: 
                           splits=class_split(labels), source=str(p.resolve()))
 
 
-def _text_row(path: Path, lineno: int, row: dict, text_column: str, label_column: str) -> tuple[str, str]:
-    text, label = row.get(text_column), row.get(label_column)
+def _text_row(path: Path, lineno: int, row: dict, text_column: str, label_column: str | None) -> tuple[str, str]:
+    text = row.get(text_column)
+    label = row.get(label_column) if label_column is not None else ""
     if text is None or label is None:
-        raise ValueError(f"{path}:{lineno}: expected values for {text_column!r} and {label_column!r}, "
-                         f"got {row!r}; fix or remove the line")
+        wanted = f"{text_column!r}" + (f" and {label_column!r}" if label_column is not None else "")
+        raise ValueError(f"{path}:{lineno}: expected values for {wanted}, got {row!r}; fix or remove the line")
     text = check_text(str(text), f"{path}:{lineno}: {text_column!r}")
-    label = check_label(str(label), f"{path}:{lineno}: {label_column!r}")
+    if label_column is not None:
+        label = check_label(str(label), f"{path}:{lineno}: {label_column!r}")
     return text.strip(), label
 
 
@@ -110,13 +112,13 @@ def _not_utf8(path: Path, exc: UnicodeDecodeError) -> ValueError:
                       f"is not valid UTF-8;{hint}")
 
 
-def _missing_columns(path: Path, present: list, text_column: str, label_column: str, where: str) -> None:
-    missing = [c for c in (text_column, label_column) if c not in present]
+def _missing_columns(path: Path, present: list, text_column: str, label_column: str | None, where: str) -> None:
+    missing = [c for c in (text_column, label_column) if c is not None and c not in present]
     if missing:
-        raise ValueError(
-            f"{path}: expected columns {text_column!r} (text) and {label_column!r} (label) but {where} has "
-            f"{present}; pass --text-column/--label-column to name yours"
-        )
+        wanted = f"columns {text_column!r} (text) and {label_column!r} (label)" if label_column is not None \
+            else f"a column {text_column!r} (text)"
+        raise ValueError(f"{path}: expected {wanted} but {where} has {present}; pass --text-column"
+                         f"{'/--label-column' if label_column is not None else ''} to name yours")
 
 
 def read_table(path: Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
@@ -203,6 +205,36 @@ def _read_objects(path: Path, f, text_column: str, label_column: str) -> tuple[l
     if not texts:
         raise ValueError(f"{path} is empty: expected one JSON object per line")
     return texts, labels
+
+
+TEXT_FILES = (".txt", ".csv", ".tsv", ".jsonl")
+
+
+def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
+    """The texts of a .txt (one per non-blank line), .csv/.tsv (column ``text_column``) or .jsonl file (key
+    ``text_column``): unlabelled texts to classify, with the same checks and messages as :func:`read_table`
+    and :func:`read_jsonl`."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in TEXT_FILES:
+        raise ValueError(f"{p}: expected a .txt, .csv, .tsv or .jsonl file of texts, got a {suffix or 'suffix-less'} "
+                         "file")
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    with _open_text(p, newline="" if suffix in TABLE_SUFFIXES else None) as f:
+        try:
+            if suffix == ".txt":
+                texts = [check_text(line.rstrip("\r\n"), f"{p}:{n}").strip()
+                         for n, line in enumerate(f, start=1) if line.strip()]
+            elif suffix == ".jsonl":
+                texts = _read_objects(p, f, text_column, None)[0]
+            else:
+                texts = _read_rows(p, f, TABLE_SUFFIXES[suffix], text_column, None)[0]
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(p, exc) from exc
+    if not texts:
+        raise ValueError(f"{p}: found no texts; put one text per line")
+    return texts
 
 
 def read_image_folder(folder: Path) -> tuple[list[np.ndarray], list[str]]:
