@@ -24,11 +24,8 @@ encoder's); :meth:`predict_proba` is an exact softmax of ``scale * score`` over 
 any hashable values (``None`` is reserved for "out of scope"), in order of first appearance; :meth:`save`
 needs ``str`` or ``int`` labels.
 
-Persistence goes through :class:`~fewshot.store.SupportStore` (atomic, checksummed, lockable);
-loading with a different encoder (weights fingerprint) or dimension is refused.
-:meth:`FewShotClassifier.update` is the safe way to change a saved classifier from several
-processes (lock, load, change, save); :meth:`save` refuses to overwrite a folder that another
-writer changed since this classifier was loaded from it.
+Saving is atomic and locked (:class:`~fewshot.store.SupportStore`); :meth:`FewShotClassifier.update`
+is the safe way to change a saved classifier from several processes (lock, load, change, save).
 """
 from __future__ import annotations
 
@@ -130,37 +127,14 @@ class FewShotClassifier:
     def dim(self) -> int:
         return int(self.encoder.dim)
 
-    @property
-    def n_classes(self) -> int:
-        return len(self.book_)
-
-    @property
-    def classes_(self) -> list:
-        return list(self.book_.labels)
-
-    @property
-    def counts_(self) -> np.ndarray:
-        return self.book_.counts
-
-    @property
-    def sums_(self) -> np.ndarray:
-        """(n_classes, dim) float64 sums of each class's embeddings."""
-        return self.book_.sums
-
-    @property
-    def ids_(self) -> np.ndarray:
-        """Stable search id of each class, ascending."""
-        return self.book_.ids
-
-    @property
-    def prototypes_(self) -> np.ndarray:
-        """(n_classes, dim) float32 class means, rows ordered like ``classes_``."""
-        return self.book_.prototypes()
-
-    @property
-    def support_(self) -> dict:
-        """label -> its support texts in order of arrival, or None where unknown."""
-        return {lab: self.book_.texts(lab) for lab in self.book_.labels}
+    n_classes = property(lambda self: len(self.book_), doc="how many classes it holds")
+    classes_ = property(lambda self: list(self.book_.labels), doc="the labels, in order of first appearance")
+    counts_ = property(lambda self: self.book_.counts, doc="(n_classes,) examples per class")
+    sums_ = property(lambda self: self.book_.sums, doc="(n_classes, dim) float64 sums of each class's embeddings")
+    ids_ = property(lambda self: self.book_.ids, doc="(n_classes,) stable search ids, ascending")
+    prototypes_ = property(lambda self: self.book_.prototypes(), doc="(n_classes, dim) float32 class means")
+    support_ = property(lambda self: {lab: self.book_.texts(lab) for lab in self.book_.labels},
+                        doc="label -> its support texts in order of arrival, or None where unknown")
 
     @property
     def index_(self) -> SupportIndex | None:
