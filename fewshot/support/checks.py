@@ -16,14 +16,19 @@ def plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _as_list(x, what: str, of: str, single: str) -> list:
+    """``x`` as a list; a lone string or a non-iterable is refused (``of``: what the list holds)."""
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{what}: expected {single}, got a single {type(x).__name__}; wrap it in a list")
+    try:
+        return list(x)
+    except TypeError as exc:
+        raise TypeError(f"{what}: expected a list of {of}, got {type(x).__name__}") from exc
+
+
 def check_items(x, encoder, what: str) -> list:
     """``x`` as a list of items ``encoder`` reads (texts, or uint8 image arrays)."""
-    if isinstance(x, (str, bytes)):
-        raise TypeError(f"{what}: expected a list of items, got a single {type(x).__name__}; wrap it in a list")
-    try:
-        items = list(x)
-    except TypeError as exc:
-        raise TypeError(f"{what}: expected a list of items, got {type(x).__name__}") from exc
+    items = _as_list(x, what, "items", "a list of items")
     if not items:
         raise ValueError(f"{what}: got no items; pass at least one")
     if encoder.modality == "text":
@@ -59,12 +64,7 @@ def check_label(value, unknown_label, what: str):
 
 def check_label_list(y, n: int, unknown_label, what: str) -> list:
     """``y`` as a list of ``n`` class labels (see :func:`check_label` and :func:`fewshot.inputs.check_labels`)."""
-    if isinstance(y, (str, bytes)):
-        raise TypeError(f"{what}: expected one label per item (a list), got a single {type(y).__name__}")
-    try:
-        labels = list(y)
-    except TypeError as exc:
-        raise TypeError(f"{what}: expected a list of labels, got {type(y).__name__}") from exc
+    labels = _as_list(y, what, "labels", "one label per item (a list)")
     if len(labels) != n:
         raise ValueError(f"{what}: got {n} items but {len(labels)} labels; give exactly one label per item")
     return check_labels([check_label(v, unknown_label, what) for v in labels], what)
