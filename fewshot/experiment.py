@@ -30,6 +30,10 @@ def build_dataset(cfg: FewShotConfig, training: bool = False) -> FewShotDataset:
     if d.text_column != "text" or d.label_column != "label":
         kw = {"text_column": d.text_column, "label_column": d.label_column}
     dataset = load_dataset(d.dataset, d.data_root, **kw)
+    if training and dataset.task == "ner":
+        raise ValueError(f"dataset {dataset.name!r} is tagged (NER): fewshot train does not meta-train tagging "
+                         "learners yet; score the frozen-encoder learners with `fewshot run --learner protobert` "
+                         "(or nnshot)")
     if training and (d.extra_train or d.extra_val):
         extras = {name: load_dataset(name, d.data_root) for name in dict.fromkeys(d.extra_train + d.extra_val)}
         dataset = with_extra_classes(dataset, train=[extras[n] for n in d.extra_train],
