@@ -81,6 +81,7 @@ class FewShotDataset:
     episodes: list | None = None  # protocol episodes (fewshot.episodes.Episode), if the dataset has them
     encoder_options: dict = field(default_factory=dict)
     class_items: dict = field(default_factory=dict)
+    task = "classify"  # what its labels are: one class per item (fewshot.tagged.TaggedDataset: "ner")
 
     def __post_init__(self) -> None:
         if self.modality not in ("text", "image"):

@@ -240,6 +240,9 @@ class VariableEpisodeSampler:
                 "max_query": self.max_query, "max_support": self.max_support, "max_shot": self.max_shot}
 
 
+EPISODE_KINDS: dict[str, type] = {"classify": Episode}  # an episode line's "kind" -> its class (from_json)
+
+
 def unique_ids(episodes: Iterable[Episode]) -> np.ndarray:
     """Sorted example ids used by any of ``episodes`` (what a frozen encoder must embed)."""
     ids = [np.concatenate([e.support, e.query]) for e in episodes]
@@ -278,7 +281,8 @@ def load_episodes(path: str | os.PathLike) -> tuple[dict, list[Episode]]:
     episodes = []
     for lineno, line in enumerate(lines[1:], start=2):
         try:
-            episodes.append(Episode.from_json(json.loads(line)))
+            d = json.loads(line)
+            episodes.append(EPISODE_KINDS[d.get("kind", "classify")].from_json(d))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}:{lineno}: malformed episode ({exc}); the file is damaged, make it again") from exc
     if len(episodes) != header.get("n_episodes"):

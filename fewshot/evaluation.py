@@ -70,6 +70,14 @@ class EvalResult:
     def ci95(self) -> float:
         return mean_ci95(self.accuracies)[1]
 
+    @property
+    def n_episodes(self) -> int:
+        return int(len(self.accuracies))
+
+    def summary(self) -> dict:
+        """The run's figures for reports: mean accuracy and its 95% interval's half-width."""
+        return {"accuracy_mean": self.mean, "accuracy_ci95": self.ci95}
+
     def class_report(self, top_k: int = 10):
         """Per-class precision/recall/F1 over the pooled queries (:func:`fewshot.report.class_report`)."""
         if not len(self.y_true):
@@ -121,7 +129,7 @@ def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batc
         described = _EmbeddingCache(learner, lambda names: [dataset.class_item(c) for c in names], batch_size,
                                     progress)
         with progress_bar(total, "episodes", progress) as bar:
-            for block in _chunks(episodes, chunk):
+            for block in chunks(episodes, chunk):
                 embedded.add(unique_ids(block).tolist())
                 if class_names:
                     described.add(sorted({c for ep in block for c in ep.classes}))
@@ -177,7 +185,8 @@ class _EmbeddingCache:
         return self.z[[self.row[k] for k in keys]]
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of ``size`` consecutive items of ``items`` (the last one shorter), reading ``items`` once."""
     if size < 1:
         raise ValueError(f"chunk must be at least 1 episode, got {size}")
     block = []

@@ -18,6 +18,8 @@ from .episodes import Episode, EpisodeSampler, VariableEpisodeSampler, load_epis
 from .evaluation import EvalResult, evaluate
 from .learners import Ensemble, create_learner, learner_config
 from .seed import seed_everything
+from .tag_episodes import GreedyTypeSampler
+from .tag_evaluation import evaluate_tagging
 
 
 def build_dataset(cfg: FewShotConfig, training: bool = False) -> FewShotDataset:
@@ -28,6 +30,10 @@ def build_dataset(cfg: FewShotConfig, training: bool = False) -> FewShotDataset:
     if d.text_column != "text" or d.label_column != "label":
         kw = {"text_column": d.text_column, "label_column": d.label_column}
     dataset = load_dataset(d.dataset, d.data_root, **kw)
+    if training and dataset.task == "ner":
+        raise ValueError(f"dataset {dataset.name!r} is tagged (NER): fewshot train does not meta-train tagging "
+                         "learners yet; score the frozen-encoder learners with `fewshot run --learner protobert` "
+                         "(or nnshot)")
     if training and (d.extra_train or d.extra_val):
         extras = {name: load_dataset(name, d.data_root) for name in dict.fromkeys(d.extra_train + d.extra_val)}
         dataset = with_extra_classes(dataset, train=[extras[n] for n in d.extra_train],
@@ -75,6 +81,9 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
     for ckpt in filter(None, [cfg.checkpoint, *cfg.ensemble]):  # final models never score the val classes
         check_scored_classes(ckpt, e.classes)
     classes = dataset.split_classes(e.classes)
+    if dataset.task == "ner":  # Few-NERD's N-way K~2K episodes; the query set is K~2K too (--query unused)
+        sampler = GreedyTypeSampler(dataset, e.way, e.shot, seed=e.seed, types=classes)
+        return sampler.episodes(e.episodes), sampler.describe()
     if e.sampler == "variable":
         sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)
     else:
@@ -151,10 +160,9 @@ class RunReport:
             "encoder": self.encoder,
             "encoder_fingerprint": self.encoder_fingerprint,
             **shape,
-            "episodes": int(len(self.result.accuracies)),
+            "episodes": self.result.n_episodes,
             "seed": self.sampler.get("seed", e.seed),
-            "accuracy_mean": self.result.mean,
-            "accuracy_ci95": self.result.ci95,
+            **self.result.summary(),
             "elapsed_s": round(self.elapsed_s, 3),
             "embedded_examples": self.result.n_embedded,
             "classes": e.classes,
@@ -172,8 +180,13 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
     start = time.perf_counter()
     dataset = build_dataset(cfg)
     episodes, sampler = build_episodes(cfg, dataset)
+    if dataset.task == "ner" and not cfg.learner_named and not cfg.checkpoint:  # tagging data: a tagging learner
+        cfg.learner = learner_config("protobert")
     learner = build_learner(cfg, dataset)
-    result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress,
-                      predictions=predictions, class_names=cfg.episodes.class_names)
+    if dataset.task == "ner":
+        result = evaluate_tagging(learner, dataset, episodes, batch_size=min(cfg.batch_size, 32), progress=progress)
+    else:
+        result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress,
+                          predictions=predictions, class_names=cfg.episodes.class_names)
     return RunReport(cfg=cfg, dataset=dataset, result=result, sampler=sampler, encoder=learner.encoder_name,
                      encoder_fingerprint=learner.fingerprint(), elapsed_s=time.perf_counter() - start)

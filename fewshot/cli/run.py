@@ -87,6 +87,8 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
     cfg = load_run_config(ctx, config_path, RUN_MAPPING)
     report = run_experiment(cfg, progress=not quiet, cache=not no_cache, predictions=class_table)
     d = report.to_dict()
+    if d.get("task") == "ner":
+        return _echo_tagging(report, d, out, as_json, class_table, cfg)
     table = report.result.class_report() if class_table else None
     if table is not None:
         d["class_report"] = table.to_dict()
@@ -111,3 +113,31 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
     )
     if table is not None:
         click.echo(f"\nper class, over the {table.n} queries of all episodes:\n{table.to_text()}")
+
+
+def _echo_tagging(report, d, out, as_json, type_table, cfg) -> None:
+    """``fewshot run`` on NER data: span F1 with its bootstrap interval; --report gives the per-type table."""
+    if type_table:
+        d["type_report"] = report.result.per_type()
+    if out:
+        from ..atomic import atomic_write_text
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out) / "run.json", json.dumps(d, indent=2, sort_keys=True) + "\n")
+        cfg.save(Path(out) / "config.json")
+    if as_json:
+        d.pop("config")
+        click.echo(json.dumps(d, sort_keys=True))
+        return
+    click.echo(
+        f"{d['dataset']} {d['way']}-way {d['shot']}~{2 * d['shot']}-shot NER, {d['learner']} on {d['encoder']}: "
+        f"span F1 {100 * d['f1']:.2f}% (95% CI {100 * d['f1_ci95_low']:.2f}-{100 * d['f1_ci95_high']:.2f}, "
+        f"bootstrap over episodes), precision {100 * d['precision']:.2f}%, recall {100 * d['recall']:.2f}% "
+        f"over {d['episodes']} episodes, seed {d['seed']}, {d['elapsed_s']:.1f} s "
+        f"({d['embedded_examples']} sentences embedded)"
+    )
+    if type_table:
+        click.echo("\nper type (pooled over episodes): precision recall f1 gold")
+        for t, r in d["type_report"].items():
+            click.echo(f"  {t:45s} {100 * r['precision']:6.2f} {100 * r['recall']:6.2f} {100 * r['f1']:6.2f} "
+                       f"{r['gold']:6d}")

@@ -16,6 +16,7 @@ import pkgutil
 
 from ..data import FewShotDataset
 from .files import load_path
+from .ner import is_tagged_path, read_tagged_path
 from .registry import DATASETS, DEFAULT_DATASET, cache_dir, data_root, load_split, register_dataset, require_file
 
 for _mod in pkgutil.iter_modules(__path__):
@@ -32,11 +33,12 @@ def load_dataset(name: str, data_root_dir: str | os.PathLike | None = None, **kw
     if name in DATASETS:
         return DATASETS[name](data_root(data_root_dir), **kw)
     if os.path.exists(name):
-        return load_path(name, **kw)
+        return read_tagged_path(name) if is_tagged_path(name) else load_path(name, **kw)
     close = difflib.get_close_matches(name, sorted(DATASETS), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(
         f"unknown dataset {name!r}: expected one of {sorted(DATASETS)} or a path to a CSV/TSV/JSONL file, "
+        "a tagged .conll file or .jsonl file of tokens and tags, "
         f"an .npz file or a folder of images with one subfolder per class.{hint}"
     )
 

@@ -2,7 +2,9 @@
 
 A learner holds its encoder. Per task it is given a labelled support set
 (:meth:`Learner.adapt`) and scores queries (:meth:`Learner.logits`, shape
-(n_query, n_way)). Learners whose per-task adaptation leaves the encoder
+(n_query, n_way)). Tagging learners (``tasks = ("ner",)``: protobert, nnshot) take the
+same calls on word embeddings (:meth:`Learner.embed_words`): rows are words, labels
+0 = O and j + 1 = the episode's type j. Learners whose per-task adaptation leaves the encoder
 untouched (``adapts_encoder = False``: protonet, head-only finetune, ANIL) also
 take precomputed embeddings through :meth:`adapt_features` and
 :meth:`logits_features`, so an evaluation embeds each example once.
@@ -35,6 +37,7 @@ import torch
 from torch import nn
 
 from ..encoders import Encoder
+from ..encoders.words import embed_words
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Learner(ABC):
     config_class: ClassVar[type[LearnerConfig]] = LearnerConfig
     adapts_encoder: bool = False
     train_mode: ClassVar[str] = "episodic"  # "episodic" | "supervised"
+    tasks: ClassVar[tuple[str, ...]] = ("classify",)  # what it scores: "classify" (items) | "ner" (words)
 
     def __init__(self, encoder: Encoder, cfg: LearnerConfig | None = None):
         self.encoder = encoder
@@ -106,6 +110,13 @@ class Learner(ABC):
     def serving(self) -> Serving:
         """How this learner's model scores with nearest prototypes; default: only its encoder serves."""
         return Serving(as_trained=False)
+
+    def embed_words(self, sentences: Sequence[Sequence[str]], batch_size: int = 32, where=None,
+                    progress=None) -> list[np.ndarray]:
+        """Each sentence's (n_words, dim) float32 word embeddings (:mod:`fewshot.encoders.words`): what a
+        tagging learner's :meth:`adapt_features` and :meth:`logits_features` take, row by row."""
+        return embed_words(self.encoder, sentences, batch_size=batch_size, device=self.device, where=where,
+                           progress=progress)
 
     def prepare_training(self, dataset, cfg) -> None:
         """Called once before the optimizer is built (e.g. to size a head over the train classes)."""

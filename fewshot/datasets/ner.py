@@ -1,0 +1,223 @@
+"""Tagged (NER) datasets: CoNLL ``token<TAB>tag`` files, SNIPS chunk JSON, a user's JSONL.
+
+=====================  =====  ==================================================  =======================
+name                   types  files (under the data root)                         type split
+=====================  =====  ==================================================  =======================
+``fewnerd-inter``      30     ner/few-nerd/inter/dev.txt + test.txt (IO)          dev types: 10 train / 3
+                                                                                  val (episodes/splits/
+                                                                                  fewnerd-inter.json);
+                                                                                  test: the 17 test types
+``wnut17``             6      ner/wnut17/emerging.test.annotated (BIO)            test: all 6
+``crossner-<domain>``  9-17   ner/crossner/<domain>/test.txt (BIO); ai,           test: all the domain's
+                              literature, music, politics, science                types
+``snips``              39     snips/validate_*.json (chunk JSON)                  test: all slot types
+=====================  =====  ==================================================  =======================
+
+Every reader returns a :class:`~fewshot.tagged.TaggedDataset` in IO tags (BIO is
+converted, :func:`fewshot.tagged.bio_to_io`). Bad input stops with one ValueError
+naming the file, the line and the fix: a token line without a tag, a tag outside
+the declared scheme, an empty file. SNIPS files are UTF-8 but for
+``train_PlayMusic_full.json``, which is Latin-1: a file that is not valid UTF-8 is
+read as Latin-1 (every byte string is valid Latin-1). SNIPS queries are split on
+whitespace (the publisher's chunks respect it) and a slot's tokens take its type.
+
+A user's file: ``.conll`` (CoNLL, IO or BIO, told apart by its tags) or
+``.jsonl`` with one ``{"tokens": [...], "tags": [...]}`` object per line
+(:func:`read_tagged_path`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..tagged import OUTSIDE, TaggedDataset, bio_to_io, check_tag
+from .files import class_split
+from .registry import load_split, register_dataset, require_file
+
+FEWNERD_SOURCE = "https://github.com/thunlp/Few-NERD (bash data/download.sh inter: inter/dev.txt, inter/test.txt)"
+WNUT_SOURCE = "https://github.com/leondz/emerging_entities_17 (emerging.test.annotated)"
+CROSSNER_SOURCE = "https://github.com/zliucr/CrossNER (ner_data/<domain>/test.txt)"
+SNIPS_SOURCE = "https://github.com/sonos/nlu-benchmark (2017-06-custom-intent-engines/*/validate_*.json)"
+CROSSNER_DOMAINS = ("ai", "literature", "music", "politics", "science")
+SNIPS_INTENTS = ("AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook", "SearchCreativeWork",
+                 "SearchScreeningEvent")
+
+
+def guess_scheme(path: Path) -> str:
+    """"bio" if any tag of the CoNLL file ``path`` starts with B- or I-, else "io"."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 2 and parts[1][:2] in ("B-", "I-"):
+                return "bio"
+    return "io"
+
+
+def read_conll(path: str | Path, scheme: str | None = None) -> tuple[list, list, list]:
+    """``(sentences, io_tags, origins)`` of a CoNLL file: ``token<TAB>tag`` lines, a blank line between
+    sentences. ``scheme`` "io" or "bio" (None: :func:`guess_scheme`)."""
+    path = Path(path)
+    scheme = scheme or guess_scheme(path)
+    sentences, tags, origins = [], [], []
+    words, labels, start = [], [], 0
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                if words:
+                    sentences.append(tuple(words)); tags.append(tuple(labels)); origins.append(f"{path}:{start}")
+                    words, labels = [], []
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2 or not parts[0]:
+                raise ValueError(f"{path}:{lineno}: expected `token<TAB>tag`, got {line[:60]!r}; give every "
+                                 "token line exactly one tab and one tag (a blank line ends a sentence)")
+            check_tag(parts[1], scheme, f"{path}:{lineno}")
+            if not words:
+                start = lineno
+            words.append(parts[0]); labels.append(parts[1])
+    if words:
+        sentences.append(tuple(words)); tags.append(tuple(labels)); origins.append(f"{path}:{start}")
+    if not sentences:
+        raise ValueError(f"{path}:1: the file holds no tagged sentence; expected `token<TAB>tag` lines")
+    if scheme == "bio":
+        tags = [bio_to_io(t) for t in tags]
+    return sentences, tags, origins
+
+
+def read_jsonl_tags(path: str | Path, scheme: str | None = None) -> tuple[list, list, list]:
+    """Like :func:`read_conll`, from a JSONL file of ``{"tokens": [...], "tags": [...]}`` objects."""
+    path = Path(path)
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                tokens, labels = [str(t) for t in row["tokens"]], [str(t) for t in row["tags"]]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{lineno}: expected a JSON object with lists \"tokens\" and \"tags\" "
+                                 f"({exc!r}); write one tagged sentence per line") from exc
+            if len(tokens) != len(labels) or not tokens:
+                raise ValueError(f"{path}:{lineno}: {len(tokens)} tokens but {len(labels)} tags; give every "
+                                 "token exactly one tag")
+            rows.append((lineno, tokens, labels))
+    if not rows:
+        raise ValueError(f"{path}:1: the file holds no tagged sentence; expected one JSON object per line")
+    if scheme is None:
+        scheme = "bio" if any(t[:2] in ("B-", "I-") for _, _, labels in rows for t in labels) else "io"
+    for lineno, _, labels in rows:
+        for t in labels:
+            check_tag(t, scheme, f"{path}:{lineno}")
+    tags = [tuple(labels) for _, _, labels in rows]
+    if scheme == "bio":
+        tags = [bio_to_io(t) for t in tags]
+    return [tuple(r[1]) for r in rows], tags, [f"{path}:{r[0]}" for r in rows]
+
+
+def read_snips(path: str | Path) -> tuple[list, list, list, list]:
+    """``(sentences, io_tags, origins, intents)`` of a SNIPS file ``{"<Intent>": [{"data": [chunks]}]}``."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # train_PlayMusic_full.json is Latin-1, as published
+        text = raw.decode("latin-1")
+    try:
+        d = json.loads(text)
+        queries = [(intent, q["data"]) for intent, qs in d.items() for q in qs]
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}:1: expected SNIPS JSON {{\"<Intent>\": [{{\"data\": [chunks]}}]}} ({exc!r}); "
+                         "download the file again") from exc
+    sentences, tags, origins, intents = [], [], [], []
+    for n, (intent, chunks) in enumerate(queries):
+        words, labels = [], []
+        for chunk in chunks:
+            tokens = str(chunk.get("text", "")).split()
+            entity = chunk.get("entity")
+            words += tokens
+            labels += [entity or OUTSIDE] * len(tokens)
+        if words:
+            sentences.append(tuple(words)); tags.append(tuple(labels))
+            origins.append(f"{path}: query {n}"); intents.append(intent)
+    if not sentences:
+        raise ValueError(f"{path}:1: the file holds no query; expected SNIPS chunk JSON")
+    return sentences, tags, origins, intents
+
+
+def read_tagged_path(path: str | Path, scheme: str | None = None) -> TaggedDataset:
+    """A user's tagged file: CoNLL (``.conll``) or JSONL with tokens and tags. Its type split is
+    :func:`fewshot.datasets.files.class_split` of its types (none under 10 types: use --classes all)."""
+    p = Path(path)
+    reader = read_jsonl_tags if p.suffix.lower() == ".jsonl" else read_conll
+    sentences, tags, origins = reader(p, scheme)
+    ds = TaggedDataset(p.name, sentences, tags, source=str(p.resolve()), origins=origins)
+    ds.splits = class_split(ds.types)
+    return ds
+
+
+def is_tagged_path(path: str | Path) -> bool:
+    """Whether ``path`` is a tagged file: a ``.conll`` file, or a ``.jsonl`` file whose first object has
+    ``tokens`` and ``tags``."""
+    path = Path(path)
+    if path.suffix.lower() == ".conll":
+        return True
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
+        return False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(row, dict) and "tokens" in row and "tags" in row
+    return False
+
+
+def _all_test(name: str, sentences: list, tags: list, origins: list, source: str) -> TaggedDataset:
+    ds = TaggedDataset(name, sentences, tags, source=source, origins=origins)
+    ds.splits = {"test": ds.types}
+    return ds
+
+
+@register_dataset("fewnerd-inter")
+def fewnerd_inter(root: Path, **_) -> TaggedDataset:
+    """Few-NERD INTER dev (train/val types) + test (test types) sentences, IO tags."""
+    folder = root / "ner" / "few-nerd" / "inter"
+    parts = [read_conll(require_file(folder / f, "fewnerd-inter", FEWNERD_SOURCE), "io")
+             for f in ("dev.txt", "test.txt")]
+    return TaggedDataset("fewnerd-inter", parts[0][0] + parts[1][0], parts[0][1] + parts[1][1],
+                         splits=load_split("fewnerd-inter"), source=str(folder), origins=parts[0][2] + parts[1][2])
+
+
+@register_dataset("wnut17")
+def wnut17(root: Path, **_) -> TaggedDataset:
+    """WNUT-17 gold test set (BIO read as IO), all 6 types as test types."""
+    path = require_file(root / "ner" / "wnut17" / "emerging.test.annotated", "wnut17", WNUT_SOURCE)
+    return _all_test("wnut17", *read_conll(path, "bio"), source=str(path))
+
+
+def _crossner(domain: str):
+    def load(root: Path, **_) -> TaggedDataset:
+        path = require_file(root / "ner" / "crossner" / domain / "test.txt", f"crossner-{domain}", CROSSNER_SOURCE)
+        return _all_test(f"crossner-{domain}", *read_conll(path, "bio"), source=str(path))
+
+    load.__doc__ = f"CrossNER {domain} test set (BIO read as IO), all its types as test types."
+    return load
+
+
+for _domain in CROSSNER_DOMAINS:
+    register_dataset(f"crossner-{_domain}")(_crossner(_domain))
+
+
+@register_dataset("snips")
+def snips(root: Path, **_) -> TaggedDataset:
+    """SNIPS's 7 x 100 validate queries with their slots (IO), all slot types as test types."""
+    sentences, tags, origins = [], [], []
+    for intent in SNIPS_INTENTS:
+        path = require_file(root / "snips" / f"validate_{intent}.json", "snips", SNIPS_SOURCE)
+        s, t, o, _ = read_snips(path)
+        sentences += s; tags += t; origins += o
+    return _all_test("snips", sentences, tags, origins, source=str(root / "snips"))

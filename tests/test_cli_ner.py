@@ -1,0 +1,47 @@
+"""`fewshot run` and `fewshot episodes make` on tagged data: the task comes from the dataset."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fewshot.cli import main
+
+
+@pytest.fixture
+def conll(tmp_path):
+    """A user's CoNLL file: 12 sentences, each one entity of type a, b or c (BIO)."""
+    lines = []
+    for i in range(12):
+        t = "abc"[i % 3]
+        lines += [f"the\tO", f"name{i}\tB-{t}", f"part{i}\tI-{t}", "said\tO", ""]
+    p = tmp_path / "toy.conll"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def test_run_ner_json_and_frozen_episodes(conll, tmp_path, tiny_text_model_dir):
+    runner = CliRunner()
+    args = ["--dataset", str(conll), "--classes", "all", "--way", "2", "--shot", "1", "--episodes", "4"]
+    res = runner.invoke(main, ["run", *args, "--encoder", str(tiny_text_model_dir), "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["task"] == "ner" and d["learner"] == "protobert" and d["episodes"] == 4
+    assert d["sampler"] == "greedy-types" and 0 <= d["f1"] <= 1 and d["gold"] >= 4  # each query has >= 1 per type
+    out = tmp_path / "eps.jsonl"
+    made = runner.invoke(main, ["episodes", "make", *args, "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    res2 = runner.invoke(main, ["run", "--dataset", str(conll), "--episodes-file", str(out), "--learner", "nnshot",
+                                "--encoder", str(tiny_text_model_dir), "--json", "--quiet", "--report"])
+    assert res2.exit_code == 0, res2.output
+    d2 = json.loads(res2.output)
+    assert d2["episodes"] == 4 and d2["gold"] == d["gold"]  # the same frozen tasks
+    assert set(d2["type_report"]) <= {"a", "b", "c"}
+
+
+def test_bad_tagged_file_exits_2_naming_the_line(tmp_path):
+    p = tmp_path / "bad.conll"
+    p.write_text("the\tO\nname\n")
+    res = CliRunner().invoke(main, ["run", "--dataset", str(p), "--classes", "all", "--quiet"])
+    assert res.exit_code == 2 and "bad.conll:2: expected `token<TAB>tag`" in res.output
