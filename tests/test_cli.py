@@ -90,8 +90,8 @@ def test_catalog_commands_list_names(runner):
     assert "wn33  (default, embedded)" in names and "clinc150" in names and "omniglot-runs" in names
     assert invoke(runner, "encoders").output.split() == ["conv4", "minilm", "mobilenetv2"]
     lines = invoke(runner, "learners").output.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["finetune", "maml", "protonet"]
-    assert "transductive=0" in lines[2] and "inner_steps=5" in lines[1]  # each learner's own settings
+    assert [line.split(":")[0] for line in lines] == ["finetune", "maml", "nnshot", "protobert", "protonet"]
+    assert "transductive=0" in lines[4] and "inner_steps=5" in lines[1]  # each learner's own settings
 
 
 def test_run_report_table_and_json_per_class(runner):
