@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .checkpoint import check_scored_classes, load_learner
-from .config import EpisodeConfig, FewShotConfig
+from .config import DEFAULT_EPISODES, EpisodeConfig, FewShotConfig
 from .data import FewShotDataset, with_extra_classes
 from .datasets import load_dataset
 from .device import resolve_device
@@ -62,7 +62,14 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
         if bad:
             raise ValueError(f"episode file {e.episodes_file}: episode {bad[0]} names examples past the "
                              f"dataset's {n} items")
-        return episodes, {"episodes_file": str(e.episodes_file), **header}
+        if e.episodes is not None:
+            if e.episodes > len(episodes):
+                raise ValueError(f"--episodes {e.episodes} asks for more episodes than episode file "
+                                 f"{e.episodes_file} holds ({len(episodes)}); pass --episodes {len(episodes)} or "
+                                 "fewer, or make a larger file with `fewshot episodes make`")
+            episodes = episodes[: e.episodes]  # the first N, in the file's order
+        return episodes, {"episodes_file": str(e.episodes_file), **header, "episodes_in_file": header["n_episodes"]}
+    n_episodes = DEFAULT_EPISODES if e.episodes is None else e.episodes
     if dataset.episodes:
         eps = list(dataset.episodes)
         shape = {"way": eps[0].n_way, "shot": len(eps[0].support) // eps[0].n_way,
@@ -70,7 +77,7 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
         default = EpisodeConfig()
         for key, fixed in shape.items():
             asked = getattr(e, key)
-            if asked not in (fixed, getattr(default, key)):
+            if asked not in (fixed, getattr(default, key)) and not (key == "episodes" and asked == DEFAULT_EPISODES):
                 raise ValueError(
                     f"dataset {dataset.name!r} is a fixed protocol of {len(eps)} episodes of {shape['way']}-way "
                     f"{shape['shot']}-shot with {shape['query']} queries per class, but --{key} {asked} was asked "
@@ -83,12 +90,12 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
     classes = dataset.split_classes(e.classes)
     if dataset.task == "ner":  # Few-NERD's N-way K~2K episodes; the query set is K~2K too (--query unused)
         sampler = GreedyTypeSampler(dataset, e.way, e.shot, seed=e.seed, types=classes)
-        return sampler.episodes(e.episodes), sampler.describe()
+        return sampler.episodes(n_episodes), sampler.describe()
     if e.sampler == "variable":
         sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)
     else:
         sampler = EpisodeSampler(dataset.labels, e.way, e.shot, e.query, seed=e.seed, classes=classes)
-    return sampler.episodes(e.episodes), sampler.describe()
+    return sampler.episodes(n_episodes), sampler.describe()
 
 
 def build_learner(cfg: FewShotConfig, dataset: FewShotDataset, seed: int | None = None, encoder=None):
@@ -169,6 +176,7 @@ class RunReport:
             "class_names": e.class_names,
             "sampler": self.sampler.get("sampler", "file"),
             "episodes_file": self.sampler.get("episodes_file"),
+            "episodes_in_file": self.sampler.get("episodes_in_file"),
             "checkpoint": self.cfg.checkpoint,
             "config": self.cfg.to_dict(),
         }

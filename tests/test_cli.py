@@ -58,6 +58,16 @@ def test_episodes_file_is_scored_exactly(runner, tmp_path):
     c = json.loads(invoke(runner, "run", "--way", "4", "--shot", "1", "--query", "3", "--episodes", "6",
                           "--seed", "5", "--json", "--quiet").stdout)
     assert a["episodes"] == 6 and a["accuracy_mean"] == b["accuracy_mean"] == c["accuracy_mean"]
+    assert a["episodes_in_file"] == 6
+    # --episodes N scores the file's first N episodes (it was ignored: every episode was scored)
+    first = json.loads(invoke(runner, "run", "--episodes-file", str(eps), "--episodes", "2", "--json", "--quiet").stdout)
+    same = json.loads(invoke(runner, "run", "--way", "4", "--shot", "1", "--query", "3", "--episodes", "2",
+                             "--seed", "5", "--json", "--quiet").stdout)
+    assert first["episodes"] == 2 and first["episodes_in_file"] == 6
+    assert first["accuracy_mean"] == same["accuracy_mean"] != a["accuracy_mean"]
+    more = runner.invoke(main, ["run", "--episodes-file", str(eps), "--episodes", "7", "--quiet"])
+    assert more.exit_code == 2 and "--episodes 7 asks for more episodes than episode file" in more.output
+    assert "holds (6); pass --episodes 6 or fewer" in more.output
 
 
 @pytest.mark.parametrize("args,message", [
