@@ -226,10 +226,13 @@ class PredictionLog:
             return [], 0
         with self._lock(exclusive=False):
             data = self.path.read_bytes()
-        records, end = _parse(data, self.path, first_line=1, ids=_Ids())
+        records, end, unterminated = _parse(data, self.path, first_line=1, ids=_Ids())
         if records:
             self._check_header(records[0])
-        if end < len(data):
+        if unterminated:
+            warnings.warn(f"{self.path}: its last record lacks the final newline (a writer stopped just before "
+                          "it); the record is kept and the next append adds the newline", stacklevel=3)
+        elif end < len(data):
             warnings.warn(f"{self.path}: skipped a torn last line ({len(data) - end} bytes without a final newline, "
                           "left by a writer that stopped mid-line); the next append removes it", stacklevel=3)
         return records, end
@@ -257,7 +260,7 @@ class PredictionLog:
             f.seek(self._offset)
             data = f.read()
         try:
-            records, end = _parse(data, self.path, first_line=self._lines + 1, ids=self._ids)
+            records, end, unterminated = _parse(data, self.path, first_line=self._lines + 1, ids=self._ids)
         except ValueError:
             self._file_id = None  # rescan from the start next time
             raise
@@ -269,6 +272,14 @@ class PredictionLog:
             return
         if self._lines == 0:
             self._check_header(records[0])
+        if unterminated:  # a whole record without its newline: complete it, lose nothing
+            warnings.warn(f"{self.path}: adding the final newline of its last record (a writer stopped just "
+                          "before it); the record is kept", stacklevel=4)
+            self._offset += end
+            self._lines += len(records)
+            self._write([b"\n"])
+            self._lines -= 1  # the newline ends a line already counted
+            return
         if end < len(data):
             warnings.warn(f"{self.path}: removing a torn last line ({len(data) - end} bytes) left by a writer "
                           "that stopped mid-line", stacklevel=4)
@@ -277,7 +288,13 @@ class PredictionLog:
         self._lines += len(records)
 
     def _write(self, lines: list[bytes]) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if os.path.islink(self.path):
+                raise ValueError(f"{self.path} is a symbolic link; the prediction log is only written as a plain "
+                                 "file inside its index folder: replace the link with the file it points to") from exc
+            raise
         try:
             for line in lines:
                 n = os.write(fd, line)
@@ -343,21 +360,30 @@ class _Ids:
         self.seen: set[int] = set()
         self.last = -1
 
+    @classmethod
+    def copy_of(cls, other: "_Ids") -> "_Ids":
+        new = cls()
+        new.seen, new.last = set(other.seen), other.last
+        return new
+
     def add_all(self, ids: list[int]) -> None:
         self.seen.update(ids)
         self.last = max(self.last, *ids)
 
 
-def _parse(data: bytes, path: Path, first_line: int, ids: _Ids) -> tuple[list[dict], int]:
-    """The complete lines of ``data`` as checked records, and the byte length they span.
+def _parse(data: bytes, path: Path, first_line: int, ids: _Ids) -> tuple[list[dict], int, bool]:
+    """The complete records of ``data``, checked, the byte length they span, and whether the last lacks its
+    final newline.
 
     ``first_line`` is the line number of ``data``'s first line (1 at the start of the file);
-    ``ids`` holds the prediction ids already seen and is updated. Bytes after the last newline
-    (a torn line) are left out; a complete line that is not a valid record raises ValueError.
+    ``ids`` holds the prediction ids already seen and is updated. Bytes after the last newline are
+    a record when they are one whole valid record (a writer that stopped just before the newline:
+    nothing of it is lost), else a torn line, left out; a bad line before the last raises ValueError.
     """
     end = data.rfind(b"\n") + 1
     records = []
-    for n, raw in enumerate(data[:end].split(b"\n")[:-1], start=first_line):
+    lines = data[:end].split(b"\n")[:-1]
+    for n, raw in enumerate(lines, start=first_line):
         try:
             r = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -367,7 +393,17 @@ def _parse(data: bytes, path: Path, first_line: int, ids: _Ids) -> tuple[list[di
             ) from exc
         _check_record(r, n, path, ids)
         records.append(r)
-    return records, end
+    tail = data[end:]
+    if tail.strip():
+        try:
+            r = json.loads(tail)
+            _check_record(r, first_line + len(lines), path, _Ids.copy_of(ids))
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
+            return records, end, False  # a genuinely torn line
+        _check_record(r, first_line + len(lines), path, ids)
+        records.append(r)
+        return records, len(data), True
+    return records, end, False
 
 
 def _check_record(r, n: int, path: Path, ids: _Ids) -> None:
