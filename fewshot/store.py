@@ -13,12 +13,17 @@ A store folder holds
   ``state-1f3a....safetensors``), one set per saved generation.
 
 Writing a new state (:meth:`SupportStore.write`) never touches the files the
-current manifest names: it writes the new data files under fresh names
+current manifest names: it first records in ``.pending.json`` (the journal) the
+names it is about to write and the names of the files they replace, writes the new data files under fresh names
 (temp file, fsync, rename), then atomically replaces ``manifest.json`` (the
-commit point), then deletes the files of older generations. A process killed
-at any instant therefore leaves the old manifest with its intact files, or the
-new one with its intact files. A reader that finds a named file missing (an
-older generation deleted under it) re-reads the manifest and retries.
+commit point), then deletes the files the old manifest named and the new one
+does not, and clears the journal. A process killed at any instant therefore
+leaves the old manifest with its intact files, or the new one with its intact
+files, and the journal names every file that is not the current manifest's:
+the next write deletes those (with their temp files). A store deletes only
+files that its own manifests or journal name: never a file by the shape of its
+name, so a user's file in the folder is safe. A reader that finds a named file
+missing (an older generation deleted under it) re-reads the manifest and retries.
 
 :meth:`SupportStore.locked` is an exclusive, re-entrant (within one process)
 ``fcntl`` lock on ``DIR/.lock``: hold it around load-modify-save so that
@@ -31,7 +36,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import secrets
 import threading
 import uuid
@@ -42,9 +46,9 @@ from .atomic import atomic_write_bytes, atomic_write_text, fsync_dir
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
+PENDING = ".pending.json"  # the files a write creates and replaces, until it has committed and cleaned up
 FORMAT = "fewshot-support-store"
 FORMAT_VERSION = 1
-DATA_FILE = re.compile(r"^[A-Za-z_]\w*-\d{8}-[0-9a-f]{8}\.[A-Za-z0-9]+$")
 
 _held: dict[tuple[str, int], int] = {}  # (lock path, thread) -> depth: re-entrant within a thread
 _held_guard = threading.Lock()
@@ -223,30 +227,63 @@ class SupportStore:
                     f"{self.path} was changed by another writer (generation {current}, this copy was loaded at "
                     f"{expect_generation}); saving would lose that update. Load it again and re-apply the "
                     "change, or make changes under `with FewShotClassifier.update(DIR) as clf:`, which locks")
+            named = {f["name"] for f in old["files"].values()} if old else set()
+            self._collect_pending(named)
             generation = current + 1
             token = f"{generation:08d}-{secrets.token_hex(4)}"
+            names = {key: f"{key}-{token}.{ext}" for key, (ext, _) in blobs.items()}
+            # the journal: this write's files and the ones it replaces; whichever manifest is current after a kill,
+            # the others are the leftovers the next write deletes
+            atomic_write_text(self.path / PENDING, json.dumps(sorted(named | set(names.values()))) + "\n")
             files = {}
-            for key, (ext, data) in blobs.items():
-                name = f"{key}-{token}.{ext}"
-                atomic_write_bytes(self.path / name, data)
-                files[key] = {"name": name, "bytes": len(data), "sha256": _sha256(data)}
             body = {**meta, "index_id": index_id}
-            doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "fewshot_version": __version__,
-                   "generation": generation, "files": files, "body": body, "sha256": _body_digest(body)}
-            atomic_write_text(self.manifest_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
-            self._collect_garbage({f["name"] for f in files.values()})
+            try:
+                for key, (ext, data) in blobs.items():
+                    atomic_write_bytes(self.path / names[key], data)
+                    files[key] = {"name": names[key], "bytes": len(data), "sha256": _sha256(data)}
+                doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "fewshot_version": __version__,
+                       "generation": generation, "files": files, "body": body, "sha256": _body_digest(body)}
+                atomic_write_text(self.manifest_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+            except BaseException:  # not committed: leave the folder as it was
+                if self._committed_generation() != generation:
+                    with contextlib.suppress(OSError):
+                        self._delete(set(names.values()))
+                        (self.path / PENDING).unlink(missing_ok=True)
+                raise
+            self._delete(named - set(names.values()))  # the old generation's files, named by its manifest
+            (self.path / PENDING).unlink(missing_ok=True)
+            fsync_dir(self.path)
         self.generation, self.index_id = generation, index_id
         return generation
 
-    def _collect_garbage(self, keep: set[str]) -> None:
-        """Delete data files of older generations and temp files of killed writers (lock held)."""
-        removed = False
-        for p in self.path.iterdir():
-            stale_data = DATA_FILE.match(p.name) is not None and p.name not in keep
-            stale_tmp = p.name.startswith(".") and ".tmp-" in p.name and DATA_FILE.match(p.name[1:].split(".tmp-")[0])
-            stale_tmp = stale_tmp or p.name.startswith(f".{MANIFEST}.tmp-")
-            if p.is_file() and (stale_data or stale_tmp):
+    def _committed_generation(self) -> int | None:
+        try:
+            return json.loads(self.manifest_path.read_bytes()).get("generation")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def _collect_pending(self, named: set[str]) -> None:
+        """Delete what a killed writer left (lock held): the files its journal names that the committed manifest
+        does not, and their temp files; then the journal itself. Nothing else is touched."""
+        path = self.path / PENDING
+        if path.is_symlink() or not path.is_file():
+            return
+        try:
+            pending = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pending = []  # torn by a kill while it was written: the write it began created nothing yet
+        if not isinstance(pending, list):
+            pending = []
+        ours = [n for n in pending if isinstance(n, str) and n == Path(n).name and not n.startswith(".")]
+        self._delete(set(ours) - named)
+        path.unlink(missing_ok=True)
+
+    def _delete(self, names: set[str]) -> None:
+        """Delete the store's own files ``names`` and the temp files an atomic write of each may have left."""
+        for name in names:
+            for p in (self.path / name, *self.path.glob(f".{name}.tmp-*")):
+                if p.is_file() or p.is_symlink():
+                    p.unlink(missing_ok=True)
+        for p in self.path.glob(f".{MANIFEST}.tmp-*"):
+            if p.is_file() and not p.is_symlink():
                 p.unlink(missing_ok=True)
-                removed = True
-        if removed:
-            fsync_dir(self.path)

@@ -104,6 +104,22 @@ def test_write_read_round_trip_and_old_generations_are_deleted(tmp_path):
                             manifest["files"]["y"]["name"]])
 
 
+def test_a_store_deletes_only_files_its_own_manifests_name(tmp_path):
+    """A user's file whose name has the shape of a data file (key-generation-token.ext) survives every write."""
+    store = SupportStore(tmp_path / "ix")
+    store.write({"a": 1}, {"photo": ("jpg", b"ours")})
+    user = store.path / "photo-20240101-deadbeef.jpg"
+    user.write_bytes(b"the user's picture")
+    tmp_like = store.path / ".photo-20240101-deadbeef.jpg.tmp-123"
+    tmp_like.write_bytes(b"also the user's")
+    for n in range(2, 5):
+        store.write({"a": n}, {"photo": ("jpg", b"ours %d" % n)})
+    assert user.read_bytes() == b"the user's picture" and tmp_like.read_bytes() == b"also the user's"
+    manifest = json.loads((store.path / "manifest.json").read_text())
+    assert sorted(p.name for p in store.path.iterdir()) == sorted(
+        [".lock", "manifest.json", manifest["files"]["photo"]["name"], user.name, tmp_like.name])
+
+
 def test_kill_during_write_leaves_the_old_or_the_new_state(tmp_path):
     """SIGKILL a writer at a random instant of a write, many times: every read is whole and consistent."""
     path = tmp_path / "ix"

@@ -90,6 +90,12 @@ def open_saved(path, encoder=None) -> Saved:
 def creating(path):
     """Hold the lock of a folder that must not hold an index yet; on failure remove what was created."""
     existed = Path(path).exists()
+    if existed and Path(path).is_dir() and not SupportStore(path).exists():
+        others = sorted(p.name for p in Path(path).iterdir() if p.name != ".lock")
+        if others:
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            raise ValueError(f"{path} is a folder that holds other files ({shown}) and no index; an index is "
+                             "created in a new or empty folder: choose one (nothing was changed)")
     store = SupportStore(path)
     try:
         with store.lock():
