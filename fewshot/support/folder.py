@@ -34,17 +34,19 @@ from ..store import StoreError, SupportStore
 from .classbook import ClassBook
 
 STORE_KIND = "fewshot-classifier"
+TAGGER_KIND = "fewshot-tagger"  # a FewShotTagger: its classes are entity types (and O), its examples words
 STORE_KEYS = ("kind", "classes", "counts", "ids", "next_id", "fitted", "metric", "dim",
               "unknown_label", "threshold", "calibration", "index_kind", "index_options", "index", "encoder")
+TAGGER_KEYS = ("kind", "classes", "counts", "ids", "next_id", "metric", "dim", "index", "encoder")
 
 
 def write(path, meta: dict, book: ClassBook, index: SupportIndex | None,
-          expect_generation: int | None) -> SupportStore:
+          expect_generation: int | None, kind: str = STORE_KIND) -> SupportStore:
     """Commit ``meta`` (the classifier's settings, without its classes) and the classes of ``book`` with
     the search ``index`` as the folder's next generation; returns the store (its generation and index_id)."""
     from safetensors.numpy import save as save_arrays
 
-    body = {"kind": STORE_KIND, **meta, "classes": list(book.labels), "counts": book.counts.tolist(),
+    body = {"kind": kind, **meta, "classes": list(book.labels), "counts": book.counts.tolist(),
             "ids": book.ids.tolist(), "next_id": book.next_id, "dim": book.dim,
             "index": index.config() if index is not None else None}
     blobs = {"state": ("safetensors", save_arrays({"sums": np.ascontiguousarray(book.sums)})),
@@ -111,13 +113,14 @@ def creating(path):
         raise
 
 
-def read(path) -> tuple[dict, ClassBook, SupportIndex | None, SupportStore]:
+def read(path, kind: str = STORE_KIND) -> tuple[dict, ClassBook, SupportIndex | None, SupportStore]:
     """(manifest body, classes, search index or None, store) of the folder's current generation."""
     from safetensors.numpy import load as load_arrays
 
-    store = SupportStore(path, required=STORE_KEYS)
+    store = SupportStore(path, required=("kind",))
+    _check_kind(store.read_manifest()["body"], path, kind)  # a tagger's folder read as a classifier's: say so
+    store.required = STORE_KEYS if kind == STORE_KIND else TAGGER_KEYS
     meta, blobs = store.read()
-    _check_kind(meta, path)
     try:
         sums = load_arrays(blobs["state"])["sums"]
     except Exception as exc:  # safetensors raises its own error type on bad bytes
@@ -193,9 +196,11 @@ def check_encoder(encoder: Encoder, meta: dict, path) -> None:
                          f"{encoder.fingerprint()}; load it with the same encoder weights or rebuild the index")
 
 
-def _check_kind(meta: dict, path) -> None:
-    if meta.get("kind") != STORE_KIND:
-        raise StoreError(f"{path} holds a {meta.get('kind')!r} store, not a {STORE_KIND!r}")
+def _check_kind(meta: dict, path, kind: str = STORE_KIND) -> None:
+    if meta.get("kind") != kind:
+        what = {STORE_KIND: "a classifier (FewShotClassifier)", TAGGER_KIND: "a tagger (FewShotTagger)"}
+        raise StoreError(f"{path} holds {what.get(meta.get('kind'), repr(meta.get('kind')))}, not "
+                         f"{what[kind]}; load it with the class that saved it")
 
 
 def support_bytes(book: ClassBook) -> bytes:
