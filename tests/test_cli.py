@@ -88,7 +88,7 @@ def test_catalog_commands_list_names(runner):
     names = invoke(runner, "datasets").output.split("\n")
     assert "wn33  (default, embedded)" in names and "clinc150" in names and "omniglot-runs" in names
     assert invoke(runner, "encoders").output.split() == ["conv4", "minilm", "mobilenetv2"]
-    assert invoke(runner, "learners").output.split() == ["finetune", "maml", "protonet"]
+    assert invoke(runner, "learners").output.split() == ["finetune", "maml", "nnshot", "protobert", "protonet"]
 
 
 def test_run_report_table_and_json_per_class(runner):
