@@ -39,7 +39,8 @@ def markdown(rows: list[dict], cmd: str) -> str:
              "publisher's greedy N-way K~2K rule (support and query K~2K, disjoint): they follow the protocol "
              "but are **not** the publisher's released test episodes. Exact-span exact-type micro F1 with "
              "counts summed over all episodes (Few-NERD's rule, IO tags); 95% interval: bootstrap over "
-             "episodes (1000 resamples). CPU, 1 thread.", "",
+             f"episodes (1000 resamples). Episode seed {rows[0]['seed'] if rows else '-'}; CPU, 1 thread; `s` is the "
+             "whole run (data loading, embedding, scoring).", "",
              "| setting | learner | episodes | F1 (95% CI) | precision | recall | s | sentences embedded |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
