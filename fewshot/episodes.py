@@ -282,9 +282,14 @@ def load_episodes(path: str | os.PathLike) -> tuple[dict, list[Episode]]:
     for lineno, line in enumerate(lines[1:], start=2):
         try:
             d = json.loads(line)
-            episodes.append(EPISODE_KINDS[d.get("kind", "classify")].from_json(d))
+            kind = EPISODE_KINDS.get(d.get("kind", "classify")) if isinstance(d, dict) else Episode
+            if kind is not None:
+                episodes.append(kind.from_json(d))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}:{lineno}: malformed episode ({exc}); the file is damaged, make it again") from exc
+        if kind is None:
+            raise ValueError(f"{path}:{lineno}: episode kind {d.get('kind')!r} is not known (known: "
+                             f"{sorted(EPISODE_KINDS)}); import fewshot.tag_episodes to read NER episodes")
     if len(episodes) != header.get("n_episodes"):
         raise ValueError(
             f"{path}: header says {header.get('n_episodes')} episodes but the file holds {len(episodes)}; "

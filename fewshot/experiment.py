@@ -88,7 +88,10 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
     for ckpt in filter(None, [cfg.checkpoint, *cfg.ensemble]):  # final models never score the val classes
         check_scored_classes(ckpt, e.classes)
     classes = dataset.split_classes(e.classes)
-    if dataset.task == "ner":  # Few-NERD's N-way K~2K episodes; the query set is K~2K too (--query unused)
+    if dataset.task == "ner":  # Few-NERD's N-way K~2K episodes; the query set is K~2K too
+        if e.query != EpisodeConfig().query:
+            raise ValueError(f"--query {e.query} does not apply to NER data: the query set is drawn like the "
+                             f"support set, {e.shot}~{2 * e.shot} entities per type (Few-NERD's protocol); drop --query")
         sampler = GreedyTypeSampler(dataset, e.way, e.shot, seed=e.seed, types=classes)
         return sampler.episodes(n_episodes), sampler.describe()
     if e.sampler == "variable":

@@ -67,6 +67,11 @@ def io_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return [(t, int(a), int(b)) for t, a, b in get_entities([t if t == OUTSIDE else "I-" + t for t in tags])]
 
 
+def types_of(tags: Sequence[Sequence[str]]) -> list[str]:
+    """Every entity type of IO tag sequences ``tags``, sorted."""
+    return sorted({t for seq in tags for t in seq} - {OUTSIDE})
+
+
 @dataclass
 class TaggedDataset:
     """Sentences with IO tags and an optional train/val/test split of entity types."""
@@ -117,7 +122,7 @@ class TaggedDataset:
     @property
     def types(self) -> list[str]:
         """Every entity type, sorted."""
-        return sorted({t for tags in self.tags for t in tags} - {OUTSIDE})
+        return types_of(self.tags)
 
     def entity_counts(self) -> list[Counter]:
         """Per sentence, the number of entities (maximal IO runs) of each type."""

@@ -45,3 +45,8 @@ def test_bad_tagged_file_exits_2_naming_the_line(tmp_path):
     p.write_text("the\tO\nname\n")
     res = CliRunner().invoke(main, ["run", "--dataset", str(p), "--classes", "all", "--quiet"])
     assert res.exit_code == 2 and "bad.conll:2: expected `token<TAB>tag`" in res.output
+
+
+def test_query_flag_is_refused_for_ner(conll):
+    res = CliRunner().invoke(main, ["run", "--dataset", str(conll), "--classes", "all", "--query", "5", "--quiet"])
+    assert res.exit_code == 2 and "--query 5 does not apply to NER data" in res.output

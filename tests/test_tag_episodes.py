@@ -78,3 +78,10 @@ def test_tagged_episodes_round_trip_through_a_frozen_file(tmp_path):
     ep = back[0]
     labels = ep.token_labels([("O", ep.types[1], "zz")])
     np.testing.assert_array_equal(labels[0], [0, 2, 0])  # 0 = O, j + 1 = types[j], other types are O
+
+
+def test_an_unknown_episode_kind_is_named(tmp_path):
+    p = tmp_path / "e.jsonl"
+    p.write_text('{"format": "fewshot-episodes/1", "n_episodes": 1}\n{"kind": "parse", "index": 0}\n')
+    with pytest.raises(ValueError, match=r"e.jsonl:2: episode kind 'parse' is not known \(known: \['classify', 'ner'\]"):
+        load_episodes(p)

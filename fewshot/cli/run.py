@@ -87,11 +87,12 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
     cfg = load_run_config(ctx, config_path, RUN_MAPPING)
     report = run_experiment(cfg, progress=not quiet, cache=not no_cache, predictions=class_table)
     d = report.to_dict()
-    if d.get("task") == "ner":
-        return _echo_tagging(report, d, out, as_json, class_table, cfg)
-    table = report.result.class_report() if class_table else None
+    ner = d.get("task") == "ner"
+    table = report.result.class_report() if class_table and not ner else None
     if table is not None:
         d["class_report"] = table.to_dict()
+    if class_table and ner:
+        d["type_report"] = report.result.per_type()
     if out:
         from ..atomic import atomic_write_text
 
@@ -102,6 +103,8 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
         d.pop("config")
         click.echo(json.dumps(d, sort_keys=True))
         return
+    if ner:
+        return _echo_tagging(d)
     shape = f"{d['way']}-way {d['shot']}-shot" if d["sampler"] != "variable" else "variable-way variable-shot"
     if d["class_names"]:
         shape += " + class names"
@@ -115,20 +118,8 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
         click.echo(f"\nper class, over the {table.n} queries of all episodes:\n{table.to_text()}")
 
 
-def _echo_tagging(report, d, out, as_json, type_table, cfg) -> None:
-    """``fewshot run`` on NER data: span F1 with its bootstrap interval; --report gives the per-type table."""
-    if type_table:
-        d["type_report"] = report.result.per_type()
-    if out:
-        from ..atomic import atomic_write_text
-
-        Path(out).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(out) / "run.json", json.dumps(d, indent=2, sort_keys=True) + "\n")
-        cfg.save(Path(out) / "config.json")
-    if as_json:
-        d.pop("config")
-        click.echo(json.dumps(d, sort_keys=True))
-        return
+def _echo_tagging(d: dict) -> None:
+    """``fewshot run`` on NER data: span F1 with its bootstrap interval; with --report the per-type table."""
     click.echo(
         f"{d['dataset']} {d['way']}-way {d['shot']}~{2 * d['shot']}-shot NER, {d['learner']} on {d['encoder']}: "
         f"span F1 {100 * d['f1']:.2f}% (95% CI {100 * d['f1_ci95_low']:.2f}-{100 * d['f1_ci95_high']:.2f}, "
@@ -136,7 +127,7 @@ def _echo_tagging(report, d, out, as_json, type_table, cfg) -> None:
         f"over {d['episodes']} episodes, seed {d['seed']}, {d['elapsed_s']:.1f} s "
         f"({d['embedded_examples']} sentences embedded)"
     )
-    if type_table:
+    if "type_report" in d:
         click.echo("\nper type (pooled over episodes): precision recall f1 gold")
         for t, r in d["type_report"].items():
             click.echo(f"  {t:45s} {100 * r['precision']:6.2f} {100 * r['recall']:6.2f} {100 * r['f1']:6.2f} "

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..tagged import OUTSIDE, TaggedDataset, bio_to_io, check_tag
+from ..tagged import OUTSIDE, TaggedDataset, bio_to_io, check_tag, types_of
 from .files import class_split
 from .registry import load_split, register_dataset, require_file
 
@@ -152,9 +152,8 @@ def read_tagged_path(path: str | Path, scheme: str | None = None) -> TaggedDatas
     p = Path(path)
     reader = read_jsonl_tags if p.suffix.lower() == ".jsonl" else read_conll
     sentences, tags, origins = reader(p, scheme)
-    ds = TaggedDataset(p.name, sentences, tags, source=str(p.resolve()), origins=origins)
-    ds.splits = class_split(ds.types)
-    return ds
+    return TaggedDataset(p.name, sentences, tags, splits=class_split(types_of(tags)), source=str(p.resolve()),
+                         origins=origins)
 
 
 def is_tagged_path(path: str | Path) -> bool:
@@ -177,9 +176,8 @@ def is_tagged_path(path: str | Path) -> bool:
 
 
 def _all_test(name: str, sentences: list, tags: list, origins: list, source: str) -> TaggedDataset:
-    ds = TaggedDataset(name, sentences, tags, source=source, origins=origins)
-    ds.splits = {"test": ds.types}
-    return ds
+    """A dataset whose every type is a test type (a corpus scored as a whole, no training types)."""
+    return TaggedDataset(name, sentences, tags, splits={"test": types_of(tags)}, source=source, origins=origins)
 
 
 @register_dataset("fewnerd-inter")
