@@ -49,7 +49,7 @@ class EpisodeConfig:
     way: int = 5
     shot: int = 1
     query: int = 15
-    episodes: int = 600
+    episodes: Optional[int] = None  # None: 600 sampled episodes, or every episode of episodes_file
     seed: int = 0
     sampler: str = "fixed"  # fixed | variable (Meta-Dataset)
     classes: str = "test"  # train | val | test | all
@@ -58,7 +58,7 @@ class EpisodeConfig:
 
     def __post_init__(self) -> None:
         for name, low in (("way", 2), ("shot", 1), ("query", 1), ("episodes", 1)):
-            if getattr(self, name) < low:
+            if getattr(self, name) is not None and getattr(self, name) < low:
                 raise ValueError(f"--{name} must be at least {low}, got {getattr(self, name)}")
         if self.sampler not in ("fixed", "variable"):
             raise ValueError(f"--sampler must be 'fixed' or 'variable', got {self.sampler!r}")

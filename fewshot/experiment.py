@@ -19,6 +19,8 @@ from .evaluation import EvalResult, evaluate
 from .learners import Ensemble, create_learner, learner_config
 from .seed import seed_everything
 
+DEFAULT_EPISODES = 600  # sampled when none are asked for
+
 
 def build_dataset(cfg: FewShotConfig, training: bool = False) -> FewShotDataset:
     """``cfg.data``'s dataset; for ``training``, with the train classes of ``data.extra_train`` and the
@@ -39,11 +41,20 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
     """The episodes to score, sampled from ``cfg.episodes`` or read from its episodes_file.
 
     Sampled episodes come as a lazy :class:`~fewshot.episodes.SampledEpisodes`: none is
-    sampled before it is read, so ``--episodes 10000000`` starts scoring at once.
+    sampled before it is read, so ``--episodes 10000000`` starts scoring at once. From a file,
+    ``cfg.episodes.episodes`` (if set) takes its first N episodes. ``cfg.episodes.episodes``
+    becomes the number of episodes returned (the resolved config).
     """
     e = cfg.episodes
     if e.episodes_file:
         header, episodes = load_episodes(e.episodes_file)
+        if e.episodes is not None and e.episodes > len(episodes):
+            raise ValueError(f"--episodes {e.episodes} asks for more episodes than episode file {e.episodes_file} "
+                             f"holds ({len(episodes)}); ask for at most {len(episodes)}, or make a larger file with "
+                             f"`fewshot episodes make --episodes {e.episodes}`")
+        n_file = len(episodes)
+        episodes = episodes[:e.episodes]
+        e.episodes = len(episodes)
         fp = header.get("dataset_fingerprint")
         if fp and fp != dataset.fingerprint():
             raise ValueError(
@@ -56,7 +67,7 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
         if bad:
             raise ValueError(f"episode file {e.episodes_file}: episode {bad[0]} names examples past the "
                              f"dataset's {n} items")
-        return episodes, {"episodes_file": str(e.episodes_file), **header}
+        return episodes, {"episodes_file": str(e.episodes_file), **header, "episodes_in_file": n_file}
     if dataset.episodes:
         eps = list(dataset.episodes)
         shape = {"way": eps[0].n_way, "shot": len(eps[0].support) // eps[0].n_way,
@@ -71,6 +82,7 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
                     f"for; drop --{key} (or use another dataset to sample your own episodes)"
                 )
         shape.pop("episodes")
+        e.episodes = len(eps)
         return eps, {"sampler": "protocol", **shape, "seed": None}
     for ckpt in filter(None, [cfg.checkpoint, *cfg.ensemble]):  # final models never score the val classes
         check_scored_classes(ckpt, e.classes)
@@ -79,6 +91,7 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
         sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)
     else:
         sampler = EpisodeSampler(dataset.labels, e.way, e.shot, e.query, seed=e.seed, classes=classes)
+    e.episodes = DEFAULT_EPISODES if e.episodes is None else e.episodes
     return sampler.episodes(e.episodes), sampler.describe()
 
 
@@ -161,6 +174,7 @@ class RunReport:
             "class_names": e.class_names,
             "sampler": self.sampler.get("sampler", "file"),
             "episodes_file": self.sampler.get("episodes_file"),
+            "episodes_in_file": self.sampler.get("episodes_in_file"),  # scored: the first `episodes` of them
             "checkpoint": self.cfg.checkpoint,
             "config": self.cfg.to_dict(),
         }

@@ -57,6 +57,26 @@ def test_episodes_file_is_scored_exactly(runner, tmp_path):
     c = json.loads(invoke(runner, "run", "--way", "4", "--shot", "1", "--query", "3", "--episodes", "6",
                           "--seed", "5", "--json", "--quiet").stdout)
     assert a["episodes"] == 6 and a["accuracy_mean"] == b["accuracy_mean"] == c["accuracy_mean"]
+    assert a["episodes_in_file"] == 6
+
+
+def test_episodes_file_first_n_episodes(runner, tmp_path):
+    eps = tmp_path / "e.jsonl"
+    invoke(runner, "episodes", "make", "--way", "4", "--shot", "1", "--query", "3", "--episodes", "6",
+           "--seed", "5", "--out", str(eps))
+    res = invoke(runner, "run", "--episodes-file", str(eps), "--episodes", "2", "--json", "--quiet",
+                 "--out", str(tmp_path / "out"))
+    first = json.loads(res.stdout)
+    sampled = json.loads(invoke(runner, "run", "--way", "4", "--shot", "1", "--query", "3", "--episodes", "2",
+                                "--seed", "5", "--json", "--quiet").stdout)
+    assert (first["episodes"], first["episodes_in_file"]) == (2, 6)
+    assert first["accuracy_mean"] == sampled["accuracy_mean"]  # the file's first 2 are the seed's first 2
+    saved = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert (saved["episodes"], saved["episodes_in_file"], saved["config"]["episodes"]["episodes"]) == (2, 6, 2)
+    res = runner.invoke(main, ["run", "--episodes-file", str(eps), "--episodes", "7", "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert "--episodes 7 asks for more episodes than episode file" in res.output
+    assert "holds (6); ask for at most 6" in res.output
 
 
 @pytest.mark.parametrize("args,message", [

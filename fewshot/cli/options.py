@@ -42,7 +42,8 @@ def episode_options(f):
         click.option("--way", type=int, default=None, help="Classes per episode (default 5)."),
         click.option("--shot", type=int, default=None, help="Support examples per class (default 1)."),
         click.option("--query", type=int, default=None, help="Query examples per class (default 15)."),
-        click.option("--episodes", "n_episodes", type=int, default=None, help="Number of episodes (default 600)."),
+        click.option("--episodes", "n_episodes", type=int, default=None, help="Number of episodes (default 600); with --episodes-file, its first N "
+                     "(default all)."),
         click.option("--seed", type=int, default=None, help="Episode seed (default 0)."),
         click.option("--sampler", type=click.Choice(["fixed", "variable"]), default=None,
                      help="fixed N-way K-shot, or Meta-Dataset's variable-way variable-shot (default fixed)."),

@@ -32,7 +32,8 @@ RUN_MAPPING = {
 @data_options
 @episode_options
 @click.option("--episodes-file", type=click.Path(dir_okay=False), default=None,
-              help="Score exactly the episodes of this file (from `fewshot episodes make`).")
+              help="Score the episodes of this file (from `fewshot episodes make`): all of them, or the "
+              "first --episodes N.")
 @click.option("--class-names/--no-class-names", default=None,
               help="Add each class's description (its name, or name and definition, as the dataset gives it: "
               "clinc150, fewrel*) to its support set as one more example. Inductive (no query is used) but "
