@@ -16,6 +16,7 @@ RUN_MAPPING = {
     "class_names": "episodes.class_names",
     "encoder": "encoder",
     "pooling": "encoder_options.pooling",
+    "precision": "encoder_options.precision",
     "learner": "learner.name",
     "metric": "learner.metric",
     "transductive": "learner.transductive",
@@ -44,6 +45,9 @@ RUN_MAPPING = {
               help="Text encoders: mean (default) pools all tokens; entities also pools the tokens of the "
               "head and tail entities of entity-marked texts ([E1] .. [/E1], [E2] .. [/E2], as the FewRel "
               "datasets give).")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default=None,
+              help="Text encoders: fp32 (default), or int8 (dynamic quantization of the linear layers; CPU only, "
+              "frozen encoders: see BENCHMARKS.md \"text-encoders-precision\").")
 @click.option("--learner", default=None, help="Learner (default protonet).")
 @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=None,
               help="Prototype metric. Default: the encoder's own (cosine for text encoders, euclidean for conv4 and "
