@@ -98,7 +98,7 @@ def test_fixed_protocol_refuses_a_different_shape(runner):
 def test_catalog_commands_list_names(runner):
     names = invoke(runner, "datasets").output.split("\n")
     assert "wn33  (default, embedded)" in names and "clinc150" in names and "omniglot-runs" in names
-    assert invoke(runner, "encoders").output.split() == ["conv4", "minilm", "mobilenetv2"]
+    assert invoke(runner, "encoders").output.split() == ["conv4", "minilm", "mobilenetv2", "mpnet"]
     lines = invoke(runner, "learners").output.splitlines()
     assert [line.split(":")[0] for line in lines] == ["finetune", "maml", "nnshot", "protobert", "protonet"]
     assert "transductive=0" in lines[4] and "inner_steps=5" in lines[1]  # each learner's own settings

@@ -1,7 +1,8 @@
 """Encoder throughput against the machine's physical limit (``bin/bench-encoder``).
 
-Measures ``minilm`` (all-MiniLM-L6-v2) inference throughput in examples per
-second at batch sizes 1, 32 and 256 on real CLINC150 texts, through
+Measures the inference throughput of ``minilm`` (all-MiniLM-L6-v2) and ``mpnet``
+(all-mpnet-base-v2), each in fp32 and int8 (``precision="int8"``), in examples and
+tokens per second at batch sizes 1 and 64 on real CLINC150 texts, through
 :meth:`fewshot.encoders.base.Encoder.encode` (the path every evaluation uses),
 and compares it with a limit estimated from first principles:
 
@@ -13,11 +14,11 @@ and compares it with a limit estimated from first principles:
   upper bound on speed.
 - This machine's matrix-multiply rate: the best of several timed
   ``torch.matmul`` of two ``n x n`` float32 matrices (``2 n^3`` FLOPs), with the
-  same thread count as the encoder.
+  same thread count as the encoder; for int8 layers, the rate of a dynamically
+  quantized int8 ``n x n`` linear layer.
 
-limit (examples/s) = matmul rate / FLOPs per example. It is computed twice:
-with the real (unpadded) tokens of each text, and with the padded length the
-batches actually run at (what the hardware is asked to do).
+limit (tokens/s) = padded tokens / (int8 FLOPs / int8 rate + other FLOPs / fp32 rate),
+for the padded length the batches actually run at (what the hardware is asked to do).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks_md import publish
+from benchmarks_md import command, publish
 
 SECTION = "encoder"
 
@@ -83,92 +84,139 @@ def sample_texts(n: int, seed: int = 0) -> list[str]:
     return [data.items[int(i)] for i in rng.choice(len(data.items), size=n, replace=False)]
 
 
-def run(batch_sizes=(1, 32, 256), n_texts: int = 1024, n_texts_bs1: int = 256, write: bool = True) -> dict:
+def int8_linear_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best observed rate (GFLOP/s) of a dynamically quantized int8 ``n x n`` linear layer on ``n`` rows."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    lin = torch.nn.Linear(n, n, bias=False)
+    q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)[0]
+    x = torch.randn(n, n, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        q(x)  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            q(x)
+            best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def n_params(model) -> int:
+    """Parameters of a model, the packed weights of its dynamically quantized linear layers included."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    packed = sum(m.weight().numel() + (m.bias().numel() if m.bias() is not None else 0)
+                 for m in model.modules() if isinstance(m, QLinear))
+    return sum(p.numel() for p in model.parameters()) + packed
+
+
+def linear_flops_by_precision(model) -> tuple[int, int]:
+    """(FLOPs per token of fp32 ``nn.Linear`` layers, of dynamically quantized int8 ones); pooler left out."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    fp32 = int8 = 0
+    for name, module in model.named_modules():
+        if name.startswith("pooler"):
+            continue
+        if isinstance(module, QLinear):
+            int8 += 2 * module.in_features * module.out_features
+        elif isinstance(module, torch.nn.Linear):
+            fp32 += 2 * module.in_features * module.out_features
+    return fp32, int8
+
+
+def time_encoder(name: str, precision: str, texts: list[str], batch_sizes, n_texts_bs1: int, rates: dict) -> dict:
+    """One encoder at one precision: examples/s and tokens/s at each batch size, against the limit."""
     from fewshot.encoders import create_encoder
 
-    load_before = os.getloadavg()[0]
-    enc = create_encoder("minilm").eval()
-    texts = sample_texts(n_texts)
+    enc = create_encoder(name, precision=precision).eval()
     tok = enc.tokenizer(texts, truncation=True, max_length=enc.max_length)
     lengths = np.asarray([len(x) for x in tok["input_ids"]])
-    lin, n_layers, hidden = linear_flops_per_token(enc.model)
-    rate = matmul_gflops() * 1e9
+    n_layers, hidden = int(enc.model.config.num_hidden_layers), int(enc.model.config.hidden_size)
+    lin_fp32, lin_int8 = linear_flops_by_precision(enc.model)
     enc.encode(texts[:64], batch_size=32, device="cpu")  # warm-up
     rows = []
     for bs in batch_sizes:
-        n = n_texts_bs1 if bs == 1 else n_texts
+        n = n_texts_bs1 if bs == 1 else len(texts)
         sub, sub_len = texts[:n], lengths[:n]
         t = time.perf_counter()
         enc.encode(sub, batch_size=bs, device="cpu")
         secs = time.perf_counter() - t
         padded = padded_lengths(sub_len, bs)
-        real_flops = float(sum(flops_per_example(L, L, lin, n_layers, hidden) for L in sub_len)) / n
-        pad_flops = float(sum(flops_per_example(P, P, lin, n_layers, hidden) for P in padded)) / n
-        rows.append({"batch_size": bs, "examples": n, "seconds": secs, "examples_per_s": n / secs,
-                     "mean_tokens": float(sub_len.mean()), "mean_padded_tokens": float(padded.mean()),
-                     "gflop_per_example": real_flops / 1e9, "padded_gflop_per_example": pad_flops / 1e9,
-                     "limit_examples_per_s": rate / real_flops, "padded_limit_examples_per_s": rate / pad_flops,
-                     "achieved_gflops": n / secs * pad_flops / 1e9})
-    load = (load_before, os.getloadavg()[0], os.cpu_count())
-    out = {"load": load, "matmul_gflops": rate / 1e9, "threads": torch.get_num_threads(), "linear_flops_per_token": lin,
-           "layers": n_layers, "hidden": hidden, "params": sum(p.numel() for p in enc.model.parameters()),
-           "rows": rows}
+        # seconds per token at the limit: int8 linear FLOPs at the int8 rate, the rest (fp32 linear, attention)
+        attn = float(sum(4 * n_layers * P * hidden * P for P in padded))  # attention FLOPs of all padded tokens
+        limit_s = (padded.sum() * lin_int8 / rates["int8"] + (padded.sum() * lin_fp32 + attn) / rates["fp32"])
+        rows.append({"encoder": name, "precision": precision, "batch_size": bs, "examples": n, "seconds": secs,
+                     "examples_per_s": n / secs, "tokens_per_s": float(sub_len.sum()) / secs,
+                     "padded_tokens_per_s": float(padded.sum()) / secs, "mean_tokens": float(sub_len.mean()),
+                     "mean_padded_tokens": float(padded.mean()),
+                     "limit_padded_tokens_per_s": float(padded.sum()) / limit_s,
+                     "params": n_params(enc.model),
+                     "linear_mflop_per_token": (lin_fp32 + lin_int8) / 1e6, "int8_share": lin_int8 / (lin_fp32 + lin_int8)})
+    return rows
+
+
+def run(encoders=("minilm", "mpnet"), precisions=("fp32", "int8"), batch_sizes=(1, 64), n_texts: int = 512,
+        n_texts_bs1: int = 64, write: bool = True) -> dict:
+    load_before = os.getloadavg()[0]
+    texts = sample_texts(n_texts)
+    rates = {"fp32": matmul_gflops() * 1e9, "int8": int8_linear_gflops() * 1e9}
+    rows = [row for name in encoders for precision in precisions
+            for row in time_encoder(name, precision, texts, batch_sizes, n_texts_bs1, rates)]
+    out = {"load": (load_before, os.getloadavg()[0], os.cpu_count()), "matmul_gflops": rates["fp32"] / 1e9,
+           "int8_gflops": rates["int8"] / 1e9, "threads": torch.get_num_threads(), "rows": rows,
+           "command": command("bench-encoder")}
     publish(SECTION, render(out), write)
     return out
 
 
 def render(r: dict) -> str:
     lines = [
-        "## Encoder throughput: minilm against this machine's limit",
+        "## Encoder throughput: minilm and mpnet, fp32 and int8, against this machine's limit",
         "",
-        "Command: `bin/bench-encoder`",
+        f"Command: `{r['command']}`",
         "",
-        f"all-MiniLM-L6-v2 ({r['params'] / 1e6:.1f}M parameters, {r['layers']} layers, hidden {r['hidden']}) "
-        f"through `Encoder.encode` (length-sorted batches, fp32, CPU, {r['threads']} torch threads) on a seeded "
-        "sample of CLINC150 texts.",
+        f"Through `Encoder.encode` (length-sorted batches, CPU, {r['threads']} torch thread(s)) on a seeded sample "
+        "of CLINC150 texts. int8: `precision = \"int8\"` (`fewshot.encoders.text.quantize_int8`: dynamic int8 "
+        "linear layers, the feed-forward down-projections kept fp32).",
         "",
-        "| batch size | examples | examples/s | mean tokens (padded) | GFLOP/example (padded) | limit examples/s "
-        "(padded) | % of limit (padded) |",
-        "|---:|---:|---:|---|---|---|---|",
+        "| encoder | precision | batch size | examples | examples/s | tokens/s (padded) | limit tokens/s "
+        "(padded) | % of limit |",
+        "|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for x in r["rows"]:
         lines.append(
-            f"| {x['batch_size']} | {x['examples']} | {x['examples_per_s']:.1f} | {x['mean_tokens']:.1f} "
-            f"({x['mean_padded_tokens']:.1f}) | {x['gflop_per_example']:.4f} ({x['padded_gflop_per_example']:.4f}) | "
-            f"{x['limit_examples_per_s']:.0f} ({x['padded_limit_examples_per_s']:.0f}) | "
-            f"{100 * x['examples_per_s'] / x['limit_examples_per_s']:.0f}% "
-            f"({100 * x['examples_per_s'] / x['padded_limit_examples_per_s']:.0f}%) |")
+            f"| {x['encoder']} ({x['params'] / 1e6:.1f}M) | {x['precision']} | {x['batch_size']} | {x['examples']} | "
+            f"{x['examples_per_s']:.1f} | {x['tokens_per_s']:.0f} ({x['padded_tokens_per_s']:.0f}) | "
+            f"{x['limit_padded_tokens_per_s']:.0f} | {100 * x['padded_tokens_per_s'] / x['limit_padded_tokens_per_s']:.0f}% |")
     lines += [
         "",
         "How the limit is estimated:",
-        f"- Work: the transformer's `nn.Linear` layers do {r['linear_flops_per_token'] / 1e6:.2f} MFLOP per token "
-        "(2 x in x out, summed over Q, K, V, attention output and the two feed-forward layers of every layer; "
-        "the pooler is unused by mean pooling), plus attention `QK^T` and `AV`: 4 x layers x seq_len x hidden "
-        "per token. Embedding lookups, layer norm, softmax and GELU are left out (memory-bound), so the limit "
-        "is optimistic.",
-        f"- Rate: best of 5 timed `torch.matmul` of two 2048 x 2048 fp32 matrices (2 n^3 FLOPs): "
-        f"**{r['matmul_gflops']:.1f} GFLOP/s** on this machine.",
-        "- limit = rate / FLOPs per example; without parentheses for the real tokens of each text, in parentheses "
-        "for the padded length its batch actually runs at.",
-        "- Batch size 1 pays Python, tokenizer and per-call framework overhead on every example, and its "
-        "matrices are too small to reach the matmul rate; batch 256 pads more than batch 32 within a "
-        "length-sorted sample of this size but amortises overhead further.",
-        f"- The machine is shared with other jobs: 1-minute load average {r['load'][0]:.1f} before and "
-        f"{r['load'][1]:.1f} after the run on {r['load'][2]} cores, so every figure here (the matmul rate "
-        "included) is what this process got, not what the hardware can do; rerun on an idle machine.",
+        "- Work per padded token: 2 x in x out FLOPs of every `nn.Linear` of the transformer (the pooler is unused "
+        "by mean pooling) plus attention `QK^T` and `AV` (4 x layers x seq_len x hidden). Embedding lookups, layer "
+        "norm, softmax and GELU are left out (memory-bound), so the limit is optimistic.",
+        f"- Rates: best of 5 timed `torch.matmul` of two 2048 x 2048 fp32 matrices: **{r['matmul_gflops']:.1f} "
+        f"GFLOP/s**; best of 5 of a dynamically quantized int8 2048 x 2048 linear layer on 2048 rows (quantizing "
+        f"its input included): **{r['int8_gflops']:.1f} GFLOP/s**. An int8 encoder's limit charges its int8 "
+        "linear FLOPs at the int8 rate and the rest at the fp32 rate.",
+        "- Batch size 1 pays Python, tokenizer and per-call overhead on every example and its matrices are too "
+        "small to reach the matmul rate.",
+        f"- The machine is shared: 1-minute load average {r['load'][0]:.1f} before and {r['load'][1]:.1f} after "
+        f"the run on {r['load'][2]} cores, so every figure (the rates included) is what this process got; "
+        "rerun on an idle machine.",
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bin/bench-encoder", description=__doc__.split("\n\n")[0])
-    p.add_argument("--texts", type=int, default=1024, help="texts timed at batch sizes 32 and 256")
-    p.add_argument("--texts-bs1", type=int, default=256, help="texts timed at batch size 1")
+    p.add_argument("--texts", type=int, default=512, help="texts timed at batch size 64")
+    p.add_argument("--texts-bs1", type=int, default=64, help="texts timed at batch size 1")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    if args.texts < 256 or args.texts_bs1 < 1:
-        p.error(f"--texts must be at least 256 and --texts-bs1 at least 1, got {args.texts} and {args.texts_bs1}")
+    if args.texts < 64 or args.texts_bs1 < 1:
+        p.error(f"--texts must be at least 64 and --texts-bs1 at least 1, got {args.texts} and {args.texts_bs1}")
     out = run(n_texts=args.texts, n_texts_bs1=args.texts_bs1, write=not args.no_write)
     if args.json:
         print(json.dumps(out, indent=1))

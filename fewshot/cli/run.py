@@ -24,6 +24,7 @@ RUN_MAPPING = {
     "class_names": "episodes.class_names",
     "encoder": "encoder",
     "pooling": "encoder_options.pooling",
+    "precision": "encoder_options.precision",
     "learner": "learner.name",
     "metric": "learner.metric",
     "transductive": "learner.transductive",
@@ -40,17 +41,21 @@ RUN_MAPPING = {
 @data_options
 @episode_options
 @click.option("--episodes-file", type=click.Path(dir_okay=False), default=None,
-              help="Score exactly the episodes of this file (from `fewshot episodes make`).")
+              help="Score the episodes of this file (from `fewshot episodes make`): all of them, or the "
+              "first --episodes N.")
 @click.option("--class-names/--no-class-names", default=None,
               help="Add each class's description (its name, or name and definition, as the dataset gives it: "
               "clinc150, fewrel*) to its support set as one more example. Inductive (no query is used) but "
               "side information: report it apart. Default off.")
-@click.option("--encoder", default=None, help="Encoder name (minilm, conv4, mobilenetv2) or a transformers "
+@click.option("--encoder", default=None, help="Encoder name (minilm, mpnet, conv4, mobilenetv2) or a transformers "
               "model folder. Default: minilm for text, mobilenetv2 for images.")
 @click.option("--pooling", type=click.Choice(["mean", "entities"]), default=None,
               help="Text encoders: mean (default) pools all tokens; entities also pools the tokens of the "
               "head and tail entities of entity-marked texts ([E1] .. [/E1], [E2] .. [/E2], as the FewRel "
               "datasets give).")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default=None,
+              help="Text encoders: fp32 (default), or int8 (dynamic quantization of the linear layers; CPU only, "
+              "frozen encoders: see BENCHMARKS.md \"text-encoders-precision\").")
 @click.option("--learner", default=None, help="Learner (default protonet; `fewshot learners` lists them).")
 @learner_option
 @click.option("--metric", type=click.Choice(METRICS), default=None,

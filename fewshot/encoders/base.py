@@ -119,9 +119,10 @@ class Encoder(nn.Module):
         """SHA-256 (first 16 hex) of the spec and every parameter and buffer."""
         if self._fingerprint is None or self.training:
             h = hashlib.sha256(repr(sorted(self.spec.items())).encode())
-            for key, tensor in sorted(self.state_dict().items()):
+            for key, value in sorted(self.state_dict().items()):
                 h.update(key.encode())
-                h.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+                for chunk in _state_bytes(value):
+                    h.update(chunk)
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 
@@ -179,6 +180,20 @@ def join_items(a, b):
     if isinstance(a, ResidentItems):
         return a + b
     return list(a) + list(b)
+
+
+def _state_bytes(value):
+    """The bytes of one state_dict entry: a tensor (quantized ones dequantized), or the tuples and dtypes
+    that quantized modules keep there."""
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _state_bytes(v)
+    elif isinstance(value, torch.Tensor):
+        t = value.detach().to("cpu")
+        t = t.dequantize() if t.is_quantized else t
+        yield t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    else:
+        yield repr(value).encode()
 
 
 def _nbytes(inputs) -> int:
