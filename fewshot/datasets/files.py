@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -186,16 +187,22 @@ def read_jsonl(path: Path, text_column: str = "text", label_column: str = "label
     return texts, _checked_labels(path, labels)
 
 
-def _read_objects(path: Path, f, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
+def json_records(path: Path, f) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of each non-blank line of the JSON-lines file ``f`` (opened from ``path``);
+    a line that is not JSON raises ValueError naming the file and line."""
     for lineno, line in enumerate(f, start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            yield lineno, json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{lineno}: malformed JSON ({exc.msg}); expected one object per "
                              "line") from exc
+
+
+def _read_objects(path: Path, f, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for lineno, row in json_records(path, f):
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
         _missing_columns(path, sorted(row), text_column, label_column, f"line {lineno}")

@@ -31,7 +31,7 @@ import json
 from pathlib import Path
 
 from ..tagged import OUTSIDE, TaggedDataset, bio_to_io, check_tag, types_of
-from .files import class_split
+from .files import class_split, json_records
 from .registry import load_split, register_dataset, require_file
 
 FEWNERD_SOURCE = "https://github.com/thunlp/Few-NERD (bash data/download.sh inter: inter/dev.txt, inter/test.txt)"
@@ -90,13 +90,10 @@ def read_jsonl_tags(path: str | Path, scheme: str | None = None) -> tuple[list, 
     path = Path(path)
     rows = []
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+        for lineno, row in json_records(path, f):
             try:
-                row = json.loads(line)
                 tokens, labels = [str(t) for t in row["tokens"]], [str(t) for t in row["tags"]]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{lineno}: expected a JSON object with lists \"tokens\" and \"tags\" "
                                  f"({exc!r}); write one tagged sentence per line") from exc
             if len(tokens) != len(labels) or not tokens:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from ..data import FewShotDataset
 from ..inputs import ENTITY_MARKERS
+from .files import json_records
 from .registry import data_root, load_split, register_dataset, require_file
 
 CLINC_SOURCE = "https://github.com/clinc/oos-eval (data/data_full.json and data/domains.json)"
@@ -65,14 +66,11 @@ def _read_json_lines(path: Path, text_key: str = "raw", label_key: str = "label"
     """``(texts, labels)`` of a JSON-lines file of ``{"raw": text, "label": int}`` objects."""
     texts, labels = [], []
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+        for lineno, row in json_records(path, f):
             try:
-                row = json.loads(line)
                 texts.append(str(row[text_key]))
                 labels.append(str(row[label_key]))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{lineno}: expected a JSON object with keys {text_key!r} and "
                                  f"{label_key!r} ({exc!r}); download the file again") from exc
     return texts, labels
