@@ -552,6 +552,12 @@ class FewShotClassifier:
         """:meth:`save` into a folder that holds no index yet; one that does is refused, unchanged."""
         existed = Path(path).exists()
         store = SupportStore(path)
+        if existed and Path(path).is_dir() and not store.exists():
+            others = sorted(p.name for p in Path(path).iterdir() if p.name != ".lock")
+            if others:  # refused before the lock file is made: the folder is left exactly as it was
+                raise ValueError(f"{path} is not empty ({len(others)} entries, e.g. {others[:3]}) and holds no "
+                                 "index; an index is created in a new or empty folder only, so that nothing of "
+                                 "yours is mixed with it: choose a new folder")
         try:
             with store.lock():
                 if store.exists():
@@ -560,7 +566,7 @@ class FewShotClassifier:
                 self._generation = None
                 self.save(path)
         except BaseException:
-            if not existed and not store.exists():  # remove what this call created, nothing else
+            if not existed and Path(path).is_dir() and not store.exists():  # remove what this call created
                 (Path(path) / ".lock").unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
                     Path(path).rmdir()

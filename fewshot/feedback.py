@@ -21,8 +21,12 @@ sidecar file ``.predictions.jsonl.lock`` (readers a shared one), write each
 complete line with one ``os.write`` on a descriptor opened with ``O_APPEND``,
 then ``fsync``. Ids are assigned under the lock from the file itself, so
 processes appending at once never collide and lose no line. A process killed
-mid-write can only leave a torn *last* line (no final newline): :meth:`read`
-skips it with a warning and the next append truncates it away. A bad line
+mid-write can only leave a torn *last* line (no final newline). A last line
+that lacks only its newline but is a complete, valid record (written by hand
+or by another tool) is kept: :meth:`read` counts it and the next append adds
+the newline. A last line that does not parse is torn: :meth:`read` skips it
+with a warning and the next append truncates it away, warning again. The log
+and its lock file are never written through a symbolic link. A bad line
 anywhere else is corruption no crash can cause, and reading refuses it.
 """
 from __future__ import annotations
@@ -213,7 +217,8 @@ class PredictionLog:
         if not self.path.parent.is_dir():
             raise ValueError(f"the folder of the prediction log {self.path} does not exist; the log lives inside "
                              "an index folder: create the index first or fix the path")
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        _refuse_symlink(self.lock_path)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -275,9 +280,13 @@ class PredictionLog:
             os.truncate(self.path, self._offset + end)
         self._offset += end
         self._lines += len(records)
+        if data and end == len(data) and not data.endswith(b"\n"):  # complete the unterminated last record
+            self._write([b"\n"])
+            self._lines -= 1
 
     def _write(self, lines: list[bytes]) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        _refuse_symlink(self.path)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             for line in lines:
                 n = os.write(fd, line)
@@ -356,8 +365,11 @@ def _parse(data: bytes, path: Path, first_line: int, ids: _Ids) -> tuple[list[di
     (a torn line) are left out; a complete line that is not a valid record raises ValueError.
     """
     end = data.rfind(b"\n") + 1
+    lines = data[:end].split(b"\n")[:-1]
+    if end < len(data) and _complete(data[end:]):
+        lines, end = lines + [data[end:]], len(data)  # a complete record that lacks only its newline: kept
     records = []
-    for n, raw in enumerate(data[:end].split(b"\n")[:-1], start=first_line):
+    for n, raw in enumerate(lines, start=first_line):
         try:
             r = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -368,6 +380,21 @@ def _parse(data: bytes, path: Path, first_line: int, ids: _Ids) -> tuple[list[di
         _check_record(r, n, path, ids)
         records.append(r)
     return records, end
+
+
+def _complete(tail: bytes) -> bool:
+    """Whether a last line without its newline is a whole JSON object (a torn line never is: a record's
+    closing brace is its last byte before the newline)."""
+    try:
+        return isinstance(json.loads(tail), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
+def _refuse_symlink(path: Path) -> None:
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); the prediction log is never written "
+                         "through a link: replace it with a plain file or remove it")
 
 
 def _check_record(r, n: int, path: Path, ids: _Ids) -> None:
