@@ -143,6 +143,9 @@ class FewShotClassifier:
         self.checkpoint = None  # set by from_checkpoint: where the encoder's weights came from
         self._generation: tuple[str, int] | None = None  # (folder, store generation) this was loaded from
         self.index_id_: str | None = None  # identity of the store this was loaded from / saved to
+        # ids of the logged predictions whose correction this index holds: the commit point of a correction
+        # (fewshot.curation.correct); None for a folder saved before it was recorded
+        self.log_corrections_: list[int] | None = []
         self._reset()
 
     # -- state ------------------------------------------------------------------------------------
@@ -535,7 +538,7 @@ class FewShotClassifier:
             "unknown_label": self.unknown_label, "threshold": self.threshold_, "calibration": self.calibration_,
             "index_kind": self.index_kind, "index_options": self.index_options,
             "index": self.index_.config() if self.index_ is not None else None,
-            "encoder": self.encoder_identity(),
+            "encoder": self.encoder_identity(), "log_corrections": self.log_corrections_,
         }
         blobs = {"state": ("safetensors", save_arrays({"sums": np.ascontiguousarray(self.sums_)})),
                  "support": ("jsonl", _support_bytes(self.classes_, self.support_))}
@@ -600,6 +603,7 @@ class FewShotClassifier:
         return {"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
                 "metric": meta["metric"], "dim": meta["dim"], "threshold": meta["threshold"],
                 "generation": doc["generation"], "index_id": meta.get("index_id"),
+                "log_corrections": meta.get("log_corrections"),
                 "classes": [{"label": c, "count": n} for c, n in zip(meta["classes"], meta["counts"])]}
 
     @classmethod
@@ -653,6 +657,11 @@ class FewShotClassifier:
         clf.support_ = _support_from_bytes(blobs.get("support"), clf.classes_, clf.counts_, path)
         clf.threshold_ = meta["threshold"]
         clf.calibration_ = meta["calibration"]
+        clf.log_corrections_ = meta.get("log_corrections")
+        if clf.log_corrections_ is not None and not (isinstance(clf.log_corrections_, list) and all(
+                isinstance(i, int) and not isinstance(i, bool) for i in clf.log_corrections_)):
+            raise StoreError(f"{path}: log_corrections must be a list of prediction ids, got "
+                             f"{str(clf.log_corrections_)[:80]}; restore the folder from a backup")
         if meta["index"] is not None:
             index = SupportIndex.from_bytes(blobs.get("index", b""), meta["index"])
             try:

@@ -37,7 +37,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -76,6 +76,10 @@ class PredictionLog:
         self._offset = 0
         self._lines = 0
         self._ids = _Ids()
+        # called at each read: the prediction ids whose correction the index has committed (None: all count);
+        # a correction record of any other id (its writer was killed before the index took it) does not
+        # count: see fewshot.curation.correct
+        self.committed_corrections: Callable[[], Iterable[int] | None] | None = None
 
     def __repr__(self) -> str:
         return f"PredictionLog({str(self.path)!r})"
@@ -150,11 +154,16 @@ class PredictionLog:
         ``generation``, ``time``) plus ``feedback`` (None, "correction" or "confirmation": the
         latest one), ``true_label`` (the corrected label, the top label when confirmed, else None)
         and ``correct`` (whether the top label equals ``true_label``; None when unconfirmed).
-        A missing file reads as an empty log.
+        A missing file reads as an empty log. While :attr:`committed_corrections` is set, a
+        correction of a prediction id outside what it returns is left out.
         """
         records, _ = self._read_records()
         out: dict[int, dict] = {}
+        committed = self.committed_corrections() if self.committed_corrections is not None else None
+        committed = None if committed is None else set(committed)
         for r in records[1:]:
+            if r["type"] == "correction" and committed is not None and r["id"] not in committed:
+                continue  # never committed by the index: as if not written
             if r["type"] == "prediction":
                 out[r["id"]] = {k: v for k, v in r.items() if k != "type"}
                 out[r["id"]].update(feedback=None, true_label=None, correct=None)
