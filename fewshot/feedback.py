@@ -223,6 +223,9 @@ class PredictionLog:
     # -- internals --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _lock(self, exclusive: bool):
+        if self.path.is_dir() and not self.path.is_symlink():
+            raise ValueError(f"the prediction log {self.path} is a folder, expected a file (or nothing yet); "
+                             "move that folder away")
         if not self.path.parent.is_dir():
             raise ValueError(f"the folder of the prediction log {self.path} does not exist; the log lives inside "
                              "an index folder: create the index first or fix the path")
@@ -400,6 +403,10 @@ def _complete(tail: bytes) -> bool:
         return False
 
 
+def _is_label(x) -> bool:
+    return isinstance(x, (str, int)) and not isinstance(x, bool)
+
+
 def _refuse_symlink(path: Path) -> None:
     if path.is_symlink():
         raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); the prediction log is never written "
@@ -418,8 +425,20 @@ def _check_record(r, n: int, path: Path, ids: _Ids) -> None:
         if r.get("format") != FORMAT or not isinstance(r.get("index"), str):
             raise ValueError(f"{where}: expected a header of format {FORMAT!r} naming the index, got {r}")
         return
-    if not isinstance(r.get("id"), int):
+    if isinstance(r.get("id"), bool) or not isinstance(r.get("id"), int):
         raise ValueError(f"{where}: expected an integer id, got {r.get('id')!r}")
+    if r["type"] == "prediction":
+        labels, scores = r.get("labels"), r.get("scores")
+        if not isinstance(labels, list) or not labels or not all(_is_label(x) for x in labels) \
+                or not isinstance(scores, list) or len(scores) != len(labels) \
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in scores) \
+                or not isinstance(r.get("query"), str):
+            raise ValueError(f"{where}: expected a prediction with a query text, a non-empty list of labels (str "
+                             f"or int) and one score per label, got {str(r)[:120]}; the log was edited: restore "
+                             "it or move it aside to start a new log")
+    elif r["type"] == "correction" and not _is_label(r.get("label")):
+        raise ValueError(f"{where}: expected a correction whose label is a str or int, got {r.get('label')!r}; "
+                         "the log was edited: restore it or move it aside to start a new log")
     if r["type"] == "prediction":
         if r["id"] <= ids.last:
             raise ValueError(f"{where}: prediction id {r['id']} after id {ids.last}; ids must increase "
