@@ -8,7 +8,10 @@ A checkpoint folder written by :func:`save_checkpoint` is a
   reloading pretrained weights), the adapter record (LoRA), the learner's own
   structural facts, and the SHA-256 of the weights;
 - ``model-<generation>-<token>.safetensors``: ``learner.module.state_dict()``;
-- ``config.json``: the resolved run config (sorted keys, ``fewshot_version``).
+- ``config.json``: the resolved run config (sorted keys, ``fewshot_version``), a copy of the
+  manifest's ``run_config``: it is written from the committed manifest, under the folder lock, right
+  after the commit (and rewritten from it by the next save or load if a kill fell in between), so it
+  never describes other weights than the committed ones.
 
 Overwriting a checkpoint writes the new weights under a new name and then
 replaces the manifest, so a process killed at any instant leaves the old
@@ -88,12 +91,44 @@ def save_checkpoint(out_dir: str | os.PathLike, learner, config_dict: dict | Non
     }
     cfg = dict(config_dict or {})
     cfg["fewshot_version"] = __version__
-    cfg_text = json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n"
-    if not (out / "config.json").is_file() or (out / "config.json").read_text() != cfg_text:
-        atomic_write_text(out / "config.json", cfg_text)  # the run's config: the same for every save of a run
-    _checkpoint_store(out).write(record, {WEIGHTS_KEY: ("safetensors", data)})
+    record["run_config"] = json.loads(json.dumps(cfg, default=str))  # committed with the weights
+    store = _checkpoint_store(out)
+    with store.lock():
+        SupportStore.refuse_symlink(out / "config.json")  # refused before the commit, not after it
+        store.write(record, {WEIGHTS_KEY: ("safetensors", data)})
+        _publish_config(out, record)
     _remove_legacy(out, (LEARNER_JSON, WEIGHTS))
     return out
+
+
+def _config_text(record: dict) -> str:
+    return json.dumps(record["run_config"], indent=2, sort_keys=True, default=str) + "\n"
+
+
+def _publish_config(folder: Path, record: dict) -> None:
+    """Write ``config.json`` from the committed record ``record`` (folder lock held) unless it already says so."""
+    path = folder / "config.json"
+    SupportStore.refuse_symlink(path)
+    text = _config_text(record)
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
+    for tmp in folder.glob(".config.json.tmp-*"):  # atomic_write_text's temp file of a killed save
+        if tmp.name[len(".config.json.tmp-"):].isdigit() and tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+
+
+def _repair_config(folder: Path, record: dict) -> None:
+    """A kill between a checkpoint's commit and its config.json: rewrite config.json from the committed
+    manifest (under the lock, re-read there); a folder this user cannot write is left as it is."""
+    path = folder / "config.json"
+    if "run_config" not in record or not (folder / MANIFEST).is_file() or path.is_symlink() or (path.is_file() and path.read_text() ==
+                                                            _config_text(record)):
+        return  # consistent, older than run_config, or a link the next save refuses
+    if not os.access(folder, os.W_OK):
+        return
+    store = _checkpoint_store(folder)
+    with store.lock():
+        _publish_config(folder, store.read_manifest()["body"])
 
 
 def _remove_legacy(folder: Path, names: tuple[str, ...]) -> None:
@@ -151,6 +186,8 @@ def _checked_record(d: Path, with_data: bool) -> tuple[dict, bytes | None]:
     if not d.is_dir():
         raise ValueError(f"checkpoint {str(d)!r} is not a folder; expected a folder written by `fewshot train`")
     record, data = _read_folder(d, _checkpoint_store(d), LEARNER_JSON, WEIGHTS, "weights_sha256", with_data)
+    if isinstance(record, dict) and record.get("format") == FORMAT:
+        _repair_config(d, record)
     if record.get("format") != FORMAT:
         raise ValueError(f"checkpoint {d}: expected format {FORMAT!r}, got {record.get('format')!r}; "
                          "this is not a fewshot checkpoint")
@@ -175,7 +212,8 @@ def trained_classes(ckpt_dir: str | os.PathLike) -> tuple[str, ...]:
     """The class splits a checkpoint's run trained on, from its ``config.json``: ("train",), or
     ("train", "val") for a final model (``train.include_val``); ("train",) when the config is absent."""
     path = Path(ckpt_dir) / "config.json"
-    cfg = json.loads(path.read_text()) if path.is_file() else {}
+    record = read_record(ckpt_dir) if is_checkpoint(ckpt_dir) else {}
+    cfg = record.get("run_config") or (json.loads(path.read_text()) if path.is_file() else {})
     return ("train", "val") if (cfg.get("train") or {}).get("include_val") else ("train",)
 
 

@@ -10,20 +10,25 @@ A store folder holds
   and kept by every later one (a folder written before ``index_id`` existed
   gets one on its next save), so that a prediction log can name the index;
 - data files named ``<key>-<token>.<ext>`` (e.g. ``index-1f3a....faiss``,
-  ``state-1f3a....safetensors``), one set per saved generation.
+  ``state-1f3a....safetensors``), one set per saved generation;
+- ``.pending``: the names of the data files a write is about to create (written
+  before them, so that the files of a write killed before its commit can be
+  collected later).
 
 Writing a new state (:meth:`SupportStore.write`) never touches the files the
-current manifest names: it first records in ``.pending.json`` (the journal) the
-names it is about to write and the names of the files they replace, writes the new data files under fresh names
-(temp file, fsync, rename), then atomically replaces ``manifest.json`` (the
-commit point), then deletes the files the old manifest named and the new one
-does not, and clears the journal. A process killed at any instant therefore
-leaves the old manifest with its intact files, or the new one with its intact
-files, and the journal names every file that is not the current manifest's:
-the next write deletes those (with their temp files). A store deletes only
-files that its own manifests or journal name: never a file by the shape of its
-name, so a user's file in the folder is safe. A reader that finds a named file
-missing (an older generation deleted under it) re-reads the manifest and retries.
+current manifest names: it records the new names in ``.pending``, writes the
+new data files under those fresh names (temp file, fsync, rename), then
+atomically replaces ``manifest.json`` (the commit point; its ``retired`` list
+names the previous generation's files), then deletes the retired files and
+the uncommitted files and temp files ``.pending`` names. The store only ever
+deletes a file its own records name (the manifest's ``retired`` list, the
+``.pending`` record, or a temp file of its own ``manifest.json``), never a file
+because its name looks like a data file: a user's file left in the folder stays.
+No file the store writes may be a symbolic link (a link planted in the folder
+is refused, never written through). A process killed
+at any instant therefore leaves the old manifest with its intact files, or the
+new one with its intact files. A reader that finds a named file missing (an
+older generation deleted under it) re-reads the manifest and retries.
 
 :meth:`SupportStore.locked` is an exclusive, re-entrant (within one process)
 ``fcntl`` lock on ``DIR/.lock``: hold it around load-modify-save so that
@@ -36,6 +41,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import threading
 import uuid
@@ -46,9 +52,11 @@ from .atomic import atomic_write_bytes, atomic_write_text, fsync_dir
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-PENDING = ".pending.json"  # the files a write creates and replaces, until it has committed and cleaned up
 FORMAT = "fewshot-support-store"
 FORMAT_VERSION = 1
+PENDING = ".pending"
+DATA_FILE = re.compile(r"^[A-Za-z_]\w*-\d{8}-[0-9a-f]{8}\.[A-Za-z0-9]+$")  # what the store's own names look like
+MANIFEST_TMP = re.compile(r"^\.manifest\.json\.tmp-\d+$")  # atomic_write_text's temp file of the manifest
 
 _held: dict[tuple[str, int], int] = {}  # (lock path, thread) -> depth: re-entrant within a thread
 _held_guard = threading.Lock()
@@ -103,9 +111,14 @@ class SupportStore:
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"expected a folder at {self.path} but it is a file; choose another path "
                              "(or move the file away)")
+        for parent in self.path.parents:
+            if parent.exists() and not parent.is_dir():
+                raise StoreError(f"cannot create {self.path}: {parent} is a file, not a folder; choose a path "
+                                 "under a folder")
         with self._os_errors("create or lock"):
             self.path.mkdir(parents=True, exist_ok=True)
-            open(self.path / LOCK, "a").close()
+            self.refuse_symlink(self.path / LOCK)
+            os.close(os.open(self.path / LOCK, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644))
         path = str((self.path / LOCK).resolve())
         key = (path, threading.get_ident())
         with _held_guard:
@@ -119,7 +132,7 @@ class SupportStore:
                 with _held_guard:
                     _held[key] -= 1
             return
-        with open(path, "a+") as fh:
+        with open(os.open(path, os.O_RDWR | os.O_NOFOLLOW), "r+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             with _held_guard:
                 _held[key] = 1
@@ -142,6 +155,14 @@ class SupportStore:
                              f"{': ' + str(exc.filename) if exc.filename else ''}); check that the folder is "
                              f"{'readable' if action == 'read' else 'writable'} by this user, or use another "
                              "folder") from exc
+
+    @staticmethod
+    def refuse_symlink(path: Path) -> None:
+        """Refuse (StoreError) to write ``path`` when it is a symbolic link: writing through a link planted in
+        the folder would change a file elsewhere."""
+        if path.is_symlink():
+            raise StoreError(f"{path} is a symbolic link (to {os.readlink(path)}); fewshot never writes through a "
+                             "link: replace it with a plain file or remove it")
 
     @classmethod
     def locked(cls, path: str | os.PathLike):
@@ -173,7 +194,11 @@ class SupportStore:
                              f"{self.remedy}")
         body = doc["body"]
         missing = [k for k in self.required if not isinstance(body, dict) or k not in body]
-        if missing or not isinstance(doc.get("files"), dict) or not isinstance(doc.get("generation"), int):
+        if missing or not isinstance(doc.get("files"), dict) or not isinstance(doc.get("generation"), int) \
+                or not all(isinstance(f, dict) and isinstance(f.get("name"), str) and DATA_FILE.match(f["name"])
+                           and isinstance(f.get("bytes"), int) and isinstance(f.get("sha256"), str)
+                           for f in doc["files"].values()) \
+                or not all(isinstance(n, str) and DATA_FILE.match(n) for n in doc.get("retired", [])):
             what = f"the keys {missing}" if missing else "its file list or generation"
             raise StoreError(f"{self.manifest_path} lacks {what} (expected {sorted(self.required)}); the folder "
                              f"was altered or written by another program: {self.remedy}")
@@ -227,63 +252,81 @@ class SupportStore:
                     f"{self.path} was changed by another writer (generation {current}, this copy was loaded at "
                     f"{expect_generation}); saving would lose that update. Load it again and re-apply the "
                     "change, or make changes under `with FewShotClassifier.update(DIR) as clf:`, which locks")
-            named = {f["name"] for f in old["files"].values()} if old else set()
-            self._collect_pending(named)
             generation = current + 1
             token = f"{generation:08d}-{secrets.token_hex(4)}"
             names = {key: f"{key}-{token}.{ext}" for key, (ext, _) in blobs.items()}
-            # the journal: this write's files and the ones it replaces; whichever manifest is current after a kill,
-            # the others are the leftovers the next write deletes
-            atomic_write_text(self.path / PENDING, json.dumps(sorted(named | set(names.values()))) + "\n")
-            files = {}
-            body = {**meta, "index_id": index_id}
+            self.refuse_symlink(self.manifest_path)
+            self.refuse_symlink(self.path / PENDING)
+            pending = self._read_pending()
             try:
+                self._record_pending(sorted(names.values()) + pending)
+                files = {}
                 for key, (ext, data) in blobs.items():
                     atomic_write_bytes(self.path / names[key], data)
                     files[key] = {"name": names[key], "bytes": len(data), "sha256": _sha256(data)}
+                body = {**meta, "index_id": index_id}
+                retired = sorted({f["name"] for f in old["files"].values()} - set(names.values())) if old else []
                 doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "fewshot_version": __version__,
-                       "generation": generation, "files": files, "body": body, "sha256": _body_digest(body)}
+                       "generation": generation, "files": files, "retired": retired, "body": body,
+                       "sha256": _body_digest(body)}
                 atomic_write_text(self.manifest_path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
-            except BaseException:  # not committed: leave the folder as it was
-                if self._committed_generation() != generation:
-                    with contextlib.suppress(OSError):
-                        self._delete(set(names.values()))
+            except BaseException:  # not committed: take back what this write made, as far as the disk lets us
+                with contextlib.suppress(OSError):
+                    for name in names.values():
+                        (self.path / name).unlink(missing_ok=True)
+                    if pending:
+                        self._record_pending(pending)
+                    else:
                         (self.path / PENDING).unlink(missing_ok=True)
                 raise
-            self._delete(named - set(names.values()))  # the old generation's files, named by its manifest
-            (self.path / PENDING).unlink(missing_ok=True)
-            fsync_dir(self.path)
+            self._collect_garbage(doc, (old or {}).get("retired", []))
         self.generation, self.index_id = generation, index_id
         return generation
 
-    def _committed_generation(self) -> int | None:
-        try:
-            return json.loads(self.manifest_path.read_bytes()).get("generation")
-        except (OSError, ValueError, AttributeError):
-            return None
+    def collect_garbage(self) -> int:
+        """Delete what killed writers left (see the module docstring); returns how many files went.
 
-    def _collect_pending(self, named: set[str]) -> None:
-        """Delete what a killed writer left (lock held): the files its journal names that the committed manifest
-        does not, and their temp files; then the journal itself. Nothing else is touched."""
+        Takes the lock; a folder without a manifest, or one this user cannot write, is left alone.
+        """
+        if not self.exists() or not os.access(self.path, os.W_OK):
+            return 0
+        with self.lock(), self._os_errors("clean up"):
+            return self._collect_garbage(self.read_manifest())
+
+    def _read_pending(self) -> list[str]:
+        """The names ``.pending`` records (only names the store itself would choose); [] if none or damaged."""
         path = self.path / PENDING
         if path.is_symlink() or not path.is_file():
-            return
+            return []
         try:
-            pending = json.loads(path.read_text(encoding="utf-8"))
+            names = json.loads(path.read_bytes())
         except (UnicodeDecodeError, json.JSONDecodeError):
-            pending = []  # torn by a kill while it was written: the write it began created nothing yet
-        if not isinstance(pending, list):
-            pending = []
-        ours = [n for n in pending if isinstance(n, str) and n == Path(n).name and not n.startswith(".")]
-        self._delete(set(ours) - named)
-        path.unlink(missing_ok=True)
+            return []  # torn by a kill while it was written: the files it named were not written yet
+        return [n for n in names if isinstance(n, str) and DATA_FILE.match(n)] if isinstance(names, list) else []
 
-    def _delete(self, names: set[str]) -> None:
-        """Delete the store's own files ``names`` and the temp files an atomic write of each may have left."""
-        for name in names:
-            for p in (self.path / name, *self.path.glob(f".{name}.tmp-*")):
-                if p.is_file() or p.is_symlink():
-                    p.unlink(missing_ok=True)
-        for p in self.path.glob(f".{MANIFEST}.tmp-*"):
-            if p.is_file() and not p.is_symlink():
+    def _record_pending(self, names: list[str]) -> None:
+        self.refuse_symlink(self.path / PENDING)
+        fd = os.open(self.path / PENDING, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, json.dumps(sorted(set(names))).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.path)
+
+    def _collect_garbage(self, doc: dict, also_retired: list[str] = ()) -> int:
+        """Delete (lock held) the retired files of ``doc`` (the committed manifest), the files ``.pending``
+        names that ``doc`` does not, their temp files, and temp files of the manifest: never a file ``doc``
+        names, never a file no record of this store names."""
+        keep = {f["name"] for f in doc["files"].values()}
+        own = (set(doc.get("retired", [])) | set(also_retired) | set(self._read_pending())) - keep
+        removed = 0
+        for p in self.path.iterdir():
+            tmp_of = p.name[1:].rsplit(".tmp-", 1)[0] if p.name.startswith(".") and ".tmp-" in p.name else None
+            if (p.name in own or tmp_of in own or MANIFEST_TMP.match(p.name)) and p.is_file() \
+                    and not p.is_symlink():
                 p.unlink(missing_ok=True)
+                removed += 1
+        (self.path / PENDING).unlink(missing_ok=True)
+        fsync_dir(self.path)
+        return removed

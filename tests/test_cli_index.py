@@ -241,14 +241,3 @@ def test_predict_log_gives_an_index_saved_before_index_ids_an_identity(ix):
     doc = json.loads((ix / "manifest.json").read_text())
     header = json.loads((ix / "predictions.jsonl").read_text().splitlines()[0])
     assert doc["body"]["index_id"] and header["index"] == doc["body"]["index_id"] and doc["generation"] == 4
-
-
-def test_create_into_a_folder_of_other_files_is_refused_and_deletes_nothing(tmp_path, tiny_text_model_dir):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    (folder / "photo-20240101-deadbeef.jpg").write_bytes(b"a picture")  # the shape of a store data file
-    r = invoke("index", "create", str(folder), "--encoder", str(tiny_text_model_dir))
-    assert r.exit_code == 2
-    assert "holds other files (photo-20240101-deadbeef.jpg) and no index" in r.output
-    assert sorted(p.name for p in folder.iterdir()) == ["photo-20240101-deadbeef.jpg"]
-    assert (folder / "photo-20240101-deadbeef.jpg").read_bytes() == b"a picture"

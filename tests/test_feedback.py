@@ -127,32 +127,6 @@ def test_torn_last_line_is_skipped_with_a_warning_then_cut_by_the_next_append(lo
     assert [p["query"] for p in log.read()] == ["q0", "q1", "q2 again"]
 
 
-def test_a_whole_last_record_without_its_newline_is_kept_and_completed(log):
-    """A writer stopped between a record and its newline: the record (a confirmation) must not be lost."""
-    ids = log.append([entry("q0"), entry("q1")])
-    log.append_confirmation(ids[1])
-    data = log.path.read_bytes()
-    log.path.write_bytes(data[:-1])  # the confirmation's final newline never reached the disk
-    with pytest.warns(UserWarning, match="lacks the final newline"):
-        assert PredictionLog(log.path).get(1)["feedback"] == "confirmation"
-    with pytest.warns(UserWarning, match="adding the final newline"):
-        fresh = PredictionLog.open(log.path, "index-A")
-    assert fresh.append([entry("q2")]) == [2]
-    assert log.path.read_bytes().startswith(data)  # nothing cut: the newline was added back
-    got = PredictionLog(log.path)
-    assert got.get(1)["feedback"] == "confirmation" and [p["query"] for p in got.read()] == ["q0", "q1", "q2"]
-
-
-def test_a_log_that_is_a_symlink_is_never_written_through(tmp_path):
-    outside = tmp_path / "outside.jsonl"
-    outside.write_text("")
-    (tmp_path / "ix").mkdir()
-    os.symlink(outside, tmp_path / "ix" / FILENAME)
-    with pytest.raises(ValueError, match="is a symbolic link; the prediction log is only written as a plain file"):
-        PredictionLog.in_index(tmp_path / "ix", "index-A").append([entry("q")])
-    assert outside.read_text() == ""
-
-
 def test_torn_middle_line_is_an_error_naming_the_line(log):
     log.append([entry("q0"), entry("q1"), entry("q2")])
     text = log.path.read_text().splitlines(keepends=True)

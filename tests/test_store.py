@@ -125,7 +125,7 @@ def test_kill_during_write_leaves_the_old_or_the_new_state(tmp_path):
     path = tmp_path / "ix"
     last, outcomes = 0, []
     env = {**os.environ, "PYTHONPATH": ROOT}
-    for seed in range(10):
+    for seed in range(20):  # about 1 in 7 kill instants falls after the commit point
         proc = subprocess.run([sys.executable, "-c", WRITER, str(path), str(seed)], capture_output=True, text=True,
                               env=env, timeout=120)
         assert proc.returncode == -signal.SIGKILL, proc.stderr

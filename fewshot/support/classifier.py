@@ -108,6 +108,9 @@ class FewShotClassifier:
         self.path_: str | None = None  # the folder this was last loaded from or saved to
         self.generation_: int | None = None  # the store generation it was then at
         self.index_id_: str | None = None  # identity of that store
+        # ids of the logged predictions whose correction this index holds: the commit point of a correction
+        # (fewshot.support.curation.correct); None for a folder saved before it was recorded
+        self.log_corrections_: list[int] | None = []
         self._reset()
 
     # -- state ------------------------------------------------------------------------------------
@@ -352,7 +355,7 @@ class FewShotClassifier:
         meta = {"fitted": self.fitted_, "metric": self.metric, "scale": self.scale,
                 "unknown_label": self.unknown_label, "threshold": self.threshold_, "calibration": self.calibration_,
                 "index_kind": self.index_kind, "index_options": self.index_options,
-                "encoder": self.encoder_identity()}
+                "encoder": self.encoder_identity(), "log_corrections": self.log_corrections_}
         key = os.path.realpath(path)
         source = replacing if replacing is not None else self
         expect = source.generation_ if source.path_ == key else None
@@ -401,6 +404,7 @@ class FewShotClassifier:
         clf = cls(saved.encoder, **saved.settings, batch_size=batch_size, device=device)
         clf.checkpoint, clf.book_, clf.fitted_ = saved.checkpoint, saved.book, saved.fitted
         clf.threshold_, clf.calibration_ = saved.threshold, saved.calibration
+        clf.log_corrections_ = saved.log_corrections
         if saved.index is not None:
             try:
                 clf.head_ = NearestPrototypes.from_index(saved.index, saved.book.ids, clf.scale)

@@ -38,18 +38,21 @@ def prediction_log(path: str | os.PathLike, create: bool = False) -> PredictionL
     existed is first saved once (under its lock) so that it gets one. Without ``create``,
     nothing is written and a missing log reads as empty.
     """
-    index_id = FewShotClassifier.describe(path)["index_id"]
-    if index_id is None and create:
+    about = FewShotClassifier.describe(path)
+    if about["index_id"] is None and create:
         with FewShotClassifier.update(path):
             pass  # the save gives the store its index_id
-        index_id = FewShotClassifier.describe(path)["index_id"]
+        about = FewShotClassifier.describe(path)
+    index_id = about["index_id"]
     log_path = os.path.join(path, LOG_FILENAME)
     if index_id is None:
         if os.path.exists(log_path):
             raise ValueError(f"{log_path} belongs to another index: the index in {path} has no identity "
                              "yet, so it never wrote a log; move that file aside")
         return PredictionLog(log_path, "unsaved-identity")  # empty: reads only, never written
-    return PredictionLog.open(log_path, index_id) if create else PredictionLog(log_path, index_id)
+    log = PredictionLog.open(log_path, index_id) if create else PredictionLog(log_path, index_id)
+    log.committed_corrections = lambda: FewShotClassifier.describe(path)["log_corrections"]  # read each time
+    return log
 
 
 def correct(path: str | os.PathLike, id: int, label, encoder=None) -> dict:
@@ -58,8 +61,12 @@ def correct(path: str | os.PathLike, id: int, label, encoder=None) -> dict:
 
     The prototype is updated as a running mean: only this one query text is embedded
     again (the log keeps texts, not embeddings); old examples are not. A new label adds a
-    class. Runs under :meth:`FewShotClassifier.update` (the folder lock), then the correction is appended to
-    the log before the index is saved. Refused (ValueError, nothing changed): an id the
+    class. Runs under :meth:`FewShotClassifier.update` (the folder lock): the correction is appended to
+    the log, then the index is saved with the id in its ``log_corrections``. That save is the one commit
+    point: a correction record whose id the index does not name (a process killed between the two
+    writes) does not count anywhere (:attr:`PredictionLog.committed_corrections`), so the prediction can
+    be corrected again. (A folder saved before ``log_corrections`` existed counts every correction its log
+    holds, then records them with its first correction.) Refused (ValueError, nothing changed): an id the
     log does not hold, a log of another index, a blank label, a prediction that already
     got feedback.
     """
@@ -68,10 +75,15 @@ def correct(path: str | os.PathLike, id: int, label, encoder=None) -> dict:
                          "of the logged query")
     log = prediction_log(path)
     with FewShotClassifier.update(path, encoder) as clf:
+        committed = clf.log_corrections_
+        log.committed_corrections = lambda: committed  # what the loaded index holds (the lock is ours)
+        if clf.log_corrections_ is None:  # saved before corrections were committed: all the log's count
+            clf.log_corrections_ = sorted(p["id"] for p in log.read() if p["feedback"] == "correction")
         entry = _unreviewed(log, id, "correct")
         label = clf.label(label, "correct")
         clf.add_classes([entry["query"]], [label])
         log.append_correction(id, label)
+        clf.log_corrections_ = sorted(set(clf.log_corrections_) | {id})  # committed by update's save
     return entry
 
 
@@ -213,6 +225,7 @@ def rebuild(path: str | os.PathLike, encoder, margin: float = 0.02, force: bool 
                              f"{report['old_accuracy'] - report['new_accuracy']:.3f} > margin {margin}; the "
                              "index is unchanged. Train a better checkpoint, raise --margin, or pass --force",
                              report)
+        new.log_corrections_ = old.log_corrections_  # the corrections the rebuilt index still holds
         new.save(path, replacing=old)  # refused if anybody wrote in between (we hold the lock)
     report.update(swapped=True, generation=new.generation_)
     return report

@@ -69,6 +69,7 @@ class Saved(NamedTuple):
     fitted: bool
     threshold: float | None
     calibration: dict | None
+    log_corrections: list[int] | None  # the logged corrections this index holds (None: saved before they were)
     store: SupportStore
 
 
@@ -84,8 +85,13 @@ def open_saved(path, encoder=None) -> Saved:
         scale = 1.0 / meta["temperature"]
     settings = {"metric": meta["metric"], "unknown_label": meta["unknown_label"], "scale": scale,
                 "index_kind": meta["index_kind"], "index_options": meta["index_options"]}
+    corrections = meta.get("log_corrections")
+    if corrections is not None and not (isinstance(corrections, list) and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in corrections)):
+        raise StoreError(f"{path}: log_corrections must be a list of prediction ids, got {str(corrections)[:80]}; "
+                         "restore the folder from a backup")
     return Saved(settings, encoder, ident.get("checkpoint"), book, index, bool(meta["fitted"]), meta["threshold"],
-                 meta["calibration"], store)
+                 meta["calibration"], corrections, store)
 
 
 @contextlib.contextmanager
@@ -94,10 +100,10 @@ def creating(path):
     existed = Path(path).exists()
     if existed and Path(path).is_dir() and not SupportStore(path).exists():
         others = sorted(p.name for p in Path(path).iterdir() if p.name != ".lock")
-        if others:
-            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
-            raise ValueError(f"{path} is a folder that holds other files ({shown}) and no index; an index is "
-                             "created in a new or empty folder: choose one (nothing was changed)")
+        if others:  # refused before the lock file is made: the folder is left exactly as it was
+            raise ValueError(f"{path} is not empty ({len(others)} entries, e.g. {others[:3]}) and holds no index; an "
+                             "index is created in a new or empty folder only, so that nothing of yours is mixed "
+                             "with it: choose a new folder")
     store = SupportStore(path)
     try:
         with store.lock():
@@ -106,7 +112,7 @@ def creating(path):
                                  "(CLI: `fewshot index add`), or choose a new folder")
             yield
     except BaseException:
-        if not existed and not store.exists():  # remove what this call created, nothing else
+        if not existed and Path(path).is_dir() and not store.exists():  # remove what this call created
             (Path(path) / ".lock").unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 Path(path).rmdir()
@@ -144,6 +150,7 @@ def describe(path) -> dict:
     return {"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
             "metric": meta["metric"], "dim": meta["dim"], "threshold": meta["threshold"],
             "generation": doc["generation"], "index_id": meta.get("index_id"),
+            "log_corrections": meta.get("log_corrections"),
             "classes": [{"label": c, "count": n} for c, n in zip(meta["classes"], meta["counts"])]}
 
 

@@ -21,8 +21,12 @@ sidecar file ``.predictions.jsonl.lock`` (readers a shared one), write each
 complete line with one ``os.write`` on a descriptor opened with ``O_APPEND``,
 then ``fsync``. Ids are assigned under the lock from the file itself, so
 processes appending at once never collide and lose no line. A process killed
-mid-write can only leave a torn *last* line (no final newline): :meth:`read`
-skips it with a warning and the next append truncates it away. A bad line
+mid-write can only leave a torn *last* line (no final newline). A last line
+that lacks only its newline but is a complete, valid record (written by hand
+or by another tool) is kept: :meth:`read` counts it and the next append adds
+the newline. A last line that does not parse is torn: :meth:`read` skips it
+with a warning and the next append truncates it away, warning again. The log
+and its lock file are never written through a symbolic link. A bad line
 anywhere else is corruption no crash can cause, and reading refuses it.
 """
 from __future__ import annotations
@@ -33,7 +37,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -72,6 +76,10 @@ class PredictionLog:
         self._offset = 0
         self._lines = 0
         self._ids = _Ids()
+        # called at each read: the prediction ids whose correction the index has committed (None: all count);
+        # a correction record of any other id (its writer was killed before the index took it) does not
+        # count: see fewshot.curation.correct
+        self.committed_corrections: Callable[[], Iterable[int] | None] | None = None
 
     def __repr__(self) -> str:
         return f"PredictionLog({str(self.path)!r})"
@@ -146,11 +154,16 @@ class PredictionLog:
         ``generation``, ``time``) plus ``feedback`` (None, "correction" or "confirmation": the
         latest one), ``true_label`` (the corrected label, the top label when confirmed, else None)
         and ``correct`` (whether the top label equals ``true_label``; None when unconfirmed).
-        A missing file reads as an empty log.
+        A missing file reads as an empty log. While :attr:`committed_corrections` is set, a
+        correction of a prediction id outside what it returns is left out.
         """
         records, _ = self._read_records()
         out: dict[int, dict] = {}
+        committed = self.committed_corrections() if self.committed_corrections is not None else None
+        committed = None if committed is None else set(committed)
         for r in records[1:]:
+            if r["type"] == "correction" and committed is not None and r["id"] not in committed:
+                continue  # never committed by the index: as if not written
             if r["type"] == "prediction":
                 out[r["id"]] = {k: v for k, v in r.items() if k != "type"}
                 out[r["id"]].update(feedback=None, true_label=None, correct=None)
@@ -210,10 +223,14 @@ class PredictionLog:
     # -- internals --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _lock(self, exclusive: bool):
+        if self.path.is_dir() and not self.path.is_symlink():
+            raise ValueError(f"the prediction log {self.path} is a folder, expected a file (or nothing yet); "
+                             "move that folder away")
         if not self.path.parent.is_dir():
             raise ValueError(f"the folder of the prediction log {self.path} does not exist; the log lives inside "
                              "an index folder: create the index first or fix the path")
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        _refuse_symlink(self.lock_path)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -226,13 +243,10 @@ class PredictionLog:
             return [], 0
         with self._lock(exclusive=False):
             data = self.path.read_bytes()
-        records, end, unterminated = _parse(data, self.path, first_line=1, ids=_Ids())
+        records, end = _parse(data, self.path, first_line=1, ids=_Ids())
         if records:
             self._check_header(records[0])
-        if unterminated:
-            warnings.warn(f"{self.path}: its last record lacks the final newline (a writer stopped just before "
-                          "it); the record is kept and the next append adds the newline", stacklevel=3)
-        elif end < len(data):
+        if end < len(data):
             warnings.warn(f"{self.path}: skipped a torn last line ({len(data) - end} bytes without a final newline, "
                           "left by a writer that stopped mid-line); the next append removes it", stacklevel=3)
         return records, end
@@ -260,7 +274,7 @@ class PredictionLog:
             f.seek(self._offset)
             data = f.read()
         try:
-            records, end, unterminated = _parse(data, self.path, first_line=self._lines + 1, ids=self._ids)
+            records, end = _parse(data, self.path, first_line=self._lines + 1, ids=self._ids)
         except ValueError:
             self._file_id = None  # rescan from the start next time
             raise
@@ -272,29 +286,19 @@ class PredictionLog:
             return
         if self._lines == 0:
             self._check_header(records[0])
-        if unterminated:  # a whole record without its newline: complete it, lose nothing
-            warnings.warn(f"{self.path}: adding the final newline of its last record (a writer stopped just "
-                          "before it); the record is kept", stacklevel=4)
-            self._offset += end
-            self._lines += len(records)
-            self._write([b"\n"])
-            self._lines -= 1  # the newline ends a line already counted
-            return
         if end < len(data):
             warnings.warn(f"{self.path}: removing a torn last line ({len(data) - end} bytes) left by a writer "
                           "that stopped mid-line", stacklevel=4)
             os.truncate(self.path, self._offset + end)
         self._offset += end
         self._lines += len(records)
+        if data and end == len(data) and not data.endswith(b"\n"):  # complete the unterminated last record
+            self._write([b"\n"])
+            self._lines -= 1
 
     def _write(self, lines: list[bytes]) -> None:
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as exc:
-            if os.path.islink(self.path):
-                raise ValueError(f"{self.path} is a symbolic link; the prediction log is only written as a plain "
-                                 "file inside its index folder: replace the link with the file it points to") from exc
-            raise
+        _refuse_symlink(self.path)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             for line in lines:
                 n = os.write(fd, line)
@@ -360,29 +364,23 @@ class _Ids:
         self.seen: set[int] = set()
         self.last = -1
 
-    @classmethod
-    def copy_of(cls, other: "_Ids") -> "_Ids":
-        new = cls()
-        new.seen, new.last = set(other.seen), other.last
-        return new
-
     def add_all(self, ids: list[int]) -> None:
         self.seen.update(ids)
         self.last = max(self.last, *ids)
 
 
-def _parse(data: bytes, path: Path, first_line: int, ids: _Ids) -> tuple[list[dict], int, bool]:
-    """The complete records of ``data``, checked, the byte length they span, and whether the last lacks its
-    final newline.
+def _parse(data: bytes, path: Path, first_line: int, ids: _Ids) -> tuple[list[dict], int]:
+    """The complete lines of ``data`` as checked records, and the byte length they span.
 
     ``first_line`` is the line number of ``data``'s first line (1 at the start of the file);
-    ``ids`` holds the prediction ids already seen and is updated. Bytes after the last newline are
-    a record when they are one whole valid record (a writer that stopped just before the newline:
-    nothing of it is lost), else a torn line, left out; a bad line before the last raises ValueError.
+    ``ids`` holds the prediction ids already seen and is updated. Bytes after the last newline
+    (a torn line) are left out; a complete line that is not a valid record raises ValueError.
     """
     end = data.rfind(b"\n") + 1
-    records = []
     lines = data[:end].split(b"\n")[:-1]
+    if end < len(data) and _complete(data[end:]):
+        lines, end = lines + [data[end:]], len(data)  # a complete record that lacks only its newline: kept
+    records = []
     for n, raw in enumerate(lines, start=first_line):
         try:
             r = json.loads(raw)
@@ -393,17 +391,26 @@ def _parse(data: bytes, path: Path, first_line: int, ids: _Ids) -> tuple[list[di
             ) from exc
         _check_record(r, n, path, ids)
         records.append(r)
-    tail = data[end:]
-    if tail.strip():
-        try:
-            r = json.loads(tail)
-            _check_record(r, first_line + len(lines), path, _Ids.copy_of(ids))
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
-            return records, end, False  # a genuinely torn line
-        _check_record(r, first_line + len(lines), path, ids)
-        records.append(r)
-        return records, len(data), True
-    return records, end, False
+    return records, end
+
+
+def _complete(tail: bytes) -> bool:
+    """Whether a last line without its newline is a whole JSON object (a torn line never is: a record's
+    closing brace is its last byte before the newline)."""
+    try:
+        return isinstance(json.loads(tail), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
+def _is_label(x) -> bool:
+    return isinstance(x, (str, int)) and not isinstance(x, bool)
+
+
+def _refuse_symlink(path: Path) -> None:
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); the prediction log is never written "
+                         "through a link: replace it with a plain file or remove it")
 
 
 def _check_record(r, n: int, path: Path, ids: _Ids) -> None:
@@ -418,8 +425,20 @@ def _check_record(r, n: int, path: Path, ids: _Ids) -> None:
         if r.get("format") != FORMAT or not isinstance(r.get("index"), str):
             raise ValueError(f"{where}: expected a header of format {FORMAT!r} naming the index, got {r}")
         return
-    if not isinstance(r.get("id"), int):
+    if isinstance(r.get("id"), bool) or not isinstance(r.get("id"), int):
         raise ValueError(f"{where}: expected an integer id, got {r.get('id')!r}")
+    if r["type"] == "prediction":
+        labels, scores = r.get("labels"), r.get("scores")
+        if not isinstance(labels, list) or not labels or not all(_is_label(x) for x in labels) \
+                or not isinstance(scores, list) or len(scores) != len(labels) \
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in scores) \
+                or not isinstance(r.get("query"), str):
+            raise ValueError(f"{where}: expected a prediction with a query text, a non-empty list of labels (str "
+                             f"or int) and one score per label, got {str(r)[:120]}; the log was edited: restore "
+                             "it or move it aside to start a new log")
+    elif r["type"] == "correction" and not _is_label(r.get("label")):
+        raise ValueError(f"{where}: expected a correction whose label is a str or int, got {r.get('label')!r}; "
+                         "the log was edited: restore it or move it aside to start a new log")
     if r["type"] == "prediction":
         if r["id"] <= ids.last:
             raise ValueError(f"{where}: prediction id {r['id']} after id {ids.last}; ids must increase "
