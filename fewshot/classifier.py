@@ -226,7 +226,7 @@ class FewShotClassifier:
                              "rename the class or choose another unknown_label")
         return value
 
-    def _labels(self, y, n: int, what: str) -> list:
+    def _labels(self, y, n: int, what: str, existing: Sequence = ()) -> list:
         if isinstance(y, (str, bytes)):
             raise TypeError(f"{what}: expected one label per item (a list), got a single {type(y).__name__}")
         try:
@@ -235,7 +235,7 @@ class FewShotClassifier:
             raise TypeError(f"{what}: expected a list of labels, got {type(y).__name__}") from exc
         if len(labels) != n:
             raise ValueError(f"{what}: got {n} items but {len(labels)} labels; give exactly one label per item")
-        return check_labels([self._label(v, what) for v in labels], what)
+        return check_labels([self._label(v, what) for v in labels], what, existing)
 
     def _embeddings(self, z, what: str) -> np.ndarray:
         z = np.asarray(z)
@@ -278,14 +278,14 @@ class FewShotClassifier:
         ``replace=True``, which resets that class to the new examples only.
         """
         items = self._items(x, "add_classes")
-        labels = self._labels(y, len(items), "add_classes")
+        labels = self._labels(y, len(items), "add_classes", self.classes_)
         z = self.encoder.encode(items, batch_size=self.batch_size, device=self.device)
         return self._add(z, labels, replace, items=items)
 
     def add_embeddings(self, z, y: Sequence, replace: bool = False) -> "FewShotClassifier":
         """Like :meth:`add_classes`, from precomputed (n, dim) embeddings of this classifier's encoder."""
         z = self._embeddings(z, "add_embeddings")
-        return self._add(z, self._labels(y, len(z), "add_embeddings"), replace)
+        return self._add(z, self._labels(y, len(z), "add_embeddings", self.classes_), replace)
 
     def _add(self, z: np.ndarray, labels: list, replace: bool, items: list | None = None) -> "FewShotClassifier":
         """Add embeddings ``z`` under ``labels``; ``items``: their texts, kept in ``support_`` (None:
