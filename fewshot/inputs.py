@@ -6,11 +6,16 @@ text or label refused by one is refused by all, with the same message.
 
 - A text is a ``str`` with some non-whitespace character and no NUL byte (NUL
   marks binary data, e.g. a UTF-16 file read as UTF-8).
-- A label is hashable and not ``None``; a string label is not blank and holds no
-  control character (newline, tab, NUL, ...), which would break one-line
-  outputs and the CSV/JSON files fewshot writes; two string labels may not differ
-  only by surrounding whitespace (``"cat"`` and ``"cat "`` would otherwise be two
-  classes that print alike): that is refused, never merged silently.
+- A label is hashable and not ``None``; a string label is not blank, is at most
+  :data:`MAX_LABEL_CHARS` characters long and holds no control character (newline,
+  tab, NUL, ...: they would break one-line outputs and the CSV/JSON files fewshot
+  writes) and no format character (Unicode category Cf: U+202E right-to-left
+  override, U+200B zero-width space, ...: invisible, they make two names that
+  print alike); two string labels may not differ only by whitespace or Unicode
+  compatibility forms (:func:`label_key`: ``"cat"``, ``"cat "``, ``" cat"`` and
+  ``"cat\u00a0"`` would otherwise be classes that print alike): that is refused,
+  naming the existing class, within one call and against the classes a
+  classifier already has; never merged silently.
 
 A text may mark the two entities of a relation, head then tail, as
 ``[E1] head words [/E1]`` and ``[E2] tail words [/E2]`` (Baldini Soares et al.
@@ -22,9 +27,15 @@ This module imports nothing from fewshot: it is the bottom layer.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 
 ENTITY_MARKERS = (("[E1]", "[/E1]"), ("[E2]", "[/E2]"))  # (open, close) of the head, then of the tail
+MAX_LABEL_CHARS = 200  # the longest class name accepted
+
+
+def label_key(label: str) -> str:
+    """What a string label reads as: NFKC form, Unicode whitespace stripped and runs of it made one space."""
+    return " ".join(unicodedata.normalize("NFKC", label).split())
 
 
 def check_text(text, where: str) -> str:
@@ -59,25 +70,36 @@ def check_label(label, where: str):
         if not label.strip():
             raise ValueError(f"{where}: expected a class label with some non-whitespace character, got {label!r}; "
                              "give the example a class name")
-        bad = next((c for c in label if unicodedata.category(c) == "Cc"), None)
+        if len(label) > MAX_LABEL_CHARS:
+            raise ValueError(f"{where}: expected a class label of at most {MAX_LABEL_CHARS} characters, got "
+                             f"{len(label)} ({label[:40]!r}...); use a shorter class name")
+        bad = next((c for c in label if unicodedata.category(c) in ("Cc", "Cf")), None)
         if bad is not None:
-            raise ValueError(f"{where}: the label {label!r:.60} contains the control character {bad!r}; class "
-                             "names must be one line of printable text: remove it")
+            kind = "control" if unicodedata.category(bad) == "Cc" else "invisible format"
+            raise ValueError(f"{where}: the label {label!r:.60} contains the {kind} character {bad!r} "
+                             f"(U+{ord(bad):04X}); class names must be one line of printable text: remove it")
     return label
 
 
-def check_labels(labels: Iterable, where: str) -> list:
-    """``list(labels)`` if each passes :func:`check_label` and no two strings differ only by surrounding whitespace."""
+def check_labels(labels: Iterable, where: str, existing: Iterable | Mapping = ()) -> list:
+    """``list(labels)`` if each passes :func:`check_label` and no two strings, among them and the ``existing``
+    class labels, read the same (:func:`label_key`) without being equal. ``existing``: the class labels, or a
+    mapping {label_key: label} of them kept up to date by their owner (a ClassBook's ``keys``), so a check
+    costs the labels given, not the classes held."""
     labels = list(labels)
-    seen: dict[str, str] = {}
+    keys = existing if isinstance(existing, Mapping) else {label_key(x): x for x in existing if isinstance(x, str)}
+    local: dict[str, str] = {}
     for i, label in enumerate(labels):
         check_label(label, f"{where}: label {i}")
         if isinstance(label, str):
-            other = seen.setdefault(label.strip(), label)
+            k = label_key(label)
+            other = local.setdefault(k, keys.get(k, label))
             if other != label:
-                raise ValueError(f"{where}: the labels {other!r} and {label!r} (label {i}) differ only by surrounding "
-                                 "whitespace; they would be two classes that print alike: strip the spaces "
-                                 "from your labels (or rename one class)")
+                pair = (f"the label {label!r} (label {i}) and the existing class {other!r}" if keys.get(k) == other
+                        else f"the labels {other!r} and {label!r} (label {i})")
+                raise ValueError(f"{where}: {pair} differ only by surrounding whitespace, runs of spaces or Unicode "
+                                 f"form; they would be two classes that print alike: use {other!r} (or rename "
+                                 "the class)")
     return labels
 
 

@@ -197,3 +197,62 @@ def test_entity_spans_read_back_the_markers():
                      ("[E1]  [/E1] [E2] c [/E2]", r"got 1 x '\[E1\]' and 1 x '\[/E1\]' \(empty or in the wrong order\)")):
         with pytest.raises(ValueError, match=r"^where: expected the head entity marked once.*" + why):
             entity_spans(bad, "where")
+
+
+@pytest.mark.parametrize("label", ["music ", " music", "music\u00a0", "\u3000music", "music\u2003"])
+def test_a_label_that_reads_like_an_existing_class_is_refused_naming_it(label, tiny_text_encoder):
+    from fewshot import FewShotClassifier
+
+    clf = FewShotClassifier(tiny_text_encoder).fit(["play a song", "book a flight"], ["music", "travel"])
+    with pytest.raises(ValueError, match=r"and the existing class 'music' differ only by surrounding whitespace"):
+        clf.add_classes(["some tune"], [label])
+    assert clf.classes_ == ["music", "travel"]
+
+
+@pytest.mark.parametrize("label, message", [
+    ("a\u202eb", r"invisible format character '\\u202e' \(U\+202E\)"),
+    ("mu\u200bsic", r"invisible format character '\\u200b' \(U\+200B\)"),
+    ("x" * 201, "at most 200 characters, got 201"),
+])
+def test_format_characters_and_overlong_labels_are_refused(label, message):
+    from fewshot.inputs import check_label
+
+    with pytest.raises(ValueError, match=message):
+        check_label(label, "here")
+    check_label("x" * 200, "here")
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(core=st.text(alphabet=st.characters(categories=("L", "N")), min_size=1, max_size=8),
+       pad=st.lists(st.sampled_from([" ", "\u00a0", "\u2003", "\u3000", "\u202f"]), max_size=3),
+       side=st.sampled_from(["left", "right", "both"]))
+def test_label_key_ignores_unicode_whitespace_around_a_name(core, pad, side):
+    from fewshot.inputs import check_labels, label_key
+
+    ws = "".join(pad)
+    padded = {"left": ws + core, "right": core + ws, "both": ws + core + ws}[side]
+    assert label_key(padded) == label_key(core)
+    if padded != core:
+        with pytest.raises(ValueError, match="differ only by surrounding whitespace"):
+            check_labels([padded], "here", existing=[core])
+
+
+def test_index_add_and_correct_refuse_a_label_that_reads_like_an_existing_class(tmp_path, tiny_text_encoder):
+    from click.testing import CliRunner
+
+    from fewshot import FewShotClassifier
+    from fewshot.support import curation
+    from fewshot.cli import main
+
+    path = tmp_path / "ix"
+    FewShotClassifier(tiny_text_encoder).fit(["play a song", "book a flight"], ["music", "travel"]).save(path)
+    (i,) = curation.prediction_log(path, create=True).append(
+        [{"query": "a tune", "labels": ["travel"], "scores": [0.5], "generation": 1}])
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    r = CliRunner().invoke(main, ["index", "add", str(path), "--label", "music\u00a0", "some tune"])
+    assert r.exit_code == 2 and "existing class 'music'" in r.output, r.output
+    r = CliRunner().invoke(main, ["index", "correct", str(path), "--id", str(i), "--label", " music"])
+    assert r.exit_code == 2 and "existing class 'music'" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before

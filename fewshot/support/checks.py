@@ -62,12 +62,13 @@ def check_label(value, unknown_label, what: str):
     return value
 
 
-def check_label_list(y, n: int, unknown_label, what: str) -> list:
-    """``y`` as a list of ``n`` class labels (see :func:`check_label` and :func:`fewshot.inputs.check_labels`)."""
+def check_label_list(y, n: int, unknown_label, what: str, existing=()) -> list:
+    """``y`` as a list of ``n`` class labels (see :func:`check_label` and :func:`fewshot.inputs.check_labels`);
+    ``existing``: the classes already held (a ClassBook's ``keys``), which a new label must not read like."""
     labels = _as_list(y, what, "labels", "one label per item (a list)")
     if len(labels) != n:
         raise ValueError(f"{what}: got {n} items but {len(labels)} labels; give exactly one label per item")
-    return check_labels([check_label(v, unknown_label, what) for v in labels], what)
+    return check_labels([check_label(v, unknown_label, what) for v in labels], what, existing)
 
 
 def check_embeddings(z, dim: int, what: str) -> np.ndarray:

@@ -12,9 +12,12 @@ the curation workflows) reads and changes classes through the public methods her
 """
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from types import MappingProxyType
 
 import numpy as np
+
+from ..inputs import label_key
 
 
 class ClassBook:
@@ -29,6 +32,7 @@ class ClassBook:
         self._ids = np.zeros(0, dtype=np.int64)
         self.next_id = 0
         self._texts: dict = {}
+        self._keys: dict[str, str] = {}  # label_key(label) -> label, for the string labels
 
     # -- reading ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -39,6 +43,12 @@ class ClassBook:
             return label in self._row
         except TypeError:  # unhashable: never a class
             return False
+
+    @property
+    def keys(self) -> Mapping[str, str]:
+        """{label_key(label): label} of the string labels (read-only), for checking a new label in O(1)
+        (:func:`fewshot.inputs.check_labels`)."""
+        return MappingProxyType(self._keys)
 
     def row(self, label) -> int:
         """The row of class ``label`` (KeyError if it is not a class)."""
@@ -117,6 +127,8 @@ class ClassBook:
                 r = len(self.labels)
                 self._row[lab] = r
                 self.labels.append(lab)
+                if isinstance(lab, str):
+                    self._keys[label_key(lab)] = lab
                 self._sums[r], self._counts[r], self._ids[r] = s, len(rows), self.next_id
                 self.next_id += 1
                 added.append(r)
@@ -143,6 +155,8 @@ class ClassBook:
         self._ids = self._ids[keep]
         for r in drop:
             del self._texts[self.labels[r]]
+            if isinstance(self.labels[r], str):
+                self._keys.pop(label_key(self.labels[r]), None)
         self.labels = [self.labels[i] for i in keep]
         self._row = {lab: i for i, lab in enumerate(self.labels)}
         return gone
@@ -168,6 +182,7 @@ class ClassBook:
         book._sums, book._counts, book._ids = sums.copy(), counts.copy(), ids.copy()
         book.next_id = int(next_id)
         book._texts = {lab: (None if texts[lab] is None else list(texts[lab])) for lab in book.labels}
+        book._keys = {label_key(lab): lab for lab in book.labels if isinstance(lab, str)}
         return book
 
     def _reserve(self, n: int) -> None:

@@ -157,8 +157,8 @@ class FewShotClassifier:
         """``value`` as a class label of this classifier; TypeError/ValueError when it cannot be one."""
         return check_label(value, self.unknown_label, what)
 
-    def _labels(self, y, n: int, what: str) -> list:
-        return check_label_list(y, n, self.unknown_label, what)
+    def _labels(self, y, n: int, what: str, existing=()) -> list:
+        return check_label_list(y, n, self.unknown_label, what, existing)
 
     def _embeddings(self, z, what: str) -> np.ndarray:
         return check_embeddings(z, self.dim, what)
@@ -195,13 +195,13 @@ class FewShotClassifier:
         ``replace=True``, which resets that class to the new examples only.
         """
         items = self.items(x, "add_classes")
-        labels = self._labels(y, len(items), "add_classes")
+        labels = self._labels(y, len(items), "add_classes", self.book_.keys)
         return self._add(self._encode(items), labels, replace, items=items)
 
     def add_embeddings(self, z, y: Sequence, replace: bool = False) -> "FewShotClassifier":
         """Like :meth:`add_classes`, from precomputed (n, dim) embeddings of this classifier's encoder."""
         z = self._embeddings(z, "add_embeddings")
-        return self._add(z, self._labels(y, len(z), "add_embeddings"), replace)
+        return self._add(z, self._labels(y, len(z), "add_embeddings", self.book_.keys), replace)
 
     def _add(self, z: np.ndarray, labels: list, replace: bool, items: list | None = None) -> "FewShotClassifier":
         if not isinstance(replace, bool):

@@ -90,3 +90,18 @@ def test_restore_refuses_state_that_disagrees():
                      (dict(labels=["a", "a"]), "duplicate"), (dict(sums=np.ones((3, 2))), "inconsistent")]:
         with pytest.raises(ValueError, match=why):
             ClassBook.restore(**{**ok, **bad})
+
+
+def test_label_keys_follow_adds_removes_and_restore():
+    from fewshot.inputs import check_labels
+
+    book = ClassBook(1)
+    book.add(np.ones((3, 1)), ["music", "Travel ", 7])
+    assert dict(book.keys) == {"music": "music", "Travel": "Travel "}
+    with pytest.raises(ValueError, match="existing class 'music'"):
+        check_labels(["music\u00a0"], "add", book.keys)
+    book.remove(["music"])
+    assert check_labels(["music\u00a0"], "add", book.keys) == ["music\u00a0"]  # no longer a class
+    again = ClassBook.restore(1, book.labels, book.sums, book.counts, book.ids, book.next_id,
+                              {lab: None for lab in book.labels})
+    assert dict(again.keys) == {"Travel": "Travel "}
