@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,8 @@ from fewshot.experiment import run_experiment
 
 SECTION = "text-encoders"
 EPISODES = "episodes"
-ROWS = {f"{d}-5w{s}s": (d, f"{EPISODES}/{d}-5w{s}s15q-600ep-seed0.jsonl")
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = {f"{d}-5w{s}s": (d, str(ROOT / EPISODES / f"{d}-5w{s}s15q-600ep-seed0.jsonl"))
         for d in ("clinc150", "huffpost") for s in (1, 5)}
 
 
