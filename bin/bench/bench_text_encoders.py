@@ -95,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoders", nargs="+", default=["minilm", "mpnet"],
                    help="encoder names, or name:precision (mpnet:int8); the first is the paired baseline")
     p.add_argument("--data-root", default=None)
+    p.add_argument("--section", default=SECTION, help=f"BENCHMARKS.md section to write (default {SECTION}); "
+                   "another name keeps the rows of an earlier run")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
     if args.episodes < 2:
         p.error(f"--episodes must be at least 2 (a 95% interval needs two), got {args.episodes}")
-    publish_rows(SECTION, "bench-text-encoders", measure(args.rows, args.encoders, args.episodes, args.data_root),
+    publish_rows(args.section, "bench-text-encoders", measure(args.rows, args.encoders, args.episodes, args.data_root),
                  render, argv, write=not args.no_write)
     return 0
 
