@@ -1,0 +1,110 @@
+"""Frozen text encoders side by side on the repo's frozen test episodes: BENCHMARKS.md "text-encoders".
+
+Every encoder (and precision) scores the same first N episodes of each frozen file
+(``fewshot run --episodes-file F --episodes N --encoder E``): frozen encoder, nearest
+prototype by the encoder's metric (cosine), inductive. The difference column is
+paired (per-episode accuracy differences, mean +- 95% CI), so it is tighter than the
+two intervals beside it. Seconds are the whole run (load, embed, score) in this process.
+
+    bin/bench-text-encoders [--episodes 300] [--rows clinc150-5w1s ...] [--encoders minilm mpnet mpnet:int8]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks_md import command, publish_rows
+
+from fewshot.config import FewShotConfig
+from fewshot.evaluation import mean_ci95
+from fewshot.experiment import run_experiment
+
+SECTION = "text-encoders"
+EPISODES = "episodes"
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = {f"{d}-5w{s}s": (d, str(ROOT / EPISODES / f"{d}-5w{s}s15q-600ep-seed0.jsonl"))
+        for d in ("clinc150", "huffpost") for s in (1, 5)}
+
+
+def score(row: str, encoder: str, n_episodes: int, data_root: str | None = None) -> dict:
+    """``encoder`` is a name, or name:precision (e.g. mpnet:int8)."""
+    dataset, path = ROWS[row]
+    name, _, precision = encoder.partition(":")
+    cfg = FewShotConfig.from_dict({
+        "data": {"dataset": dataset, **({"data_root": data_root} if data_root else {})},
+        "episodes": {"episodes_file": path, "episodes": n_episodes}, "encoder": name,
+        "encoder_options": {"precision": precision} if precision else {}})
+    report = run_experiment(cfg, progress=False)
+    acc = [float(a) for a in report.result.accuracies]
+    return {"row": row, "encoder": encoder, "episodes": len(acc), "accuracy_mean": report.result.mean,
+            "accuracy_ci95": report.result.ci95, "seconds": round(report.elapsed_s, 1),
+            "embedded": report.result.n_embedded, "accuracies": acc, "episodes_file": path}
+
+
+def measure(rows, encoders, n_episodes, data_root=None):
+    for row in rows:
+        for enc in encoders:
+            yield score(row, enc, n_episodes, data_root)
+
+
+def pairs(encoders: list[str]) -> list[tuple[str, str]]:
+    """Paired differences to report: every encoder against the first, and name:precision against name."""
+    out = [(e, encoders[0]) for e in encoders[1:]]
+    out += [(e, e.partition(":")[0]) for e in encoders[1:]
+            if ":" in e and e.partition(":")[0] in encoders[1:]]
+    return out
+
+
+def render(rows: list[dict], cmd: str) -> str:
+    encoders = list(dict.fromkeys(r["encoder"] for r in rows))
+    compared = pairs(encoders)
+    head = " | ".join(f"{e} acc % (s)" for e in encoders)
+    diffs = " | ".join(f"{a} - {b}" for a, b in compared)
+    lines = ["## Frozen text encoders on the frozen test episodes", "", f"Command: `{cmd}`", "",
+             __doc__.split("\n\n")[1].replace("\n", " "), "",
+             f"| row | episodes | {head} | {diffs} |", "|---|---:|" + "---|" * (len(encoders) + len(compared))]
+    for row in dict.fromkeys(r["row"] for r in rows):
+        got = {r["encoder"]: r for r in rows if r["row"] == row}
+        cells = [f"{100 * got[e]['accuracy_mean']:.2f} +- {100 * got[e]['accuracy_ci95']:.2f} ({got[e]['seconds']:.0f})"
+                 if e in got else "-" for e in encoders]
+        paired = []
+        for a, b in compared:
+            if a in got and b in got:
+                m, ci = mean_ci95(np.subtract(got[a]["accuracies"], got[b]["accuracies"]))
+                paired.append(f"{100 * m:+.2f} +- {100 * ci:.2f}")
+            else:
+                paired.append("-")
+        n = next(iter(got.values()))["episodes"]
+        lines.append(f"| {row} | {n} | {' | '.join(cells)} | {' | '.join(paired)} |")
+    lines += ["", f"Episode files: `{EPISODES}/<row>15q-600ep-seed0.jsonl` (seed 0, test classes, 15 queries per "
+              f"class), their first N episodes. CPU, {torch.get_num_threads()} torch thread(s), machine shared "
+              f"(1-minute load average {os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} cores): seconds "
+              "compare loosely. `name:int8` is `--precision int8` (`fewshot.encoders.text.quantize_int8`)."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bin/bench-text-encoders", description=__doc__.split("\n\n")[0])
+    p.add_argument("--episodes", type=int, default=300, help="first N episodes of each frozen file")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--encoders", nargs="+", default=["minilm", "mpnet"],
+                   help="encoder names, or name:precision (mpnet:int8); the first is the paired baseline")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--section", default=SECTION, help=f"BENCHMARKS.md section to write (default {SECTION}); "
+                   "another name keeps the rows of an earlier run")
+    p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = p.parse_args(argv)
+    if args.episodes < 2:
+        p.error(f"--episodes must be at least 2 (a 95% interval needs two), got {args.episodes}")
+    publish_rows(args.section, "bench-text-encoders", measure(args.rows, args.encoders, args.episodes, args.data_root),
+                 render, argv, write=not args.no_write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""bin/bench/bench_text_encoders.py: which differences it pairs and their values, by hand."""
+from __future__ import annotations
+
+import pytest
+
+from bench_text_encoders import main, pairs, render
+
+
+def test_pairs_compare_with_the_baseline_and_int8_with_its_fp32():
+    assert pairs(["minilm", "mpnet", "mpnet:int8"]) == [("mpnet", "minilm"), ("mpnet:int8", "minilm"),
+                                                         ("mpnet:int8", "mpnet")]
+    assert pairs(["minilm", "minilm:int8"]) == [("minilm:int8", "minilm")]
+
+
+def test_render_gives_paired_per_episode_differences():
+    rows = [{"row": "clinc150-5w1s", "encoder": e, "episodes": 4, "accuracy_mean": sum(a) / 4,
+             "accuracy_ci95": 0.0, "seconds": 1.0, "accuracies": a}
+            for e, a in (("minilm", [0.5, 0.5, 0.5, 0.5]), ("mpnet", [0.6, 0.7, 0.6, 0.7]))]
+    # differences 0.1, 0.2, 0.1, 0.2: mean 0.15, sample std 0.0577, 1.96 * 0.0577 / 2 = 0.0566
+    line = [x for x in render(rows, "bin/bench-text-encoders").splitlines() if x.startswith("| clinc150")][0]
+    assert line == "| clinc150-5w1s | 4 | 50.00 +- 0.00 (1) | 65.00 +- 0.00 (1) | +15.00 +- 5.66 |"
+
+
+def test_main_rejects_one_episode():
+    with pytest.raises(SystemExit) as exc:
+        main(["--episodes", "1", "--no-write"])
+    assert exc.value.code == 2
