@@ -42,6 +42,13 @@ class DataConfig:
                                  f"(dataset {self.dataset!r})")
 
 
+def check_seed(seed: int, option: str) -> None:
+    """A ValueError naming ``option`` unless ``seed`` is an integer numpy and torch both take (0 .. 2**32 - 1)."""
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"{option} must be an integer from 0 to {2**32 - 1}, got {seed}; pass e.g. {option} 0"
+                         if option.startswith("--") else f"{option} must be from 0 to {2**32 - 1}, got {seed}")
+
+
 DEFAULT_EPISODES = 600  # episodes sampled when --episodes is not given
 
 
@@ -60,6 +67,7 @@ class EpisodeConfig:
     class_names: bool = False  # each class's description joins its support set (FewShotDataset.class_items)
 
     def __post_init__(self) -> None:
+        check_seed(self.seed, "--seed")
         for name, low in (("way", 2), ("shot", 1), ("query", 1), ("episodes", 1)):
             if getattr(self, name) is not None and getattr(self, name) < low:
                 raise ValueError(f"--{name} must be at least {low}, got {getattr(self, name)}")
@@ -102,6 +110,8 @@ class TrainConfig:
     include_val: bool = False  # the val classes train too; nothing validates, the last step is the checkpoint
 
     def __post_init__(self) -> None:
+        check_seed(self.seed, "--seed")
+        check_seed(self.val_seed, "train.val_seed")
         for name, low in (("steps", 1), ("eval_every", 1), ("patience", 0), ("warmup", 0), ("train_way", 2),
                           ("train_shot", 1), ("train_query", 1), ("batch_size", 1), ("val_way", 2), ("val_shot", 1),
                           ("val_query", 1), ("val_episodes", 1)):
@@ -148,7 +158,7 @@ class FewShotConfig:
             raise ValueError(f"ensemble {self.ensemble} adds checkpoints to a first one, but no checkpoint was "
                              "given; pass --checkpoint DIR for the first member")
         members = [str(self.checkpoint), *self.ensemble] if self.ensemble else []
-        if len(set(members)) < len(members):
+        if len({os.path.realpath(m) for m in members}) < len(members):  # ck and ck/. are one member
             raise ValueError(f"the ensemble names a checkpoint twice ({members}); give each member once")
 
     @classmethod
@@ -179,8 +189,15 @@ def _names_learner(spec) -> bool:
 
 
 def load_config(path: str | os.PathLike) -> dict:
-    """Read a TOML, YAML or JSON config file into a plain dict."""
-    path = Path(path)
+    """Read a TOML, YAML or JSON config file into a plain dict (its top level must be a table/mapping)."""
+    d = _parse_config(Path(path))
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {path}: expected a table of settings at the top level (e.g. `[episodes]` "
+                         f"with `way = 5`), got a {type(d).__name__}; see configs/ for examples")
+    return d
+
+
+def _parse_config(path: Path):
     if not path.is_file():
         raise ValueError(f"config file {str(path)!r} does not exist")
     text = path.read_text()

@@ -62,3 +62,24 @@ def test_load_config_errors(tmp_path):
     other.write_text("x")
     with pytest.raises(ValueError, match=r"expected a .toml, .yaml, .yml or .json file, got '.ini'"):
         load_config(other)
+
+
+def test_a_negative_seed_is_refused_naming_the_option(tmp_path):
+    from click.testing import CliRunner
+
+    from fewshot.cli import main
+
+    for args in (["run", "--seed", "-1"], ["train", "--seed", "-1", "--out", str(tmp_path / "o")]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and "--seed must be an integer from 0 to 4294967295, got -1" in r.output, r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_config_file_whose_top_level_is_not_a_table_is_refused(tmp_path):
+    from fewshot.config import load_config
+
+    (tmp_path / "c.json").write_text("[1, 2]")
+    (tmp_path / "c.yaml").write_text("- way: 5\n")
+    for name in ("c.json", "c.yaml"):
+        with pytest.raises(ValueError, match=r"expected a table of settings at the top level .* got a list"):
+            load_config(tmp_path / name)

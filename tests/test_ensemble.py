@@ -73,6 +73,8 @@ def test_ensemble_refusals(tiny_text_encoder):
         FewShotConfig.from_dict({"ensemble": ["runs/b"]})
     with pytest.raises(ValueError, match="names a checkpoint twice"):
         FewShotConfig.from_dict({"checkpoint": "runs/a", "ensemble": ["runs/b", "runs/a"]})
+    with pytest.raises(ValueError, match="names a checkpoint twice"):  # one folder, spelt two ways
+        FewShotConfig.from_dict({"checkpoint": "runs/a", "ensemble": ["runs/a/.", "runs/b"]})
 
 
 def test_cli_run_ensemble_scores_the_members_together(tmp_path):
