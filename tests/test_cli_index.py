@@ -241,3 +241,10 @@ def test_predict_log_gives_an_index_saved_before_index_ids_an_identity(ix):
     doc = json.loads((ix / "manifest.json").read_text())
     header = json.loads((ix / "predictions.jsonl").read_text().splitlines()[0])
     assert doc["body"]["index_id"] and header["index"] == doc["body"]["index_id"] and doc["generation"] == 4
+
+
+def test_a_refused_predict_log_creates_no_log(ix):
+    for args in (["--top-k", "0", "hello"], ["   "]):
+        r = invoke("index", "predict", ix, "--log", *args)
+        assert r.exit_code == 2, r.output
+        assert not (ix / "predictions.jsonl").exists()

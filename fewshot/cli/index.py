@@ -148,7 +148,6 @@ def predict(directory, texts, file_, text_column, top_k, as_json, log_):
     if bool(texts) == bool(file_):
         raise ValueError("give the texts to classify as arguments or with --file F, not both and not neither")
     x = list(texts) if texts else _read_texts(file_, text_column)
-    log = curation.prediction_log(directory, create=True) if log_ else None
     clf = FewShotClassifier.load(directory)
     if not clf.n_classes:
         raise ValueError(f"the index in {directory} has no classes yet; add some first: "
@@ -159,6 +158,7 @@ def predict(directory, texts, file_, text_column, top_k, as_json, log_):
     if not 1 <= top_k <= clf.n_classes:
         raise ValueError(f"--top-k must be from 1 to the number of classes ({clf.n_classes}), got {top_k}")
     top_labels, top_scores, labels = clf.rank_embeddings(clf.embed(x), top_k)  # one search serves all three
+    log = curation.prediction_log(directory, create=True) if log_ else None  # only once the input passed
     tops = [[{"label": lab, "score": round(float(s), 6)} for lab, s in zip(top_labels[i], top_scores[i])
              if np.isfinite(s)] for i in range(len(x))]
     ids = [None] * len(x)
