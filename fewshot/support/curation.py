@@ -30,11 +30,12 @@ MIN_DRIFT_QUERIES = 20  # rebuild's drift guard needs this many labelled logged 
 GUARD_EVERY = 5
 
 
-def prediction_log(path: str | os.PathLike, create: bool = False) -> PredictionLog:
+def prediction_log(path: str | os.PathLike, create: bool = False, committed=None) -> PredictionLog:
     """The prediction log of the index in folder ``path`` (``path/predictions.jsonl``), bound to
     the store's ``index_id``: a log whose header names another index is refused (ValueError).
 
-    ``create=True`` creates the log if missing; a folder saved before index identities
+    ``committed``: what says which logged corrections the index holds (default: its manifest, read at
+    each read of the log). ``create=True`` creates the log if missing; a folder saved before index identities
     existed is first saved once (under its lock) so that it gets one. Without ``create``,
     nothing is written and a missing log reads as empty.
     """
@@ -50,9 +51,10 @@ def prediction_log(path: str | os.PathLike, create: bool = False) -> PredictionL
             raise ValueError(f"{log_path} belongs to another index: the index in {path} has no identity "
                              "yet, so it never wrote a log; move that file aside")
         return PredictionLog(log_path, "unsaved-identity")  # empty: reads only, never written
-    log = PredictionLog.open(log_path, index_id) if create else PredictionLog(log_path, index_id)
-    log.committed_corrections = lambda: FewShotClassifier.describe(path)["log_corrections"]  # read each time
-    return log
+    if committed is None:  # the index's committed corrections, read from its manifest at each read of the log
+        committed = lambda: FewShotClassifier.describe(path)["log_corrections"]  # noqa: E731
+    return PredictionLog.open(log_path, index_id, committed) if create else PredictionLog(log_path, index_id,
+                                                                                           committed)
 
 
 def correct(path: str | os.PathLike, id: int, label, encoder=None) -> dict:
@@ -73,10 +75,9 @@ def correct(path: str | os.PathLike, id: int, label, encoder=None) -> dict:
     if isinstance(label, str) and not label.strip():
         raise ValueError(f"correct: expected a class name, got the blank label {label!r}; pass the true class "
                          "of the logged query")
-    log = prediction_log(path)
     with FewShotClassifier.update(path, encoder) as clf:
         committed = clf.log_corrections_
-        log.committed_corrections = lambda: committed  # what the loaded index holds (the lock is ours)
+        log = prediction_log(path, committed=lambda: committed)  # what the loaded index holds (the lock is ours)
         if clf.log_corrections_ is None:  # saved before corrections were committed: all the log's count
             clf.log_corrections_ = sorted(p["id"] for p in log.read() if p["feedback"] == "correction")
         entry = _unreviewed(log, id, "correct")

@@ -123,10 +123,13 @@ def read(path, kind: str = STORE_KIND) -> tuple[dict, ClassBook, SupportIndex | 
     """(manifest body, classes, search index or None, store) of the folder's current generation."""
     from safetensors.numpy import load as load_arrays
 
-    store = SupportStore(path, required=("kind",))
-    _check_kind(store.read_manifest()["body"], path, kind)  # a tagger's folder read as a classifier's: say so
-    store.required = STORE_KEYS if kind == STORE_KIND else TAGGER_KEYS
-    meta, blobs = store.read()
+    store = SupportStore(path, required=STORE_KEYS if kind == STORE_KIND else TAGGER_KEYS)
+    try:
+        meta, blobs = store.read()
+    except StoreError:  # a folder of the other kind lacks this kind's keys: say what it is instead
+        _check_kind(SupportStore(path).read_manifest()["body"], path, kind)
+        raise
+    _check_kind(meta, path, kind)
     try:
         sums = load_arrays(blobs["state"])["sums"]
     except Exception as exc:  # safetensors raises its own error type on bad bytes

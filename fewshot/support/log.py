@@ -65,7 +65,8 @@ class PredictionLog:
     check the log up front.
     """
 
-    def __init__(self, path: str | os.PathLike, index_identity: str | None = None):
+    def __init__(self, path: str | os.PathLike, index_identity: str | None = None,
+                 committed_corrections: Callable[[], Iterable[int] | None] | None = None):
         self.path = Path(path)
         self.lock_path = self.path.with_name(f".{self.path.name}.lock")
         if index_identity is not None and (not isinstance(index_identity, str) or not index_identity):
@@ -78,19 +79,20 @@ class PredictionLog:
         self._ids = _Ids()
         # called at each read: the prediction ids whose correction the index has committed (None: all count);
         # a correction record of any other id (its writer was killed before the index took it) does not
-        # count: see fewshot.curation.correct
-        self.committed_corrections: Callable[[], Iterable[int] | None] | None = None
+        # count: see fewshot.support.curation.correct
+        self.committed_corrections = committed_corrections
 
     def __repr__(self) -> str:
         return f"PredictionLog({str(self.path)!r})"
 
     @classmethod
-    def open(cls, path: str | os.PathLike, index_identity: str) -> "PredictionLog":
+    def open(cls, path: str | os.PathLike, index_identity: str,
+             committed_corrections: Callable[[], Iterable[int] | None] | None = None) -> "PredictionLog":
         """The log at ``path`` for the index ``index_identity``: created with its header if missing,
         refused (ValueError) if its header names another index."""
         if index_identity is None:
             raise ValueError("PredictionLog.open needs the index identity (a string naming the index); got None")
-        log = cls(path, index_identity)
+        log = cls(path, index_identity, committed_corrections)
         with log._lock(exclusive=True):
             log._sync()
         return log
