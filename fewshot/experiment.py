@@ -16,7 +16,7 @@ from .device import resolve_device
 from .encoders import create_encoder, default_encoder
 from .episodes import Episode, EpisodeSampler, VariableEpisodeSampler, load_episodes
 from .evaluation import EvalResult, evaluate
-from .learners import Ensemble, create_learner, learner_config
+from .learners import Ensemble, create_learner, default_learner, learner_config
 from .seed import seed_everything
 from .tag_episodes import GreedyTypeSampler
 from .tag_evaluation import evaluate_tagging
@@ -191,8 +191,9 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
     start = time.perf_counter()
     dataset = build_dataset(cfg)
     episodes, sampler = build_episodes(cfg, dataset)
-    if dataset.task == "ner" and not cfg.learner_named and not cfg.checkpoint:  # tagging data: a tagging learner
-        cfg.learner = learner_config("protobert")
+    default = default_learner(dataset.task)
+    if not cfg.learner_named and not cfg.checkpoint and cfg.learner.name != default:  # e.g. tagging data
+        cfg.learner = learner_config(default)
     learner = build_learner(cfg, dataset)
     if dataset.task == "ner":
         result = evaluate_tagging(learner, dataset, episodes, batch_size=min(cfg.batch_size, 32), progress=progress)

@@ -14,7 +14,15 @@ import pkgutil
 
 from .base import Learner, LearnerConfig, Serving
 from .ensemble import Ensemble
-from .registry import DEFAULT_LEARNER, LEARNERS, create_learner, learner_class, learner_config, register_learner
+from .registry import (
+    DEFAULT_LEARNER,
+    LEARNERS,
+    create_learner,
+    default_learner,
+    learner_class,
+    learner_config,
+    register_learner,
+)
 
 _CORE = {"base", "registry", "ensemble"}
 
@@ -27,5 +35,5 @@ def list_learners() -> list[str]:
     return sorted(LEARNERS)
 
 
-__all__ = ["DEFAULT_LEARNER", "LEARNERS", "Ensemble", "Learner", "LearnerConfig", "Serving", "create_learner", "learner_class",
+__all__ = ["DEFAULT_LEARNER", "LEARNERS", "Ensemble", "Learner", "LearnerConfig", "Serving", "create_learner", "default_learner", "learner_class",
            "learner_config", "list_learners", "register_learner"]

@@ -13,6 +13,14 @@ from .base import Learner, LearnerConfig
 
 LEARNERS: dict[str, type[Learner]] = {}
 DEFAULT_LEARNER = "protonet"
+DEFAULT_LEARNERS = {"classify": DEFAULT_LEARNER, "ner": "protobert"}  # per dataset task
+
+
+def default_learner(task: str) -> str:
+    """The learner a run on a dataset of ``task`` ("classify", "ner") uses when none is named."""
+    if task not in DEFAULT_LEARNERS:
+        raise ValueError(f"no default learner for task {task!r}; expected one of {sorted(DEFAULT_LEARNERS)}")
+    return DEFAULT_LEARNERS[task]
 
 
 def register_learner(cls: type[Learner]) -> type[Learner]:
