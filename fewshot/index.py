@@ -9,10 +9,14 @@ Three kinds of index (``kind``):
 
 - ``"flat"`` (default): exact search, ``IndexIDMap2`` over ``IndexFlatL2`` /
   ``IndexFlatIP``.
-- ``"ivf"``: approximate, ``IndexIVFFlat`` with its own ids and a hash-table
-  direct map (so removal and :meth:`SupportIndex.vectors` work). The coarse
+- ``"ivf"``: approximate, an inverted-file index with its own ids and a hash-table
+  direct map (so removal and :meth:`SupportIndex.vectors` work). ``codes`` says how a
+  list stores its vectors: ``"flat"`` (``IndexIVFFlat``, exact float32 vectors) or
+  ``"sq8"`` (``IndexIVFScalarQuantizer``, one byte per dimension: a quarter of the
+  memory and disk, faster scans, approximate scores: :attr:`SupportIndex.exact_scores`
+  is False, and the owner re-scores the candidates exactly). The coarse
   quantizer is trained on the first vectors added (on at most
-  ``IVF_TRAIN_PER_LIST * nlist`` of them); ``nlist`` defaults to ``sqrt(n)``
+  ``IVF_TRAIN_PER_LIST * nlist`` of them); ``nlist`` defaults to ``2 sqrt(n)``
   (at most ``n / 39``) and ``nprobe`` to ``nlist / 16`` (at least 8).
 - ``"hnsw"``: approximate, ``IndexIDMap2`` over ``IndexHNSWFlat``. HNSW cannot
   delete, so :meth:`SupportIndex.remove` rebuilds the graph from the stored
@@ -30,7 +34,9 @@ import numpy as np
 
 METRICS = ("euclidean", "cosine")
 KINDS = ("flat", "ivf", "hnsw")
+CODES = ("flat", "sq8")
 IVF_TRAIN_PER_LIST = 64
+IVF_LISTS_PER_SQRT = 2  # nlist = 2 sqrt(n): at 10^6 classes 2000 lists (bin/bench-index; 1000 lists needed twice the probes)
 
 
 def _faiss():
@@ -44,11 +50,12 @@ class SupportIndex:
 
     ``kind`` is ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"`` (approximate; see
     the module docstring). ``nlist``/``nprobe`` tune IVF, ``hnsw_m`` and
-    ``ef_search`` tune HNSW; None picks a default from the size.
+    ``ef_search`` tune HNSW; None picks a default from the size; ``codes`` (IVF only) is
+    ``"flat"`` or ``"sq8"``.
     """
 
     def __init__(self, dim: int, metric: str = "euclidean", kind: str = "flat", *, nlist: int | None = None,
-                 nprobe: int | None = None, hnsw_m: int = 32, ef_search: int = 128):
+                 nprobe: int | None = None, hnsw_m: int = 32, ef_search: int = 128, codes: str = "flat"):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         if kind not in KINDS:
@@ -59,13 +66,17 @@ class SupportIndex:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                                       or value < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {value!r}")
-        self.dim, self.metric, self.kind = int(dim), metric, kind
+        if codes not in CODES or (codes != "flat" and kind != "ivf"):
+            raise ValueError(f"codes must be one of {CODES} ('sq8' with kind='ivf' only), got {codes!r} "
+                             f"for kind {kind!r}")
+        self.dim, self.metric, self.kind, self.codes = int(dim), metric, kind, codes
         self.nlist, self.nprobe, self.hnsw_m, self.ef_search = nlist, nprobe, int(hnsw_m), int(ef_search)
         self._ids = np.zeros(0, dtype=np.int64)  # sorted ids present in the index
         # flat: whether FAISS holds the vectors in ascending id order, so an id's row is its rank in _ids
         # (true while ids are added above the rest; FAISS keeps the order on removal)
         self._in_id_order = True
         self.n_trained = 0  # IVF: how many vectors the coarse quantizer was trained on
+        self.tuning: dict | None = None  # JSON-able record of how nprobe was chosen (its owner's measurement)
         self._index = None if kind == "ivf" else self._new_index()
 
     # -- construction -----------------------------------------------------------------------------
@@ -83,12 +94,16 @@ class SupportIndex:
             hnsw.hnsw.efSearch = self.ef_search
             return faiss.IndexIDMap2(hnsw)
         n = len(train)
-        nlist = self.nlist or max(1, min(int(math.sqrt(n)), n // 39))
+        nlist = self.nlist or max(1, min(int(IVF_LISTS_PER_SQRT * math.sqrt(n)), n // 39))
         if nlist > n:
             raise ValueError(f"an IVF index with nlist={nlist} needs at least {nlist} vectors to train on, got {n}; "
                              "add more classes at once, lower nlist or use kind='flat'")
         quantizer = faiss.IndexFlatL2(self.dim) if self.metric == "euclidean" else faiss.IndexFlatIP(self.dim)
-        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss_metric())
+        if self.codes == "sq8":
+            ivf = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                self._faiss_metric())
+        else:
+            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss_metric())
         ivf.own_fields = True
         quantizer.this.disown()
         sample = train
@@ -100,6 +115,20 @@ class SupportIndex:
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
         self.nlist, self.nprobe, self.n_trained = nlist, int(ivf.nprobe), n
         return ivf
+
+    @property
+    def exact_scores(self) -> bool:
+        """Whether :meth:`search` returns exact scores of the ids it finds (False for ``codes="sq8"``)."""
+        return self.codes == "flat"
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """IVF: how many lists a search visits (more: higher recall, slower)."""
+        if self.kind != "ivf" or isinstance(nprobe, bool) or not isinstance(nprobe, (int, np.integer)) \
+                or nprobe < 1:
+            raise ValueError(f"set_nprobe: needs an IVF index and a positive int, got {nprobe!r} for {self.kind!r}")
+        self.nprobe = int(nprobe)
+        if self._index is not None:
+            self._index.nprobe = min(self.nlist, self.nprobe)
 
     @property
     def ntotal(self) -> int:
@@ -143,9 +172,10 @@ class SupportIndex:
         if not len(self._ids) or ids.min() > self._ids[-1]:  # new ids above the rest (a ClassBook's): append
             self._in_id_order &= bool(np.all(np.diff(ids) > 0))
             self._ids = np.concatenate([self._ids, np.sort(ids)])
-        else:
+        else:  # O(n) memmove, no sort of the present ids
             self._in_id_order = False
-            self._ids = np.union1d(self._ids, ids)
+            ids = np.sort(ids)
+            self._ids = np.insert(self._ids, np.searchsorted(self._ids, ids), ids)
 
     def replace(self, ids, vectors) -> None:
         """Replace the vectors of present ``ids`` (n,) with ``vectors`` (n, dim).
@@ -165,6 +195,12 @@ class SupportIndex:
             flat = faiss.downcast_index(self._index.index)
             xb = faiss.rev_swig_ptr(flat.get_xb(), self.ntotal * self.dim).reshape(self.ntotal, self.dim)
             xb[np.searchsorted(self._ids, ids)] = x
+            return
+        if self.kind == "ivf":  # out of its list and into the (maybe other) list of its new vector: O(list)
+            faiss = _faiss()
+            if int(self._index.remove_ids(faiss.IDSelectorArray(ids))) != len(ids):
+                raise RuntimeError(f"FAISS did not find all of the {len(ids)} ids to replace")
+            self._index.add_with_ids(x, ids)
             return
         self.remove(ids)
         self.add(ids, x)
@@ -230,7 +266,7 @@ class SupportIndex:
         """JSON-able settings that :meth:`from_bytes` needs besides the FAISS bytes."""
         return {"dim": self.dim, "metric": self.metric, "kind": self.kind, "nlist": self.nlist,
                 "nprobe": self.nprobe, "hnsw_m": self.hnsw_m, "ef_search": self.ef_search,
-                "n_trained": self.n_trained}
+                "n_trained": self.n_trained, "codes": self.codes, "tuning": self.tuning}
 
     def to_bytes(self) -> bytes:
         """The index in FAISS's own format (empty bytes for an IVF index that holds nothing yet)."""
@@ -244,8 +280,9 @@ class SupportIndex:
         faiss = _faiss()
         self = cls(config["dim"], config["metric"], config["kind"], nlist=config.get("nlist"),
                    nprobe=config.get("nprobe"), hnsw_m=config.get("hnsw_m", 32),
-                   ef_search=config.get("ef_search", 128))
+                   ef_search=config.get("ef_search", 128), codes=config.get("codes", "flat"))
         self.n_trained = int(config.get("n_trained", 0))
+        self.tuning = config.get("tuning")
         if not data:
             if self.kind != "ivf":
                 raise ValueError(f"SupportIndex.from_bytes: no index bytes for a {self.kind!r} index")

@@ -123,7 +123,7 @@ class NearestPrototypes:
             raise ValueError(f"the index holds {index.ntotal} prototypes that do not match the {len(ids)} ids given")
         head = cls(index.dim, index.metric, scale, index.kind)
         head.index_options = {k: v for k, v in index.config().items() if k in ("nlist", "nprobe", "hnsw_m",
-                                                                                "ef_search")}
+                                                                                "ef_search", "codes")}
         head.index = index
         return head
 

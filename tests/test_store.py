@@ -203,7 +203,7 @@ def test_corrupted_truncated_or_missing_files_are_reported(tmp_path):
     store.manifest_path.write_text(text[: len(text) // 2])
     with pytest.raises(StoreError, match="manifest.json is corrupted \\(not valid JSON"):
         store.read()
-    store.manifest_path.write_text(text.replace('"a": 1', '"a": 2'))
+    store.manifest_path.write_text(text.replace('"a":1', '"a":2'))
     with pytest.raises(StoreError, match="its checksum does not match its content"):
         store.read()
     assert issubclass(StoreError, ValueError)

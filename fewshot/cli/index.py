@@ -190,6 +190,8 @@ def list_(directory, as_json):
     rows = info["classes"]
     click.echo(f"# {len(rows)} classes, {sum(r['count'] for r in rows)} examples; encoder {info['encoder']} "
                f"({info['dim']}-d, {info['metric']}), threshold {info['threshold']}")
+    if info["search"] and info["search"]["kind"] != "flat":  # exact search needs no settings line
+        click.echo("# search: " + ", ".join(f"{k} {v}" for k, v in info["search"].items()))
     for r in rows:
         click.echo(f"{r['count']}\t{r['label']}")
 

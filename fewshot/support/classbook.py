@@ -1,14 +1,15 @@
 """ClassBook: the bookkeeping of a classifier whose classes come and go at run time.
 
-For each class, in order of first appearance: its label, the float64 sum and the count of every
-embedding ever added under it (so its prototype is the exact running mean, updated without
-re-embedding old examples), its stable int64 search id (ascending, never reused) and its support
-texts (None where unknown: examples added as embeddings or images).
+For each class, one row: its label, the float64 sum and the count of every embedding ever added
+under it (so its prototype is the exact running mean, updated without re-embedding old examples),
+its stable int64 search id (never reused) and its support texts (None where unknown: examples added
+as embeddings or images).
 
-Costs: adding or updating a class costs O(examples changed): the rows live in buffers that grow by
-doubling, so nothing is copied per add. Removing classes compacts the rows (one pass over them,
-which keeps the order of first appearance). Every other object (the classifier, its folder format,
-the curation workflows) reads and changes classes through the public methods here.
+Costs are O(examples changed), whatever the class count: the rows live in buffers that grow by
+doubling, so nothing is copied per add; removing a class moves the last row into its place (so rows
+are in order of first appearance until a removal, which moves the newest class into the hole), and
+an id's row is found in a dict. Every other object (the classifier, its folder format, the curation
+workflows) reads and changes classes through the public methods here.
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ class ClassBook:
         self._counts = np.zeros(0, dtype=np.int64)
         self._ids = np.zeros(0, dtype=np.int64)
         self.next_id = 0
+        self._row_of_id: dict[int, int] = {}
         self._texts: dict = {}
-        self._keys: dict[str, str] = {}  # label_key(label) -> label, for the string labels
+        self._keys: dict[str, str] | None = {}  # label_key(label) -> label of the string labels (None: not built)
 
     # -- reading ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -47,7 +49,9 @@ class ClassBook:
     @property
     def keys(self) -> Mapping[str, str]:
         """{label_key(label): label} of the string labels (read-only), for checking a new label in O(1)
-        (:func:`fewshot.inputs.check_labels`)."""
+        (:func:`fewshot.inputs.check_labels`); built on first use after :meth:`restore`."""
+        if self._keys is None:
+            self._keys = {label_key(lab): lab for lab in self.labels if isinstance(lab, str)}
         return MappingProxyType(self._keys)
 
     def row(self, label) -> int:
@@ -66,7 +70,7 @@ class ClassBook:
 
     @property
     def ids(self) -> np.ndarray:
-        """(n,) int64 stable search ids, ascending (a read-only view)."""
+        """(n,) int64 stable search ids, unique, in row order (a read-only view)."""
         return _readonly(self._ids[: len(self)])
 
     def prototypes(self, rows=None) -> np.ndarray:
@@ -85,13 +89,9 @@ class ClassBook:
     def rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
         """The row of each search id in ``ids`` (any shape), -1 where it is no class (e.g. faiss's -1)."""
         ids = np.asarray(ids, dtype=np.int64)
-        n = len(self)
-        if not n:
-            return np.full(ids.shape, -1, dtype=np.int64)
-        pos = np.searchsorted(self._ids[:n], ids)
-        found = (ids >= 0) & (pos < n)
-        found &= self._ids[np.minimum(pos, n - 1)] == ids
-        return np.where(found, pos, -1)
+        get = self._row_of_id.get
+        return np.fromiter((get(int(i), -1) for i in ids.ravel()), dtype=np.int64,
+                           count=ids.size).reshape(ids.shape)
 
     def held_out_prototypes(self, z: np.ndarray, labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
         """Class means with the embeddings ``z`` (n, dim) taken out of their classes ``labels``:
@@ -127,9 +127,10 @@ class ClassBook:
                 r = len(self.labels)
                 self._row[lab] = r
                 self.labels.append(lab)
-                if isinstance(lab, str):
+                if isinstance(lab, str) and self._keys is not None:
                     self._keys[label_key(lab)] = lab
                 self._sums[r], self._counts[r], self._ids[r] = s, len(rows), self.next_id
+                self._row_of_id[self.next_id] = r
                 self.next_id += 1
                 added.append(r)
                 kept: list | None = []
@@ -145,44 +146,51 @@ class ClassBook:
         return changed, added
 
     def remove(self, labels: Sequence) -> np.ndarray:
-        """Forget classes ``labels`` (all must be classes); returns their search ids."""
-        drop = sorted({self._row[lab] for lab in labels})
-        n = len(self)
-        keep = np.setdiff1d(np.arange(n), drop)
-        gone = self._ids[drop].copy()
-        self._sums = self._sums[keep]
-        self._counts = self._counts[keep]
-        self._ids = self._ids[keep]
-        for r in drop:
-            del self._texts[self.labels[r]]
-            if isinstance(self.labels[r], str):
-                self._keys.pop(label_key(self.labels[r]), None)
-        self.labels = [self.labels[i] for i in keep]
-        self._row = {lab: i for i, lab in enumerate(self.labels)}
+        """Forget classes ``labels`` (all must be classes); returns their search ids.
+
+        O(classes removed): the removed rows are filled, highest first, by the last row (its label, sums,
+        count, id and texts move; nothing else does)."""
+        rows = sorted({self._row[lab] for lab in labels}, reverse=True)  # KeyError before anything changes
+        gone = self._ids[rows[::-1]].copy()
+        for lab in [self.labels[r] for r in rows]:  # highest row first: a moved row is never one still to go
+            r, last = self._row.pop(lab), len(self.labels) - 1
+            del self._row_of_id[int(self._ids[r])]
+            del self._texts[lab]
+            if isinstance(lab, str) and self._keys is not None:
+                self._keys.pop(label_key(lab), None)
+            if r != last:
+                moved = self.labels[last]
+                self.labels[r] = moved
+                self._row[moved] = r
+                self._sums[r], self._counts[r], self._ids[r] = self._sums[last], self._counts[last], self._ids[last]
+                self._row_of_id[int(self._ids[r])] = r
+            self.labels.pop()
         return gone
 
     @classmethod
     def restore(cls, dim: int, labels: list, sums: np.ndarray, counts, ids, next_id: int,
                 texts: dict) -> "ClassBook":
-        """A book from saved state; ValueError when the parts disagree."""
+        """A book from saved state; ValueError when the parts disagree. It takes over ``sums``, ``counts``
+        and ``ids`` (copied only where not writable float64/int64 arrays already)."""
         book = cls(dim)
         n = len(labels)
-        sums = np.asarray(sums, dtype=np.float64)
-        counts = np.asarray(counts, dtype=np.int64).reshape(-1)
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        sums = np.require(sums, np.float64, ["C", "W"])
+        counts = np.require(np.asarray(counts, dtype=np.int64).reshape(-1), requirements=["C", "W"])
+        ids = np.require(np.asarray(ids, dtype=np.int64).reshape(-1), requirements=["C", "W"])
         if sums.shape != (n, book.dim) or counts.shape != (n,) or ids.shape != (n,):
             raise ValueError(f"inconsistent state ({n} classes, sums {sums.shape}, {len(counts)} counts, "
                              f"{len(ids)} ids)")
-        if n and (np.any(np.diff(ids) <= 0) or ids[-1] >= next_id or ids[0] < 0 or np.any(counts < 1)):
-            raise ValueError("inconsistent state (ids not ascending below next_id, or a class without examples)")
+        if n and (len(np.unique(ids)) != n or ids.max() >= next_id or ids.min() < 0 or np.any(counts < 1)):
+            raise ValueError("inconsistent state (ids not unique in 0..next_id-1, or a class without examples)")
         if len(set(labels)) != n or set(texts) != set(labels):
             raise ValueError("inconsistent state (duplicate labels, or support texts for other classes)")
         book.labels = list(labels)
         book._row = {lab: i for i, lab in enumerate(book.labels)}
-        book._sums, book._counts, book._ids = sums.copy(), counts.copy(), ids.copy()
+        book._sums, book._counts, book._ids = sums, counts, ids
+        book._row_of_id = dict(zip(ids.tolist(), range(n)))
         book.next_id = int(next_id)
         book._texts = {lab: (None if texts[lab] is None else list(texts[lab])) for lab in book.labels}
-        book._keys = {label_key(lab): lab for lab in book.labels if isinstance(lab, str)}
+        book._keys = None  # built on first use (O(classes) Unicode normalisation; a load need not pay it)
         return book
 
     def _reserve(self, n: int) -> None:

@@ -83,8 +83,9 @@ class FewShotClassifier:
     scale: logit scale of :meth:`predict_proba`, ``softmax(scale * score)`` (None: 10 for cosine,
         0.1 for euclidean; the learner's own in :meth:`from_checkpoint`).
     index_kind: ``"flat"`` (exact), ``"ivf"``, ``"hnsw"`` (approximate) or ``"auto"`` (default:
-        flat below 50,000 classes, IVF from there; IVF is retrained when the class count doubles).
-    index_options: extra SupportIndex settings (``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``).
+        flat below 50,000 classes, from there IVF with 8-bit codes re-scored exactly and nprobe tuned to
+        recall@1 0.99 (:mod:`fewshot.support.search`); IVF is retrained when the class count doubles).
+    index_options: extra SupportIndex settings (``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``, ``codes``).
     batch_size, device: passed to ``Encoder.encode``.
     """
 
@@ -131,10 +132,11 @@ class FewShotClassifier:
         return int(self.encoder.dim)
 
     n_classes = property(lambda self: len(self.book_), doc="how many classes it holds")
-    classes_ = property(lambda self: list(self.book_.labels), doc="the labels, in order of first appearance")
+    classes_ = property(lambda self: list(self.book_.labels), doc="the labels, in order of first appearance "
+                        "(a removal moves the newest class into the removed one's place: ClassBook)")
     counts_ = property(lambda self: self.book_.counts, doc="(n_classes,) examples per class")
     sums_ = property(lambda self: self.book_.sums, doc="(n_classes, dim) float64 sums of each class's embeddings")
-    ids_ = property(lambda self: self.book_.ids, doc="(n_classes,) stable search ids, ascending")
+    ids_ = property(lambda self: self.book_.ids, doc="(n_classes,) stable search ids, like classes_")
     prototypes_ = property(lambda self: self.book_.prototypes(), doc="(n_classes, dim) float32 class means")
     support_ = property(lambda self: {lab: self.book_.texts(lab) for lab in self.book_.labels},
                         doc="label -> its support texts in order of arrival, or None where unknown")
@@ -260,17 +262,11 @@ class FewShotClassifier:
         e = np.exp(s)
         return e / e.sum(1, keepdims=True)
 
-    def _search(self, z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores (n, k), rows (n, k)) of one index search; -inf / -1 where a slot stayed empty."""
-        scores, ids = self.head_.search(z, k)
-        rows = self.book_.rows_of_ids(ids)
-        return np.where(rows >= 0, scores, -np.inf), rows
-
     def rank_embeddings(self, z, k: int = 1) -> Ranking:
         """One search for embeddings ``z`` (n, dim): the ``k`` nearest classes and the thresholded top-1."""
         self.check_fitted("rank_embeddings")
         self._check_k(k, "rank_embeddings")
-        scores, rows = self._search(self._embeddings(z, "rank_embeddings"), int(k))
+        scores, rows = self.policy.search(self.head_, self.book_, self._embeddings(z, "rank_embeddings"), int(k))
         labels = [[self.book_.labels[r] if r >= 0 else self.unknown_label for r in row] for row in rows]
         t = self.threshold_
         predictions = [self.unknown_label if r < 0 or (t is not None and s < t) else self.book_.labels[r]

@@ -1,5 +1,6 @@
 """ClassBook: running means stay exact under any sequence of adds, replaces and removes (checked against
-recomputation from scratch), ids are stable and ascending, and saved state that disagrees is refused."""
+recomputation from scratch), ids are stable, rows follow first appearance with each removed row filled by
+the last one, and saved state that disagrees is refused."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,6 +21,7 @@ def test_running_means_equal_recomputation_from_scratch(ops, seed):
     book = ClassBook(4)
     truth: dict[str, list[np.ndarray]] = {}  # label -> every embedding that counts, in order
     ids: dict[str, int] = {}
+    order: list[str] = []  # the rows: first appearance; a removal (highest row first) moves the last row in
     next_id = 0
     for op, labels in ops:
         if op == "remove":
@@ -28,6 +30,9 @@ def test_running_means_equal_recomputation_from_scratch(ops, seed):
                 continue
             gone = book.remove(present)
             assert sorted(gone.tolist()) == sorted(ids[lab] for lab in present)
+            for r in sorted((order.index(lab) for lab in present), reverse=True):
+                order[r] = order[-1]
+                order.pop()
             for lab in present:
                 del truth[lab], ids[lab]
             continue
@@ -39,8 +44,11 @@ def test_running_means_equal_recomputation_from_scratch(ops, seed):
         for lab, rows in fresh.items():
             if lab not in ids:
                 ids[lab], next_id = next_id, next_id + 1
+                order.append(lab)
             truth[lab] = rows if op == "replace" else truth.get(lab, []) + rows
-    assert book.labels == [lab for lab in sorted(ids, key=ids.get)]  # order of first appearance
+    assert book.labels == order
+    assert book.rows_of_ids(np.array([ids[lab] for lab in order] + [next_id, -1])).tolist() == \
+        list(range(len(order))) + [-1, -1]
     assert book.ids.tolist() == [ids[lab] for lab in book.labels] and book.next_id == next_id
     for lab in book.labels:
         r = book.row(lab)
@@ -86,7 +94,7 @@ def test_restore_refuses_state_that_disagrees():
     ok = dict(dim=2, labels=["a", "b"], sums=np.ones((2, 2)), counts=[1, 2], ids=[0, 3], next_id=4,
               texts={"a": None, "b": ["t", "u"]})
     assert ClassBook.restore(**ok).prototypes().tolist() == [[1, 1], [0.5, 0.5]]
-    for bad, why in [(dict(ids=[3, 0]), "ascending"), (dict(next_id=3), "ascending"), (dict(counts=[0, 2]), "without"),
+    for bad, why in [(dict(ids=[3, 3]), "unique"), (dict(next_id=3), "next_id"), (dict(ids=[-1, 0]), "unique"), (dict(counts=[0, 2]), "without"),
                      (dict(labels=["a", "a"]), "duplicate"), (dict(sums=np.ones((3, 2))), "inconsistent")]:
         with pytest.raises(ValueError, match=why):
             ClassBook.restore(**{**ok, **bad})
