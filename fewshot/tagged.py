@@ -11,10 +11,13 @@ Its ``splits`` map "train"/"val"/"test" to disjoint lists of entity *types*, as 
 :class:`~fewshot.data.FewShotDataset`'s map to classes. ``origins[i]`` names the
 file and line where sentence ``i`` starts, so that an error about a sentence (e.g.
 one longer than the encoder's window) can say where to fix it.
+
+Raw text becomes words in one way, :func:`split_words` (used by ``fewshot index tag``).
 """
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +26,9 @@ from .data import SPLITS
 
 OUTSIDE = "O"
 SCHEMES = ("io", "bio")
+# a number with inner "." or "," (3.5, 1,000); a run of letters/digits/underscore, joined across an inner
+# hyphen or apostrophe (state-of-the-art, O'Brien); any other non-blank character alone (punctuation)
+WORD = re.compile(r"\d+(?:[.,]\d+)+|\w+(?:[-'\u2019]\w+)*|[^\w\s]")
 
 
 def check_tag(tag: str, scheme: str, where: str) -> None:
@@ -39,6 +45,16 @@ def check_tag(tag: str, scheme: str, where: str) -> None:
     if scheme == "io" and tag[:2] in ("B-", "I-"):
         raise ValueError(f"{where}: tag {tag!r} looks BIO but the file is read as IO; read it as BIO "
                          "(scheme='bio') or drop the B-/I- prefixes")
+
+
+def split_words(text: str) -> tuple[str, ...]:
+    """The words of raw ``text``, as tagged corpora (CoNLL, Few-NERD) tokenise: whitespace separates words and
+    punctuation is a word of its own, but for an inner hyphen or apostrophe (``state-of-the-art``, ``O'Brien``)
+    and a number's inner ``.`` or ``,`` (``3.5``, ``1,000``); an abbreviation splits at its full stops (``U.S.``
+    is four words). ``"Ada's code, in 1843."`` gives ``("Ada's", "code", ",", "in", "1843", ".")``."""
+    if not isinstance(text, str):
+        raise TypeError(f"split_words: expected a str, got {type(text).__name__}")
+    return tuple(WORD.findall(text))
 
 
 def bio_to_io(tags: Sequence[str]) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import pytest
 
 from fewshot.datasets import load_dataset
 from fewshot.datasets.ner import read_conll, read_jsonl_tags, read_snips
-from fewshot.tagged import TaggedDataset, bio_to_io, io_spans, io_to_bio
+from fewshot.tagged import TaggedDataset, bio_to_io, io_spans, io_to_bio, split_words
 
 
 def fewnerd_rule(tags):
@@ -50,6 +50,17 @@ def _write(tmp_path, name, text, encoding="utf-8"):
     p = tmp_path / name
     p.write_bytes(text.encode(encoding))
     return p
+
+
+@pytest.mark.parametrize("text, words", [
+    ("Ada's code, in 1843.", ("Ada's", "code", ",", "in", "1843", ".")),
+    ("state-of-the-art (3.5 / 1,000)", ("state-of-the-art", "(", "3.5", "/", "1,000", ")")),
+    ("O\u2019Brien  met\tZ\u00fcrich\u2014again!", ("O\u2019Brien", "met", "Z\u00fcrich", "\u2014", "again", "!")),
+    ("U.S. - end", ("U", ".", "S", ".", "-", "end")),
+    ("   ", ()),
+])
+def test_split_words_separates_punctuation_but_inner_hyphens_apostrophes_and_decimals(text, words):
+    assert split_words(text) == words
 
 
 def test_read_conll_bio_and_io(tmp_path):

@@ -9,6 +9,13 @@ and prints its id; ``correct --id N --label L`` makes query N a support example 
 class L; ``confirm --id N`` records that its answer was right; ``stats`` reports.
 ``rebuild --checkpoint CKPT`` re-embeds the stored support texts with a newly trained
 encoder (``fewshot train --from-index DIR``), guarded by the log.
+
+Entity types at run time: ``create --task ner`` makes DIR a :class:`~fewshot.support.tagger.FewShotTagger`
+(folder kind ``"fewshot-tagger"``, changed through :meth:`FewShotTagger.update` the same way);
+from then on the folder's kind decides: ``add --file annotated.conll`` adds or extends entity
+types, ``tag`` finds entity spans in raw text (split into words by :func:`fewshot.tagged.split_words`),
+``list`` and ``remove`` work on types, and the classification commands (``predict``,
+``calibrate``, the log) refuse a tagger, as ``tag`` refuses a classifier.
 """
 from __future__ import annotations
 
@@ -22,12 +29,51 @@ from ..inputs import check_labels, check_texts
 from .app import main
 
 EXAMPLE_FILES = (".csv", ".tsv", ".jsonl")
+TASKS = ("classification", "ner")
+TAGGED_FILES = (".conll", ".txt", ".tsv", ".jsonl")  # CoNLL token<TAB>tag lines, or JSONL of tokens and tags
 
 
 @main.group()
 def index() -> None:
     """A persistent FAISS support index: create, add classes, predict, list, remove, calibrate, and learn
-    from use (predict --log, correct, confirm, stats)."""
+    from use (predict --log, correct, confirm, stats); or, created with --task ner, an entity tagger (add
+    --file, tag, list, remove)."""
+
+
+def _task(directory) -> str:
+    """"ner" if DIRECTORY holds a FewShotTagger, else "classification" (whose own checks refuse a folder
+    that is neither)."""
+    from ..support import folder
+
+    return "ner" if folder.kind_of(directory) == folder.TAGGER_KIND else "classification"
+
+
+def _refuse_tagger(directory, command: str, instead: str = "a tagger takes `index add --file`, `index tag`, "
+                   "`index list` and `index remove`") -> None:
+    if _task(directory) == "ner":
+        raise ValueError(f"{directory} holds an NER tagger (created with --task ner), and `fewshot index {command}` "
+                         f"works on a classification index; {instead}")
+
+
+def _given(ctx: click.Context, *params: str) -> list[str]:
+    """The options among ``params`` that the user set on the command line, as ``--flag`` names."""
+    return ["--" + p.replace("_", "-") for p in params
+            if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+
+
+def _read_tagged(path: str) -> tuple[list, list, list]:
+    """(sentences, IO tags, "file:line" origins) of an annotated file: CoNLL or JSONL of tokens and tags."""
+    from ..datasets.ner import read_tagged_path
+
+    p = Path(path)
+    if p.suffix.lower() not in TAGGED_FILES:
+        raise ValueError(f"--file {path}: expected annotated sentences, a .conll/.txt/.tsv file of `token<TAB>tag` "
+                         "lines (a blank line between sentences; IO or BIO tags) or a .jsonl file of "
+                         f"{{\"tokens\": [...], \"tags\": [...]}} objects, got a {p.suffix or 'suffix-less'} file")
+    if not p.is_file():
+        raise FileNotFoundError(f"--file {path}: no such file")
+    data = read_tagged_path(p)
+    return data.sentences, data.tags, data.origins
 
 
 def _read_examples(path: str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
@@ -64,8 +110,13 @@ def _read_texts(path: str, text_column: str) -> list[str]:
               "classes, IVF above.")
 @click.option("--unknown-label", default=None, help="What predict answers beyond the calibrated threshold "
               "(default: null in --json, '<unknown>' in text output).")
-def create(directory, encoder, checkpoint, metric, index_kind, unknown_label):
-    """Create an empty index in DIRECTORY."""
+@click.option("--task", type=click.Choice(TASKS), default="classification", show_default=True,
+              help="classification: classes of whole texts (or images), `index predict`; ner: an entity tagger "
+              "(euclidean metric by default, ProtoBERT's), taught with `index add DIR --file annotated.conll` "
+              "and used with `index tag`.")
+@click.pass_context
+def create(ctx, directory, encoder, checkpoint, metric, index_kind, unknown_label, task):
+    """Create an empty index (or, with --task ner, an empty entity tagger) in DIRECTORY."""
     from ..support import FewShotClassifier
     from ..encoders import default_encoder
 
@@ -74,6 +125,21 @@ def create(directory, encoder, checkpoint, metric, index_kind, unknown_label):
     if Path(directory, "manifest.json").exists():
         raise ValueError(f"{directory} already holds an index; add to it with `fewshot index add`, or choose "
                          "a new folder")
+    if task == "ner":
+        given = _given(ctx, "index_kind", "unknown_label")
+        if given:
+            verbs = ("configures", "means", "it") if len(given) == 1 else ("configure", "mean", "them")
+            raise ValueError(f"{' and '.join(given)} {verbs[0]} a classification index and {verbs[1]} nothing to "
+                             f"an NER tagger (--task ner); drop {verbs[2]}")
+        from ..support.tagger import FewShotTagger
+
+        tagger = FewShotTagger(checkpoint or encoder or default_encoder("text"),
+                               **({"metric": metric} if metric else {}))
+        tagger.create(directory)
+        click.echo(f"created an empty NER tagger in {directory} (encoder {tagger.encoder.name}, "
+                   f"{tagger.encoder.dim}-d, {tagger.metric}); teach it entity types with "
+                   f"`fewshot index add {directory} --file annotated.conll`")
+        return
     kw = dict(index_kind=index_kind, unknown_label=unknown_label)
     if metric:
         kw["metric"] = metric
@@ -95,14 +161,23 @@ def create(directory, encoder, checkpoint, metric, index_kind, unknown_label):
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--replace", is_flag=True, help="Reset existing classes to the new examples instead of adding to "
-              "their running mean.")
-def add(directory, texts, label, file_, images, text_column, label_column, replace):
+              "their running mean (a tagger: the entity types the file annotates; O still grows).")
+@click.pass_context
+def add(ctx, directory, texts, label, file_, images, text_column, label_column, replace):
     """Add labelled examples to the index in DIRECTORY: `--label NAME TEXT...`, `--file F` or `--images FOLDER`.
 
     A new label adds a class; examples of an existing label update its prototype (running mean).
+
+    A tagger (created with --task ner) learns from annotated sentences only, `--file F`: CoNLL
+    (.conll/.txt/.tsv: `token<TAB>tag` lines, a blank line between sentences, IO or BIO tags) or
+    JSONL (one {"tokens": [...], "tags": [...]} per line). A new tag adds an entity type; the words
+    of an existing one (and of O) extend its prototype.
     """
     from ..support import FewShotClassifier
 
+    if _task(directory) == "ner":
+        _add_to_tagger(ctx, directory, texts, label, file_, images, replace)
+        return
     sources = sum([bool(texts), bool(file_), bool(images)])
     if sources != 1:
         raise ValueError("give exactly one source of examples: --label NAME TEXT..., --file F or --images FOLDER")
@@ -128,6 +203,35 @@ def add(directory, texts, label, file_, images, text_column, label_column, repla
                f"the index holds {clf.n_classes} classes")
 
 
+def _add_to_tagger(ctx, directory, texts, label, file_, images, replace) -> None:
+    from ..support.tagger import FewShotTagger
+    from ..tagged import types_of
+
+    if texts:
+        raise ValueError(f"{directory} holds an NER tagger, which learns from annotated sentences, not TEXT "
+                         "arguments: write them one `token<TAB>tag` line per word (a blank line between sentences) "
+                         "to a .conll file, or as {\"tokens\": [...], \"tags\": [...]} lines to a .jsonl file, "
+                         "and use --file F")
+    refused = (["--label"] if label else []) + (["--images"] if images else []) + \
+        _given(ctx, "text_column", "label_column")
+    if refused:
+        verbs = ("does", "it") if len(refused) == 1 else ("do", "them")
+        raise ValueError(f"{' and '.join(refused)} {verbs[0]} not apply to an NER tagger ({directory}): the words "
+                         f"and their entity types come from the tags of --file F; drop {verbs[1]}")
+    if not file_:
+        raise ValueError(f"give the annotated sentences for the tagger in {directory} with --file F (.conll: "
+                         "`token<TAB>tag` lines; .jsonl: tokens and tags)")
+    sentences, tags, origins = _read_tagged(file_)  # refused here, before the lock: DIR is not touched
+    with FewShotTagger.update(directory) as tagger:
+        before = set(tagger.types_)
+        tagger.add(sentences, tags, replace=replace, where=lambda i: origins[i])
+    types = set(types_of(tags))
+    new = len(types - before)
+    click.echo(f"added {sum(map(len, sentences))} words of {len(sentences)} sentences: {new} new entity types, "
+               f"{len(types) - new} {'replaced' if replace else 'extended'}; the tagger holds "
+               f"{len(tagger.types_)} entity types")
+
+
 @index.command("predict")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.argument("texts", nargs=-1)
@@ -145,6 +249,7 @@ def predict(directory, texts, file_, text_column, top_k, as_json, log_):
     from ..support import curation
     from ..support import FewShotClassifier
 
+    _refuse_tagger(directory, "predict", f"find its entity spans with `fewshot index tag {directory} TEXT...`")
     if bool(texts) == bool(file_):
         raise ValueError("give the texts to classify as arguments or with --file F, not both and not neither")
     x = list(texts) if texts else _read_texts(file_, text_column)
@@ -180,12 +285,16 @@ def predict(directory, texts, file_, text_column, top_k, as_json, log_):
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def list_(directory, as_json):
-    """List the classes of the index in DIRECTORY with their example counts."""
+    """List the classes of the index in DIRECTORY with their example counts (a tagger: its entity types with
+    their word counts)."""
     from ..support import FewShotClassifier
 
+    if _task(directory) == "ner":
+        _list_tagger(directory, as_json)
+        return
     info = FewShotClassifier.describe(directory)  # the manifest only: the index is not loaded
     if as_json:
-        click.echo(json.dumps({k: v for k, v in info.items() if k != "generation"}))
+        click.echo(json.dumps({"task": "classification", **{k: v for k, v in info.items() if k != "generation"}}))
         return
     rows = info["classes"]
     click.echo(f"# {len(rows)} classes, {sum(r['count'] for r in rows)} examples; encoder {info['encoder']} "
@@ -196,13 +305,38 @@ def list_(directory, as_json):
         click.echo(f"{r['count']}\t{r['label']}")
 
 
+def _list_tagger(directory, as_json: bool) -> None:
+    from ..support.tagger import FewShotTagger
+    from ..tagged import OUTSIDE
+
+    info = FewShotTagger.describe(directory)  # the manifest only: the encoder is not loaded
+    types = [{"type": c["label"], "words": c["count"]} for c in info["classes"] if c["label"] != OUTSIDE]
+    outside = sum(c["count"] for c in info["classes"] if c["label"] == OUTSIDE)
+    if as_json:
+        click.echo(json.dumps({"task": "ner", **{k: info[k] for k in ("encoder", "fingerprint", "metric", "dim",
+                                                                      "index_id")},
+                               "types": types, "outside_words": outside}))
+        return
+    click.echo(f"# {len(types)} entity types, {sum(t['words'] for t in types)} words (and {outside} O words); "
+               f"encoder {info['encoder']} ({info['dim']}-d, {info['metric']})")
+    for t in types:
+        click.echo(f"{t['words']}\t{t['type']}")
+
+
 @index.command("remove")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.option("--label", "labels", multiple=True, required=True, help="A class to remove (repeatable).")
 def remove(directory, labels):
-    """Remove classes from the index in DIRECTORY."""
+    """Remove classes from the index in DIRECTORY (a tagger: entity types)."""
     from ..support import FewShotClassifier
 
+    if _task(directory) == "ner":
+        from ..support.tagger import FewShotTagger
+
+        with FewShotTagger.update(directory) as tagger:
+            tagger.remove_types(list(dict.fromkeys(labels)))
+        click.echo(f"removed {len(set(labels))} entity types; the tagger holds {len(tagger.types_)} entity types")
+        return
     with FewShotClassifier.update(directory) as clf:
         clf.remove_classes(list(labels))
     click.echo(f"removed {len(set(labels))} classes; the index holds {clf.n_classes} classes")
@@ -220,6 +354,7 @@ def calibrate(directory, file_, oos_label, target_precision, text_column, label_
     """Set the open-set threshold of DIRECTORY's index from held-out examples."""
     from ..support import FewShotClassifier
 
+    _refuse_tagger(directory, "calibrate")
     x, y = _read_examples(file_, text_column, label_column)
     y = [None if v == oos_label else v for v in y]
     with FewShotClassifier.update(directory) as clf:
@@ -239,6 +374,7 @@ def correct(directory, id_, label):
     """Correct logged prediction --id: its query becomes a support example of --label (running mean)."""
     from ..support import curation
 
+    _refuse_tagger(directory, "correct")
     entry = curation.correct(directory, id_, label)
     click.echo(f"prediction {id_} ({entry['labels'][0]!r}) corrected to {label!r}: {entry['query']!r} added to "
                f"{label!r}")
@@ -251,6 +387,7 @@ def confirm(directory, id_):
     """Record that logged prediction --id got the right label (the index itself is not changed)."""
     from ..support import curation
 
+    _refuse_tagger(directory, "confirm")
     entry = curation.confirm(directory, id_)
     click.echo(f"prediction {id_} ({entry['labels'][0]!r}) confirmed")
 
@@ -263,6 +400,7 @@ def stats(directory, as_json):
     from ..support import curation
     from ..support import FewShotClassifier
 
+    _refuse_tagger(directory, "stats")
     info = FewShotClassifier.describe(directory)
     log = curation.prediction_log(directory).stats()
     labels = sorted({r["label"] for r in info["classes"]} | set(log["labels"]), key=str)
@@ -302,6 +440,7 @@ def rebuild(directory, checkpoint, margin, force):
     """
     from ..support import curation
 
+    _refuse_tagger(directory, "rebuild")
     r = curation.rebuild(directory, checkpoint, margin=margin, force=force)  # DriftError: exit 2
     acc = "n/a" if r["n_queries"] == 0 else f"{r['old_accuracy']:.3f} -> {r['new_accuracy']:.3f}"
     click.echo(f"rebuilt {directory}: {r['n_texts']} support texts of {r['n_classes']} classes re-embedded "
@@ -311,3 +450,49 @@ def rebuild(directory, checkpoint, margin, force):
     if r["threshold_reset"]:
         click.echo("the open-set threshold was calibrated for the old encoder and has been reset; run "
                    f"`fewshot index calibrate {directory} --file HELD_OUT` again")
+
+
+@index.command("tag")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.argument("texts", nargs=-1)
+@click.option("--file", "file_", type=click.Path(dir_okay=False), default=None,
+              help="A .txt file, one sentence per line (or a .csv/.tsv/.jsonl file of texts, --text-column).")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per sentence: text, words, entities.")
+def tag(directory, texts, file_, text_column, as_json):
+    """Find the entities of TEXTS (or of the sentences of --file) with the NER tagger in DIRECTORY.
+
+    Each text is split into words one way (fewshot.tagged.split_words): whitespace separates words
+    and punctuation is a word of its own, but for an inner hyphen or apostrophe (state-of-the-art,
+    O'Brien) and a number's inner . or , (3.5). An entity is a run of words of one type: its type,
+    start and end (word indices, end inclusive), its words joined by spaces, and its score (the mean
+    probability of its type over its words). Text output: a `# TEXT` line per sentence, then one
+    `type<TAB>start<TAB>end<TAB>score<TAB>entity` line per entity.
+    """
+    from ..support.tagger import FewShotTagger
+    from ..tagged import OUTSIDE, split_words
+
+    if _task(directory) != "ner":
+        raise ValueError(f"{directory} holds a classification index, and `fewshot index tag` finds entity spans with "
+                         f"an NER tagger (`fewshot index create DIR --task ner`); classify whole texts with "
+                         f"`fewshot index predict {directory} TEXT...`")
+    if bool(texts) == bool(file_):
+        raise ValueError("give the sentences to tag as arguments or with --file F, not both and not neither")
+    x = check_texts(texts, "TEXT") if texts else _read_texts(file_, text_column)
+    source = "TEXT" if texts else file_
+    counts = {c["label"]: c["count"] for c in FewShotTagger.describe(directory)["classes"]}  # before the encoder
+    n_types = len(counts) - (OUTSIDE in counts)
+    if not n_types or OUTSIDE not in counts:
+        raise ValueError(f"the tagger in {directory} needs words of O and of at least one entity type (it has "
+                         f"{n_types} types and {counts.get(OUTSIDE, 0)} O words); teach it first: "
+                         f"fewshot index add {directory} --file annotated.conll")
+    tagger = FewShotTagger.load(directory)
+    words = [split_words(t) for t in x]
+    found = tagger.predict(words, where=lambda i: f"{source}: item {i}")
+    for text, w, entities in zip(x, words, found):
+        if as_json:
+            click.echo(json.dumps({"text": text, "words": list(w), "entities": entities}, ensure_ascii=False))
+            continue
+        click.echo(f"# {text}")
+        for e in entities:
+            click.echo(f"{e['type']}\t{e['start']}\t{e['end']}\t{e['score']:.3f}\t{e['text']}")

@@ -63,6 +63,7 @@ def embed_words(encoder: Encoder, sentences: Sequence[Sequence[str]], batch_size
                 where: Callable[[int], str] | None = None, progress=None) -> list[np.ndarray]:
     """Each sentence's (n_words, hidden) float32 word embeddings, without gradients, in batches of
     similar length. ``where(i)`` names sentence ``i`` in errors; ``progress`` is updated per sentence."""
+    where = where or (lambda i: f"sentence {i}")  # named by its place in ``sentences``, not in its batch
     order = np.argsort([sum(len(w) for w in s) for s in sentences], kind="stable")
     out: list = [None] * len(sentences)
     was_training = encoder.training
@@ -72,7 +73,7 @@ def embed_words(encoder: Encoder, sentences: Sequence[Sequence[str]], batch_size
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 z = word_embeddings(encoder, [sentences[i] for i in idx], device,
-                                    where=(lambda b: where(int(idx[b]))) if where else None)
+                                    where=lambda b: where(int(idx[b])))
                 for i, zi in zip(idx, z):
                     out[int(i)] = zi.cpu().numpy()
                 if progress is not None:

@@ -166,16 +166,31 @@ def read(path, kind: str = STORE_KIND) -> tuple[dict, ClassBook, SupportIndex | 
     return meta, book, index, store
 
 
-def describe(path) -> dict:
-    """What a support index folder holds, from its manifest alone (see FewShotClassifier.describe)."""
-    doc = SupportStore(path, required=STORE_KEYS).read_manifest()
+def describe(path, kind: str = STORE_KIND) -> dict:
+    """What a support index folder of ``kind`` holds, from its manifest alone (see FewShotClassifier.describe
+    and FewShotTagger.describe): a classifier's adds ``threshold`` and ``log_corrections``."""
+    try:
+        doc = SupportStore(path, required=STORE_KEYS if kind == STORE_KIND else TAGGER_KEYS).read_manifest()
+    except StoreError:  # a folder of the other kind lacks this kind's keys: say what it is instead
+        _check_kind(SupportStore(path).read_manifest()["body"], path, kind)
+        raise
     meta = doc["body"]
-    _check_kind(meta, path)
-    return {"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
-            "metric": meta["metric"], "dim": meta["dim"], "threshold": meta["threshold"],
-            "generation": doc["generation"], "index_id": meta.get("index_id"),
-            "log_corrections": meta.get("log_corrections"), "search": search_summary(meta["index"]),
+    _check_kind(meta, path, kind)
+    info = {"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
+            "metric": meta["metric"], "dim": meta["dim"], "generation": doc["generation"],
+            "index_id": meta.get("index_id"),
             "classes": [{"label": c, "count": n} for c, n in zip(meta["classes"], meta["counts"])]}
+    if kind == STORE_KIND:
+        info.update(threshold=meta["threshold"], log_corrections=meta.get("log_corrections"),
+                    search=search_summary(meta["index"]))
+    return info
+
+
+def kind_of(path) -> str | None:
+    """The kind of the support index folder ``path`` (STORE_KIND, TAGGER_KIND, or None when its manifest names
+    none); a folder without a valid manifest is refused as :meth:`SupportStore.read_manifest` refuses it."""
+    body = SupportStore(path).read_manifest()["body"]
+    return body.get("kind") if isinstance(body, dict) else None
 
 
 def search_summary(config: dict | None) -> dict | None:
@@ -204,12 +219,19 @@ def resolve_encoder(encoder) -> Encoder:
     if isinstance(encoder, Encoder):
         return encoder
     if isinstance(encoder, (str, os.PathLike)):
-        if not isinstance(encoder, str) or encoder not in ENCODERS:
-            if is_checkpoint(encoder):
-                return load_encoder(encoder)
-        return create_encoder(str(encoder))
+        ckpt = checkpoint_path(encoder)
+        return load_encoder(ckpt) if ckpt else create_encoder(str(encoder))
     raise TypeError(f"encoder must be an encoder name (e.g. 'minilm'), a model or checkpoint folder, or an "
                     f"Encoder instance, got {type(encoder).__name__}")
+
+
+def checkpoint_path(encoder) -> str | None:
+    """The absolute path of the checkpoint folder an encoder argument names (a path, not a registered encoder
+    name), else None: what a saved index records so that it re-opens that checkpoint."""
+    if isinstance(encoder, (str, os.PathLike)) and not (isinstance(encoder, str) and encoder in ENCODERS) \
+            and is_checkpoint(encoder):
+        return os.path.abspath(encoder)
+    return None
 
 
 def encoder_from_identity(ident: dict, path) -> Encoder:

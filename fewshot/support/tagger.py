@@ -12,6 +12,7 @@ examples are words (each word's embedding is the mean of its sub-word tokens,
     tagger.predict([["Grace", "Hopper", "visited", "Rome"]])
     # [[{"type": "person", "start": 0, "end": 1, "text": "Grace Hopper", "score": ...}, ...]]
     tagger.save(DIR); FewShotTagger.load(DIR)
+    with FewShotTagger.update(DIR) as t: t.add(...)               # several processes: lock, load, change, save
 
 Scoring is ProtoBERT's (Few-NERD's baseline; :mod:`fewshot.learners.protobert`): every word goes to its
 nearest prototype (``O`` or a type) by the metric, squared Euclidean by default as in Few-NERD; an entity
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,9 +42,9 @@ from .classifier import NotFittedError
 class FewShotTagger:
     """Nearest-prototype word tagger over a frozen text encoder, with entity types added at run time.
 
-    ``encoder``: a registered text encoder name, a model or checkpoint folder, or an Encoder with a fast
-    tokenizer; ``metric``: ``"euclidean"`` (default, ProtoBERT's) or ``"cosine"``; ``batch_size`` and
-    ``device`` go to the word embedding.
+    ``encoder``: a registered text encoder name, a model or checkpoint folder (recorded, so that the saved
+    tagger re-opens it), or an Encoder with a fast tokenizer; ``metric``: ``"euclidean"`` (default,
+    ProtoBERT's) or ``"cosine"``; ``batch_size`` and ``device`` go to the word embedding.
     """
 
     def __init__(self, encoder="minilm", metric: str = "euclidean", *, batch_size: int = 32,
@@ -54,7 +55,7 @@ class FewShotTagger:
                              f"{self.encoder.modality}; use a text encoder such as 'minilm'")
         self.metric = check_metric(metric)
         self.batch_size, self.device = batch_size, device
-        self.checkpoint = None
+        self.checkpoint = folder.checkpoint_path(encoder)  # where the encoder's weights came from, if a checkpoint
         self.book_ = ClassBook(int(self.encoder.dim))
         self.path_: str | None = None
         self.generation_: int | None = None
@@ -67,13 +68,26 @@ class FewShotTagger:
         self.book_ = ClassBook(int(self.encoder.dim))
         return self.add(sentences, tags)
 
-    def add(self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]]) -> "FewShotTagger":
+    def add(self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]], replace: bool = False,
+            where: Callable[[int], str] | None = None) -> "FewShotTagger":
         """Add the words of annotated ``sentences`` to their types (new types are created; existing ones
-        become the exact mean of all their words so far; old sentences are not re-embedded)."""
-        sentences, tags = self._annotated(sentences, tags)
-        z = embed_words(self.encoder, sentences, batch_size=self.batch_size, device=self.device)
+        become the exact mean of all their words so far; old sentences are not re-embedded).
+
+        ``replace``: the entity types these sentences annotate are reset to their words here (``O``, the
+        background of every sentence, still grows). ``where(i)`` names sentence ``i`` in errors (e.g. its
+        ``file:line``).
+        """
+        where = where or _ordinal
+        sentences, tags = self._annotated(sentences, tags, where)
+        z = embed_words(self.encoder, sentences, batch_size=self.batch_size, device=self.device, where=where)
         words = np.concatenate(z) if z else np.zeros((0, self.book_.dim), np.float32)
-        self.book_.add(words, [t for sent in tags for t in sent])
+        labels = [t for sent in tags for t in sent]
+        if not replace:
+            self.book_.add(words, labels)
+            return self
+        typed = np.array([t != OUTSIDE for t in labels], dtype=bool)
+        self.book_.add(words[typed], [t for t in labels if t != OUTSIDE], replace=True)
+        self.book_.add(words[~typed], [OUTSIDE] * int((~typed).sum()))
         return self
 
     def remove_types(self, types: Sequence[str]) -> "FewShotTagger":
@@ -84,7 +98,8 @@ class FewShotTagger:
         self.book_.remove(list(types))
         return self
 
-    def _annotated(self, sentences, tags) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    @staticmethod
+    def _annotated(sentences, tags, where) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
         if isinstance(sentences, (str, bytes)) or isinstance(tags, (str, bytes)):
             raise TypeError("expected a list of sentences, each a list of words, and one list of tags per sentence")
         sentences, tags = [tuple(s) for s in sentences], [tuple(t) for t in tags]
@@ -94,28 +109,32 @@ class FewShotTagger:
         out = []
         for i, (words, sent_tags) in enumerate(zip(sentences, tags)):
             if not words or len(words) != len(sent_tags):
-                raise ValueError(f"sentence {i}: expected one tag per word, got {len(words)} words and "
+                raise ValueError(f"{where(i)}: expected one tag per word, got {len(words)} words and "
                                  f"{len(sent_tags)} tags")
-            bad = next((w for w in words if not isinstance(w, str) or not w.strip()), None)
-            if bad is not None:
-                raise ValueError(f"sentence {i}: words must be non-blank strings, got {bad!r}")
+            _check_words(words, where(i))
             bio = any(t[:2] in ("B-", "I-") for t in sent_tags if isinstance(t, str))
             for t in sent_tags:
-                check_tag(t, "bio" if bio else "io", f"sentence {i}")
+                check_tag(t, "bio" if bio else "io", where(i))
             io = bio_to_io(sent_tags) if bio else sent_tags
-            out.append(tuple(check_label(t, None, f"sentence {i}") for t in io))
+            out.append(tuple(check_label(t, None, where(i)) for t in io))
         return sentences, out
 
     # -- inference --------------------------------------------------------------------------------
-    def predict(self, sentences: Sequence[Sequence[str]]) -> list[list[dict]]:
-        """Each sentence's entities: ``{"type", "start", "end" (inclusive word indices), "text", "score"}``."""
+    def predict(self, sentences: Sequence[Sequence[str]],
+                where: Callable[[int], str] | None = None) -> list[list[dict]]:
+        """Each sentence's entities: ``{"type", "start", "end" (inclusive word indices), "text", "score"}``.
+        ``where(i)`` names sentence ``i`` in errors."""
         if OUTSIDE not in self.book_ or not self.types_:
             raise NotFittedError("predict: the tagger needs examples of O and of at least one entity type; call "
                                  "fit(sentences, tags) (or add) first")
         if isinstance(sentences, (str, bytes)):
             raise TypeError("predict: expected a list of sentences, each a list of words; wrap it in a list")
-        sentences = [tuple(s) for s in sentences]
-        z = embed_words(self.encoder, sentences, batch_size=self.batch_size, device=self.device)
+        sentences, where = [tuple(s) for s in sentences], where or _ordinal
+        for i, words in enumerate(sentences):
+            if not words:
+                raise ValueError(f"{where(i)}: expected a sentence of at least one word, got none")
+            _check_words(words, where(i))
+        z = embed_words(self.encoder, sentences, batch_size=self.batch_size, device=self.device, where=where)
         protos = torch.from_numpy(self.book_.prototypes())
         out = []
         for words, zi in zip(sentences, z):
@@ -138,6 +157,19 @@ class FewShotTagger:
         store = folder.write(path, meta, self.book_, None, expect, kind=folder.TAGGER_KIND)
         self.path_, self.generation_ = key, store.generation
 
+    def create(self, path: str | os.PathLike) -> None:
+        """:meth:`save` into a folder that holds no index yet; one that does is refused, unchanged."""
+        with folder.creating(path):
+            self.path_ = self.generation_ = None
+            self.save(path)
+
+    @staticmethod
+    def describe(path: str | os.PathLike) -> dict:
+        """What a saved tagger holds, from its manifest alone (the encoder is not loaded): ``encoder``,
+        ``fingerprint``, ``metric``, ``dim``, ``generation``, ``index_id`` and ``classes`` (a list of
+        {"label", "count"}: each entity type and ``O`` with its number of words)."""
+        return folder.describe(path, kind=folder.TAGGER_KIND)
+
     @classmethod
     def load(cls, path: str | os.PathLike, encoder=None, **kwargs) -> "FewShotTagger":
         """Read a tagger saved by :meth:`save` (its encoder's weights fingerprint checked)."""
@@ -153,8 +185,20 @@ class FewShotTagger:
     @classmethod
     @contextlib.contextmanager
     def update(cls, path: str | os.PathLike, encoder=None, **kwargs):
-        """``with FewShotTagger.update(DIR) as t: t.add(...)``: locked load, change, save."""
+        """``with FewShotTagger.update(DIR) as t: t.add(...)``: holds DIR's lock from load to save, so
+        concurrent updates lose nothing; saves only if the block ends without an exception (then DIR is
+        left exactly as it was)."""
         with SupportStore.locked(path):
             tagger = cls.load(path, encoder, **kwargs)
             yield tagger
             tagger.save(path)
+
+
+def _check_words(words: Sequence, where: str) -> None:
+    bad = next((w for w in words if not isinstance(w, str) or not w.strip()), None)
+    if bad is not None:
+        raise ValueError(f"{where}: words must be non-blank strings, got {bad!r}")
+
+
+def _ordinal(i: int) -> str:
+    return f"sentence {i}"

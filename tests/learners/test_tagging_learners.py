@@ -53,3 +53,5 @@ def test_a_sentence_longer_than_the_window_names_its_line(tiny_text_encoder):
     with pytest.raises(ValueError, match=r"data.conll:7: sentence of 200 words is 202 sub-word tokens, longer "
                                          r"than encoder .* window of 128; split the sentence"):
         embed_words(tiny_text_encoder, [("ok",), long], where=lambda i: ["data.conll:1", "data.conll:7"][i])
+    with pytest.raises(ValueError, match=r"^sentence 0: sentence of 200 words"):  # its place in the list, not in its
+        embed_words(tiny_text_encoder, [long, ("ok",)])                           # length-sorted batch (row 1)

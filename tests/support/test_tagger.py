@@ -86,3 +86,43 @@ def test_predict_before_fit_and_remove_types(tiny_text_encoder):
     assert tagger.types_ == ["person"] and all(e["type"] == "person" for e in tagger.predict([SENTS[1]])[0])
     with pytest.raises(ValueError, match="not entity types of this tagger"):
         tagger.remove_types(["O"])
+
+
+def test_replace_resets_the_annotated_types_and_o_still_grows(tiny_text_encoder):
+    tagger = FewShotTagger(tiny_text_encoder).fit(SENTS, TAGS)
+    tagger.add([["Rome", "again"]], [["city", "O"]], replace=True)
+    assert dict(zip(tagger.book_.labels, tagger.book_.counts.tolist())) == {"person": 2, "O": 8, "city": 1}
+    z = embed_words(tiny_text_encoder, [["Rome", "again"]])[0]
+    np.testing.assert_allclose(tagger.book_.prototypes([tagger.book_.row("city")])[0], z[0], rtol=1e-5, atol=1e-6)
+    person = tagger.book_.prototypes([tagger.book_.row("person")])[0]
+    np.testing.assert_array_equal(person, FewShotTagger(tiny_text_encoder).fit(SENTS, TAGS).book_.prototypes()[0])
+
+
+def test_errors_name_the_sentence_by_where(tiny_text_encoder):
+    where = {0: "a.conll:1", 1: "a.conll:9"}.__getitem__
+    with pytest.raises(ValueError, match="a.conll:9: expected one tag per word"):
+        FewShotTagger(tiny_text_encoder).add([["a"], ["b", "c"]], [["O"], ["O"]], where=where)
+    long = [["a"], ["w"] * 300]  # the tiny BERT reads 128 positions
+    with pytest.raises(ValueError, match=r"a.conll:9: sentence of 300 words .* window of 128"):
+        FewShotTagger(tiny_text_encoder).add(long, [["O"], ["O"] * 300], where=where)
+    with pytest.raises(ValueError, match=r"^sentence 0: sentence of 300 words"):
+        FewShotTagger(tiny_text_encoder).fit(SENTS, TAGS).predict([["w"] * 300, ["a", "b", "c"]])
+    with pytest.raises(ValueError, match="q:1: expected a sentence of at least one word"):
+        FewShotTagger(tiny_text_encoder).fit(SENTS, TAGS).predict([["a"], []], where=lambda i: f"q:{i}")
+
+
+def test_create_and_describe(tiny_text_encoder, tmp_path):
+    FewShotTagger(tiny_text_encoder).create(tmp_path / "t")
+    info = FewShotTagger.describe(tmp_path / "t")
+    assert (info["classes"], info["metric"], info["dim"], info["generation"]) == ([], "euclidean", 32, 1)
+    with FewShotTagger.update(tmp_path / "t", encoder=tiny_text_encoder) as t:
+        t.add(SENTS, TAGS)
+    assert FewShotTagger.describe(tmp_path / "t")["classes"] == [
+        {"label": "person", "count": 2}, {"label": "O", "count": 7}, {"label": "city", "count": 1}]
+    with pytest.raises(ValueError, match="already holds an index"):
+        FewShotTagger(tiny_text_encoder).create(tmp_path / "t")
+    FewShotClassifier(tiny_text_encoder).fit(["a b", "c d"], ["x", "y"]).save(tmp_path / "c")
+    with pytest.raises(StoreError, match=r"holds a classifier \(FewShotClassifier\), not a tagger"):
+        FewShotTagger.describe(tmp_path / "c")
+    with pytest.raises(StoreError, match=r"holds a tagger \(FewShotTagger\), not a classifier"):
+        FewShotClassifier.describe(tmp_path / "t")
