@@ -18,7 +18,7 @@ folder exactly as it was::
 Status codes: 422 for a body of the wrong shape (a missing field, a wrong type, an unknown field), 400 for
 values the library refuses (a blank text, an unknown class or id, ``top_k`` out of range: the checks and
 messages of ``fewshot index``), 401 for a write without the API key, 409 when another writer's update
-could not be merged.
+could not be merged, 503 once the folder was rebuilt with another encoder (restart the server to load it).
 
 Writes (add, remove, correct, confirm, predict with log) need the API key when one is set
 (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``); reads stay open. Text indexes only: an index over
@@ -85,6 +85,10 @@ class ConfirmBody(_Body):
     id: int
 
 
+class EncoderChanged(RuntimeError):
+    """The folder was rebuilt with another encoder (``fewshot index rebuild``) than the one this process holds."""
+
+
 class IndexService:
     """The warm state behind the app: one encoder and the folder's classifier at its latest generation."""
 
@@ -113,18 +117,28 @@ class IndexService:
         stamp = self._stamp()
         with self._state:
             if stamp != self._stamp_seen:
+                self._check_encoder()
                 self._clf = FewShotClassifier.load(self.path, self.encoder, **self._load_kw)
                 self._stamp_seen = stamp
             return self._clf
 
-    def _write(self, change: Callable[[FewShotClassifier], object]):
-        """``change(clf)`` under the folder's locked update; the updated classifier is installed."""
+    def _check_encoder(self) -> None:
+        stored = FewShotClassifier.describe(self.path)["fingerprint"]
+        if stored != self.encoder.fingerprint():
+            raise EncoderChanged(f"the index in {self.path} is now built with another encoder (weights fingerprint "
+                                 f"{stored}; this server holds {self.encoder.fingerprint()}), e.g. by `fewshot index "
+                                 "rebuild`; restart `fewshot serve` to load it")
+
+    def _write(self, change: Callable[[FewShotClassifier], object]) -> tuple[object, FewShotClassifier]:
+        """``change(clf)`` under the folder's locked update; the updated classifier is installed and returned
+        with what ``change`` returned."""
         with SupportStore.locked(self.path):  # re-entrant: held across update's save, to stamp what it wrote
+            self._check_encoder()
             with FewShotClassifier.update(self.path, self.encoder, **self._load_kw) as clf:
                 out = change(clf)
             with self._state:
                 self._clf, self._stamp_seen = clf, self._stamp()
-        return out
+        return out, clf
 
     def _require_text(self, clf: FewShotClassifier, what: str) -> None:
         if clf.encoder.modality != "text":
@@ -163,20 +177,19 @@ class IndexService:
                 clf.add_classes(texts, labels, replace=replace)
             return len(set(labels) - before)
 
-        new = self._write(change)
-        clf = self._clf
+        new, clf = self._write(change)
         return {"added": len(texts), "new_classes": new, "updated_classes": len(set(labels)) - new,
                 "n_classes": clf.n_classes, "generation": clf.generation_}
 
     def remove(self, labels: list) -> dict:
         if not labels:
             raise ValueError("remove: expected at least one class name in \"labels\", got an empty list")
-        self._write(lambda clf: clf.remove_classes(list(labels)))
-        clf = self._clf
+        _, clf = self._write(lambda clf: clf.remove_classes(list(labels)))
         return {"removed": len(set(labels)), "n_classes": clf.n_classes, "generation": clf.generation_}
 
     def correct(self, id: int, label) -> dict:
         with SupportStore.locked(self.path), self._model:  # correct embeds the query under the folder lock
+            self._check_encoder()
             entry = curation.correct(self.path, id, label, self.encoder)
         clf = self.classifier()
         return {"id": id, "query": entry["query"], "predicted": entry["labels"][0], "label": label,
@@ -252,6 +265,10 @@ def create_app(path: str | os.PathLike, *, api_key: str | None = None, encoder=N
         if isinstance(exc, StoreError):  # a damaged folder is not the request's fault
             return _error(500, str(exc))
         return _error(400, str(exc))
+
+    @app.exception_handler(EncoderChanged)
+    async def encoder_changed(request, exc):
+        return _error(503, str(exc))
 
     @app.exception_handler(FileNotFoundError)
     async def folder_gone(request, exc):

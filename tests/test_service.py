@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 
 from fewshot.cli import main
 from fewshot.service import create_app
-from fewshot.support import curation
+from fewshot.support import FewShotClassifier, curation
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "s3cret-key"
@@ -171,6 +172,20 @@ def test_not_json_is_a_422(ix, serve):
     assert c.get("/nowhere").status_code == 404 and "error" in c.get("/nowhere").json()
 
 
+def test_a_folder_rebuilt_with_another_encoder_asks_for_a_restart(ix, serve, tmp_path, tiny_image_encoder):
+    c = serve(ix)
+    other = tmp_path / "other"
+    FewShotClassifier(tiny_image_encoder).create(other)
+    for f in sorted(other.iterdir(), key=lambda f: f.name == "manifest.json"):  # the manifest last, atomically
+        shutil.copy(f, ix / f".{f.name}.tmp")
+        os.replace(ix / f".{f.name}.tmp", ix / f.name)
+    before = (ix / "manifest.json").read_bytes()
+    for route, body in (("/predict", {"texts": ["book a flight"]}), ("/add", {"texts": ["x"], "labels": ["y"]})):
+        r = c.post(route, json=body)
+        assert r.status_code == 503 and "restart `fewshot serve`" in r.json()["error"]
+    assert (ix / "manifest.json").read_bytes() == before
+
+
 def test_api_key_guards_writes_only(ix, serve):
     c = serve(ix, api_key=KEY)
     before = (ix / "manifest.json").read_bytes()
@@ -190,6 +205,23 @@ def test_api_key_guards_writes_only(ix, serve):
     assert c.post("/add", json=body, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
     assert c.post("/remove", json={"labels": ["weather"]}, headers={"X-API-Key": KEY}).status_code == 200
     assert counts(c) == {"greet": 2, "travel": 1}
+
+
+def test_serve_defaults_to_one_thread_like_index(monkeypatch):
+    import faiss
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("FEWSHOT_THREADS", raising=False)
+    try:
+        torch.set_num_threads(2)
+        r = CliRunner().invoke(main, ["serve", "--help"])
+        assert r.exit_code == 0 and "--api-key" in r.output and "127.0.0.1" in r.output
+        assert torch.get_num_threads() == 1 and faiss.omp_get_max_threads() == 1
+        assert CliRunner().invoke(main, ["--threads", "2", "serve", "--help"]).exit_code == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_serve_refuses_a_folder_without_an_index(tmp_path):
@@ -229,3 +261,26 @@ def test_cli_serve_binds_loopback_and_sees_cli_writes(ix):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_bench_serve_readers_beside_a_writer_lose_nothing(ix, serve):
+    """bin/bench-serve's load phase and its after-check, on the tiny index for 2 s."""
+    import bench_serve
+
+    c = serve(ix)
+    queries = [("book a flight", "travel"), ("hello there", "greet")]
+    ld = bench_serve.load(str(c.base_url), queries, ["rain tomorrow?", "play jazz", "next song"], readers=2,
+                          writers=1, seconds=2, seed=0)
+    assert ld["all"]["errors"] == 0 and ld["reader"]["requests"] > 0 and ld["writer"]["requests"] > 0
+    assert ld["reader"]["accuracy"] == 1.0  # support texts are their own class's nearest
+    assert len(ld["acked"]) == ld["writer"]["requests"] and len(set(ld["acked"])) == len(ld["acked"])
+    after = bench_serve.check_after(ix, 2, ld["acked"], {"greet", "travel"})
+    assert after == {"n_classes": 2 + len(ld["acked"]), "expected": 2 + len(ld["acked"]), "missing": [],
+                     "intents_intact": True, "ok": True}
+    lost = bench_serve.check_after(ix, 2, ld["acked"] + ["bench-never-added"], {"greet", "travel"})
+    assert not lost["ok"] and lost["missing"] == ["bench-never-added"]
+    report = {"n_intents": 2, "shots": 1, "readers": 2, "writers": 1, "cold_start_s": 1.0,
+              "warm": ld["reader"], "load": ld, "after": after}
+    md = bench_serve.markdown(report, "bin/bench-serve --seconds 2")
+    assert "**nothing lost**" in md and "| load: 2 readers (predict) |" in md
+    assert "LOST: ['bench-never-added']" in bench_serve.markdown({**report, "after": lost}, "x")

@@ -77,8 +77,8 @@ def predict(clf: FewShotClassifier, texts: list, top_k: int = 1, log: bool = Fal
             for i, (text, top) in enumerate(zip(texts, tops))]
     if log:
         ids = prediction_log(clf.path_, create=True).append(
-            [{"query": r["text"], "labels": [t["label"] for t in r["top_k"]], "scores": [t["score"] for t in r["top_k"]],
-              "generation": clf.generation_} for r in rows])
+            [{"query": r["text"], "labels": [t["label"] for t in r["top_k"]],
+              "scores": [t["score"] for t in r["top_k"]], "generation": clf.generation_} for r in rows])
         rows = [{"id": i, **r} for i, r in zip(ids, rows)]
     return rows
 
