@@ -42,7 +42,8 @@ def _ci95(p: float, n: int) -> float:
     return 1.96 * math.sqrt(p * (1 - p) / n)
 
 
-def _five_shot(rows, shots: int, seed: int) -> list:
+def five_shot(rows, shots: int, seed: int) -> list:
+    """``shots`` (text, intent) rows per intent of ``rows``, drawn with ``seed``, intents sorted (bench-serve too)."""
     rng = np.random.default_rng(seed)
     by: dict = {}
     for text, intent in rows:
@@ -56,7 +57,7 @@ def _five_shot(rows, shots: int, seed: int) -> list:
 
 def clinc_part(data_root: Path, shots: int, seed: int, targets: list[float], device: str | None) -> dict:
     d = json.loads((data_root / "clinc150" / "data_full.json").read_text())
-    support = _five_shot(d["train"], shots, seed)
+    support = five_shot(d["train"], shots, seed)
     clf = FewShotClassifier("minilm", device=device)
     t0 = time.perf_counter()
     embed = lambda rows: clf.embed([t for t, _ in rows])  # noqa: E731

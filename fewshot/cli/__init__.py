@@ -7,7 +7,7 @@ anything else (a TypeError included) is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
-from . import bench, catalog, episodes, index, run, train  # noqa: F401  (each registers its commands on main)
+from . import bench, catalog, episodes, index, run, serve, train  # noqa: F401  (each registers its commands on main)
 from .app import main
 
 __all__ = ["main"]

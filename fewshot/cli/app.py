@@ -16,15 +16,15 @@ class FewShotGroup(click.Group):
 
 # Commands that answer one query at a time: on a loaded 2-core machine one torch thread embedded a single
 # query 15x faster than two (issue 23's measurement), so they default to 1 thread; the others (run, train,
-# bench: batches) keep torch's default, every core.
-LATENCY_COMMANDS = {"index"}
+# bench: batches) keep torch's default, every core. `serve` answers requests one at a time too.
+LATENCY_COMMANDS = {"index", "serve"}
 
 
 @click.group(cls=FewShotGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fewshot")
 @click.option("--threads", type=click.IntRange(min=1), default=None, envvar="FEWSHOT_THREADS",
-              help="CPU threads for torch and faiss ($FEWSHOT_THREADS). Default: 1 for `fewshot index` (one "
-              "query at a time), every core for the others.")
+              help="CPU threads for torch and faiss ($FEWSHOT_THREADS). Default: 1 for `fewshot index` and "
+              "`fewshot serve` (one query at a time), every core for the others.")
 @click.pass_context
 def main(ctx: click.Context, threads: int | None) -> None:
     """Few-shot learning: sample N-way K-shot episodes, adapt a pretrained encoder, report honest numbers."""

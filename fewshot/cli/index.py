@@ -244,8 +244,6 @@ def _add_to_tagger(ctx, directory, texts, label, file_, images, replace) -> None
               "DIRECTORY/predictions.jsonl and print its id (for `fewshot index correct/confirm`).")
 def predict(directory, texts, file_, text_column, top_k, as_json, log_):
     """Classify TEXTS (or the texts of --file) with the index in DIRECTORY."""
-    import numpy as np
-
     from ..support import curation
     from ..support import FewShotClassifier
 
@@ -262,23 +260,16 @@ def predict(directory, texts, file_, text_column, top_k, as_json, log_):
                          "`fewshot index predict` classifies texts; use a text index (or the Python API for images)")
     if not 1 <= top_k <= clf.n_classes:
         raise ValueError(f"--top-k must be from 1 to the number of classes ({clf.n_classes}), got {top_k}")
-    top_labels, top_scores, labels = clf.rank_embeddings(clf.embed(x), top_k)  # one search serves all three
-    log = curation.prediction_log(directory, create=True) if log_ else None  # only once the input passed
-    tops = [[{"label": lab, "score": round(float(s), 6)} for lab, s in zip(top_labels[i], top_scores[i])
-             if np.isfinite(s)] for i in range(len(x))]
-    ids = [None] * len(x)
-    if log is not None:
-        ids = log.append([{"query": text, "labels": [t["label"] for t in top], "scores": [t["score"] for t in top],
-                           "generation": clf.generation_} for text, top in zip(x, tops)])
-    for i, (text, top) in enumerate(zip(x, tops)):
+    rows = curation.predict(clf, x, top_k, log=log_)
+    for row in rows:
         if as_json:
-            row = {"text": text, "label": labels[i], "score": top[0]["score"], "top_k": top}
-            click.echo(json.dumps(row if ids[i] is None else {"id": ids[i], **row}))
+            click.echo(json.dumps(row))
         else:
-            shown = "<unknown>" if labels[i] is None else labels[i]
+            top = row["top_k"]
+            shown = "<unknown>" if row["label"] is None else row["label"]
             extra = "\t" + ", ".join(f"{t['label']} ({t['score']:.3f})" for t in top) if top_k > 1 else \
                 f"\t{top[0]['score']:.3f}"
-            click.echo(("" if ids[i] is None else f"{ids[i]}\t") + f"{shown}{extra}\t{text}")
+            click.echo(("" if "id" not in row else f"{row['id']}\t") + f"{shown}{extra}\t{row['text']}")
 
 
 @index.command("list")

@@ -1,6 +1,7 @@
 """Learning from use on a saved index: review logged predictions, train on the index, rebuild it.
 
-- :func:`prediction_log`: the index's :class:`~fewshot.support.log.PredictionLog`, bound to its identity.
+- :func:`prediction_log`: the index's :class:`~fewshot.support.log.PredictionLog`, bound to its identity;
+  :func:`predict`: one search of a loaded index, optionally logged there.
 - :func:`correct` / :func:`confirm`: feedback on a logged prediction; a correction adds the query to
   its true class as a support example (a running-mean update; only that one text is embedded).
 - :func:`index_dataset`: the stored support texts as a dataset with a train/val class split;
@@ -55,6 +56,31 @@ def prediction_log(path: str | os.PathLike, create: bool = False, committed=None
         committed = lambda: FewShotClassifier.describe(path)["log_corrections"]  # noqa: E731
     return PredictionLog.open(log_path, index_id, committed) if create else PredictionLog(log_path, index_id,
                                                                                            committed)
+
+
+def predict(clf: FewShotClassifier, texts: list, top_k: int = 1, log: bool = False, z=None) -> list[dict]:
+    """Classify ``texts`` with a loaded index ``clf`` in one search: per text ``{"text", "label", "score",
+    "top_k": [{"label", "score"}, ...]}`` (``label``: the thresholded prediction, None for unknown), and
+    ``"id"`` first when ``log``: then each query, its top-k labels and scores are appended to the
+    prediction log of the folder ``clf`` was loaded from (created if missing, and only once the search
+    succeeded: a refused input leaves no log behind). ``z``: the (n, dim) embeddings of ``texts`` when the
+    caller computed them already. ``fewshot index predict`` and ``fewshot serve`` call it.
+    """
+    z = clf.embed(texts) if z is None else z
+    top_labels, top_scores, labels = clf.rank_embeddings(z, top_k)  # one search serves all three
+    if log and clf.path_ is None:
+        raise ValueError("predict: log=True needs a classifier loaded from (or saved to) an index folder; the "
+                         "prediction log lives beside the index")
+    tops = [[{"label": lab, "score": round(float(s), 6)} for lab, s in zip(top_labels[i], top_scores[i])
+             if np.isfinite(s)] for i in range(len(texts))]
+    rows = [{"text": text, "label": labels[i], "score": top[0]["score"], "top_k": top}
+            for i, (text, top) in enumerate(zip(texts, tops))]
+    if log:
+        ids = prediction_log(clf.path_, create=True).append(
+            [{"query": r["text"], "labels": [t["label"] for t in r["top_k"]],
+              "scores": [t["score"] for t in r["top_k"]], "generation": clf.generation_} for r in rows])
+        rows = [{"id": i, **r} for i, r in zip(ids, rows)]
+    return rows
 
 
 def correct(path: str | os.PathLike, id: int, label, encoder=None) -> dict:
