@@ -127,7 +127,7 @@ def serving_part(clf: FewShotClassifier, texts: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "clinc150"
         clf.save(folder)
-        runs = {"process": [sys.executable, "-m", "fewshot", "index", "predict", str(folder), texts[0]],
+        runs = {"process": [str(Path(sys.executable).parent / "fewshot"), "index", "predict", str(folder), texts[0]],
                 "imports": [sys.executable, "-c", "import fewshot.cli, fewshot.support"],
                 "imports+load": [sys.executable, "-c", "import sys; from fewshot.support import FewShotClassifier; "
                                  "FewShotClassifier.load(sys.argv[1])", str(folder)]}

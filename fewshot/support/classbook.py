@@ -5,8 +5,8 @@ under it (so its prototype is the exact running mean, updated without re-embeddi
 its stable int64 search id (never reused) and its support texts (None where unknown: examples added
 as embeddings or images).
 
-Costs are O(examples changed), whatever the class count: the rows live in buffers that grow by
-doubling, so nothing is copied per add; removing a class moves the last row into its place (so rows
+Costs are O(examples changed), whatever the class count: the rows live in fixed-size blocks, so
+growing allocates a new block and never copies (no add pays for a doubling); removing a class moves the last row into its place (so rows
 are in order of first appearance until a removal, which moves the newest class into the hole), and
 an id's row is found in a dict. Every other object (the classifier, its folder format, the curation
 workflows) reads and changes classes through the public methods here.
@@ -21,6 +21,54 @@ import numpy as np
 from ..inputs import label_key
 
 
+BLOCK_ROWS = 1 << 14  # rows per storage block: 48 MiB of float64 sums at 384-d
+
+
+class _Rows:
+    """Rows of one dtype and row shape kept in fixed-size blocks, so that growing allocates a new (lazily
+    zeroed) block and never copies the rows already held."""
+
+    def __init__(self, row_shape: tuple, dtype):
+        self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
+        self._blocks: list[np.ndarray] = []
+
+    @classmethod
+    def of(cls, a: np.ndarray) -> "_Rows":
+        rows = cls(a.shape[1:], a.dtype)
+        rows.reserve(len(a))
+        for i, b in enumerate(rows._blocks):
+            part = a[i * BLOCK_ROWS:(i + 1) * BLOCK_ROWS]
+            b[: len(part)] = part
+        return rows
+
+    def reserve(self, n: int) -> None:
+        while len(self._blocks) * BLOCK_ROWS < n:
+            self._blocks.append(np.zeros((BLOCK_ROWS, *self.row_shape), dtype=self.dtype))
+
+    def __getitem__(self, r: int):
+        return self._blocks[r // BLOCK_ROWS][r % BLOCK_ROWS]
+
+    def __setitem__(self, r: int, value) -> None:
+        self._blocks[r // BLOCK_ROWS][r % BLOCK_ROWS] = value
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """A copy of ``rows`` (a 1-d int array)."""
+        out = np.empty((len(rows), *self.row_shape), dtype=self.dtype)
+        block, offset = np.divmod(rows, BLOCK_ROWS)
+        for b in np.unique(block):
+            m = block == b
+            out[m] = self._blocks[b][offset[m]]
+        return out
+
+    def head(self, n: int) -> np.ndarray:
+        """A copy of the first ``n`` rows."""
+        if not n:
+            return np.zeros((0, *self.row_shape), dtype=self.dtype)
+        full, rest = divmod(n, BLOCK_ROWS)
+        parts = self._blocks[:full] + ([self._blocks[full][:rest]] if rest else [])
+        return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+
+
 class ClassBook:
     """Labels, running sums, counts, stable ids and support texts of ``dim``-dimensional classes."""
 
@@ -28,9 +76,9 @@ class ClassBook:
         self.dim = int(dim)
         self.labels: list = []
         self._row: dict = {}
-        self._sums = np.zeros((0, self.dim), dtype=np.float64)
-        self._counts = np.zeros(0, dtype=np.int64)
-        self._ids = np.zeros(0, dtype=np.int64)
+        self._sums = _Rows((self.dim,), np.float64)
+        self._counts = _Rows((), np.int64)
+        self._ids = _Rows((), np.int64)
         self.next_id = 0
         self._row_of_id: dict[int, int] = {}
         self._texts: dict = {}
@@ -60,26 +108,30 @@ class ClassBook:
 
     @property
     def sums(self) -> np.ndarray:
-        """(n, dim) float64 sums of each class's embeddings (a read-only view)."""
-        return _readonly(self._sums[: len(self)])
+        """(n, dim) float64 sums of each class's embeddings (a read-only copy)."""
+        return _readonly(self._sums.head(len(self)))
 
     @property
     def counts(self) -> np.ndarray:
-        """(n,) int64 number of examples of each class (a read-only view)."""
-        return _readonly(self._counts[: len(self)])
+        """(n,) int64 number of examples of each class (a read-only copy)."""
+        return _readonly(self._counts.head(len(self)))
 
     @property
     def ids(self) -> np.ndarray:
-        """(n,) int64 stable search ids, unique, in row order (a read-only view)."""
-        return _readonly(self._ids[: len(self)])
+        """(n,) int64 stable search ids, unique, in row order (a read-only copy)."""
+        return _readonly(self._ids.head(len(self)))
 
     def prototypes(self, rows=None) -> np.ndarray:
         """(len(rows), dim) float32 class means of ``rows`` (default: every class, in order)."""
-        n = len(self)
         if rows is None:
-            return (self._sums[:n] / self._counts[:n, None]).astype(np.float32)
+            n = len(self)
+            return (self._sums.head(n) / self._counts.head(n)[:, None]).astype(np.float32)
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        return (self._sums[rows] / self._counts[rows, None]).astype(np.float32)
+        return (self._sums.take(rows) / self._counts.take(rows)[:, None]).astype(np.float32)
+
+    def ids_of(self, rows) -> np.ndarray:
+        """(len(rows),) int64 search ids of ``rows``."""
+        return self._ids.take(np.asarray(rows, dtype=np.int64).reshape(-1))
 
     def texts(self, label) -> list | None:
         """The support texts of class ``label`` in order of arrival, or None where unknown."""
@@ -96,7 +148,7 @@ class ClassBook:
     def held_out_prototypes(self, z: np.ndarray, labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
         """Class means with the embeddings ``z`` (n, dim) taken out of their classes ``labels``:
         (rows of the classes left non-empty, their (k, dim) float32 means)."""
-        sums, counts = self.sums.copy(), self.counts.copy()
+        sums, counts = self._sums.head(len(self)), self._counts.head(len(self))
         for zi, lab in zip(np.asarray(z, dtype=np.float64), labels):
             r = self._row[lab]
             sums[r] -= zi
@@ -151,7 +203,7 @@ class ClassBook:
         O(classes removed): the removed rows are filled, highest first, by the last row (its label, sums,
         count, id and texts move; nothing else does)."""
         rows = sorted({self._row[lab] for lab in labels}, reverse=True)  # KeyError before anything changes
-        gone = self._ids[rows[::-1]].copy()
+        gone = self._ids.take(np.asarray(rows[::-1], dtype=np.int64))
         for lab in [self.labels[r] for r in rows]:  # highest row first: a moved row is never one still to go
             r, last = self._row.pop(lab), len(self.labels) - 1
             del self._row_of_id[int(self._ids[r])]
@@ -170,13 +222,12 @@ class ClassBook:
     @classmethod
     def restore(cls, dim: int, labels: list, sums: np.ndarray, counts, ids, next_id: int,
                 texts: dict) -> "ClassBook":
-        """A book from saved state; ValueError when the parts disagree. It takes over ``sums``, ``counts``
-        and ``ids`` (copied only where not writable float64/int64 arrays already)."""
+        """A book from saved state (copied into its blocks); ValueError when the parts disagree."""
         book = cls(dim)
         n = len(labels)
-        sums = np.require(sums, np.float64, ["C", "W"])
-        counts = np.require(np.asarray(counts, dtype=np.int64).reshape(-1), requirements=["C", "W"])
-        ids = np.require(np.asarray(ids, dtype=np.int64).reshape(-1), requirements=["C", "W"])
+        sums = np.asarray(sums, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if sums.shape != (n, book.dim) or counts.shape != (n,) or ids.shape != (n,):
             raise ValueError(f"inconsistent state ({n} classes, sums {sums.shape}, {len(counts)} counts, "
                              f"{len(ids)} ids)")
@@ -186,7 +237,7 @@ class ClassBook:
             raise ValueError("inconsistent state (duplicate labels, or support texts for other classes)")
         book.labels = list(labels)
         book._row = {lab: i for i, lab in enumerate(book.labels)}
-        book._sums, book._counts, book._ids = sums, counts, ids
+        book._sums, book._counts, book._ids = _Rows.of(sums), _Rows.of(counts), _Rows.of(ids)
         book._row_of_id = dict(zip(ids.tolist(), range(n)))
         book.next_id = int(next_id)
         book._texts = {lab: (None if texts[lab] is None else list(texts[lab])) for lab in book.labels}
@@ -194,17 +245,9 @@ class ClassBook:
         return book
 
     def _reserve(self, n: int) -> None:
-        """Room for ``n`` rows, growing the buffers by doubling (amortised O(1) per added class)."""
-        cap = len(self._counts)
-        if n <= cap:
-            return
-        new_cap = max(n, 2 * cap, 8)
-        for name, shape, dtype in (("_sums", (new_cap, self.dim), np.float64), ("_counts", (new_cap,), np.int64),
-                                   ("_ids", (new_cap,), np.int64)):
-            old = getattr(self, name)
-            buf = np.zeros(shape, dtype=dtype)
-            buf[: len(self)] = old[: len(self)]
-            setattr(self, name, buf)
+        """Room for ``n`` rows: new blocks where needed, the rows held never copied (O(1) per added class)."""
+        for rows in (self._sums, self._counts, self._ids):
+            rows.reserve(n)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

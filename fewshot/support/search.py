@@ -96,8 +96,8 @@ class SearchPolicy:
             and len(book) >= IVF_RETRAIN_GROWTH * ix.n_trained)
         if stale:
             return self.build(book)
-        head.replace(book.ids[changed], book.prototypes(changed))
-        head.add(book.ids[added], book.prototypes(added))
+        head.replace(book.ids_of(changed), book.prototypes(changed))
+        head.add(book.ids_of(added), book.prototypes(added))
         return head
 
     def search(self, head: NearestPrototypes, book: ClassBook, z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
