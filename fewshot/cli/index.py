@@ -296,6 +296,28 @@ def list_(directory, as_json):
         click.echo(f"{r['count']}\t{r['label']}")
 
 
+@index.command("describe")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def describe(directory, as_json):
+    """What the index in DIRECTORY is, without listing its classes: encoder, metric, generation, class and
+    example counts, and the search index (kind, settings, the recall@1 measured when it was tuned)."""
+    from ..support import FewShotClassifier
+    from ..support.tagger import FewShotTagger
+
+    task = _task(directory)
+    info = (FewShotTagger if task == "ner" else FewShotClassifier).describe(directory)  # the manifest only
+    classes = info.pop("classes")
+    out = {"task": task, **info, "classes": len(classes), "examples": sum(c["count"] for c in classes)}
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    for key, value in out.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        click.echo(f"{key}\t{value}")
+
+
 def _list_tagger(directory, as_json: bool) -> None:
     from ..support.tagger import FewShotTagger
     from ..tagged import OUTSIDE

@@ -33,13 +33,22 @@ class _Rows:
         self._blocks: list[np.ndarray] = []
 
     @classmethod
-    def of(cls, a: np.ndarray) -> "_Rows":
-        rows = cls(a.shape[1:], a.dtype)
+    def of(cls, a: np.ndarray, dtype=None, scale: np.ndarray | None = None) -> "_Rows":
+        """Rows holding a copy of ``a`` (as ``dtype``), each row times ``scale[row]`` if given: one pass."""
+        rows = cls(a.shape[1:], dtype or a.dtype)
         rows.reserve(len(a))
-        for i, b in enumerate(rows._blocks):
-            part = a[i * BLOCK_ROWS:(i + 1) * BLOCK_ROWS]
-            b[: len(part)] = part
+        for start, stop, block in rows.blocks(len(a)):
+            block[:] = a[start:stop]
+            if scale is not None:
+                block *= scale[start:stop].reshape(-1, *([1] * len(rows.row_shape)))
         return rows
+
+    def blocks(self, n: int):
+        """(start, stop, view) of the blocks holding the first ``n`` rows."""
+        for i in range(-(-n // BLOCK_ROWS)):
+            start = i * BLOCK_ROWS
+            stop = min(n, start + BLOCK_ROWS)
+            yield start, stop, self._blocks[i][: stop - start]
 
     def reserve(self, n: int) -> None:
         while len(self._blocks) * BLOCK_ROWS < n:
@@ -123,9 +132,11 @@ class ClassBook:
 
     def prototypes(self, rows=None) -> np.ndarray:
         """(len(rows), dim) float32 class means of ``rows`` (default: every class, in order)."""
-        if rows is None:
-            n = len(self)
-            return (self._sums.head(n) / self._counts.head(n)[:, None]).astype(np.float32)
+        if rows is None:  # block by block into the float32 result: no float64 temporary of every row
+            out = np.empty((len(self), self.dim), dtype=np.float32)
+            for (a, b, sums), (_, _, counts) in zip(self._sums.blocks(len(self)), self._counts.blocks(len(self))):
+                np.divide(sums, counts[:, None], out=out[a:b], casting="unsafe")
+            return out
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         return (self._sums.take(rows) / self._counts.take(rows)[:, None]).astype(np.float32)
 
@@ -220,12 +231,15 @@ class ClassBook:
         return gone
 
     @classmethod
-    def restore(cls, dim: int, labels: list, sums: np.ndarray, counts, ids, next_id: int,
-                texts: dict) -> "ClassBook":
-        """A book from saved state (copied into its blocks); ValueError when the parts disagree."""
+    def restore(cls, dim: int, labels: list, sums: np.ndarray | None, counts, ids, next_id: int,
+                texts: dict, *, means: np.ndarray | None = None) -> "ClassBook":
+        """A book from saved state (copied into its blocks): the float64 ``sums``, or the class ``means``
+        instead (then the sums are ``means * counts``); ValueError when the parts disagree."""
         book = cls(dim)
         n = len(labels)
-        sums = np.asarray(sums, dtype=np.float64)
+        if (sums is None) == (means is None):
+            raise ValueError("restore: give the sums or the means, not both")
+        sums = np.asarray(sums if means is None else means)
         counts = np.asarray(counts, dtype=np.int64).reshape(-1)
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if sums.shape != (n, book.dim) or counts.shape != (n,) or ids.shape != (n,):
@@ -237,7 +251,8 @@ class ClassBook:
             raise ValueError("inconsistent state (duplicate labels, or support texts for other classes)")
         book.labels = list(labels)
         book._row = {lab: i for i, lab in enumerate(book.labels)}
-        book._sums, book._counts, book._ids = _Rows.of(sums), _Rows.of(counts), _Rows.of(ids)
+        book._sums = _Rows.of(sums, np.float64, None if means is None else counts)
+        book._counts, book._ids = _Rows.of(counts), _Rows.of(ids)
         book._row_of_id = dict(zip(ids.tolist(), range(n)))
         book.next_id = int(next_id)
         book._texts = {lab: (None if texts[lab] is None else list(texts[lab])) for lab in book.labels}

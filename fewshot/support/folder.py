@@ -143,16 +143,16 @@ def read(path, kind: str = STORE_KIND) -> tuple[dict, ClassBook, SupportIndex | 
             if means.dtype != np.float32 or means.shape != (len(counts), int(meta["dim"])):
                 raise ValueError(f"means of dtype {means.dtype} and shape {means.shape}, expected float32 "
                                  f"({len(counts)}, {meta['dim']})")
-            sums = means.astype(np.float64)
-            sums *= counts[:, None]
+            state = {"means": means}
         else:  # an older folder: the float64 sums themselves
-            sums = arrays["sums"]
+            state = {"sums": arrays["sums"]}
     except Exception as exc:  # safetensors raises its own error type on bad bytes
         raise StoreError(f"{path}: the class means file cannot be read ({exc}); restore the folder from a "
                          "backup") from exc
     texts = _support_from_bytes(blobs.get("support"), labels, counts, path)
     try:
-        book = ClassBook.restore(int(meta["dim"]), labels, sums, counts, meta["ids"], int(meta["next_id"]), texts)
+        book = ClassBook.restore(int(meta["dim"]), labels, state.get("sums"), counts, meta["ids"],
+                                 int(meta["next_id"]), texts, means=state.get("means"))
     except ValueError as exc:
         raise StoreError(f"{path}: {exc}; restore the folder from a backup") from None
     config = meta["index"]

@@ -70,3 +70,22 @@ def test_a_flat_index_is_rebuilt_from_the_means_not_stored(tiny_text_encoder, tm
     again = FewShotClassifier.load(tmp_path / "ix", encoder=tiny_text_encoder)
     assert again.head_.index.kind == "flat"
     np.testing.assert_array_equal(again.rank_embeddings(z, 3).scores, clf.rank_embeddings(z, 3).scores)
+
+
+def test_index_describe_and_list_show_the_tuned_search(big, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from fewshot.cli import main
+
+    clf, _, _ = big
+    clf.save(tmp_path / "ix")
+    r = CliRunner().invoke(main, ["index", "describe", str(tmp_path / "ix"), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert (out["task"], out["classes"], out["examples"]) == ("classification", 4000, 4000)
+    assert out["search"]["kind"] == "ivf" and out["search"]["nprobe"] == clf.head_.index.nprobe
+    assert out["search"]["recall_at_1"] == clf.head_.index.tuning["recall_at_1"]
+    r = CliRunner().invoke(main, ["index", "list", str(tmp_path / "ix")])
+    assert r.output.splitlines()[1].startswith("# search: kind ivf, nlist 102, nprobe ")
