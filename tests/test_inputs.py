@@ -231,6 +231,21 @@ def test_an_unreadable_file_or_class_folder_is_an_error(tmp_path, monkeypatch):
         load_path(tmp_path / "imgs")
 
 
+
+@pytest.mark.parametrize("side", [12, 40])  # 144 pixels: Pillow only warns (limit to twice it); 1,600: it raises
+def test_an_image_over_pillows_pixel_limit_is_refused_naming_the_file_and_the_limit(tmp_path, monkeypatch, side):
+    from PIL import Image
+
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)
+    Image.fromarray(np.zeros((side, side), np.uint8)).save(tmp_path / "imgs" / "cat" / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ValueError, match=rf"big\.png: the image is too large to decode safely \(Pillow: Image size "
+                                         rf"\({side * side} pixels\) exceeds limit.*MAX_IMAGE_PIXELS = 100 pixels.*"
+                                         r"resize it, or remove it"):
+        load_path(tmp_path / "imgs")
+    r = invoke("run", "--dataset", tmp_path / "imgs", "--classes", "all")
+    assert r.exit_code == 2 and "too large to decode safely" in r.output, r.output
+
 # --------------------------------------------------------------------------- property: readers never crash
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 
