@@ -6,6 +6,7 @@ read-only folder raises)."""
 from __future__ import annotations
 
 import errno
+import json
 import math
 from pathlib import Path
 
@@ -72,6 +73,54 @@ def test_an_unreadable_or_read_only_index_folder_is_a_clear_error(ix, monkeypatc
     r = invoke("index", "add", ix, "--label", "music", "play a song")
     assert r.exit_code == 2 and "cannot write to" in r.output and "Read-only file system" in r.output, r.output
     monkeypatch.undo()
+    assert _files(ix) == before
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Make a folder read-only for this process: chmod it, or, as root (whom permissions do not stop), refuse
+    with EACCES every open for writing under it, as the kernel refuses a user a folder that is not theirs."""
+    import os
+
+    made = []
+
+    def apply(folder: Path) -> None:
+        if os.geteuid() != 0:
+            for p in [*folder.iterdir(), folder]:
+                made.append((p, p.stat().st_mode))
+                p.chmod(0o555 if p.is_dir() else 0o444)
+            return
+        real = os.open
+        writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+        def open_(path, flags, *a, **kw):
+            if flags & writes and Path(path).parent == folder:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real(path, flags, *a, **kw)
+
+        monkeypatch.setattr(os, "open", open_)
+
+    yield apply
+    for p, mode in reversed(made):
+        p.chmod(mode)
+
+
+@pytest.mark.parametrize("lock_file", [True, False])
+def test_stats_reads_a_read_only_index_and_predict_log_is_refused_writing_nothing(ix, read_only, lock_file):
+    r = invoke("index", "predict", ix, "--log", "hello there")
+    assert r.exit_code == 0, r.output
+    if not lock_file:  # a log copied without its lock file: none can be made in a read-only folder
+        (ix / ".predictions.jsonl.lock").unlink()
+    before = _files(ix)
+    read_only(ix)
+    r = invoke("index", "stats", ix, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["predictions"] == 1
+    r = invoke("index", "predict", ix, "--log", "book a flight")
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"cannot write the prediction log {ix / 'predictions.jsonl'} (Permission denied)" in r.output
+    assert "is read-only for this user; nothing was written: predict without --log" in r.output
+    assert invoke("index", "predict", ix, "book a flight").exit_code == 0  # without --log it only reads
     assert _files(ix) == before
 
 
