@@ -124,6 +124,21 @@ def test_stats_reads_a_read_only_index_and_predict_log_is_refused_writing_nothin
     assert _files(ix) == before
 
 
+def test_a_log_path_that_is_a_folder_and_an_index_under_a_file_exit_2(ix, tmp_path, tiny_text_model_dir):
+    (ix / "predictions.jsonl").mkdir()
+    files = lambda: {p.name: p.read_bytes() for p in ix.iterdir() if p.is_file()}  # noqa: E731
+    before = files()
+    for args in (["predict", ix, "--log", "hello"], ["stats", ix]):
+        r = invoke("index", *args)
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert f"the prediction log {ix / 'predictions.jsonl'} is a folder, expected a file" in r.output, r.output
+    assert files() == before and list((ix / "predictions.jsonl").iterdir()) == []
+    (tmp_path / "afile").write_text("x")
+    r = invoke("index", "create", tmp_path / "afile" / "ix", "--encoder", tiny_text_model_dir)
+    assert r.exit_code == 2 and f"{tmp_path / 'afile'} is a file, not a folder" in r.output, r.output
+    assert (tmp_path / "afile").read_text() == "x"
+
+
 def test_save_to_a_path_that_is_a_file_is_a_clear_error(tiny_text_encoder, tmp_path):
     target = tmp_path / "taken"
     target.write_text("not a folder")
