@@ -178,6 +178,29 @@ def test_a_model_folder_of_pickled_weights_is_refused_naming_safetensors(tiny_te
     assert r.exit_code == 2 and "only from safetensors" in r.output and not (tmp_path / "ix").exists()
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"hidden_size": "32"}, r"Field 'hidden_size' expected int, got str"),
+    ({"num_hidden_layers": 2.5}, r"Field 'num_hidden_layers' expected int, got float"),
+    ([1, 2], r"expected a transformers model config \(a JSON object of fields\), got a JSON list"),
+])
+def test_a_model_folder_whose_config_has_a_wrong_type_is_refused_naming_the_file_and_field(
+        tiny_text_model_dir, tmp_path, change, message):
+    import json
+    import shutil
+
+    from fewshot.encoders import create_encoder
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_text_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change} if isinstance(change, dict) else change))
+    with pytest.raises(ValueError, match=rf"model/config\.json: .*{message}.*save the model again with save_pretrained"):
+        create_encoder(str(folder))
+    r = invoke("index", "create", tmp_path / "ix", "--encoder", folder)
+    assert r.exit_code == 2 and "config.json" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "ix").exists()
+
+
 def test_non_finite_floats_are_refused_in_configs():
     from fewshot.config import FewShotConfig, TrainConfig
 
