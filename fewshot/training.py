@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import check_out_folder
 from .config import TrainConfig
 from .data import ClassVocabulary, FewShotDataset, with_val_as_train
 from .device import autocast
@@ -102,6 +103,8 @@ class Trainer:
                              "expected 'episodic' or 'supervised'")
         if resume and out_dir is None:
             raise ValueError("resume=True needs out_dir, the folder of the interrupted run")
+        if out_dir is not None:
+            check_out_folder(out_dir, "out_dir")
         self.learner, self.dataset, self.cfg = learner, dataset, cfg
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.resume, self.progress = resume, progress

@@ -8,15 +8,19 @@ from __future__ import annotations
 import errno
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fewshot import FewShotClassifier
 from fewshot.cli import main
 from fewshot.store import StoreError, SupportStore
+from fewshot.support.folder import STORE_KEYS
 
 
 def invoke(*args):
@@ -46,6 +50,62 @@ def test_a_manifest_without_its_encoder_is_refused_by_load_list_and_predict(ix, 
     for args in (("list", path), ("predict", path, "hello")):
         r = invoke("index", *args)
         assert r.exit_code == 2 and "lacks the keys ['encoder']" in r.output and "Traceback" not in r.output, r.output
+
+
+def _rewrite_manifest(folder: Path, **changes) -> None:
+    """Change manifest keys and rewrite it with valid checksums: a careful tamper, or another program's bug."""
+    meta, blobs = SupportStore(folder).read()
+    meta.update(changes)
+    SupportStore(folder).write(meta, {k: (("faiss" if k == "index" else "safetensors"), v) for k, v in blobs.items()})
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("classes", {"greet": 1, "travel": 1}, "a list of class labels (strings or numbers)"),
+    ("dim", "384x", "a positive integer"),
+    ("counts", ["1", "x"], "a list of 2 positive integers, one per class"),
+    ("counts", [1], "a list of 2 positive integers, one per class"),
+    ("ids", "zz", "a list of 2 non-negative integers, one per class"),
+    ("next_id", 2.5, "a non-negative integer"),
+    ("threshold", "high", "null or a finite number"),
+    ("fitted", "yes", "true or false"),
+    ("index_options", [], "an object"),
+    ("encoder", {"name": 3, "fingerprint": "x"}, "an object with the encoder's name and fingerprint (strings)"),
+])
+def test_a_manifest_with_recomputed_checksums_but_wrong_types_is_refused_naming_the_key(ix, key, value, expected):
+    _rewrite_manifest(ix, **{key: value})
+    before = _files(ix)
+    with pytest.raises(StoreError, match=rf"manifest.json key '{key}': expected {re.escape(expected)}(, [a-z].*)?, got "):
+        FewShotClassifier.load(ix)
+    for args in (("list", ix), ("predict", ix, "hello"), ("stats", ix), ("add", ix, "--label", "x", "hi")):
+        r = invoke("index", *args)
+        assert r.exit_code == 2 and f"manifest.json key '{key}': expected {expected}" in r.output, (args, r.output)
+        assert "Traceback" not in r.output and "restore the folder from a backup" in r.output
+    assert _files(ix) == before
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-3, 10**12) | st.floats(allow_nan=False) | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                     max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from([k for k in STORE_KEYS if k != "kind"]), value=_json)
+def test_any_json_value_under_a_manifest_key_loads_or_is_refused_with_a_store_error(ix, tiny_text_encoder, key, value):
+    """Whatever value a tamper puts under a key, describe and load give a working index or a StoreError/ValueError,
+    never another exception (TypeError, KeyError, numpy's, ...)."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "ix"
+        shutil.copytree(ix, folder)
+        _rewrite_manifest(folder, **{key: value})
+        for read in (FewShotClassifier.describe, lambda f: FewShotClassifier.load(f, encoder=tiny_text_encoder)
+                     .predict(["hello there"])):
+            try:
+                read(folder)
+            except ValueError:
+                pass
 
 
 def test_an_unreadable_or_read_only_index_folder_is_a_clear_error(ix, monkeypatch):
@@ -242,3 +302,27 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_the_work_starts(
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     r = invoke(*command, "--out", tmp_path / "out")
     assert r.exit_code == 2 and "cannot write in" in r.output and "Permission denied" in r.output, r.output
+
+
+def test_train_out_an_index_folder_is_refused_before_the_work_starts_writing_nothing(ix, monkeypatch,
+                                                                                    tiny_text_encoder):
+    import fewshot.experiment
+
+    def started(*a, **kw):
+        raise AssertionError("the work started before --out was checked")
+
+    monkeypatch.setattr(fewshot.experiment, "build_dataset", started)
+    before = _files(ix)
+    for args in (["--dataset", "clinc150"], ["--from-index", ix]):
+        r = invoke("train", "--out", ix, *args)
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert f"--out {ix} holds a support index (manifest kind 'fewshot-classifier'), not a `fewshot train` " \
+               "checkpoint" in r.output and "choose another folder for --out" in r.output, r.output
+    assert _files(ix) == before
+
+    from fewshot.learners import create_learner  # the API refuses it too, before training
+    from fewshot.training import meta_train
+
+    with pytest.raises(ValueError, match=r"out_dir .*ix holds a support index"):
+        meta_train(create_learner("protonet", tiny_text_encoder), None, out_dir=ix)
+    assert _files(ix) == before
