@@ -138,19 +138,37 @@ def test_a_line_over_the_limit_is_refused_before_it_is_read_whole(tmp_path, monk
                      "a.jsonl": json.dumps({"text": "fine", "label": "a"}) + "\n" + json.dumps({"text": long, "label": "b"})
                      + "\n"}[name])
     read = []
-    real = files._lines
+    real = files.bounded_lines
 
     def spy(path, f):  # what the reader was handed: never more than the bound per line
         for line in real(path, f):
             read.append(len(line))
             yield line
 
-    monkeypatch.setattr(files, "_lines", spy)
+    monkeypatch.setattr(files, "bounded_lines", spy)
     line = 3 if name == "a.csv" else 2
     with pytest.raises(ValueError, match=rf"{name.replace('.', '[.]')}:{line}: the line is longer than 50 characters.*"
                                          r"at most 100,000; split long documents"):
         read_texts(path) if name == "a.txt" else load_path(path)
     assert max(read) <= 50
+
+
+def test_a_tagged_file_is_read_with_the_same_bounds(tmp_path, monkeypatch):
+    import fewshot.datasets.files as files
+    from fewshot.datasets.ner import is_tagged_path, read_conll
+
+    path = tmp_path / "a.conll"
+    path.write_text("Paris\tB-LOC\n" + "x" * 100 + "\tO\n")
+    monkeypatch.setattr(files, "MAX_LINE_CHARS", 50)
+    with pytest.raises(ValueError, match=r"a\.conll:2: the line is longer than 50 characters"):
+        read_conll(path, "bio")
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 10)
+    with pytest.raises(ValueError, match=rf"a\.conll holds {path.stat().st_size} bytes, more than the 10 fewshot reads "
+                                         "from one file; split it into smaller files"):
+        read_conll(path, "bio")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"tokens": ["a"], "tags": ["O"]}) + "\n")
+    with pytest.raises(ValueError, match=r"b\.jsonl holds \d+ bytes, more than the 10"):
+        is_tagged_path(tmp_path / "b.jsonl")
 
 
 def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
