@@ -68,6 +68,20 @@ def _state_store(folder: str | os.PathLike) -> SupportStore:
     return SupportStore(folder, required=STATE_KEYS, remedy="the run cannot resume: start again without --resume")
 
 
+def check_out_folder(folder: str | os.PathLike, what: str = "the checkpoint folder") -> None:
+    """Refuse, before any work or write, a folder that holds another kind of store than a checkpoint (a
+    support index: manifest kind fewshot-classifier / fewshot-tagger): its files would be mixed with it."""
+    store = SupportStore(folder)
+    if not Path(folder).is_dir() or not store.exists():
+        return
+    body = store.read_manifest()["body"]
+    if body.get("format") != FORMAT:
+        held = (f"a support index (manifest kind {body['kind']!r})" if "kind" in body else
+                f"another program's store (manifest format {body.get('format')!r})")
+        raise ValueError(f"{what} {folder} holds {held}, not a `fewshot train` checkpoint; a checkpoint written "
+                         "there would mix its files with it: choose another folder for --out")
+
+
 def save_checkpoint(out_dir: str | os.PathLike, learner, config_dict: dict | None = None,
                     extra: dict | None = None) -> Path:
     """Write ``learner`` (weights, structure, config) to ``out_dir``; old or new survives any crash."""

@@ -4,8 +4,14 @@ The dataset readers (:mod:`fewshot.datasets.files`), ``fewshot index add`` and
 ``FewShotClassifier.fit`` / ``add_classes`` / ``predict`` all call these, so a
 text or label refused by one is refused by all, with the same message.
 
-- A text is a ``str`` with some non-whitespace character and no NUL byte (NUL
-  marks binary data, e.g. a UTF-16 file read as UTF-8).
+- A text is a ``str`` with some non-whitespace character, no NUL byte (NUL
+  marks binary data, e.g. a UTF-16 file read as UTF-8) and at most
+  :data:`MAX_TEXT_CHARS` characters. A longer text is refused, not truncated: the
+  text encoders read only its first ``max_length`` tokens (128 by default, a few
+  hundred characters) anyway, fewshot stores what it is given verbatim (support
+  texts, the prediction log), and tokenising a 50 MB text costs gigabytes before
+  any truncation; a long document is split into passages by its owner, who knows
+  where they break.
 - A label is hashable and not ``None``; a string label is not blank, is at most
   :data:`MAX_LABEL_CHARS` characters long and holds no control character (newline,
   tab, NUL, ...: they would break one-line outputs and the CSV/JSON files fewshot
@@ -31,6 +37,7 @@ from collections.abc import Hashable, Iterable, Mapping
 
 ENTITY_MARKERS = (("[E1]", "[/E1]"), ("[E2]", "[/E2]"))  # (open, close) of the head, then of the tail
 MAX_LABEL_CHARS = 200  # the longest class name accepted
+MAX_TEXT_CHARS = 100_000  # the longest text accepted (about 50 pages; a text encoder reads its first ~128 tokens)
 
 
 def label_key(label: str) -> str:
@@ -42,6 +49,10 @@ def check_text(text, where: str) -> str:
     """``text`` unchanged if it is an acceptable text; else TypeError/ValueError naming ``where``."""
     if not isinstance(text, str):
         raise TypeError(f"{where}: expected a text (str), got {type(text).__name__} {text!r:.60}; pass strings")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"{where}: expected a text of at most {MAX_TEXT_CHARS:,} characters, got {len(text):,} "
+                         f"({text[:40]!r}...); a text encoder reads only the first few hundred words of a text: "
+                         "split long documents into passages (one example each)")
     if not text.strip():
         raise ValueError(f"{where}: expected a text with some non-whitespace character, got {text!r:.60}; "
                          "remove the empty example or give it text")

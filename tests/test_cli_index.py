@@ -99,8 +99,26 @@ def test_images_folder(tmp_path):
     r = invoke("index", "add", path, "--images", folder)
     assert r.exit_code == 0, r.output
     assert listed(path) == {"dark": 2, "light": 2}
-    r = invoke("index", "predict", path, "some text")  # a text query against an image index
-    assert r.exit_code == 2 and "reads images" in r.output
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    (tmp_path / "t.csv").write_text("text,label\nhello,greet\n")
+    for args in (["predict", path, "some text"], ["add", path, "--label", "x", "some text"],
+                 ["add", path, "--file", tmp_path / "t.csv"]):  # texts given to an image index
+        r = CliRunner().invoke(main, ["index", *map(str, args)])
+        assert r.exit_code == 2 and f"the index in {path} reads images (encoder 'mobilenetv2'), but " in r.output, r.output
+        assert "Traceback" not in r.output and ("--images FOLDER" in r.output or args[0] == "predict"), r.output
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+
+
+def test_images_given_to_a_text_index_are_refused_naming_the_options_for_text(ix, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "imgs" / "dark").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "imgs" / "dark" / "0.png")
+    before = {p.name: p.read_bytes() for p in ix.iterdir()}
+    r = CliRunner().invoke(main, ["index", "add", str(ix), "--images", str(tmp_path / "imgs")])
+    assert r.exit_code == 2 and f"the index in {ix} reads text" in r.output and "images were given (--images)" \
+        in r.output and "--label NAME TEXT... or --file F" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in ix.iterdir()} == before
 
 
 def test_concurrent_adds_lose_no_class(ix, tiny_text_model_dir):

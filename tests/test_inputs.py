@@ -116,6 +116,96 @@ def test_a_csv_field_over_the_limit_names_the_limit_not_the_quoting(tmp_path):
         load_path(path)
 
 
+
+def test_a_text_over_the_length_limit_is_refused_naming_the_limit_and_the_fix():
+    from fewshot.inputs import MAX_TEXT_CHARS
+
+    assert check_texts(["x" * MAX_TEXT_CHARS], "where") == ["x" * MAX_TEXT_CHARS]
+    with pytest.raises(ValueError, match=rf"where: item 1: expected a text of at most {MAX_TEXT_CHARS:,} characters, "
+                                         rf"got {MAX_TEXT_CHARS + 1:,} .*split long documents into passages"):
+        check_texts(["fine", "x" * (MAX_TEXT_CHARS + 1)], "where")
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.jsonl", "a.txt"])
+def test_a_line_over_the_limit_is_refused_before_it_is_read_whole(tmp_path, monkeypatch, name):
+    import fewshot.datasets.files as files
+    from fewshot.datasets.files import read_texts
+
+    monkeypatch.setattr(files, "MAX_LINE_CHARS", 50)
+    path = tmp_path / name
+    long = "y" * 500
+    path.write_text({"a.csv": f"text,label\nfine,a\n{long},b\n", "a.txt": f"fine\n{long}\n",
+                     "a.jsonl": json.dumps({"text": "fine", "label": "a"}) + "\n" + json.dumps({"text": long, "label": "b"})
+                     + "\n"}[name])
+    read = []
+    real = files.bounded_lines
+
+    def spy(path, f):  # what the reader was handed: never more than the bound per line
+        for line in real(path, f):
+            read.append(len(line))
+            yield line
+
+    monkeypatch.setattr(files, "bounded_lines", spy)
+    line = 3 if name == "a.csv" else 2
+    with pytest.raises(ValueError, match=rf"{name.replace('.', '[.]')}:{line}: the line is longer than 50 characters.*"
+                                         r"at most 100,000; split long documents"):
+        read_texts(path) if name == "a.txt" else load_path(path)
+    assert max(read) <= 50
+
+
+def test_a_tagged_file_is_read_with_the_same_bounds(tmp_path, monkeypatch):
+    import fewshot.datasets.files as files
+    from fewshot.datasets.ner import is_tagged_path, read_conll
+
+    path = tmp_path / "a.conll"
+    path.write_text("Paris\tB-LOC\n" + "x" * 100 + "\tO\n")
+    monkeypatch.setattr(files, "MAX_LINE_CHARS", 50)
+    with pytest.raises(ValueError, match=r"a\.conll:2: the line is longer than 50 characters"):
+        read_conll(path, "bio")
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 10)
+    with pytest.raises(ValueError, match=rf"a\.conll holds {path.stat().st_size} bytes, more than the 10 fewshot reads "
+                                         "from one file; split it into smaller files"):
+        read_conll(path, "bio")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"tokens": ["a"], "tags": ["O"]}) + "\n")
+    with pytest.raises(ValueError, match=r"b\.jsonl holds \d+ bytes, more than the 10"):
+        is_tagged_path(tmp_path / "b.jsonl")
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import builtins
+
+    import fewshot.datasets.files as files
+
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"text": "hello", "label": "a"}) * 100 + "\n")
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 2 << 10)
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **kw: (_ for _ in ()).throw(AssertionError(f"opened {p}"))
+                        if str(p) == str(path) else real_open(p, *a, **kw))
+    for args in (["add", "{ix}", "--file", path], ["predict", "{ix}", "--file", path]):
+        r = invoke("index", *[str(a).format(ix=tmp_path) for a in args])  # refused before DIR is opened
+        assert r.exit_code == 2 and f"a.jsonl holds {path.stat().st_size:,} bytes, more than the 2,048 fewshot reads " \
+            "from one file; split it" in r.output, r.output
+
+
+def test_index_add_and_predict_refuse_a_50_mb_text_without_embedding_it(tmp_path, tiny_text_model_dir, monkeypatch):
+    from fewshot.encoders.base import Encoder
+
+    ix = tmp_path / "ix"
+    assert invoke("index", "create", ix, "--encoder", tiny_text_model_dir).exit_code == 0
+    assert invoke("index", "add", ix, "--label", "greet", "hello there").exit_code == 0
+    before = _files(ix)
+    big = "word " * 10_000_000
+    (tmp_path / "big.jsonl").write_text(json.dumps({"text": big, "label": "x"}) + "\n")
+    (tmp_path / "big.txt").write_text(big + "\n")
+    monkeypatch.setattr(Encoder, "encode", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("embedded")))
+    for args, message in [(["add", ix, "--file", tmp_path / "big.jsonl"], "big.jsonl:1: the line is longer than"),
+                          (["predict", ix, "--file", tmp_path / "big.txt"], "big.txt:1: the line is longer than"),
+                          (["predict", ix, "x" * 100_001], "item 0: expected a text of at most 100,000 characters")]:
+        r = invoke("index", *args)
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+    assert _files(ix) == before
+
 def test_csv_labels_differing_only_by_spaces_are_refused_not_merged(tmp_path):
     path = tmp_path / "a.csv"
     path.write_text('text,label\nhi,cat\nyo,"cat "\n')
@@ -158,6 +248,21 @@ def test_an_unreadable_file_or_class_folder_is_an_error(tmp_path, monkeypatch):
                                          r"left out of class 'dog'"):
         load_path(tmp_path / "imgs")
 
+
+
+@pytest.mark.parametrize("side", [12, 40])  # 144 pixels: Pillow only warns (limit to twice it); 1,600: it raises
+def test_an_image_over_pillows_pixel_limit_is_refused_naming_the_file_and_the_limit(tmp_path, monkeypatch, side):
+    from PIL import Image
+
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)
+    Image.fromarray(np.zeros((side, side), np.uint8)).save(tmp_path / "imgs" / "cat" / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ValueError, match=rf"big\.png: the image is too large to decode safely \(Pillow: Image size "
+                                         rf"\({side * side} pixels\) exceeds limit.*MAX_IMAGE_PIXELS = 100 pixels.*"
+                                         r"resize it, or remove it"):
+        load_path(tmp_path / "imgs")
+    r = invoke("run", "--dataset", tmp_path / "imgs", "--classes", "all")
+    assert r.exit_code == 2 and "too large to decode safely" in r.output, r.output
 
 # --------------------------------------------------------------------------- property: readers never crash
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)

@@ -79,6 +79,42 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_text_model_dir, wn33, 
         assert torch.equal(v, best_b.module.state_dict()[k]), k
 
 
+def test_a_run_killed_after_a_skipped_resume_write_replays_to_where_an_uninterrupted_run_ends(
+        tiny_text_model_dir, wn33, tmp_path, monkeypatch):
+    import math
+
+    import fewshot.training as training
+
+    straight, t1 = _tiny_trainer(tiny_text_model_dir, wn33, tmp_path / "a", steps=6)
+    t1.fit()
+    monkeypatch.setattr(training, "RESUME_COST_RATIO", math.inf)  # resume state at the first and last evaluation
+    _, t2 = _tiny_trainer(tiny_text_model_dir, wn33, tmp_path / "b", steps=6)
+    real = training.Trainer.validate
+
+    def killed_at_the_last_evaluation(self):
+        if self.step == 6:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(training.Trainer, "validate", killed_at_the_last_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        t2.fit()
+    monkeypatch.undo()
+    log = tmp_path / "b" / "train_log.jsonl"
+    assert [json.loads(ln)["step"] for ln in log.read_text().splitlines()] == [2, 4]  # the log: every evaluation
+    resumed, t3 = _tiny_trainer(tiny_text_model_dir, wn33, tmp_path / "b", steps=6, resume=True)
+    assert t3.step == 2  # the state of step 4 was skipped: steps 3-4 are replayed
+    t3.fit()
+    a, b = straight.module.state_dict(), resumed.module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    drop = ("elapsed_s",)
+    logs = [[{k: v for k, v in json.loads(ln).items() if k not in drop} for ln in (tmp_path / d / "train_log.jsonl")
+             .read_text().splitlines()] for d in ("a", "b")]
+    assert [e["step"] for e in logs[1]] == [2, 4, 6] and logs[0] == logs[1]
+    best_a, best_b = load_learner(tmp_path / "a"), load_learner(tmp_path / "b")
+    assert all(torch.equal(v, best_b.module.state_dict()[k]) for k, v in best_a.module.state_dict().items())
+
+
 def test_resume_refuses_changed_options_and_missing_state(tiny_text_model_dir, wn33, tmp_path):
     _, t = _tiny_trainer(tiny_text_model_dir, wn33, tmp_path / "r", steps=2)
     t.fit()

@@ -89,6 +89,20 @@ def _read_examples(path: str, text_column: str, label_column: str) -> tuple[list
         read_table(p, text_column, label_column)
 
 
+def _check_modality(clf, directory: str, given: str) -> None:
+    """Refuse examples of another modality than the index's encoder reads, naming the option that fits."""
+    reads = clf.encoder.modality
+    if reads == given:
+        return
+    if reads == "text":
+        raise ValueError(f"the index in {directory} reads text (encoder {clf.encoder.name!r}), but {given}s were "
+                         "given (--images); add texts with --label NAME TEXT... or --file F, or create an image "
+                         "index for images (fewshot index create NEW_DIR --encoder mobilenetv2)")
+    raise ValueError(f"the index in {directory} reads {reads}s (encoder {clf.encoder.name!r}), but {given}s were given "
+                     f"(TEXT arguments or --file); add {reads}s with --images FOLDER (one subfolder per class), or use "
+                     "a text index for texts (fewshot index create NEW_DIR)")
+
+
 def _read_texts(path: str, text_column: str) -> list[str]:
     """The texts of --file: :func:`fewshot.datasets.files.read_texts`."""
     from ..datasets.files import read_texts
@@ -196,6 +210,7 @@ def add(ctx, directory, texts, label, file_, images, text_column, label_column, 
             raise FileNotFoundError(f"--images {images}: no such folder")
         x, y = read_image_folder(Path(images))
     with FewShotClassifier.update(directory) as clf:
+        _check_modality(clf, directory, "image" if images else "text")
         before = set(clf.classes_)
         clf.add_classes(x, y, replace=replace)
     new = len(set(y) - before)
@@ -256,7 +271,7 @@ def predict(directory, texts, file_, text_column, top_k, as_json, log_):
         raise ValueError(f"the index in {directory} has no classes yet; add some first: "
                          f"fewshot index add {directory} --label NAME TEXT...")
     if clf.encoder.modality != "text":
-        raise ValueError(f"the index in {directory} uses encoder {clf.encoder.name!r}, which reads images, but "
+        raise ValueError(f"the index in {directory} reads {clf.encoder.modality}s (encoder {clf.encoder.name!r}), but "
                          "`fewshot index predict` classifies texts; use a text index (or the Python API for images)")
     if not 1 <= top_k <= clf.n_classes:
         raise ValueError(f"--top-k must be from 1 to the number of classes ({clf.n_classes}), got {top_k}")
@@ -371,6 +386,7 @@ def calibrate(directory, file_, oos_label, target_precision, text_column, label_
     x, y = _read_examples(file_, text_column, label_column)
     y = [None if v == oos_label else v for v in y]
     with FewShotClassifier.update(directory) as clf:
+        _check_modality(clf, directory, "text")
         clf.calibrate(x, y, target_precision=target_precision)
     c = clf.calibration_
     oos = "n/a" if c["out_of_scope_recall"] is None else f"{c['out_of_scope_recall']:.3f}"

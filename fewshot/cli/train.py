@@ -107,6 +107,7 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
     With --from-index DIR: on the classes of a support index (`fewshot index`), whose
     checkpoint then re-embeds it with `fewshot index rebuild DIR --checkpoint OUT`.
     """
+    from ..checkpoint import check_out_folder
     from ..config import FewShotConfig
     from ..distributed import init_distributed, shutdown
     from ..experiment import build_dataset, build_learner
@@ -117,6 +118,7 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
         raise ValueError(f"the config's ensemble {cfg.ensemble} scores several checkpoints together and is not "
                          "trained; train each member on its own, then `fewshot run --checkpoint A --ensemble B`")
     out_dir = Path(out)
+    check_out_folder(out_dir, "--out")  # before the dataset and the encoder are loaded
     if from_index:
         if resume:
             raise ValueError("--resume does not work with --from-index (the index may have changed since); start "

@@ -20,6 +20,7 @@ is the way to use the file.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -28,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from ..data import FewShotDataset
-from ..inputs import check_label, check_labels, check_text, check_texts
+from ..inputs import MAX_TEXT_CHARS, check_label, check_labels, check_text, check_texts
 
+MAX_FILE_BYTES = 1 << 30  # the largest text file read (1 GiB: some million examples); refused before reading
+MAX_LINE_CHARS = 8 * MAX_TEXT_CHARS  # a line holds one example: its text (at most MAX_TEXT_CHARS), label, escapes
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 NPZ_ITEM_KEYS = ("x", "images")
@@ -96,12 +99,33 @@ def _checked_labels(path: Path, labels: list[str]) -> list[str]:
     return [label.strip() for label in check_labels(labels, str(path))]
 
 
-def _open_text(path: Path, **kw):
-    """``path`` opened as UTF-8 text; OSError (unreadable, a folder, ...) becomes a ValueError naming the file."""
+def open_text(path: Path, **kw):
+    """``path`` opened as UTF-8 text; OSError (unreadable, a folder, ...) becomes a ValueError naming the file,
+    and a file of more than :data:`MAX_FILE_BYTES` is refused before any of it is read. Every reader of a user's
+    text file (here and in :mod:`fewshot.datasets.ner`) opens it here and reads it through :func:`bounded_lines`:
+    memory stays bounded by the examples kept."""
     try:
+        size = os.stat(path).st_size
+        if size > MAX_FILE_BYTES:
+            raise ValueError(f"{path} holds {size:,} bytes, more than the {MAX_FILE_BYTES:,} fewshot reads from one "
+                             "file; split it into smaller files")
         return open(path, encoding="utf-8-sig", **kw)
     except OSError as exc:
         raise ValueError(f"cannot read {path} ({exc.strerror or exc}); check that it is a readable file") from exc
+
+
+def bounded_lines(path: Path, f) -> Iterator[str]:
+    """The lines of the text file ``f`` (opened from ``path``), each read with a bound: a line longer than
+    :data:`MAX_LINE_CHARS` is refused when met, never read whole (one line of a file is one example)."""
+    for lineno in itertools.count(1):
+        line = f.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_CHARS:
+            raise ValueError(f"{path}:{lineno}: the line is longer than {MAX_LINE_CHARS:,} characters, but a line "
+                             f"holds one example, whose text may have at most {MAX_TEXT_CHARS:,}; split long "
+                             "documents into passages, one per line")
+        yield line
 
 
 def _not_utf8(path: Path, exc: UnicodeDecodeError) -> ValueError:
@@ -126,7 +150,7 @@ def read_table(path: Path, text_column: str = "text", label_column: str = "label
     """Texts and labels of a CSV (comma) or TSV (tab) file with a header row."""
     delimiter = TABLE_SUFFIXES[path.suffix.lower()]
     texts, labels = [], []
-    with _open_text(path, newline="") as f:
+    with open_text(path, newline="") as f:
         try:
             texts, labels = _read_rows(path, f, delimiter, text_column, label_column)
         except UnicodeDecodeError as exc:
@@ -144,7 +168,7 @@ def _csv_error(path: Path, line: int, exc: csv.Error) -> ValueError:
 
 def _read_rows(path: Path, f, delimiter: str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
     texts, labels = [], []
-    reader = csv.reader(f, delimiter=delimiter)
+    reader = csv.reader(bounded_lines(path, f), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -179,7 +203,7 @@ def _read_rows(path: Path, f, delimiter: str, text_column: str, label_column: st
 
 def read_jsonl(path: Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[str]]:
     """Texts and labels of a JSON-lines file, one ``{"text": ..., "label": ...}`` object per line."""
-    with _open_text(path) as f:
+    with open_text(path) as f:
         try:
             texts, labels = _read_objects(path, f, text_column, label_column)
         except UnicodeDecodeError as exc:
@@ -190,7 +214,7 @@ def read_jsonl(path: Path, text_column: str = "text", label_column: str = "label
 def json_records(path: Path, f) -> Iterator[tuple[int, object]]:
     """(line number, parsed value) of each non-blank line of the JSON-lines file ``f`` (opened from ``path``);
     a line that is not JSON raises ValueError naming the file and line."""
-    for lineno, line in enumerate(f, start=1):
+    for lineno, line in enumerate(bounded_lines(path, f), start=1):
         if not line.strip():
             continue
         try:
@@ -228,11 +252,11 @@ def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
                          "file")
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file")
-    with _open_text(p, newline="" if suffix in TABLE_SUFFIXES else None) as f:
+    with open_text(p, newline="" if suffix in TABLE_SUFFIXES else None) as f:
         try:
             if suffix == ".txt":
                 texts = [check_text(line.rstrip("\r\n"), f"{p}:{n}").strip()
-                         for n, line in enumerate(f, start=1) if line.strip()]
+                         for n, line in enumerate(bounded_lines(p, f), start=1) if line.strip()]
             elif suffix == ".jsonl":
                 texts = _read_objects(p, f, text_column, None)[0]
             else:
@@ -317,5 +341,5 @@ def read_npz(path: Path) -> tuple[list, list[str], str]:
     return list(x), labels, "image"
 
 
-__all__ = ["MIN_SPLIT_CLASSES", "class_split", "load_path", "read_image_folder", "read_jsonl", "read_npz",
-           "read_table"]
+__all__ = ["MAX_FILE_BYTES", "MAX_LINE_CHARS", "MIN_SPLIT_CLASSES", "bounded_lines", "class_split", "load_path",
+           "open_text", "read_image_folder", "read_jsonl", "read_npz", "read_table"]

@@ -41,6 +41,7 @@ import io
 import os
 import re
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -58,16 +59,27 @@ RUN_KEY_LINE = re.compile(r"^(run\d\d)/test/(item\d\d)\.png\s+(run\d\d)/training
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:
-    """An encoded image (PNG, JPEG, ...) as a uint8 (H, W) grey or (H, W, 3) colour array; 1-bit becomes 0/255."""
+    """An encoded image (PNG, JPEG, ...) as a uint8 (H, W) grey or (H, W, 3) colour array; 1-bit becomes 0/255.
+
+    An image of more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` (its guard against decompression
+    bombs: a small file that decodes to gigabytes) is refused naming its size and the limit."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings():  # Pillow only warns from its limit to twice it: refused from the limit
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+        with im:
             if im.mode in ("1", "L", "P", "LA", "I", "I;16"):
                 im = im.convert("L")
             elif im.mode != "RGB":
                 im = im.convert("RGB")
             return np.asarray(im, dtype=np.uint8).copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"{where}: the image is too large to decode safely (Pillow: {exc}); fewshot refuses images "
+                         f"of more than Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's guard "
+                         "against decompression bombs, and its image encoders read small images (e.g. 84x84): "
+                         "resize it, or remove it") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ValueError(f"{where}: expected a decodable image but PIL could not read it ({exc}); "
                          "replace or remove the file") from exc

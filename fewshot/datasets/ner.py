@@ -31,7 +31,7 @@ import json
 from pathlib import Path
 
 from ..tagged import OUTSIDE, TaggedDataset, bio_to_io, check_tag, types_of
-from .files import class_split, json_records
+from .files import bounded_lines, class_split, json_records, open_text
 from .registry import load_split, register_dataset, require_file
 
 FEWNERD_SOURCE = "https://github.com/thunlp/Few-NERD (bash data/download.sh inter: inter/dev.txt, inter/test.txt)"
@@ -45,8 +45,8 @@ SNIPS_INTENTS = ("AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "
 
 def guess_scheme(path: Path) -> str:
     """"bio" if any tag of the CoNLL file ``path`` starts with B- or I-, else "io"."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    with open_text(path) as f:
+        for line in bounded_lines(path, f):
             parts = line.rstrip("\n").split("\t")
             if len(parts) == 2 and parts[1][:2] in ("B-", "I-"):
                 return "bio"
@@ -60,8 +60,8 @@ def read_conll(path: str | Path, scheme: str | None = None) -> tuple[list, list,
     scheme = scheme or guess_scheme(path)
     sentences, tags, origins = [], [], []
     words, labels, start = [], [], 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open_text(path) as f:
+        for lineno, line in enumerate(bounded_lines(path, f), start=1):
             line = line.rstrip("\n").rstrip("\r")
             if not line.strip():
                 if words:
@@ -89,7 +89,7 @@ def read_jsonl_tags(path: str | Path, scheme: str | None = None) -> tuple[list, 
     """Like :func:`read_conll`, from a JSONL file of ``{"tokens": [...], "tags": [...]}`` objects."""
     path = Path(path)
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for lineno, row in json_records(path, f):
             try:
                 tokens, labels = [str(t) for t in row["tokens"]], [str(t) for t in row["tags"]]
@@ -161,8 +161,8 @@ def is_tagged_path(path: str | Path) -> bool:
         return True
     if path.suffix.lower() != ".jsonl" or not path.is_file():
         return False
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+    with open_text(path) as f:
+        for line in bounded_lines(path, f):
             if line.strip():
                 try:
                     row = json.loads(line)

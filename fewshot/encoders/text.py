@@ -15,6 +15,7 @@ from five packages of the index (:mod:`fewshot.encoders.assets`).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,16 +69,20 @@ class TextEncoder(Encoder):
 
     def __init__(self, spec: dict):
         super().__init__(spec)
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # weight-loading bars are noise next to ours
 
         path = spec["path"]
-        if spec.get("pretrained", True):
-            self.model = AutoModel.from_pretrained(path, **_safetensors_only(path))
-        else:  # random initialisation from the config: tests and from-scratch training
-            self.model = AutoModel.from_config(AutoConfig.from_pretrained(path))
+        config = model_config(path)
+        try:
+            if spec.get("pretrained", True):
+                self.model = AutoModel.from_pretrained(path, config=config, **_safetensors_only(path))
+            else:  # random initialisation from the config: tests and from-scratch training
+                self.model = AutoModel.from_config(config)
+        except TypeError as exc:  # a field of the wrong type that an older transformers let through
+            raise _bad_config(Path(path) / "config.json", exc) from exc
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.max_length = int(spec.get("max_length", 128))
         self.pooling = spec.get("pooling", "mean")
@@ -182,6 +187,44 @@ def _entity_masks(spans: list, offsets: torch.Tensor) -> tuple[torch.Tensor, tor
     lo, hi = bounds[:, None, :, 0], bounds[:, None, :, 1]  # (n, 1, 2)
     inside = ((start >= lo) & (end <= hi) & (end > start)).to(torch.long)  # (n, tokens, 2)
     return inside[..., 0], inside[..., 1]
+
+
+def model_config(path: str):
+    """The transformers config of the model folder (or hub name) ``path``. A local ``config.json`` must be a
+    JSON object whose fields transformers accepts (``hidden_size`` an int, ...); else ValueError naming the
+    file and the field, before any weights are read."""
+    from transformers import AutoConfig
+
+    file = Path(path) / "config.json"
+    if file.is_file():
+        try:
+            raw = json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{file}: expected a transformers model config (a JSON object), but it is not valid "
+                             f"JSON ({exc}); {_REDO}") from exc
+        if not isinstance(raw, dict):
+            raise ValueError(f"{file}: expected a transformers model config (a JSON object of fields), got a JSON "
+                             f"{type(raw).__name__}; {_REDO}")
+    try:
+        return AutoConfig.from_pretrained(path)
+    except _config_errors() as exc:
+        raise _bad_config(file, exc) from exc
+
+
+_REDO = "fix it, or save the model again with save_pretrained"
+
+
+def _bad_config(file: Path, exc: Exception) -> ValueError:
+    return ValueError(f"{file}: not a usable transformers model config ({' '.join(str(exc).split())}); {_REDO}")
+
+
+def _config_errors() -> tuple:
+    """What transformers raises for a config field of the wrong type (strict dataclasses in its newer versions)."""
+    try:
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:  # an older huggingface_hub: TypeError / ValueError only
+        return (TypeError, ValueError)
+    return (TypeError, ValueError, StrictDataclassError)
 
 
 def _safetensors_only(path: str) -> dict:

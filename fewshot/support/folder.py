@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -33,7 +34,7 @@ import numpy as np
 
 from ..checkpoint import is_checkpoint, load_encoder
 from ..encoders import ENCODERS, Encoder, build_encoder, create_encoder, local_spec
-from ..index import SupportIndex
+from ..index import CODES, SupportIndex
 from ..store import StoreError, SupportStore
 from .classbook import ClassBook
 
@@ -134,6 +135,7 @@ def read(path, kind: str = STORE_KIND) -> tuple[dict, ClassBook, SupportIndex | 
         _check_kind(SupportStore(path).read_manifest()["body"], path, kind)
         raise
     _check_kind(meta, path, kind)
+    check_body(meta, path)
     labels = list(meta["classes"])
     counts = np.asarray(meta["counts"], dtype=np.int64).reshape(-1)
     try:
@@ -176,6 +178,7 @@ def describe(path, kind: str = STORE_KIND) -> dict:
         raise
     meta = doc["body"]
     _check_kind(meta, path, kind)
+    check_body(meta, path)
     info = {"encoder": meta["encoder"]["name"], "fingerprint": meta["encoder"]["fingerprint"],
             "metric": meta["metric"], "dim": meta["dim"], "generation": doc["generation"],
             "index_id": meta.get("index_id"),
@@ -262,6 +265,60 @@ def check_encoder(encoder: Encoder, meta: dict, path) -> None:
         raise ValueError(f"the index in {path} was built with encoder {ident['name']!r} (weights fingerprint "
                          f"{ident['fingerprint']}), but the given encoder {encoder.name!r} has fingerprint "
                          f"{encoder.fingerprint()}; load it with the same encoder weights or rebuild the index")
+
+
+def check_body(meta: dict, path) -> None:
+    """Refuse a manifest body whose keys (:data:`STORE_KEYS`, :data:`TAGGER_KEYS` and the optional ones) have
+    the wrong type or shape: StoreError naming the key, the type expected and the value found. The manifest's
+    checksums show it was written whole, not that fewshot wrote it (a hand edit can recompute them)."""
+    def is_int(v, lo=0):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+    def is_label(v):
+        return isinstance(v, (str, int, float)) and not (isinstance(v, float) and not math.isfinite(v))
+
+    def is_number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    classes = meta.get("classes")
+    n = len(classes) if isinstance(classes, list) else None
+    ints = lambda lo: lambda v: isinstance(v, list) and len(v) == n and all(is_int(x, lo) for x in v)  # noqa: E731
+    schema = {  # key -> (check, what it must be)
+        "classes": (lambda v: isinstance(v, list) and all(is_label(x) for x in v),
+                    "a list of class labels (strings or numbers)"),
+        "counts": (ints(1), f"a list of {n} positive integers, one per class"),
+        "ids": (ints(0), f"a list of {n} non-negative integers, one per class"),
+        "next_id": (is_int, "a non-negative integer"),
+        "fitted": (lambda v: isinstance(v, bool), "true or false"),
+        "metric": (lambda v: isinstance(v, str), "a string (a metric name)"),
+        "dim": (lambda v: is_int(v, 1), "a positive integer"),
+        "unknown_label": (lambda v: v is None or is_label(v), "null or a label (a string or number)"),
+        "threshold": (lambda v: v is None or is_number(v), "null or a finite number"),
+        "scale": (lambda v: v is None or is_number(v), "null or a finite number"),
+        "temperature": (lambda v: v is None or is_number(v), "null or a finite number"),
+        "calibration": (lambda v: v is None or isinstance(v, dict), "null or an object"),
+        "index_kind": (lambda v: isinstance(v, str), "a string (an index kind)"),
+        "index_options": (lambda v: isinstance(v, dict), "an object"),
+        "index": (lambda v: (v is None and not (n and meta.get("kind") == STORE_KIND)) or (
+                      isinstance(v, dict) and is_int(v.get("dim"), 1) and isinstance(v.get("metric"), str)
+                      and isinstance(v.get("kind"), str) and all(v.get(k) is None or is_int(v[k]) for k in (
+                          "nlist", "nprobe", "hnsw_m", "ef_search", "n_trained"))
+                      and v.get("codes", "flat") in CODES and isinstance(v.get("tuning") or {}, dict)),
+                  "the search index's config (an object with dim, metric and kind, codes 'flat' or 'sq8'), or "
+                  "null while there are no classes"),
+        "index_id": (lambda v: v is None or isinstance(v, str), "null or a string"),
+        "encoder": (lambda v: isinstance(v, dict) and isinstance(v.get("name"), str)
+                    and isinstance(v.get("fingerprint"), str) and isinstance(v.get("spec", {}), dict)
+                    and is_int(v.get("dim", 1), 1) and isinstance(v.get("checkpoint"), (str, type(None)))
+                    and isinstance(v.get("modality", ""), str),
+                    "an object with the encoder's name and fingerprint (strings), spec (an object), dim (a "
+                    "positive integer) and checkpoint (null or a path)"),
+    }
+    for key, (ok, expected) in schema.items():
+        if key in meta and not ok(meta[key]):
+            raise StoreError(f"{path}: manifest.json key {key!r}: expected {expected}, got "
+                             f"{json.dumps(meta[key], default=repr)[:80]}; the folder was altered after fewshot "
+                             "wrote it: restore the folder from a backup")
 
 
 def _check_kind(meta: dict, path, kind: str = STORE_KIND) -> None:

@@ -26,12 +26,16 @@ that lacks only its newline but is a complete, valid record (written by hand
 or by another tool) is kept: :meth:`read` counts it and the next append adds
 the newline. A last line that does not parse is torn: :meth:`read` skips it
 with a warning and the next append truncates it away, warning again. The log
-and its lock file are never written through a symbolic link. A bad line
+and its lock file are never written through a symbolic link. A folder this user may read but
+not write (``index stats`` on a read-only index) is read under a shared lock taken on a read-only
+descriptor (unlocked when no lock file exists, none being creatable there); a write there is
+refused with a ValueError before anything is written. A bad line
 anywhere else is corruption no crash can cause, and reading refuses it.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -47,6 +51,7 @@ FILENAME = "predictions.jsonl"
 FORMAT = "fewshot-predictions/1"
 ENTRY_KEYS = ("query", "labels", "scores", "generation")
 RECORD_TYPES = ("header", "prediction", "correction", "confirmation")
+READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)  # a folder or file this user may read, not write
 
 
 def utc_now() -> str:
@@ -232,12 +237,29 @@ class PredictionLog:
             raise ValueError(f"the folder of the prediction log {self.path} does not exist; the log lives inside "
                              "an index folder: create the index first or fix the path")
         _refuse_symlink(self.lock_path)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno not in READ_ONLY_ERRNOS:
+                raise
+            if exclusive:
+                raise self._unwritable(exc) from exc
+            try:  # a reader: a shared lock needs only a read-only descriptor
+                fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:  # no lock file, and none can be made here: read unlocked (appends are
+                fd = None  # whole lines; a torn last line is skipped)
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
         finally:
-            os.close(fd)  # releases the lock
+            if fd is not None:
+                os.close(fd)  # releases the lock
+
+    def _unwritable(self, exc: OSError) -> ValueError:
+        return ValueError(f"cannot write the prediction log {self.path} ({exc.strerror or exc}): the index folder "
+                          f"{self.path.parent} is read-only for this user; nothing was written: predict without "
+                          "--log, or make the folder writable (or work on a writable copy of it)")
 
     def _read_records(self) -> tuple[list[dict], int]:
         """All complete records (header first) and the byte length they span, under a shared lock."""
@@ -300,7 +322,12 @@ class PredictionLog:
 
     def _write(self, lines: list[bytes]) -> None:
         _refuse_symlink(self.path)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno not in READ_ONLY_ERRNOS:
+                raise
+            raise self._unwritable(exc) from exc
         try:
             for line in lines:
                 n = os.write(fd, line)
