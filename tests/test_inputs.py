@@ -171,10 +171,13 @@ def test_a_tagged_file_is_read_with_the_same_bounds(tmp_path, monkeypatch):
         is_tagged_path(tmp_path / "b.jsonl")
 
 
-def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monkeypatch, tiny_text_model_dir):
     import builtins
 
     import fewshot.datasets.files as files
+
+    ix = tmp_path / "ix"
+    assert invoke("index", "create", str(ix), "--encoder", str(tiny_text_model_dir)).exit_code == 0
 
     path = tmp_path / "a.jsonl"
     path.write_text(json.dumps({"text": "hello", "label": "a"}) * 100 + "\n")
@@ -183,7 +186,7 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monke
     monkeypatch.setattr(builtins, "open", lambda p, *a, **kw: (_ for _ in ()).throw(AssertionError(f"opened {p}"))
                         if str(p) == str(path) else real_open(p, *a, **kw))
     for args in (["add", "{ix}", "--file", path], ["predict", "{ix}", "--file", path]):
-        r = invoke("index", *[str(a).format(ix=tmp_path) for a in args])  # refused before DIR is opened
+        r = invoke("index", *[str(a).format(ix=ix) for a in args])
         assert r.exit_code == 2 and f"a.jsonl holds {path.stat().st_size:,} bytes, more than the 2,048 fewshot reads " \
             "from one file; split it" in r.output, r.output
 
