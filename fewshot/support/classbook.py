@@ -39,8 +39,8 @@ class _Rows:
         rows.reserve(len(a))
         for start, stop, block in rows.blocks(len(a)):
             block[:] = a[start:stop]
-            if scale is not None:
-                block *= scale[start:stop].reshape(-1, *([1] * len(rows.row_shape)))
+            if scale is not None:  # in the block's dtype: a mixed-type in-place multiply is many times slower
+                block *= scale[start:stop].astype(rows.dtype).reshape(-1, *([1] * len(rows.row_shape)))
         return rows
 
     def blocks(self, n: int):
@@ -233,8 +233,9 @@ class ClassBook:
     @classmethod
     def restore(cls, dim: int, labels: list, sums: np.ndarray | None, counts, ids, next_id: int,
                 texts: dict, *, means: np.ndarray | None = None) -> "ClassBook":
-        """A book from saved state (copied into its blocks): the float64 ``sums``, or the class ``means``
-        instead (then the sums are ``means * counts``); ValueError when the parts disagree."""
+        """A book from saved state (the arrays copied into its blocks, the lists of ``texts`` taken over): the
+        float64 ``sums``, or the class ``means`` instead (then the sums are ``means * counts``); ValueError when
+        the parts disagree."""
         book = cls(dim)
         n = len(labels)
         if (sums is None) == (means is None):
@@ -245,17 +246,17 @@ class ClassBook:
         if sums.shape != (n, book.dim) or counts.shape != (n,) or ids.shape != (n,):
             raise ValueError(f"inconsistent state ({n} classes, sums {sums.shape}, {len(counts)} counts, "
                              f"{len(ids)} ids)")
-        if n and (len(np.unique(ids)) != n or ids.max() >= next_id or ids.min() < 0 or np.any(counts < 1)):
+        book._row_of_id = dict(zip(ids.tolist(), range(n)))
+        if n and (len(book._row_of_id) != n or ids.max() >= next_id or ids.min() < 0 or np.any(counts < 1)):
             raise ValueError("inconsistent state (ids not unique in 0..next_id-1, or a class without examples)")
-        if len(set(labels)) != n or set(texts) != set(labels):
-            raise ValueError("inconsistent state (duplicate labels, or support texts for other classes)")
         book.labels = list(labels)
         book._row = {lab: i for i, lab in enumerate(book.labels)}
+        if len(book._row) != n or len(texts) != n or not all(lab in texts for lab in book.labels):
+            raise ValueError("inconsistent state (duplicate labels, or support texts for other classes)")
         book._sums = _Rows.of(sums, np.float64, None if means is None else counts)
         book._counts, book._ids = _Rows.of(counts), _Rows.of(ids)
-        book._row_of_id = dict(zip(ids.tolist(), range(n)))
         book.next_id = int(next_id)
-        book._texts = {lab: (None if texts[lab] is None else list(texts[lab])) for lab in book.labels}
+        book._texts = dict(texts)  # the lists are taken over, not copied (a load's own)
         book._keys = None  # built on first use (O(classes) Unicode normalisation; a load need not pay it)
         return book
 
