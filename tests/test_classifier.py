@@ -529,9 +529,15 @@ def test_support_texts_are_kept_in_order_dropped_on_remove_and_replace_and_saved
     again = FewShotClassifier.load(tmp_path / "ix", encoder=enc)
     assert again.support_ == clf.support_
     blob = next(p for p in (tmp_path / "ix").iterdir() if p.name.startswith("support-"))
-    assert [json.loads(line) for line in blob.read_text().splitlines()] == [
-        {"label": "a", "texts": ["c0-0", "c0-1", "c0-2"]}, {"label": "b", "texts": ["c1-1"]},
-        {"label": "d", "texts": None}]
+    assert json.loads(blob.read_text()) == {"texts": [["c0-0", "c0-1", "c0-2"], ["c1-1"], None]}  # like classes_
+    # a folder written before that format (JSON lines of {"label", "texts"}) still loads
+    from fewshot.store import SupportStore
+
+    meta, blobs = SupportStore(tmp_path / "ix").read()
+    lines = "".join(json.dumps({"label": c, "texts": clf.support_[c]}) + "\n" for c in clf.classes_)
+    SupportStore(tmp_path / "old").write(meta, {"state": ("safetensors", blobs["state"]),
+                                                "support": ("jsonl", lines.encode())})
+    assert FewShotClassifier.load(tmp_path / "old", encoder=enc).support_ == clf.support_
     log = curation.prediction_log(tmp_path / "ix", create=True)
     (i,) = log.append([{"query": "c1-2", "labels": ["a"], "scores": [0.1], "generation": 1}])
     curation.correct(tmp_path / "ix", i, "b", encoder=enc)
