@@ -178,6 +178,13 @@ def test_create_from_a_training_checkpoint(tmp_path, tiny_text_encoder):
     assert r.exit_code == 2 and "give --encoder or --checkpoint, not both" in r.output
 
 
+def test_create_refuses_an_encoder_without_fixed_weights(tmp_path):
+    """conv4 has no pretrained weights: an index over it could never be opened by the next command."""
+    r = invoke("index", "create", tmp_path / "ix", "--encoder", "conv4")
+    assert r.exit_code == 2 and "encoder 'conv4' has no fixed weights" in r.output and "--checkpoint" in r.output
+    assert not (tmp_path / "ix").exists()
+
+
 def test_predict_log_correct_confirm_stats(ix, tmp_path):
     r = invoke("index", "predict", ix, "--json", "--log", "--top-k", "2", "book a flight", "hello there")
     assert r.exit_code == 0, r.output

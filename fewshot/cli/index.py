@@ -159,9 +159,24 @@ def create(ctx, directory, encoder, checkpoint, metric, index_kind, unknown_labe
         kw["metric"] = metric
     clf = FewShotClassifier.from_checkpoint(checkpoint, **kw) if checkpoint else \
         FewShotClassifier(encoder or default_encoder("text"), **kw)
+    if not checkpoint:
+        _check_rebuildable(clf.encoder)
     clf.create(directory)
     click.echo(f"created an empty index in {directory} (encoder {clf.encoder.name}, {clf.dim}-d, {clf.metric}, "
                f"{index_kind})")
+
+
+def _check_rebuildable(encoder) -> None:
+    """Refuse an encoder that a later command could not build again with the same weights (every `fewshot
+    index` command re-opens the encoder from the index's stored identity and checks its fingerprint)."""
+    from ..support import folder
+
+    again = folder.encoder_from_identity(folder.encoder_identity(encoder, None), "the new index")
+    if again.fingerprint() != encoder.fingerprint():
+        raise ValueError(f"encoder {encoder.name!r} has no fixed weights (each process initialises it at random), "
+                         "so an index built over it could never be opened again; train it first (`fewshot train "
+                         "--encoder ...`) and create the index with --checkpoint RUN_DIR, or choose a pretrained "
+                         "encoder (minilm, mpnet, mobilenetv2)")
 
 
 @index.command("add")
