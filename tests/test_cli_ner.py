@@ -72,3 +72,15 @@ def test_structshot_needs_training_types(shared_data, monkeypatch):
     bad = CliRunner().invoke(main, ["run", "--dataset", "wnut17", "--learner", "structshot", "-L", "temperature=0",
                                     "--quiet"])
     assert bad.exit_code == 2 and "temperature must be > 0" in bad.output
+
+
+def test_snips_domain_with_the_minimum_including_sampler(shared_data, monkeypatch, tiny_text_model_dir):
+    monkeypatch.setenv("FEWSHOT_DATA", str(shared_data))
+    base = ["run", "--dataset", "snips-addtoplaylist", "--way", "5", "--shot", "1", "--episodes", "2",
+            "--encoder", str(tiny_text_model_dir), "--json", "--quiet"]
+    res = CliRunner().invoke(main, [*base, "--sampler", "minimum-including"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["dataset"] == "snips-addtoplaylist" and d["episodes"] == 2 and d["gold"] >= 10  # 5 slots, K >= 1, x2
+    variable = CliRunner().invoke(main, [*base, "--sampler", "variable"])
+    assert variable.exit_code == 2 and "--sampler variable does not apply to NER data" in variable.output

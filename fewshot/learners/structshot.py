@@ -30,8 +30,9 @@ from .registry import register_learner
 @dataclass
 class StructShotConfig(NNShotConfig):
     name = "structshot"
-    # emission temperature; 8 was chosen on Few-NERD INTER's 3 val types (bin/bench-ner, frozen MiniLM)
-    temperature: float = 8.0
+    # emission temperature: 1 takes NNShot's scores as they are; bin/bench-ner chooses it per shot on Few-NERD
+    # INTER's 3 val types (on the frozen MiniLM, 0.25-4 score within about 1 F1 of each other there)
+    temperature: float = 1.0
     smoothing: float = 1.0  # add-k smoothing of the abstract transition counts
 
     def __post_init__(self) -> None:
@@ -42,7 +43,7 @@ class StructShotConfig(NNShotConfig):
                 raise ValueError(f"structshot: {key} must be a finite number, got {value!r}")
         if self.temperature <= 0:
             raise ValueError(f"structshot: temperature must be > 0, got {self.temperature}; e.g. "
-                             "-L temperature=8")
+                             "-L temperature=1")
         if self.smoothing < 0:
             raise ValueError(f"structshot: smoothing must be >= 0, got {self.smoothing}")
 
