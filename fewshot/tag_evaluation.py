@@ -135,6 +135,13 @@ class TagEvalResult:
                 "resamples, summed counts)", "correct": int(c[0]), "predicted": int(c[1]), "gold": int(c[2])}
 
 
+def check_tagger(learner) -> None:
+    """A ValueError unless ``learner`` tags words (``"ner" in learner.tasks``)."""
+    if "ner" not in getattr(learner, "tasks", ()):
+        raise ValueError(f"learner {learner.name!r} does not tag words; choose a tagging learner for NER data "
+                         "(--learner protobert, nnshot or structshot)")
+
+
 def tag_sentences(learner, z: Sequence[np.ndarray], classes: Sequence[str]) -> list[tuple[str, ...]]:
     """IO tags of sentences from their (n_words, dim) word embeddings ``z``, by ``learner`` adapted to a
     support set whose local labels are ``classes`` (``("O", *types)``): the words of all sentences are scored
@@ -151,9 +158,7 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
     ``cache`` maps a sentence id of ``dataset`` to its word embeddings; pass one dict to several calls whose
     learners share one frozen encoder (e.g. a search over a decoding setting) to embed each sentence once.
     """
-    if "ner" not in getattr(learner, "tasks", ()):
-        raise ValueError(f"learner {learner.name!r} does not tag words; choose a tagging learner for NER data "
-                         "(--learner protobert, nnshot or structshot)")
+    check_tagger(learner)
     start = time.perf_counter()
     learner.prepare_tagging(dataset)
     total = len(episodes) if isinstance(episodes, Sized) else None
@@ -215,14 +220,13 @@ class SupportSetResult:
 def evaluate_support_sets(learner, support_sets: Sequence[TaggedDataset], test: TaggedDataset, batch_size: int = 32,
                           progress: bool = True, cache: dict | None = None) -> SupportSetResult:
     """Tag every sentence of ``test`` from each of ``support_sets`` in turn (the WNUT-17 few-shot protocol of
-    Yang & Katiyar 2020); each support set must hold every type of ``test``.
+    Yang & Katiyar 2020); each support set must hold every type of ``test`` (a type of its own that the test
+    set lacks is read as O).
 
     ``cache`` maps a sentence (its words) to its word embeddings; pass one dict to several calls whose learners
     share one frozen encoder and each sentence is embedded once for all of them.
     """
-    if "ner" not in getattr(learner, "tasks", ()):
-        raise ValueError(f"learner {learner.name!r} does not tag words; choose a tagging learner for NER data "
-                         "(--learner protobert, nnshot or structshot)")
+    check_tagger(learner)
     start = time.perf_counter()
     learner.prepare_tagging(test)
     types = tuple(test.types)
