@@ -28,7 +28,7 @@ those transition scores.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -114,9 +114,6 @@ class AbstractTransitions:
         np.fill_diagonal(trans[1:, 1:], self.entity_same)
         with np.errstate(divide="ignore"):  # one type: no "other entity" to go to (log 0 = -inf)
             return np.log(start), np.log(trans), np.log(end)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def viterbi(emissions: np.ndarray, transition: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
