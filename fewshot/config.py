@@ -61,7 +61,7 @@ class EpisodeConfig:
     query: int = 15
     episodes: Optional[int] = None  # None: DEFAULT_EPISODES sampled, or every episode of episodes_file / a protocol
     seed: int = 0
-    sampler: str = "fixed"  # fixed | variable (Meta-Dataset)
+    sampler: str = "fixed"  # fixed | variable (Meta-Dataset) | minimum-including (NER: Hou et al. 2020)
     classes: str = "test"  # train | val | test | all
     episodes_file: Optional[str] = None
     class_names: bool = False  # each class's description joins its support set (FewShotDataset.class_items)
@@ -71,8 +71,8 @@ class EpisodeConfig:
         for name, low in (("way", 2), ("shot", 1), ("query", 1), ("episodes", 1)):
             if getattr(self, name) is not None and getattr(self, name) < low:
                 raise ValueError(f"--{name} must be at least {low}, got {getattr(self, name)}")
-        if self.sampler not in ("fixed", "variable"):
-            raise ValueError(f"--sampler must be 'fixed' or 'variable', got {self.sampler!r}")
+        if self.sampler not in ("fixed", "variable", "minimum-including"):
+            raise ValueError(f"--sampler must be 'fixed', 'variable' or 'minimum-including', got {self.sampler!r}")
         if self.classes not in ("train", "val", "test", "all"):
             raise ValueError(f"--classes must be train, val, test or all, got {self.classes!r}")
 

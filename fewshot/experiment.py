@@ -92,8 +92,15 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
         if e.query != EpisodeConfig().query:
             raise ValueError(f"--query {e.query} does not apply to NER data: the query set is drawn like the "
                              f"support set, {e.shot}~{2 * e.shot} entities per type (Few-NERD's protocol); drop --query")
-        sampler = GreedyTypeSampler(dataset, e.way, e.shot, seed=e.seed, types=classes)
+        if e.sampler == "variable":
+            raise ValueError("--sampler variable does not apply to NER data; use fixed (Few-NERD's K~2K) or "
+                             "minimum-including (Hou et al.'s K-shot)")
+        rule = "minimum-including" if e.sampler == "minimum-including" else "greedy"
+        sampler = GreedyTypeSampler(dataset, e.way, e.shot, seed=e.seed, types=classes, rule=rule)
         return sampler.episodes(n_episodes), sampler.describe()
+    if e.sampler == "minimum-including":
+        raise ValueError(f"--sampler minimum-including is a rule for tagged (NER) data, but dataset "
+                         f"{dataset.name!r} is classified; use --sampler fixed or variable")
     if e.sampler == "variable":
         sampler = VariableEpisodeSampler(dataset.labels, seed=e.seed, classes=classes)
     else:

@@ -16,6 +16,12 @@ of the episode's is ``O`` (it never happens with this sampler: see below).
 3. build the query set the same way (with ``n_query``; Few-NERD uses ``n_query = n_shot``)
    from the candidates not in the support set, in a fresh random order.
 
+``rule="minimum-including"`` builds both sets by Hou et al. 2020's rule for few-shot slot tagging
+(the SNIPS cross-domain benchmark, where a slot such as AddToPlaylist's ``playlist`` is in every
+sentence, so no K~2K set exists): keep a sentence if it adds to some type still below ``n_shot``
+(no upper bound) until every type has ``n_shot``, then drop, in the order kept, each sentence
+whose removal leaves every type at ``n_shot`` or more (:func:`minimum_including_set`).
+
 Entities are counted as maximal IO runs (:func:`fewshot.tagged.io_spans`). The publisher
 draws candidates with replacement until done; since a sentence refused once is refused
 for good (counts only grow), scanning one random permutation of the candidates keeps
@@ -94,6 +100,30 @@ def greedy_set(counts: np.ndarray, order: np.ndarray, k: int, exclude: set) -> l
     return None
 
 
+def minimum_including_set(counts: np.ndarray, order: np.ndarray, k: int, exclude: set) -> list[int] | None:
+    """Sentence ids kept by Hou et al.'s minimum-including rule, scanning ``order``; None if the types do not
+    all reach ``k``. ``counts`` as for :func:`greedy_set`."""
+    have = np.zeros(counts.shape[1], dtype=np.int64)
+    kept = []
+    for i in order:
+        if i in exclude or not ((counts[i] > 0) & (have < k)).any():
+            continue
+        have += counts[i]
+        kept.append(int(i))
+        if (have >= k).all():
+            break
+    else:
+        return None
+    for i in list(kept):
+        if (have - counts[i] >= k).all():
+            have -= counts[i]
+            kept.remove(i)
+    return kept
+
+
+RULES = {"greedy": greedy_set, "minimum-including": minimum_including_set}
+
+
 class GreedyTypeSampler:
     """Few-NERD's N-way K~2K-shot episodes over the entity types ``types`` of ``dataset``.
 
@@ -103,10 +133,14 @@ class GreedyTypeSampler:
         n_query: the K of the query set (default ``n_shot``, as Few-NERD).
         seed: episode ``i`` is a pure function of ``(seed, i)``.
         types: the types to draw from (e.g. the test split); default all.
+        rule: "greedy" (Few-NERD's K~2K) or "minimum-including" (Hou et al. 2020's, at least K).
     """
 
     def __init__(self, dataset: TaggedDataset, n_way: int, n_shot: int, n_query: int | None = None,
-                 seed: int = 0, types: Sequence[str] | None = None):
+                 seed: int = 0, types: Sequence[str] | None = None, rule: str = "greedy"):
+        if rule not in RULES:
+            raise ValueError(f"episode rule must be one of {sorted(RULES)}, got {rule!r}")
+        self.rule = rule
         for name, value, low in (("n_way", n_way, 1), ("n_shot", n_shot, 1), ("n_query", n_query or n_shot, 1)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
@@ -136,22 +170,26 @@ class GreedyTypeSampler:
             if not len(candidates):
                 continue
             order = rng.permutation(candidates)
-            support = greedy_set(counts, order, self.n_shot, set())
+            build = RULES[self.rule]
+            support = build(counts, order, self.n_shot, set())
             if support is None:
                 continue
-            query = greedy_set(counts, rng.permutation(candidates), self.n_query, set(support))
+            query = build(counts, rng.permutation(candidates), self.n_query, set(support))
             if query is None:
                 continue
             return TaggedEpisode(index=index, types=tuple(self.types[j] for j in chosen),
                                  support=np.asarray(support, dtype=np.int64), query=np.asarray(query, dtype=np.int64))
-        raise ValueError(f"no {self.n_way}-way {self.n_shot}~{2 * self.n_shot}-shot episode could be drawn in "
-                         f"{MAX_TRIES} tries of types (too few sentences whose entities are all of the drawn "
-                         "types); lower --way or --shot, or use more types")
+        shots = f"{self.n_shot}~{2 * self.n_shot}" if self.rule == "greedy" else f"{self.n_shot}+"
+        hint = " (or the minimum-including rule, which sets no upper bound)" if self.rule == "greedy" else ""
+        raise ValueError(f"no {self.n_way}-way {shots}-shot episode could be drawn in {MAX_TRIES} tries of types "
+                         "(too few sentences whose entities are all of the drawn types, or a type in most of "
+                         f"them); lower --way or --shot, or use more types{hint}")
 
     def episodes(self, n: int, start: int = 0) -> SampledEpisodes:
         """Episodes ``start .. start + n - 1``, sampled lazily."""
         return SampledEpisodes(self, n, start)
 
     def describe(self) -> dict:
-        return {"sampler": "greedy-types", "task": "ner", "way": self.n_way, "shot": self.n_shot,
-                "query": self.n_query, "seed": self.seed}
+        out = {"sampler": "greedy-types", "task": "ner", "way": self.n_way, "shot": self.n_shot,
+               "query": self.n_query, "seed": self.seed}
+        return out if self.rule == "greedy" else {**out, "rule": self.rule}

@@ -12,6 +12,11 @@ counts; the interval is their 2.5th and 97.5th percentiles. It resamples the uni
 protocol draws (the episode), and it is the interval of the very statistic reported
 (pooled counts), which a normal interval of per-episode F1 is not.
 
+The published WNUT-17 protocol (Yang & Katiyar 2020) is not episodic: each of a few fixed support
+sets tags the whole test set (:func:`evaluate_support_sets`). Its figures are the micro F1 of each
+support set and their mean, standard deviation and 95% Student-t interval over the sets
+(``mean +- t(0.975, n - 1) * std / sqrt(n)``, std with ddof 1): the sets are the unit drawn.
+
 The per-type report gives each type's precision, recall, F1 and gold count, pooled over
 the episodes where the type was drawn. Word embeddings of a frozen encoder are cached by
 sentence id (each sentence embedded once per chunk of episodes, as the classification
@@ -66,6 +71,20 @@ def bootstrap_f1(episode_counts: np.ndarray, n: int = BOOTSTRAP, seed: int = 0) 
     return float(low), float(high)
 
 
+def bootstrap_mean_f1(groups: Sequence[np.ndarray], n: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
+    """2.5th and 97.5th percentiles of the mean over ``groups`` (e.g. target domains) of each group's micro F1,
+    every group's (n_episodes, 3) counts resampled over its episodes, ``n`` times."""
+    if not groups or any(len(g) < 2 for g in groups):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = np.zeros(n)
+    for g in groups:
+        sums = g[rng.integers(0, len(g), size=(n, len(g)))].sum(1)
+        means += np.asarray([prf(s)[2] for s in sums]) / len(groups)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
 @dataclass
 class TagEvalResult:
     """Span counts of every episode (``episode_counts``, (n_episodes, 3): correct, predicted, gold) and
@@ -116,21 +135,35 @@ class TagEvalResult:
                 "resamples, summed counts)", "correct": int(c[0]), "predicted": int(c[1]), "gold": int(c[2])}
 
 
-def tags_of(pred: torch.Tensor, episode: TaggedEpisode) -> tuple[str, ...]:
-    """IO tags of local label predictions (0 = O, j + 1 = ``episode.types[j]``)."""
-    names = episode.classes
-    return tuple(names[int(j)] for j in pred)
+def check_tagger(learner) -> None:
+    """A ValueError unless ``learner`` tags words (``"ner" in learner.tasks``)."""
+    if "ner" not in getattr(learner, "tasks", ()):
+        raise ValueError(f"learner {learner.name!r} does not tag words; choose a tagging learner for NER data "
+                         "(--learner protobert, nnshot or structshot)")
+
+
+def tag_sentences(learner, z: Sequence[np.ndarray], classes: Sequence[str]) -> list[tuple[str, ...]]:
+    """IO tags of sentences from their (n_words, dim) word embeddings ``z``, by ``learner`` adapted to a
+    support set whose local labels are ``classes`` (``("O", *types)``): the words of all sentences are scored
+    in one call, then each sentence is decoded by ``learner.decode_tags`` (argmax, or structshot's Viterbi)."""
+    scores = learner.logits_features(torch.from_numpy(np.concatenate(z)))
+    bounds = np.cumsum([0] + [len(q) for q in z])
+    return [tuple(classes[int(j)] for j in learner.decode_tags(scores[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedEpisode], batch_size: int = 32,
-                     progress: bool = True, chunk: int = CHUNK) -> TagEvalResult:
-    """Score a tagging ``learner`` (``"ner" in learner.tasks``) on ``episodes`` of ``dataset``."""
-    if "ner" not in getattr(learner, "tasks", ()):
-        raise ValueError(f"learner {learner.name!r} does not tag words; choose a tagging learner for NER data "
-                         "(--learner protobert or nnshot)")
+                     progress: bool = True, chunk: int = CHUNK, cache: dict | None = None) -> TagEvalResult:
+    """Score a tagging ``learner`` (``"ner" in learner.tasks``) on ``episodes`` of ``dataset``.
+
+    ``cache`` maps a sentence id of ``dataset`` to its word embeddings; pass one dict to several calls whose
+    learners share one frozen encoder (e.g. a search over a decoding setting) to embed each sentence once.
+    """
+    check_tagger(learner)
     start = time.perf_counter()
+    learner.prepare_tagging(dataset)
     total = len(episodes) if isinstance(episodes, Sized) else None
-    cache: dict[int, np.ndarray] = {}
+    cache = {} if cache is None else cache
+    before = len(cache)
     rows, types = [], {}
     with progress_bar(total, "episodes", progress) as bar:
         for block in chunks(episodes, chunk):
@@ -144,14 +177,78 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
                 learner.adapt_features(torch.from_numpy(np.concatenate([cache[int(i)] for i in ep.support])),
                                        torch.from_numpy(np.concatenate(ep.token_labels(support_tags))))
                 query_z = [cache[int(i)] for i in ep.query]
-                pred = learner.logits_features(torch.from_numpy(np.concatenate(query_z))).argmax(1)
                 gold = [tuple(t if t in ep.types else OUTSIDE for t in dataset.tags[int(i)]) for i in ep.query]
-                bounds = np.cumsum([0] + [len(q) for q in query_z])
-                predicted = [tags_of(pred[a:b], ep) for a, b in zip(bounds[:-1], bounds[1:])]
+                predicted = tag_sentences(learner, query_z, ep.classes)
                 counts = span_counts(gold, predicted)
                 for t, c in counts.items():
                     types[t] = types.get(t, 0) + c
                 rows.append(sum(counts.values(), np.zeros(3, dtype=np.int64)))
                 bar.update(1)
     return TagEvalResult(episode_counts=np.asarray(rows, dtype=np.int64).reshape(-1, 3), type_counts=types,
-                         elapsed_s=time.perf_counter() - start, n_embedded=len(cache))
+                         elapsed_s=time.perf_counter() - start, n_embedded=len(cache) - before)
+
+
+@dataclass
+class SupportSetResult:
+    """Span counts ``set_counts`` ((n_sets, 3): correct, predicted, gold) of the whole test set tagged from each
+    support set ``names[i]``, with per-type counts per set, the run's time and the sentences embedded."""
+
+    names: list[str]
+    set_counts: np.ndarray
+    type_counts: list[dict[str, np.ndarray]]
+    elapsed_s: float
+    n_embedded: int
+
+    def f1s(self) -> list[float]:
+        return [prf(c)[2] for c in self.set_counts]
+
+    def summary(self) -> dict:
+        """Per set precision / recall / F1, and the F1's mean, std and 95% t interval over the sets."""
+        from scipy.stats import t as student_t
+
+        f1 = np.asarray(self.f1s())
+        n = len(f1)
+        std = float(f1.std(ddof=1)) if n > 1 else float("nan")
+        half = float(student_t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 else float("nan")
+        sets = [dict(zip(("precision", "recall", "f1"), prf(c)), name=name, correct=int(c[0]), predicted=int(c[1]),
+                     gold=int(c[2])) for name, c in zip(self.names, self.set_counts)]
+        return {"task": "ner", "protocol": "support-sets", "n_sets": n, "f1_mean": float(f1.mean()), "f1_std": std,
+                "f1_ci95_low": float(f1.mean()) - half, "f1_ci95_high": float(f1.mean()) + half,
+                "ci95_method": "Student t over the support sets (std ddof 1)", "sets": sets}
+
+
+def evaluate_support_sets(learner, support_sets: Sequence[TaggedDataset], test: TaggedDataset, batch_size: int = 32,
+                          progress: bool = True, cache: dict | None = None) -> SupportSetResult:
+    """Tag every sentence of ``test`` from each of ``support_sets`` in turn (the WNUT-17 few-shot protocol of
+    Yang & Katiyar 2020); each support set must hold every type of ``test`` (a type of its own that the test
+    set lacks is read as O).
+
+    ``cache`` maps a sentence (its words) to its word embeddings; pass one dict to several calls whose learners
+    share one frozen encoder and each sentence is embedded once for all of them.
+    """
+    check_tagger(learner)
+    start = time.perf_counter()
+    learner.prepare_tagging(test)
+    types = tuple(test.types)
+    classes = (OUTSIDE, *types)
+    for s in support_sets:
+        missing = sorted(set(types) - set(s.types))
+        if missing:
+            raise ValueError(f"support set {s.name!r} has no entity of test type(s) {missing}; every support set "
+                             f"must hold each of the test set's types {list(types)}")
+    cache = {} if cache is None else cache
+    new = list(dict.fromkeys(w for d in (test, *support_sets) for w in d.sentences if w not in cache))
+    with progress_bar(len(new), "embedding", progress) as bar:
+        cache.update(zip(new, learner.embed_words(new, batch_size=batch_size, progress=bar)))
+    test_z = [cache[w] for w in test.sentences]
+    local = {t: j for j, t in enumerate(classes)}
+    rows, per_type = [], []
+    for s in support_sets:
+        labels = np.asarray([local.get(t, 0) for tags in s.tags for t in tags], dtype=np.int64)
+        learner.adapt_features(torch.from_numpy(np.concatenate([cache[w] for w in s.sentences])),
+                               torch.from_numpy(labels))
+        counts = span_counts(test.tags, tag_sentences(learner, test_z, classes))
+        per_type.append(counts)
+        rows.append(sum(counts.values(), np.zeros(3, dtype=np.int64)))
+    return SupportSetResult(names=[s.name for s in support_sets], set_counts=np.asarray(rows).reshape(-1, 3),
+                            type_counts=per_type, elapsed_s=time.perf_counter() - start, n_embedded=len(new))

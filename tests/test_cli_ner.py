@@ -50,3 +50,37 @@ def test_bad_tagged_file_exits_2_naming_the_line(tmp_path):
 def test_query_flag_is_refused_for_ner(conll):
     res = CliRunner().invoke(main, ["run", "--dataset", str(conll), "--classes", "all", "--query", "5", "--quiet"])
     assert res.exit_code == 2 and "--query 5 does not apply to NER data" in res.output
+
+
+def test_run_fewnerd_with_structshot(shared_data, monkeypatch):
+    import math
+
+    monkeypatch.setenv("FEWSHOT_DATA", str(shared_data))
+    res = CliRunner().invoke(main, ["run", "--dataset", "fewnerd-inter", "--learner", "structshot", "--episodes", "3",
+                                    "-L", "temperature=0.5", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["learner"] == "structshot" and d["episodes"] == 3 and d["sampler"] == "greedy-types"
+    assert math.isfinite(d["f1"]) and 0 <= d["f1"] <= 1 and d["gold"] > 0
+
+
+def test_structshot_needs_training_types(shared_data, monkeypatch):
+    monkeypatch.setenv("FEWSHOT_DATA", str(shared_data))
+    res = CliRunner().invoke(main, ["run", "--dataset", "wnut17", "--way", "2", "--learner", "structshot",
+                                    "--episodes", "1", "--quiet"])
+    assert res.exit_code == 2 and "structshot estimates its transitions on the training types" in res.output
+    bad = CliRunner().invoke(main, ["run", "--dataset", "wnut17", "--learner", "structshot", "-L", "temperature=0",
+                                    "--quiet"])
+    assert bad.exit_code == 2 and "temperature must be > 0" in bad.output
+
+
+def test_snips_domain_with_the_minimum_including_sampler(shared_data, monkeypatch, tiny_text_model_dir):
+    monkeypatch.setenv("FEWSHOT_DATA", str(shared_data))
+    base = ["run", "--dataset", "snips-addtoplaylist", "--way", "5", "--shot", "1", "--episodes", "2",
+            "--encoder", str(tiny_text_model_dir), "--json", "--quiet"]
+    res = CliRunner().invoke(main, [*base, "--sampler", "minimum-including"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["dataset"] == "snips-addtoplaylist" and d["episodes"] == 2 and d["gold"] >= 10  # 5 slots, K >= 1, x2
+    variable = CliRunner().invoke(main, [*base, "--sampler", "variable"])
+    assert variable.exit_code == 2 and "--sampler variable does not apply to NER data" in variable.output

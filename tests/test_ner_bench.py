@@ -1,19 +1,78 @@
-"""bin/bench-ner's module: Few-NERD INTER test-type rows and the section it writes."""
+"""bin/bench-ner's module: the Few-NERD, WNUT-17 and SNIPS protocols and the sections they write."""
 from __future__ import annotations
 
+import json
+
 import bench_ner
+import pytest
 
 
-def test_ner_bench_rows_and_section(shared_data, tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def md(tmp_path, monkeypatch):
+    path = tmp_path / "BENCHMARKS.md"
+    monkeypatch.setenv("FEWSHOT_BENCHMARKS_MD", str(path))
+    monkeypatch.setattr(bench_ner, "TEMPERATURES", (0.5, 1.0))
+    return path
+
+
+def rows_of(out: str) -> list[dict]:
+    return [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+
+
+def test_ner_bench_rows_and_section(shared_data, md, monkeypatch, capsys):
     from benchmarks_md import read_section
 
-    md = tmp_path / "BENCHMARKS.md"
-    monkeypatch.setenv("FEWSHOT_BENCHMARKS_MD", str(md))
     monkeypatch.setattr(bench_ner, "SETTINGS", ((5, 1),))
-    assert bench_ner.main(["--episodes", "2", "--data-root", str(shared_data)]) == 0
+    assert bench_ner.main(["--episodes", "2", "--tune-episodes", "2", "--data-root", str(shared_data)]) == 0
     text = read_section("ner-fewnerd", md)
     rows = [ln for ln in text.splitlines() if ln.startswith("| 5-way 1~2-shot |")]
-    assert [r.split("|")[2].strip() for r in rows] == ["protobert", "nnshot"]
+    assert [r.split("|")[2].strip() for r in rows] == ["protobert", "nnshot", "structshot"]
     assert all(r.split("|")[3].strip() == "2" for r in rows)
-    assert "Command: `bin/bench-ner --episodes 2 --data-root" in text and "not** the publisher's released" in text
-    assert '"learner": "nnshot"' in capsys.readouterr().out
+    assert "Command: `bin/bench-ner --episodes 2 --tune-episodes 2 --data-root" in text
+    assert "not** the publisher's released" in text and "1-shot: temperature " in text
+    out = rows_of(capsys.readouterr().out)
+    assert out[2]["learner"] == "structshot" and out[2]["learner_options"]["temperature"] in (0.5, 1.0)
+
+
+def test_ner_bench_wnut17_protocol(shared_data, md, monkeypatch, capsys):
+    from benchmarks_md import read_section
+
+    from fewshot.datasets import load_dataset
+    from fewshot.tagged import TaggedDataset
+
+    def small(name, root=None):  # the first 30 test sentences keep the test cheap; each type appears
+        ds = load_dataset(name, root)
+        if name != "wnut17":
+            return ds
+        keep = [i for i, t in enumerate(ds.tags) if set(t) != {"O"}][:30]
+        tags = [ds.tags[i] for i in keep]
+        sub = TaggedDataset("wnut17", [ds.sentences[i] for i in keep], tags)
+        return TaggedDataset("wnut17", sub.sentences, tags, splits={"test": sub.types})
+
+    monkeypatch.setattr(bench_ner, "load_dataset", small)
+    assert bench_ner.main(["--protocol", "wnut17", "--tune-episodes", "2", "--data-root", str(shared_data)]) == 0
+    out = rows_of(capsys.readouterr().out)
+    assert [(r["shot"], r["learner"]) for r in out] == [(s, x) for s in (1, 5) for x in bench_ner.LEARNERS]
+    assert all(r["n_sets"] == 5 and len(r["f1_per_set"]) == 5 and r["test_sentences"] == 30 for r in out)
+    # each distinct sentence embedded once: the test set and the 1-shot sets (25 sentences, some alike) first
+    assert 30 < out[0]["embedded_sentences"] <= 30 + 25 and [r["embedded_sentences"] for r in out[1:3]] == [0, 0]
+    assert 0 < out[3]["embedded_sentences"] <= 112 and [r["embedded_sentences"] for r in out[4:]] == [0, 0]
+    text = read_section("ner-wnut17", md)
+    assert "| 5 | structshot |" in text and "29.5 F1 at 5-shot" in text
+
+
+def test_ner_bench_snips_protocol(shared_data, md, monkeypatch, capsys):
+    from benchmarks_md import read_section
+
+    monkeypatch.setattr(bench_ner, "SNIPS_INTENTS", ("SearchCreativeWork",))
+    assert bench_ner.main(["--protocol", "snips", "--episodes", "2", "--tune-episodes", "2",
+                           "--data-root", str(shared_data)]) == 0
+    out = rows_of(capsys.readouterr().out)
+    assert [(r["shot"], r["domain"]) for r in out if r["learner"] == "nnshot"] == [
+        (1, "SearchCreativeWork"), (5, "SearchCreativeWork"), (1, "average"), (5, "average")]
+    one = [r for r in out if r["domain"] == "SearchCreativeWork" and r["shot"] == 1]
+    assert all(r["way"] == 2 and r["episodes"] == 2 for r in one)
+    avg = next(r for r in out if r["domain"] == "average" and r["learner"] == "nnshot" and r["shot"] == 1)
+    assert avg["f1"] == pytest.approx(next(r["f1"] for r in one if r["learner"] == "nnshot"))
+    text = read_section("ner-snips", md)
+    assert "| SearchCreativeWork |" in text and "**not** Hou et al.'s released episodes" in text

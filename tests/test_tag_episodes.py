@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fewshot.episodes import load_episodes, save_episodes
-from fewshot.tag_episodes import GreedyTypeSampler, TaggedEpisode, greedy_set
+from fewshot.tag_episodes import GreedyTypeSampler, TaggedEpisode, greedy_set, minimum_including_set
 from fewshot.tagged import TaggedDataset, io_spans
 
 
@@ -85,3 +85,34 @@ def test_an_unknown_episode_kind_is_named(tmp_path):
     p.write_text('{"format": "fewshot-episodes/1", "n_episodes": 1}\n{"kind": "parse", "index": 0}\n')
     with pytest.raises(ValueError, match=r"e.jsonl:2: episode kind 'parse' is not known \(known: \['classify', 'ner'\]"):
         load_episodes(p)
+
+
+def test_minimum_including_set_by_hand():
+    # types A (in every sentence, as SNIPS's "playlist"), B, C; K = 1: no upper bound, then drop what is not needed
+    counts = np.array([[1, 0, 0],   # 0: adds to A -> kept
+                       [1, 1, 0],   # 1: adds to B -> kept
+                       [1, 0, 0],   # 2: A is at K, nothing new -> skipped
+                       [1, 1, 1],   # 3: adds to C -> kept; every type has K: A=3, B=2, C=1
+                       [0, 0, 1]])  # 4: never reached
+    # removal pass, in kept order: without 0, A=2 B=2 C=1 -> dropped; without 1, A=1 B=1 C=1 -> dropped;
+    # without 3, A=0 -> kept. Result [3]
+    assert minimum_including_set(counts, np.arange(5), 1, set()) == [3]
+    assert greedy_set(counts, np.arange(5), 1, set()) == [0, 1, 4]  # K~2K: 3 would make A = 3 > 2K
+    assert minimum_including_set(counts, np.array([4, 2, 1]), 1, set()) == [4, 1]  # C, then A and B at once
+    assert minimum_including_set(counts, np.array([0, 1, 2]), 1, set()) is None  # C never reached
+    assert minimum_including_set(counts, np.arange(5), 1, {3}) == [1, 4]  # 0 dropped: 1 carries A too
+
+
+def test_minimum_including_episodes_exist_where_k_to_2k_do_not():
+    # every sentence has two entities of type p: a 1~2-shot set holds one sentence, so it cannot cover a and b
+    sentences = [(f"w{i}", "x", "y", "z") for i in range(12)]
+    tags = [("p", "O", "p", "a" if i % 2 else "b") for i in range(12)]
+    ds = TaggedDataset("toy", sentences, tags)
+    with pytest.raises(ValueError, match=r"minimum-including rule"):
+        GreedyTypeSampler(ds, 3, 1, seed=0).sample(0)
+    ep = GreedyTypeSampler(ds, 3, 1, seed=0, rule="minimum-including").sample(0)
+    assert len(ep.support) == 2 and len(ep.query) == 2 and not set(ep.support) & set(ep.query)
+    assert {tags[i][3] for i in ep.support} == {"a", "b"}
+    assert GreedyTypeSampler(ds, 3, 1, rule="minimum-including").describe()["rule"] == "minimum-including"
+    with pytest.raises(ValueError, match=r"episode rule must be one of"):
+        GreedyTypeSampler(ds, 3, 1, rule="hou")

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from fewshot.learners import create_learner
 from fewshot.tag_episodes import TaggedEpisode
-from fewshot.tag_evaluation import bootstrap_f1, evaluate_tagging, prf, span_counts
+from fewshot.tag_evaluation import (
+    bootstrap_f1,
+    bootstrap_mean_f1,
+    evaluate_support_sets,
+    evaluate_tagging,
+    prf,
+    span_counts,
+)
 from fewshot.tagged import TaggedDataset
 
 
@@ -64,3 +71,61 @@ def test_evaluation_sums_span_counts_over_episodes():
     classifier = type("Classifier", (), {"name": "protonet", "tasks": ("classify",)})()
     with pytest.raises(ValueError, match="does not tag words"):
         evaluate_tagging(classifier, ds, episodes, progress=False)
+
+
+POINT = {"x": (1.0, 0.0), "y": (0.0, 1.0), "o": (0.0, 0.0), "m": (0.55, 0.0)}  # m: between O and a, nearer a
+
+
+def hand_learner(name: str, **cfg):
+    learner = create_learner(name, None, cfg)
+    learner.embed_words = lambda s, **_: [np.asarray([POINT[w[0]] for w in x], dtype=np.float32) for x in s]
+    return learner
+
+
+def test_support_sets_each_tag_the_whole_test_set():
+    test = TaggedDataset("test", [("x1", "o1"), ("o2", "y1", "m1")], [("a", "O"), ("O", "b", "O")],
+                         splits={"test": ["a", "b"]})
+    good = TaggedDataset("s0", [("x2", "o3", "y2")], [("a", "O", "b")])
+    near = TaggedDataset("s1", [("m2", "o4", "y3")], [("a", "O", "b")])
+    result = evaluate_support_sets(hand_learner("nnshot"), [good, near], test, progress=False)
+    # set 0: x1 -> a, y1 -> b right; m1 (0.55, 0) is nearer x2 (1, 0) than o3 (0, 0): a wrong a -> [2, 3, 2]
+    # set 1: its "a" word is m2 (0.55, 0): x1 and m1 are nearest it -> a(0) right, a(2) wrong; b right -> [2, 3, 2]
+    np.testing.assert_array_equal(result.set_counts, [[2, 3, 2], [2, 3, 2]])
+    s = result.summary()
+    assert s["n_sets"] == 2 and s["f1_mean"] == pytest.approx(0.8) and s["f1_std"] == 0.0
+    assert s["f1_ci95_low"] == s["f1_ci95_high"] == pytest.approx(0.8) and s["sets"][1]["name"] == "s1"
+    assert result.n_embedded == 4  # 2 test sentences + 1 per support set, each once
+    lacking = TaggedDataset("s2", [("x3", "o5")], [("a", "O")])
+    with pytest.raises(ValueError, match=r"support set 's2' has no entity of test type\(s\) \['b'\]"):
+        evaluate_support_sets(hand_learner("nnshot"), [lacking], test, progress=False)
+
+
+def test_structshot_viterbi_drops_an_entity_nnshot_tags_alone():
+    from fewshot.transitions import AbstractTransitions
+
+    ds = TaggedDataset("hand", [("x1", "o1", "o2"), ("o3", "m1", "o4")], [("a", "O", "O"), ("O", "a", "O")],
+                       splits={"train": ["a"]})
+    episodes = [TaggedEpisode(0, ("a",), np.array([0]), np.array([1]))]
+    nn = evaluate_tagging(hand_learner("nnshot"), ds, episodes, progress=False)
+    # m1 (0.55, 0): squared distance 0.2025 to x1, 0.3025 to the O words: nnshot tags it a -> [1, 1, 1]
+    np.testing.assert_array_equal(nn.episode_counts, [[1, 1, 1]])
+    st = hand_learner("structshot", temperature=1.0)
+    rare = {"start_o": 0.99, "start_entity": 0.01, "o_o": 0.98, "o_entity": 0.01, "o_end": 0.01, "entity_o": 0.5,
+            "entity_same": 0.4, "entity_other": 0.05, "entity_end": 0.05}
+    st.set_transitions(AbstractTransitions(**rare, counts={}, n_sentences=0))
+    # emissions differ by 0.1 in a's favour; O -> a -> O costs log(0.01 * 0.5 / 0.98) ~ -5.3: all O -> [0, 0, 1]
+    np.testing.assert_array_equal(evaluate_tagging(st, ds, episodes, progress=False).episode_counts, [[0, 0, 1]])
+    estimated = hand_learner("structshot")
+    evaluate_tagging(estimated, ds, episodes, progress=False)  # prepare_tagging: counted on the train type's tags
+    assert estimated.transitions_.n_sentences == 2 and estimated.transitions_.counts["o_entity"] == 1
+    with pytest.raises(ValueError, match=r"has no train split of types"):
+        evaluate_tagging(hand_learner("structshot"), TaggedDataset("t", ds.sentences, ds.tags), episodes,
+                         progress=False)
+
+
+def test_bootstrap_mean_f1_brackets_the_mean_over_groups():
+    groups = [np.array([[1, 2, 2], [3, 3, 4], [0, 1, 2]]), np.array([[2, 2, 2], [1, 3, 1]])]
+    low, high = bootstrap_mean_f1(groups)
+    mean = np.mean([prf(g.sum(0))[2] for g in groups])
+    assert low <= mean <= high and (low, high) == bootstrap_mean_f1(groups)
+    assert np.isnan(bootstrap_mean_f1([groups[0][:1]])[0])

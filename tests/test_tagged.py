@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fewshot.datasets import load_dataset
-from fewshot.datasets.ner import read_conll, read_jsonl_tags, read_snips
+from fewshot.datasets.ner import read_conll, read_jsonl_tags, read_snips, wnut17_support_sets, wnut17_train
 from fewshot.tagged import TaggedDataset, bio_to_io, io_spans, io_to_bio, split_words
 
 
@@ -127,3 +127,26 @@ def test_registered_ner_datasets_read_the_shipped_files(shared_data):
     assert len(snips.sentences) == 700 and len(snips.types) == 39
     play = read_snips(shared_data / "snips" / "train_PlayMusic_full.json")  # the Latin-1 file
     assert len(play[0]) == 2000
+
+
+def test_wnut17_structshot_support_sets_on_the_shipped_files(shared_data):
+    one, five = wnut17_support_sets(shared_data, 1), wnut17_support_sets(shared_data, 5)
+    assert [len(s.sentences) for s in one] == [6, 5, 5, 4, 5]  # the data README's counts
+    assert [len(s.sentences) for s in five] == [23, 21, 20, 23, 25]
+    first = one[0]
+    assert first.name == "wnut17-support-1shot-0" and first.splits == {"test": first.types}
+    assert first.types == ["corporation", "creative-work", "group", "location", "person", "product"]
+    assert sum(sum(c.values()) for c in first.entity_counts()) == 8 and sum(len(w) for w in first.sentences) == 83
+    assert first.sentences[0][:3] == ("sounds", "like", "united") and first.tags[0][2] == "corporation"
+    train = wnut17_train(shared_data)
+    assert len(train.sentences) == 3394 and train.splits["train"] == first.types
+    with pytest.raises(ValueError, match=r"1-shot and 5-shot, got shot=2"):
+        wnut17_support_sets(shared_data, 2)
+
+
+def test_snips_cross_domain_datasets(shared_data):
+    ds = load_dataset("snips-getweather", shared_data)
+    assert len(ds.sentences) == 13784  # the 7 intents' train_*_full.json queries (the README's counts)
+    assert len(ds.splits["test"]) == 9 and all(t.startswith("GetWeather:") for t in ds.splits["test"])
+    assert "PlayMusic:artist" in ds.splits["train"] and "AddToPlaylist:artist" in ds.splits["train"]
+    assert len(ds.splits["train"]) == 53 - 9  # 53 domain slots in all (the README's per-intent counts)

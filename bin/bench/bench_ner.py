@@ -1,68 +1,258 @@
-"""Frozen-encoder few-shot NER floor on Few-NERD INTER test types: BENCHMARKS.md "ner-fewnerd".
+"""Frozen-encoder few-shot NER: BENCHMARKS.md "ner-fewnerd", "ner-wnut17" and "ner-snips".
 
-ProtoBERT and NNShot over frozen all-MiniLM-L6-v2 word embeddings (mean of sub-tokens), on
-5-way 1~2-shot and 10-way 5~10-shot episodes of the 17 INTER test types, sampled by the
-publisher's greedy rule (fewshot.tag_episodes) from inter/test.txt: they are NOT the
-publisher's released test episodes. Exact-span exact-type micro F1, counts summed over
-episodes, 95% bootstrap interval over episodes.
+ProtoBERT, NNShot and StructShot over frozen all-MiniLM-L6-v2 word embeddings (mean of sub-tokens),
+squared Euclidean distance, no training. StructShot's emission temperature is chosen per shot on
+Few-NERD INTER's 3 val types (3-way episodes, seed ``--seed + 1``) from :data:`TEMPERATURES`, and that
+choice serves all three protocols; its transitions come from each protocol's training data.
 
-    bin/bench-ner [--episodes 100] [--seed 0] [--data-root DIR] [--no-write]
+- ``--protocol fewnerd``: 5-way 1~2-shot and 10-way 5~10-shot episodes of the 17 INTER test types,
+  sampled by the publisher's greedy rule (fewshot.tag_episodes) from inter/test.txt: NOT the
+  publisher's released test episodes. Transitions: the dev-file sentences of the 10 train types.
+  Counts summed over episodes, 95% bootstrap interval over episodes.
+- ``--protocol wnut17``: StructShot's published protocol: each of its five 1-shot and five 5-shot
+  support sets tags the whole WNUT-17 test set. Transitions: WNUT-17 train. Micro F1 per set, mean,
+  std and 95% t interval over the 5 sets.
+- ``--protocol snips``: Hou et al. 2020's cross-domain slot tagging, 1-shot and 5-shot, one target
+  domain (intent) at a time, every slot type of the domain in each episode; episodes sampled by Hou et
+  al.'s minimum-including rule from the domain's train_*_full.json queries (NOT their released episodes).
+  Transitions: the other 6 domains. Per-domain micro F1 and the average over domains, 95% bootstrap.
+
+    bin/bench-ner [--protocol fewnerd|wnut17|snips] [--episodes 100] [--tune-episodes 100] [--seed 0]
+                  [--data-root DIR] [--no-write]
 """
 from __future__ import annotations
 
 import argparse
 
+import numpy as np
 from benchmarks_md import publish_rows
 
 from fewshot.config import FewShotConfig
+from fewshot.datasets import load_dataset
+from fewshot.datasets.ner import SNIPS_INTENTS, wnut17_support_sets, wnut17_train
+from fewshot.datasets.registry import data_root
+from fewshot.encoders import create_encoder
 from fewshot.experiment import run_experiment
+from fewshot.learners import create_learner
+from fewshot.tag_episodes import GreedyTypeSampler
+from fewshot.tag_evaluation import bootstrap_mean_f1, evaluate_support_sets, evaluate_tagging, prf
+from fewshot.transitions import AbstractTransitions
 
 SETTINGS = ((5, 1), (10, 5))
-LEARNERS = ("protobert", "nnshot")
+LEARNERS = ("protobert", "nnshot", "structshot")
+TEMPERATURES = (0.25, 0.5, 1.0, 2.0, 4.0)
+VAL_WAY = 3  # Few-NERD INTER's val split has 3 types
+ENCODER = "minilm"
+SECTIONS = {"fewnerd": "ner-fewnerd", "wnut17": "ner-wnut17", "snips": "ner-snips"}
 
 
-def measure(learner: str, way: int, shot: int, episodes: int, seed: int, data_root: str | None = None) -> dict:
-    """One row: ``learner`` on ``way``-way ``shot``~2``shot``-shot Few-NERD INTER test episodes."""
+def choose_temperatures(shots, episodes: int, seed: int, root=None) -> dict[int, dict]:
+    """Per shot: StructShot's F1 on 3-way episodes of Few-NERD INTER's val types for each of
+    :data:`TEMPERATURES` and the best one (ties: the lower temperature)."""
+    ds = load_dataset("fewnerd-inter", root)
+    encoder = create_encoder(ENCODER)
+    out = {}
+    for shot in shots:
+        eps = list(GreedyTypeSampler(ds, VAL_WAY, shot, seed=seed, types=ds.splits["val"]).episodes(episodes))
+        cache, f1 = {}, {}
+        for tau in TEMPERATURES:
+            learner = create_learner("structshot", encoder, {"temperature": tau})
+            f1[tau] = evaluate_tagging(learner, ds, eps, progress=False, cache=cache).f1
+        best = max(TEMPERATURES, key=lambda t: (f1[t], -t))
+        out[shot] = {"temperature": best, "val_f1": f1, "val_episodes": episodes, "val_seed": seed}
+    return out
+
+
+def options(learner: str, shot: int, tuned: dict) -> dict:
+    return {"temperature": tuned[shot]["temperature"]} if learner == "structshot" else {}
+
+
+def measure(learner: str, way: int, shot: int, episodes: int, seed: int, data_root: str | None = None,
+            learner_options: dict | None = None) -> dict:
+    """One Few-NERD row: ``learner`` on ``way``-way ``shot``~2``shot``-shot INTER test episodes (``fewshot run``)."""
     cfg = FewShotConfig.from_dict({"data": {"dataset": "fewnerd-inter", "data_root": data_root},
                                    "episodes": {"way": way, "shot": shot, "episodes": episodes, "seed": seed},
-                                   "learner": {"name": learner}})
+                                   "learner": {"name": learner, **(learner_options or {})}})
     d = run_experiment(cfg, progress=False).to_dict()
-    return {k: d[k] for k in ("dataset", "learner", "encoder", "way", "shot", "episodes", "seed", "precision",
-                              "recall", "f1", "f1_ci95_low", "f1_ci95_high", "elapsed_s", "embedded_examples")}
+    row = {k: d[k] for k in ("dataset", "learner", "encoder", "way", "shot", "episodes", "seed", "precision",
+                             "recall", "f1", "f1_ci95_low", "f1_ci95_high", "elapsed_s", "embedded_examples")}
+    return {**row, "learner_options": learner_options or {}}
 
 
-def markdown(rows: list[dict], cmd: str) -> str:
+def fewnerd_rows(args, tuned):
+    for way, shot in SETTINGS:
+        for learner in LEARNERS:
+            yield measure(learner, way, shot, args.episodes, args.seed, args.data_root, options(learner, shot, tuned))
+
+
+def wnut_rows(args, tuned):
+    root = data_root(args.data_root)
+    test, train = load_dataset("wnut17", root), wnut17_train(root)
+    transitions = AbstractTransitions.estimate(train.tags)  # the whole test set is tagged: entity-free too
+    encoder, cache = create_encoder(ENCODER), {}
+    for shot in (1, 5):
+        sets = wnut17_support_sets(root, shot)
+        for name in LEARNERS:
+            learner = create_learner(name, encoder, options(name, shot, tuned))
+            if name == "structshot":
+                learner.set_transitions(transitions)
+            r = evaluate_support_sets(learner, sets, test, progress=False, cache=cache)
+            s = r.summary()
+            yield {"protocol": "wnut17", "learner": name, "shot": shot, "n_sets": s["n_sets"],
+                   "test_sentences": len(test.sentences), "f1_per_set": [x["f1"] for x in s["sets"]],
+                   "f1_mean": s["f1_mean"], "f1_std": s["f1_std"], "f1_ci95_low": s["f1_ci95_low"],
+                   "f1_ci95_high": s["f1_ci95_high"], "elapsed_s": round(r.elapsed_s, 3),
+                   "embedded_sentences": r.n_embedded, "learner_options": options(name, shot, tuned)}
+
+
+def snips_rows(args, tuned):
+    root = data_root(args.data_root)
+    encoder = create_encoder(ENCODER)
+    counts = {}
+    for intent in SNIPS_INTENTS:
+        ds = load_dataset(f"snips-{intent.lower()}", root)
+        types = ds.splits["test"]
+        cache = {}  # one domain's sentences, embedded once for both shots and every learner
+        for shot in (1, 5):
+            eps = list(GreedyTypeSampler(ds, len(types), shot, seed=args.seed, types=types,
+                                         rule="minimum-including").episodes(args.episodes))
+            for name in LEARNERS:
+                learner = create_learner(name, encoder, options(name, shot, tuned))
+                r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
+                counts[(shot, name, intent)] = r.episode_counts
+                low, high = r.f1_interval()
+                yield {"protocol": "snips", "domain": intent, "learner": name, "shot": shot, "way": len(types),
+                       "episodes": r.n_episodes, "seed": args.seed, "f1": r.f1, "f1_ci95_low": low,
+                       "f1_ci95_high": high, "elapsed_s": round(r.elapsed_s, 3), "embedded_sentences": r.n_embedded,
+                       "learner_options": options(name, shot, tuned)}
+    for shot in (1, 5):
+        for name in LEARNERS:
+            groups = [counts[(shot, name, i)] for i in SNIPS_INTENTS]
+            low, high = bootstrap_mean_f1(groups)
+            f1 = float(np.mean([prf(g.sum(0))[2] for g in groups]))
+            yield {"protocol": "snips", "domain": "average", "learner": name, "shot": shot,
+                   "episodes": int(sum(len(g) for g in groups)), "seed": args.seed, "f1": f1, "f1_ci95_low": low,
+                   "f1_ci95_high": high, "learner_options": options(name, shot, tuned)}
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def tuning_line(tuned: dict) -> str:
+    parts = []
+    for shot, t in sorted(tuned.items()):
+        grid = ", ".join(f"{tau:g}: {pct(f)}" for tau, f in t["val_f1"].items())
+        parts.append(f"{shot}-shot: temperature {t['temperature']:g} (val F1 by temperature {grid})")
+    return (f"StructShot's emission temperature, chosen on {VAL_WAY}-way episodes of Few-NERD INTER's 3 val types "
+            f"({next(iter(tuned.values()))['val_episodes']} episodes, seed {next(iter(tuned.values()))['val_seed']}, "
+            "never the test types): " + "; ".join(parts) + ".")
+
+
+COMMON = ("ProtoBERT (nearest type prototype, O included), NNShot (nearest support word) and StructShot "
+          "(NNShot's scores as emissions, `log_softmax(scores / temperature)`, decoded with Viterbi over abstract "
+          "O/entity transitions counted on training data with add-one smoothing) over frozen all-MiniLM-L6-v2 word "
+          "embeddings (mean of each word's sub-tokens), squared Euclidean distance, no training.")
+
+
+def fewnerd_markdown(rows: list[dict], cmd: str, tuned: dict) -> str:
     lines = ["## Few-shot NER: frozen-encoder floor on Few-NERD INTER test types", "", f"Command: `{cmd}`", "",
-             "ProtoBERT (nearest type prototype, O included) and NNShot (nearest support word) over frozen "
-             "all-MiniLM-L6-v2 word embeddings (mean of each word's sub-tokens), squared Euclidean distance, no "
-             "training. Episodes of the 17 INTER test types sampled from `ner/few-nerd/inter/test.txt` by the "
+             COMMON + " Episodes of the 17 INTER test types sampled from `ner/few-nerd/inter/test.txt` by the "
              "publisher's greedy N-way K~2K rule (support and query K~2K, disjoint): they follow the protocol "
-             "but are **not** the publisher's released test episodes. Exact-span exact-type micro F1 with "
-             "counts summed over all episodes (Few-NERD's rule, IO tags); 95% interval: bootstrap over "
-             f"episodes (1000 resamples). Episode seed {rows[0]['seed'] if rows else '-'}; CPU, 1 thread; `s` is the "
-             "whole run (data loading, embedding, scoring).", "",
+             "but are **not** the publisher's released test episodes. StructShot's transitions: the sentences "
+             "whose entities are all of the 10 train types (and at least one), from `inter/dev.txt`. Exact-span "
+             "exact-type micro F1 with counts summed over all episodes (Few-NERD's rule, IO tags); 95% interval: "
+             f"bootstrap over episodes (1000 resamples). Episode seed {rows[0]['seed'] if rows else '-'}; CPU, 1 "
+             "thread; `s` is the whole run (data loading, embedding, scoring).", "", tuning_line(tuned), "",
              "| setting | learner | episodes | F1 (95% CI) | precision | recall | s | sentences embedded |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['way']}-way {r['shot']}~{2 * r['shot']}-shot | {r['learner']} | {r['episodes']} | "
-                     f"{100 * r['f1']:.2f} ({100 * r['f1_ci95_low']:.2f}-{100 * r['f1_ci95_high']:.2f}) | "
-                     f"{100 * r['precision']:.2f} | {100 * r['recall']:.2f} | {r['elapsed_s']:.0f} | "
-                     f"{r['embedded_examples']} |")
+                     f"{pct(r['f1'])} ({pct(r['f1_ci95_low'])}-{pct(r['f1_ci95_high'])}) | "
+                     f"{pct(r['precision'])} | {pct(r['recall'])} | {r['elapsed_s']:.0f} | {r['embedded_examples']} |")
     lines += ["", "Published F1 on the released episodes (BERT trained on the 36 INTER train types, which are not "
-              "shipped here): ProtoBERT 38.83 / 52.92, NNShot 47.24 / 49.57 (5-way 1~2 / 10-way 5~10)."]
+              "shipped here): ProtoBERT 38.83 / 52.92, NNShot 47.24 / 49.57, StructShot 51.88 / 49.57 (5-way 1~2 / "
+              "10-way 5~10; DecomposedMetaNER's README, Few-NERD v6 numbers)."]
     return "\n".join(lines)
+
+
+def wnut_markdown(rows: list[dict], cmd: str, tuned: dict) -> str:
+    n = rows[0]["test_sentences"] if rows else "-"
+    lines = ["## Few-shot NER: WNUT-17 with StructShot's support sets", "", f"Command: `{cmd}`", "",
+             COMMON + f" The published protocol (Yang & Katiyar 2020): each of StructShot's five 1-shot and five "
+             f"5-shot support sets (`ner/wnut17/structshot-support/`, drawn from the dev set by its authors) tags "
+             f"the whole WNUT-17 gold test set ({n} sentences, 6 types, BIO read as IO). StructShot's transitions: "
+             "WNUT-17 train (all 3,394 sentences, entity-free ones too, since the whole test set is tagged). "
+             "Exact-span exact-type micro F1 per support set; mean, std (ddof 1) and 95% Student-t interval over "
+             "the 5 sets. Each sentence is embedded once for all learners and sets. CPU, 1 thread.", "",
+             tuning_line(tuned), "",
+             "| shot | learner | F1 mean +- std (95% t CI) | F1 per set 0..4 | s | sentences embedded |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['shot']} | {r['learner']} | {pct(r['f1_mean'])} +- {pct(r['f1_std'])} "
+                     f"({pct(r['f1_ci95_low'])}-{pct(r['f1_ci95_high'])}) | "
+                     f"{' / '.join(pct(f) for f in r['f1_per_set'])} | {r['elapsed_s']:.0f} | "
+                     f"{r['embedded_sentences']} |")
+    lines += ["", "With 5 sets the t interval is wide and can reach below 0. Target (issue 20): beat 29.5 F1 at "
+              "5-shot, StructShot on these support sets as its authors' rerun reports it (a BERT first trained on a "
+              "source NER corpus; no such training here)."]
+    return "\n".join(lines)
+
+
+def snips_markdown(rows: list[dict], cmd: str, tuned: dict) -> str:
+    eps = next((r["episodes"] for r in rows if r["domain"] != "average"), "-")
+    lines = ["## Few-shot slot tagging: SNIPS cross-domain (Hou et al. 2020's protocol, sampled episodes)", "",
+             f"Command: `{cmd}`", "",
+             COMMON + " One target domain (intent) at a time, as Hou et al. 2020: each episode holds every slot "
+             "type of the target domain (2-14), its support and query sets drawn from the domain's "
+             "`snips/train_<Intent>_full.json` queries by Hou et al.'s minimum-including rule (`--sampler "
+             "minimum-including`: every slot at least K times, then each sentence not needed for that dropped; "
+             "Few-NERD's K~2K rule cannot be met where a slot is in every query, as AddToPlaylist's playlist), "
+             "the query set by the same rule with the same K, disjoint. "
+             "These are **not** Hou et al.'s released episodes (not in ../shared/data): numbers compare loosely. "
+             "A slot is a type of its own domain (`GetWeather:city`); StructShot's transitions: the other 6 "
+             "domains' queries with at least one slot. Micro F1 with counts summed over a domain's episodes; "
+             f"{eps} episodes per domain and shot, episode seed {rows[0]['seed'] if rows else '-'}; 95% interval: "
+             "bootstrap over episodes (the average: every domain resampled together, 1000 times). CPU, 1 thread.",
+             "", tuning_line(tuned), ""]
+    for shot in (1, 5):
+        sub = [r for r in rows if r["shot"] == shot]
+        if not sub:
+            continue
+        learners = list(dict.fromkeys(r["learner"] for r in sub))
+        lines += [f"{shot}-shot: F1 (95% CI)", "", "| domain | " + " | ".join(learners) + " |",
+                  "|---|" + "---|" * len(learners)]
+        for domain in [*SNIPS_INTENTS, "average"]:
+            cells = {r["learner"]: r for r in sub if r["domain"] == domain}
+            if cells:
+                lines.append(f"| {domain} | " + " | ".join(
+                    f"{pct(cells[x]['f1'])} ({pct(cells[x]['f1_ci95_low'])}-{pct(cells[x]['f1_ci95_high'])})"
+                    for x in learners if x in cells) + " |")
+        lines.append("")
+    lines += ["Hou et al. 2020's L-TapNet+CDT (BERT, trained on the other domains, their released episodes): "
+              "average F1 about 70.4 at 1-shot and 75.0 at 5-shot as cited by Athiwaratkun et al. 2020 (\"previous "
+              "... state-of-the-art\"); the per-domain row of Hou et al.'s Tables must be checked against the "
+              "paper before it is quoted here."]
+    return "\n".join(lines)
+
+
+MARKDOWN = {"fewnerd": fewnerd_markdown, "wnut17": wnut_markdown, "snips": snips_markdown}
+ROWS = {"fewnerd": fewnerd_rows, "wnut17": wnut_rows, "snips": snips_rows}
+SHOTS = {"fewnerd": tuple(s for _, s in SETTINGS), "wnut17": (1, 5), "snips": (1, 5)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--protocol", choices=sorted(SECTIONS), default="fewnerd")
+    p.add_argument("--episodes", type=int, default=100, help="test episodes per setting (fewnerd, snips: per domain)")
+    p.add_argument("--tune-episodes", type=int, default=100, help="val episodes per temperature and shot")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
-    rows = (measure(learner, way, shot, args.episodes, args.seed, args.data_root)
-            for way, shot in SETTINGS for learner in LEARNERS)
-    publish_rows("ner-fewnerd", "bench-ner", rows, markdown, argv, write=not args.no_write)
+    tuned = choose_temperatures(SHOTS[args.protocol], args.tune_episodes, args.seed + 1, args.data_root)
+    publish_rows(SECTIONS[args.protocol], "bench-ner", ROWS[args.protocol](args, tuned),
+                 lambda rows, cmd: MARKDOWN[args.protocol](rows, cmd, tuned), argv, write=not args.no_write)
     return 0
 
 

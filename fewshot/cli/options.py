@@ -44,8 +44,9 @@ def episode_options(f):
         click.option("--query", type=int, default=None, help="Query examples per class (default 15)."),
         click.option("--episodes", "n_episodes", type=int, default=None, help="Number of episodes (default 600; with --episodes-file: the file's first N, default all of them)."),
         click.option("--seed", type=int, default=None, help="Episode seed (default 0)."),
-        click.option("--sampler", type=click.Choice(["fixed", "variable"]), default=None,
-                     help="fixed N-way K-shot, or Meta-Dataset's variable-way variable-shot (default fixed)."),
+        click.option("--sampler", type=click.Choice(["fixed", "variable", "minimum-including"]), default=None,
+                     help="fixed N-way K-shot (NER: Few-NERD's K~2K), Meta-Dataset's variable-way variable-shot, "
+                          "or (NER) Hou et al.'s minimum-including K-shot (default fixed)."),
         click.option("--classes", type=click.Choice(["train", "val", "test", "all"]), default=None,
                      help="Which class split episodes come from (default test; `all` for your own data)."),
     ]):

@@ -11,7 +11,18 @@ name                   types  files (under the data root)                       
 ``crossner-<domain>``  9-17   ner/crossner/<domain>/test.txt (BIO); ai,           test: all the domain's
                               literature, music, politics, science                types
 ``snips``              39     snips/validate_*.json (chunk JSON)                  test: all slot types
+``snips-<intent>``     2-14   snips/train_*_full.json of all 7 intents;           test: the intent's
+                              intent: addtoplaylist, bookrestaurant, getweather,  slots; train: the other
+                              playmusic, ratebook, searchcreativework,            6 intents' slots (Hou
+                              searchscreeningevent                                et al. 2020)
 =====================  =====  ==================================================  =======================
+
+A ``snips-<intent>`` type is ``<Intent>:<slot>`` (``GetWeather:city``): a slot of one domain is a
+type of its own, as in Hou et al.'s cross-domain protocol (train on 6 domains, test on the 7th).
+
+WNUT-17's published few-shot protocol (Yang & Katiyar 2020) is not a registered dataset but two
+readers: :func:`wnut17_support_sets` (StructShot's five 1-shot or 5-shot support sets, each to tag
+the whole test set ``wnut17`` with) and :func:`wnut17_train` (the training set, all 6 types train).
 
 Every reader returns a :class:`~fewshot.tagged.TaggedDataset` in IO tags (BIO is
 converted, :func:`fewshot.tagged.bio_to_io`). Bad input stops with one ValueError
@@ -37,6 +48,7 @@ from .registry import load_split, register_dataset, require_file
 FEWNERD_SOURCE = "https://github.com/thunlp/Few-NERD (bash data/download.sh inter: inter/dev.txt, inter/test.txt)"
 WNUT_SOURCE = "https://github.com/leondz/emerging_entities_17 (emerging.test.annotated)"
 CROSSNER_SOURCE = "https://github.com/zliucr/CrossNER (ner_data/<domain>/test.txt)"
+WNUT_SUPPORT_SOURCE = "https://github.com/asappresearch/structshot (data/support-wnut-{1,5}shot/{0..4}.txt)"
 SNIPS_SOURCE = "https://github.com/sonos/nlu-benchmark (2017-06-custom-intent-engines/*/validate_*.json)"
 CROSSNER_DOMAINS = ("ai", "literature", "music", "politics", "science")
 SNIPS_INTENTS = ("AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook", "SearchCreativeWork",
@@ -216,3 +228,48 @@ def snips(root: Path, **_) -> TaggedDataset:
         s, t, o, _ = read_snips(path)
         sentences += s; tags += t; origins += o
     return _all_test("snips", sentences, tags, origins, source=str(root / "snips"))
+
+
+def wnut17_support_sets(root: Path, shot: int) -> list[TaggedDataset]:
+    """StructShot's five WNUT-17 support sets of ``shot`` (1 or 5) entities per type (Yang & Katiyar 2020,
+    drawn from the dev set), files ``0.txt`` .. ``4.txt`` in order, each a TaggedDataset (IO) whose types are
+    all test types."""
+    if shot not in (1, 5):
+        raise ValueError(f"StructShot's WNUT-17 support sets are 1-shot and 5-shot, got shot={shot!r}; use 1 or 5")
+    folder = Path(root) / "ner" / "wnut17" / "structshot-support" / f"support-wnut-{shot}shot"
+    sets = []
+    for i in range(5):
+        path = require_file(folder / f"{i}.txt", f"wnut17 {shot}-shot support set {i}", WNUT_SUPPORT_SOURCE)
+        sets.append(_all_test(f"wnut17-support-{shot}shot-{i}", *read_conll(path, "bio"), source=str(path)))
+    return sets
+
+
+def wnut17_train(root: Path) -> TaggedDataset:
+    """WNUT-17's training set (BIO read as IO), its 6 types as train types."""
+    path = require_file(Path(root) / "ner" / "wnut17" / "wnut17train.conll", "wnut17 train",
+                        "https://github.com/leondz/emerging_entities_17 (wnut17train.conll)")
+    sentences, tags, origins = read_conll(path, "bio")
+    return TaggedDataset("wnut17-train", sentences, tags, splits={"train": types_of(tags)}, source=str(path),
+                         origins=origins)
+
+
+def _snips_domain(target: str):
+    def load(root: Path, **_) -> TaggedDataset:
+        sentences, tags, origins, splits = [], [], [], {"train": [], "test": []}
+        for intent in SNIPS_INTENTS:
+            path = require_file(root / "snips" / f"train_{intent}_full.json", f"snips-{target.lower()}",
+                                SNIPS_SOURCE.replace("validate_*", "train_*_full"))
+            s, t, o, _ = read_snips(path)
+            t = [tuple(x if x == OUTSIDE else f"{intent}:{x}" for x in seq) for seq in t]
+            sentences += s; tags += t; origins += o
+            splits["test" if intent == target else "train"] += types_of(t)
+        return TaggedDataset(f"snips-{target.lower()}", sentences, tags, splits=splits, source=str(root / "snips"),
+                             origins=origins)
+
+    load.__doc__ = (f"SNIPS cross-domain slot tagging with target domain {target}: the 7 intents' full training "
+                    f"queries, {target}'s slots the test types, the other intents' slots the train types.")
+    return load
+
+
+for _intent in SNIPS_INTENTS:
+    register_dataset(f"snips-{_intent.lower()}")(_snips_domain(_intent))

@@ -2,9 +2,10 @@
 
 A learner holds its encoder. Per task it is given a labelled support set
 (:meth:`Learner.adapt`) and scores queries (:meth:`Learner.logits`, shape
-(n_query, n_way)). Tagging learners (``tasks = ("ner",)``: protobert, nnshot) take the
-same calls on word embeddings (:meth:`Learner.embed_words`): rows are words, labels
-0 = O and j + 1 = the episode's type j. Learners whose per-task adaptation leaves the encoder
+(n_query, n_way)). Tagging learners (``tasks = ("ner",)``: protobert, nnshot, structshot) take
+the same calls on word embeddings (:meth:`Learner.embed_words`): rows are words, labels
+0 = O and j + 1 = the episode's type j; :meth:`Learner.decode_tags` turns one sentence's scores
+into its labels and :meth:`Learner.prepare_tagging` sees the training types' tags once per run. Learners whose per-task adaptation leaves the encoder
 untouched (``adapts_encoder = False``: protonet, head-only finetune, ANIL) also
 take precomputed embeddings through :meth:`adapt_features` and
 :meth:`logits_features`, so an evaluation embeds each example once.
@@ -117,6 +118,16 @@ class Learner(ABC):
         tagging learner's :meth:`adapt_features` and :meth:`logits_features` take, row by row."""
         return embed_words(self.encoder, sentences, batch_size=batch_size, device=self.device, where=where,
                            progress=progress)
+
+    def prepare_tagging(self, dataset) -> None:
+        """Called once before a tagging evaluation, with its :class:`~fewshot.tagged.TaggedDataset`: a tagging
+        learner that learns something from the training types' tags (structshot's transitions) does it here,
+        reading only ``dataset.splits["train"]``'s types. Default: nothing."""
+
+    def decode_tags(self, scores: torch.Tensor) -> torch.Tensor:
+        """One sentence's (n_words,) local labels from its (n_words, n_way + 1) :meth:`logits_features`
+        scores. Default: each word's best label (argmax); structshot decodes the sentence as a whole."""
+        return scores.argmax(1)
 
     def prepare_training(self, dataset, cfg) -> None:
         """Called once before the optimizer is built (e.g. to size a head over the train classes)."""
