@@ -314,7 +314,8 @@ def markdown(clinc: dict | None, scale: list[dict], command: str) -> str:
                   "into the hole (O(1) bookkeeping) and IVF removes from one list; flat search removes by a scan, so "
                   "its removal grows with the class count. An update of a class that crosses the retraining point "
                   "(the class count doubled since the IVF was trained) rebuilds the index: that cost is amortised "
-                  "over the doubling and is not in these rows.", "",
+                  "over the doubling and is not in these rows. HNSW cannot delete: its update and removal rebuild the graph "
+                  "(seconds at 10^4 classes), so it runs only up to `--hnsw-max` classes and `auto` never picks it.", "",
                   "Before (issue 23, on main before this work, 10^6 classes): predict IVF nlist 1000 nprobe 62 p50 "
                   "28.4 / p99 66.4 ms wall; adding one class 21.3 s (10^4: 17 ms, 10^5: 475 ms), after the ClassBook "
                   "rewrite 0.29 / 1444 ms p50 / p99, removal 1572 ms; save 67 s, load 41-58 s, 4.7 GB on disk.", "",
@@ -327,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None, help="Folder holding clinc150/ (default: ../shared/data).")
     p.add_argument("--sizes", default="10000,100000,1000000", help="Class counts of the scale rows.")
     p.add_argument("--kinds", default="flat,auto,hnsw")
-    p.add_argument("--hnsw-max", type=int, default=100_000, help="Skip HNSW above this many classes (build time).")
+    p.add_argument("--hnsw-max", type=int, default=10_000,
+                   help="Skip HNSW above this many classes (its build, and every update or removal, rebuilds the graph).")
     p.add_argument("--queries", type=int, default=1000, help="Queries per scale row (a fifth for flat at 10^6).")
     p.add_argument("--repeats", type=int, default=20, help="Adds, updates and removes per scale row.")
     p.add_argument("--workdir", default=None, help="Where the scale rows save their folders (default: a temp dir).")
