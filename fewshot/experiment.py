@@ -52,6 +52,10 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
     sampled before it is read, so ``--episodes 10000000`` starts scoring at once.
     """
     e = cfg.episodes
+    if dataset.task == "joint":
+        raise ValueError(f"dataset {dataset.name!r} is joint intent + slot data: it is scored on its test sentences, "
+                         f"not on episodes; train with `fewshot train --dataset {dataset.name}` and score with "
+                         f"`fewshot run --dataset {dataset.name} --checkpoint DIR`")
     if e.episodes_file:
         header, episodes = load_episodes(e.episodes_file)
         fp = header.get("dataset_fingerprint")

@@ -169,6 +169,9 @@ def test_joint_data_errors_exit_2(tmp_path, tiny_text_model_dir):
     runner = CliRunner()
     res = runner.invoke(main, ["run", "--dataset", "snips-joint", "--data-root", str(root), "--quiet"])
     assert res.exit_code == 2 and "score a trained joint model, --checkpoint DIR" in res.output
+    res = runner.invoke(main, ["episodes", "make", "--dataset", "snips-joint", "--data-root", str(root), "--out",
+                               str(tmp_path / "eps.jsonl")])
+    assert res.exit_code == 2 and "not on episodes" in res.output and not (tmp_path / "eps.jsonl").exists()
     out = tmp_path / "ck"
     res = runner.invoke(main, ["train", "--dataset", "snips-joint", "--data-root", str(root), "--learner", "protonet",
                                "--encoder", str(tiny_text_model_dir), "--steps", "1", "--out", str(out), "--quiet"])
