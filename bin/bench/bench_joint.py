@@ -96,7 +96,7 @@ def markdown(rows: list[dict], cmd: str) -> str:
             "snips-joint --checkpoint DIR --report`."]
     lines += ["", "A single-task model's other head is untrained (weight 0): its figure in parentheses is chance-level "
               "noise, shown only to prove nothing leaks. CPU budget: a shared 2-core box, 1 torch thread, "
-              "`nice -n 15`; this step budget is about a third of an epoch and far from convergence (published "
+              "`nice -n 15`; `train s` is wall time under the box's varying load, not comparable between rows. This step budget is about a third of an epoch and far from convergence (published "
               "joint BERT on SNIPS: intent 98.6, slot F1 97.0, exact match 92.8, Chen et al. 2019). A GPU run "
               "would train for epochs, e.g. `bin/bench-joint --device cuda --steps 4000 --eval-every 500 "
               "--batch-size 32 --threads 4`."]
