@@ -16,6 +16,7 @@ from .device import resolve_device
 from .encoders import create_encoder, default_encoder
 from .episodes import Episode, EpisodeSampler, VariableEpisodeSampler, load_episodes
 from .evaluation import EvalResult, evaluate
+from .joint_evaluation import evaluate_joint
 from .learners import Ensemble, create_learner, default_learner, learner_config
 from .seed import seed_everything
 from .tag_episodes import GreedyTypeSampler
@@ -34,6 +35,9 @@ def build_dataset(cfg: FewShotConfig, training: bool = False) -> FewShotDataset:
         raise ValueError(f"dataset {dataset.name!r} is tagged (NER): fewshot train does not meta-train tagging "
                          "learners yet; score the frozen-encoder learners with `fewshot run --learner protobert` "
                          "(or nnshot)")
+    if dataset.task == "joint" and (d.extra_train or d.extra_val):
+        raise ValueError(f"dataset {dataset.name!r} is joint intent + slot data: data.extra_train / extra_val add "
+                         "classes to class-split datasets and do not apply; drop them")
     if training and (d.extra_train or d.extra_val):
         extras = {name: load_dataset(name, d.data_root) for name in dict.fromkeys(d.extra_train + d.extra_val)}
         dataset = with_extra_classes(dataset, train=[extras[n] for n in d.extra_train],
@@ -48,6 +52,10 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
     sampled before it is read, so ``--episodes 10000000`` starts scoring at once.
     """
     e = cfg.episodes
+    if dataset.task == "joint":
+        raise ValueError(f"dataset {dataset.name!r} is joint intent + slot data: it is scored on its test sentences, "
+                         f"not on episodes; train with `fewshot train --dataset {dataset.name}` and score with "
+                         f"`fewshot run --dataset {dataset.name} --checkpoint DIR`")
     if e.episodes_file:
         header, episodes = load_episodes(e.episodes_file)
         fp = header.get("dataset_fingerprint")
@@ -168,6 +176,11 @@ class RunReport:
     elapsed_s: float
 
     def to_dict(self) -> dict:
+        if self.dataset.task == "joint":  # no episodes: the dataset's test sentences
+            return {"dataset": self.dataset.name, "learner": self.cfg.learner.name, "encoder": self.encoder,
+                    "encoder_fingerprint": self.encoder_fingerprint, "part": self.sampler["part"],
+                    **self.result.summary(), "elapsed_s": round(self.elapsed_s, 3),
+                    "checkpoint": self.cfg.checkpoint, "config": self.cfg.to_dict()}
         e = self.cfg.episodes
         shape = ({"way": e.way, "shot": e.shot, "query": e.query} if self.sampler.get("sampler") == "fixed"
                  else {k: self.sampler.get(k) for k in ("way", "shot", "query")})
@@ -197,6 +210,8 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
     """``predictions``: keep every query's class and prediction, for ``result.class_report()``."""
     start = time.perf_counter()
     dataset = build_dataset(cfg)
+    if dataset.task == "joint":
+        return _run_joint(cfg, dataset, progress, start)
     episodes, sampler = build_episodes(cfg, dataset)
     default = default_learner(dataset.task)
     if not cfg.learner_named and not cfg.checkpoint and cfg.learner.name != default:  # e.g. tagging data
@@ -208,4 +223,19 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
         result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress,
                           predictions=predictions, class_names=cfg.episodes.class_names)
     return RunReport(cfg=cfg, dataset=dataset, result=result, sampler=sampler, encoder=learner.encoder_name,
+                     encoder_fingerprint=learner.fingerprint(), elapsed_s=time.perf_counter() - start)
+
+
+def _run_joint(cfg: FewShotConfig, dataset, progress: bool, start: float) -> RunReport:
+    """A trained joint model (``cfg.checkpoint``) scored on a joint dataset's test sentences: no episodes."""
+    if cfg.episodes.episodes_file:
+        raise ValueError(f"dataset {dataset.name!r} is joint intent + slot data, scored on its test sentences, not "
+                         f"on episodes; drop --episodes-file")
+    if not cfg.checkpoint:
+        raise ValueError(f"dataset {dataset.name!r} is joint intent + slot data: score a trained joint model, "
+                         f"--checkpoint DIR (from fewshot train --dataset {dataset.name} --learner joint --out DIR)")
+    learner = build_learner(cfg, dataset)
+    result = evaluate_joint(learner, dataset, dataset.part_ids("test"), batch_size=min(cfg.batch_size, 64),
+                            progress=progress)
+    return RunReport(cfg=cfg, dataset=dataset, result=result, sampler={"part": "test"}, encoder=learner.encoder_name,
                      encoder_fingerprint=learner.fingerprint(), elapsed_s=time.perf_counter() - start)

@@ -25,7 +25,7 @@ evaluation caches its examples).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,13 +38,15 @@ from .tagged import OUTSIDE, TaggedDataset, io_spans
 BOOTSTRAP = 1000
 
 
-def span_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
-    """Per type, ``[correct, predicted, gold]`` entity counts over the sentences' IO tag sequences."""
+def span_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
+                read_spans: Callable[[Sequence[str]], list] = io_spans) -> dict[str, np.ndarray]:
+    """Per type, ``[correct, predicted, gold]`` entity counts over the sentences' tag sequences, IO (``read_spans``
+    :func:`~fewshot.tagged.io_spans`) or BIO (:func:`~fewshot.tagged.bio_spans`)."""
     out: dict[str, np.ndarray] = {}
     for g, p in zip(gold, pred):
         if len(g) != len(p):
             raise ValueError(f"a sentence has {len(g)} gold tags but {len(p)} predicted; predict one tag per word")
-        gs, ps = set(io_spans(g)), set(io_spans(p))
+        gs, ps = set(read_spans(g)), set(read_spans(p))
         for spans, col in ((gs & ps, 0), (ps, 1), (gs, 2)):
             for t, _, _ in spans:
                 out.setdefault(t, np.zeros(3, dtype=np.int64))[col] += 1
@@ -59,12 +61,16 @@ def prf(counts: np.ndarray) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
+def bootstrap_picks(n_units: int, n: int = BOOTSTRAP, seed: int = 0) -> np.ndarray:
+    """(n, n_units) indices: ``n`` resamples with replacement of ``n_units`` units (numpy ``default_rng(seed)``)."""
+    return np.random.default_rng(seed).integers(0, n_units, size=(n, n_units))
+
+
 def bootstrap_f1(episode_counts: np.ndarray, n: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
     """2.5th and 97.5th percentiles of the micro F1 of ``n`` resamples of the episodes' (n_episodes, 3) counts."""
     if len(episode_counts) < 2:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(episode_counts), size=(n, len(episode_counts)))
+    picks = bootstrap_picks(len(episode_counts), n, seed)
     sums = episode_counts[picks].sum(1)  # (n, 3)
     f1 = [prf(s)[2] for s in sums]
     low, high = np.percentile(f1, [2.5, 97.5])

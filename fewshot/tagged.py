@@ -83,6 +83,14 @@ def io_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return [(t, int(a), int(b)) for t, a, b in get_entities([t if t == OUTSIDE else "I-" + t for t in tags])]
 
 
+def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """Entities of BIO ``tags`` as ``(type, start, end)`` (end inclusive), as seqeval's ``get_entities`` reads
+    them (conlleval's rule: ``B-`` opens a chunk, and so does an ``I-`` after ``O`` or after another type)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return [(t, int(a), int(b)) for t, a, b in get_entities(list(tags))]
+
+
 def types_of(tags: Sequence[Sequence[str]]) -> list[str]:
     """Every entity type of IO tag sequences ``tags``, sorted."""
     return sorted({t for seq in tags for t in seq} - {OUTSIDE})

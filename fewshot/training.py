@@ -10,6 +10,14 @@ exactly where an uninterrupted run would. Under ``torchrun`` the model is
 wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU); rank ``r`` takes
 episode ``s * world + r`` and rank 0 alone validates and writes.
 
+A joint dataset (:class:`fewshot.utterances.JointDataset`, ``task = "joint"``: utterances with
+an intent and slot tags, split into train / val / test *sentences*) trains a joint learner on
+batches of its train part, whose targets are the packed rows of
+:meth:`~fewshot.utterances.JointDataset.targets`, and validates on its val part with
+:func:`fewshot.joint_evaluation.evaluate_joint`: the log's ``val_accuracy`` is then the
+learner's ``selection_metric`` (named by ``val_metric``) and ``val_ci95`` half its bootstrap
+interval. The test part is never read here.
+
 ``include_val`` trains a final model once a validated run has fixed the recipe:
 the val classes join the train classes, nothing validates (the log's
 ``val_accuracy`` is null, ``patience`` does nothing) and the checkpoint is the
@@ -143,6 +151,8 @@ class Trainer:
     def _sampling(self, dataset: FewShotDataset, cfg: TrainConfig) -> None:
         """What training draws from (train classes, their episodes or batches) and the val episodes."""
         learner = self.learner
+        if dataset.task == "joint":
+            return self._joint_sampling(dataset, cfg)
         train_ds = dataset
         if cfg.include_val:
             train_ds = with_val_as_train(dataset)
@@ -181,6 +191,25 @@ class Trainer:
                                          seed=cfg.val_seed, classes=val_classes)
             self.val_episodes = list(val_sampler.episodes(cfg.val_episodes))
 
+    def _joint_sampling(self, dataset, cfg: TrainConfig) -> None:
+        """Batches of a joint dataset's train sentences (packed targets); its val sentences validate."""
+        learner = self.learner
+        if "joint" not in learner.tasks or learner.train_mode != "supervised":
+            raise ValueError(f"dataset {dataset.name!r} holds utterances with intents and slot tags; learner "
+                             f"{learner.name!r} cannot train on them: use --learner joint")
+        given = [f"--{k.replace('_', '-')}" for k in ("include_val", "rotations", "class_names", "augment")
+                 if getattr(cfg, k)]
+        if given:
+            raise ValueError(f"{', '.join(given)} do not apply to joint intent + slot training (dataset "
+                             f"{dataset.name!r}); drop them")
+        self.train_ds, self.augmenter, self.val_episodes = dataset, None, []
+        self.train_ids = dataset.part_ids("train")
+        self.train_targets = dataset.targets(self.train_ids)
+        self.val_ids = dataset.part_ids("val")
+        if cfg.batch_size > len(self.train_ids):
+            raise ValueError(f"--batch-size {cfg.batch_size} exceeds the {len(self.train_ids)} training "
+                             "sentences; lower it")
+
     def _optimizer(self, cfg: TrainConfig) -> None:
         """AdamW over the trainable parameters: encoder and learner groups at their own learning rates, no weight
         decay on biases and norms."""
@@ -215,6 +244,10 @@ class Trainer:
         if resident not in ("auto", True, False):
             raise ValueError(f"resident must be 'auto', True or False, got {resident!r}")
         if resident is False:
+            return None
+        if self.dataset.task == "joint":  # sentences of words: tokenised with their word map at each step
+            if resident is True:
+                raise ValueError("joint intent + slot training reads raw sentences; train with resident off")
             return None
         if self.augmenter is not None:
             if resident is True:
@@ -319,10 +352,18 @@ class Trainer:
 
     # ----------------------------------------------------------------- validation
     def validate(self) -> tuple[float, float]:
-        """Mean accuracy and 95% CI on the fixed validation episodes."""
+        """Mean accuracy and 95% CI on the fixed validation episodes (joint data: the learner's selection metric
+        on the val sentences, and half its bootstrap interval)."""
         from .evaluation import evaluate
 
         self.learner.module.eval()
+        if self.dataset.task == "joint":
+            from .joint_evaluation import evaluate_joint
+
+            result = evaluate_joint(self.learner, self.dataset, self.val_ids)
+            metric = self.learner.selection_metric
+            low, high = result.intervals()[metric]
+            return getattr(result, metric), (high - low) / 2
         with torch.no_grad():
             result = evaluate(self.learner, self.dataset, self.val_episodes, progress=False,
                               class_names=self.cfg.class_names)
@@ -388,6 +429,8 @@ class Trainer:
                      "best_val_accuracy": self.best if math.isfinite(self.best) else None,
                      "best_step": self.best_step, "elapsed_s": round(self.elapsed_before + elapsed, 3),
                      "lr": self.optimizer.param_groups[0]["lr"]}
+            if self.dataset.task == "joint":
+                entry["val_metric"] = self.learner.selection_metric
             if self.world > 1:
                 entry["rank_episodes"] = rank_episodes
                 entry["rank_param_checksums"] = rank_checksums

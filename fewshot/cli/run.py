@@ -92,12 +92,14 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
     cfg = load_run_config(ctx, config_path, RUN_MAPPING)
     report = run_experiment(cfg, progress=not quiet, cache=not no_cache, predictions=class_table)
     d = report.to_dict()
-    ner = d.get("task") == "ner"
-    table = report.result.class_report() if class_table and not ner else None
+    ner, joint = d.get("task") == "ner", d.get("task") == "joint"
+    table = report.result.class_report() if class_table and not (ner or joint) else None
     if table is not None:
         d["class_report"] = table.to_dict()
-    if class_table and ner:
+    if class_table and (ner or joint):
         d["type_report"] = report.result.per_type()
+    if class_table and joint:
+        d["intent_report"] = report.result.per_intent()
     if out:
         from ..atomic import atomic_write_text
 
@@ -110,6 +112,8 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
         return
     if ner:
         return _echo_tagging(d)
+    if joint:
+        return _echo_joint(d)
     shape = f"{d['way']}-way {d['shot']}-shot" if d["sampler"] != "variable" else "variable-way variable-shot"
     if d["class_names"]:
         shape += " + class names"
@@ -136,4 +140,22 @@ def _echo_tagging(d: dict) -> None:
         click.echo("\nper type (pooled over episodes): precision recall f1 gold")
         for t, r in d["type_report"].items():
             click.echo(f"  {t:45s} {100 * r['precision']:6.2f} {100 * r['recall']:6.2f} {100 * r['f1']:6.2f} "
+                       f"{r['gold']:6d}")
+
+
+def _echo_joint(d: dict) -> None:
+    """``fewshot run`` on joint data: the three figures with their bootstrap intervals; with --report the tables."""
+    figures = ", ".join(f"{name} {100 * d[key]:.2f}% ({100 * d[key + '_ci95_low']:.2f}-{100 * d[key + '_ci95_high']:.2f})"
+                        for name, key in (("intent accuracy", "intent_accuracy"), ("slot F1", "slot_f1"),
+                                          ("exact match", "exact_match")))
+    click.echo(f"{d['dataset']} {d['part']} part ({d['sentences']} sentences), {d['learner']} on {d['encoder']}: "
+               f"{figures} (95% CI, bootstrap over sentences), {d['elapsed_s']:.1f} s")
+    if "intent_report" in d:
+        click.echo("\nper intent: n accuracy precision exact-match")
+        for t, r in d["intent_report"].items():
+            click.echo(f"  {t:30s} {r['n']:5d} {100 * r['accuracy']:6.2f} {100 * r['precision']:6.2f} "
+                       f"{100 * r['exact_match']:6.2f}")
+        click.echo("\nper slot type: precision recall f1 gold")
+        for t, r in d["type_report"].items():
+            click.echo(f"  {t:30s} {100 * r['precision']:6.2f} {100 * r['recall']:6.2f} {100 * r['f1']:6.2f} "
                        f"{r['gold']:6d}")

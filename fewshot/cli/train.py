@@ -111,6 +111,7 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
     from ..config import FewShotConfig
     from ..distributed import init_distributed, shutdown
     from ..experiment import build_dataset, build_learner
+    from ..learners import default_learner, learner_config
     from ..training import meta_train
 
     cfg = load_run_config(ctx, config_path, TRAIN_MAPPING)
@@ -146,6 +147,9 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
     rank, world = init_distributed(cfg.device)
     try:
         dataset = build_dataset(cfg, training=True)
+        default = default_learner(dataset.task)
+        if not cfg.learner_named and cfg.learner.name != default:  # joint data: the joint learner
+            cfg.learner = learner_config(default)
         learner = build_learner(cfg, dataset, seed=cfg.train.seed)
         metrics = meta_train(learner, dataset, cfg.train, out_dir=out_dir, resume=resume,
                              run_config=cfg.to_dict(), progress=not quiet and rank == 0)
@@ -154,6 +158,10 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
     if rank == 0:
         validated = (f"trained on the train and val classes, not validated; checkpoint of step {metrics['best_step']}"
                      if cfg.train.include_val else
+                     f"best validation {learner.selection_metric} {100 * metrics['best_val_accuracy']:.2f}% at step "
+                     f"{metrics['best_step']} ({len(dataset.part_ids('val'))} val sentences held out of the training "
+                     f"data; score the test part with `fewshot run --dataset {cfg.data.dataset} --checkpoint {out_dir}`)"
+                     if dataset.task == "joint" else
                      f"best validation accuracy {100 * metrics['best_val_accuracy']:.2f}% at step "
                      f"{metrics['best_step']} ({cfg.train.val_way}-way {cfg.train.val_shot}-shot, "
                      f"{cfg.train.val_episodes} val episodes)")

@@ -15,6 +15,10 @@ name                   types  files (under the data root)                       
                               intent: addtoplaylist, bookrestaurant, getweather,  slots; train: the other
                               playmusic, ratebook, searchcreativework,            6 intents' slots (Hou
                               searchscreeningevent                                et al. 2020)
+``snips-joint``        39     snips/train_*_full.json + validate_*.json (BIO,     sentences, not types:
+                              with intents; a :class:`~fewshot.utterances.       train / val (held out
+                              JointDataset`)                                      of train_*) / test
+                                                                                  (validate_*)
 =====================  =====  ==================================================  =======================
 
 A ``snips-<intent>`` type is ``<Intent>:<slot>`` (``GetWeather:city``): a slot of one domain is a
@@ -23,6 +27,14 @@ type of its own, as in Hou et al.'s cross-domain protocol (train on 6 domains, t
 WNUT-17's published few-shot protocol (Yang & Katiyar 2020) is not a registered dataset but two
 readers: :func:`wnut17_support_sets` (StructShot's five 1-shot or 5-shot support sets, each to tag
 the whole test set ``wnut17`` with) and :func:`wnut17_train` (the training set, all 6 types train).
+
+``snips-joint`` is joint intent detection + slot filling (Goo et al. 2018's SNIPS split):
+the test part is the 7 x 100 ``validate_*`` queries (the standard SNIPS test set) and the
+val part, for validation and early stopping, is 100 queries per intent held out of its
+``train_*_full`` file: the 100 with the smallest SHA-256 of ``"<query index>\t<text>"``
+(a fifth of the file when it holds fewer than 500 queries), so the split is fixed by the
+files alone; the other 13,084 train. 6 test queries also occur verbatim in the training
+files, as published; they are kept.
 
 Every reader returns a :class:`~fewshot.tagged.TaggedDataset` in IO tags (BIO is
 converted, :func:`fewshot.tagged.bio_to_io`). Bad input stops with one ValueError
@@ -38,10 +50,14 @@ A user's file: ``.conll`` (CoNLL, IO or BIO, told apart by its tags) or
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ..tagged import OUTSIDE, TaggedDataset, bio_to_io, check_tag, types_of
+from ..utterances import JointDataset
 from .files import bounded_lines, class_split, json_records, open_text
 from .registry import load_split, register_dataset, require_file
 
@@ -125,8 +141,11 @@ def read_jsonl_tags(path: str | Path, scheme: str | None = None) -> tuple[list, 
     return [tuple(r[1]) for r in rows], tags, [f"{path}:{r[0]}" for r in rows]
 
 
-def read_snips(path: str | Path) -> tuple[list, list, list, list]:
-    """``(sentences, io_tags, origins, intents)`` of a SNIPS file ``{"<Intent>": [{"data": [chunks]}]}``."""
+def read_snips(path: str | Path, scheme: str = "io") -> tuple[list, list, list, list]:
+    """``(sentences, tags, origins, intents)`` of a SNIPS file ``{"<Intent>": [{"data": [chunks]}]}``; tags IO,
+    or BIO with ``scheme="bio"`` (each slot chunk opens with ``B-``)."""
+    if scheme not in ("io", "bio"):
+        raise ValueError(f"read_snips: scheme must be 'io' or 'bio', got {scheme!r}")
     path = Path(path)
     raw = path.read_bytes()
     try:
@@ -146,7 +165,10 @@ def read_snips(path: str | Path) -> tuple[list, list, list, list]:
             tokens = str(chunk.get("text", "")).split()
             entity = chunk.get("entity")
             words += tokens
-            labels += [entity or OUTSIDE] * len(tokens)
+            if entity and scheme == "bio":
+                labels += [f"B-{entity}"] + [f"I-{entity}"] * (len(tokens) - 1) if tokens else []
+            else:
+                labels += [entity or OUTSIDE] * len(tokens)
         if words:
             sentences.append(tuple(words)); tags.append(tuple(labels))
             origins.append(f"{path}: query {n}"); intents.append(intent)
@@ -273,3 +295,29 @@ def _snips_domain(target: str):
 
 for _intent in SNIPS_INTENTS:
     register_dataset(f"snips-{_intent.lower()}")(_snips_domain(_intent))
+
+
+VAL_PER_INTENT = 100  # snips-joint: queries held out of each train_<Intent>_full.json for validation
+
+
+def held_out(sentences: list) -> set[int]:
+    """Indices of the validation queries of one SNIPS training file: the VAL_PER_INTENT (a fifth of a file under
+    500 queries) with the smallest SHA-256 of ``"<index>\\t<text>"``."""
+    n = VAL_PER_INTENT if len(sentences) >= 5 * VAL_PER_INTENT else len(sentences) // 5
+    keys = [hashlib.sha256(f"{i}\t{' '.join(s)}".encode()).hexdigest() for i, s in enumerate(sentences)]
+    return set(int(i) for i in np.argsort(keys, kind="stable")[:n])
+
+
+@register_dataset("snips-joint")
+def snips_joint(root: Path, **_) -> JointDataset:
+    """SNIPS for joint intent + slot training: train / val (held out of train_*_full) / test (validate_*), BIO."""
+    sentences, tags, origins, intents, parts = [], [], [], [], {"train": [], "val": [], "test": []}
+    for intent in SNIPS_INTENTS:
+        for kind, name in (("train", f"train_{intent}_full.json"), ("test", f"validate_{intent}.json")):
+            path = require_file(root / "snips" / name, "snips-joint", SNIPS_SOURCE.replace("validate_*", name))
+            s, t, o, i = read_snips(path, "bio")
+            val = held_out(s) if kind == "train" else set()
+            for j in range(len(s)):
+                parts["val" if j in val else kind].append(len(sentences) + j)
+            sentences += s; tags += t; origins += o; intents += i
+    return JointDataset("snips-joint", sentences, tags, intents, parts, source=str(root / "snips"), origins=origins)

@@ -141,10 +141,10 @@ class TextEncoder(Encoder):
             raise ValueError(f"text encoder {self.name!r} with precision='int8' runs on the CPU only, got inputs on "
                              f"{batch['input_ids'].device}; use --device cpu or precision 'fp32'")
         hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        mean = _masked_mean(hidden, batch["attention_mask"])
+        mean = masked_mean(hidden, batch["attention_mask"])
         if self.pooling == "mean":
             return mean
-        parts = (mean, _masked_mean(hidden, batch["head_mask"]), _masked_mean(hidden, batch["tail_mask"]))
+        parts = (mean, masked_mean(hidden, batch["head_mask"]), masked_mean(hidden, batch["tail_mask"]))
         return torch.cat([torch.nn.functional.normalize(p, dim=-1) for p in parts], dim=-1)
 
 
@@ -170,7 +170,8 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
-def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(n, hidden) mean of ``hidden`` (n, tokens, hidden) over the tokens where ``mask`` (n, tokens) is 1."""
     mask = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 

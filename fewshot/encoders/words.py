@@ -8,6 +8,11 @@ encoders are sentence encoders trained with mean pooling: every sub-token carrie
 the word. A word the tokenizer turns into no token at all (e.g. a lone zero-width
 space) gets a zero vector.
 
+:func:`sentence_and_word_embeddings` gives, from the same forward pass, each sentence's
+embedding as the text encoder pools it (attention-masked mean of all its tokens,
+:func:`fewshot.encoders.text.masked_mean`): what a sentence head (the intent of joint
+intent + slot models) reads beside the word embeddings.
+
 A sentence is never truncated: one longer than the encoder's window (its position
 embeddings, and the tokenizer's ``model_max_length``) raises a ValueError naming the
 sentence's file and line (``where``) and the fix.
@@ -20,6 +25,7 @@ import numpy as np
 import torch
 
 from .base import Encoder
+from .text import masked_mean
 
 
 def window(encoder: Encoder) -> int:
@@ -31,6 +37,14 @@ def window(encoder: Encoder) -> int:
 def word_embeddings(encoder: Encoder, sentences: Sequence[Sequence[str]], device=None,
                     where: Callable[[int], str] | None = None) -> list[torch.Tensor]:
     """Each sentence's (n_words, hidden) word embeddings, in one forward pass (differentiable)."""
+    return sentence_and_word_embeddings(encoder, sentences, device, where)[1]
+
+
+def sentence_and_word_embeddings(encoder: Encoder, sentences: Sequence[Sequence[str]], device=None,
+                                 where: Callable[[int], str] | None = None
+                                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(pooled, words)`` of one forward pass (differentiable): the (n_sentences, hidden) mean-pooled sentence
+    embeddings and each sentence's (n_words, hidden) word embeddings."""
     tokenizer = getattr(encoder, "tokenizer", None)
     if tokenizer is None or not tokenizer.is_fast:
         raise ValueError(f"encoder {encoder.name!r} cannot embed words: token classification needs a text "
@@ -56,7 +70,7 @@ def word_embeddings(encoder: Encoder, sentences: Sequence[Sequence[str]], device
         pool[rows, torch.tensor(cols, dtype=torch.long)] = 1.0
         pool = pool / pool.sum(1, keepdim=True).clamp(min=1.0)
         out.append(pool.to(hidden.device) @ hidden[b].float())
-    return out
+    return masked_mean(hidden.float(), mask), out
 
 
 def embed_words(encoder: Encoder, sentences: Sequence[Sequence[str]], batch_size: int = 32, device=None,

@@ -13,7 +13,7 @@ from .base import Learner, LearnerConfig
 
 LEARNERS: dict[str, type[Learner]] = {}
 DEFAULT_LEARNER = "protonet"
-DEFAULT_LEARNERS = {"classify": DEFAULT_LEARNER, "ner": "protobert"}  # per dataset task
+DEFAULT_LEARNERS = {"classify": DEFAULT_LEARNER, "ner": "protobert", "joint": "joint"}  # per dataset task
 
 
 def default_learner(task: str) -> str:
