@@ -15,8 +15,9 @@ examples, then a head is fitted on the tuned body's embeddings of the support se
    the loss of sentence-transformers' ``CosineSimilarityLoss`` (squared error between the
    cosine of the two embeddings and the target), AdamW at ``lr`` with ``weight_decay``
    (not on biases and LayerNorm weights) and a linear schedule after a warmup of
-   ``warmup_proportion`` of the steps, dropout on: SetFit's defaults (batch 16, 1 epoch,
-   lr 2e-5, weight decay 0.01, warmup 0.1), as the Hugging Face Trainer runs them.
+   ``warmup_proportion`` of the steps, gradients clipped to norm ``max_grad_norm``, dropout on:
+   SetFit's defaults (batch 16, 1 epoch, lr 2e-5, weight decay 0.01, warmup 0.1) as the Hugging
+   Face Trainer runs them (clipping at 1.0 is the Trainer's).
 3. **Head**: ``head="logreg"`` (SetFit's default) is scikit-learn's ``LogisticRegression()``
    with its defaults on the L2-normalised embeddings (the sentence-transformers pipelines of
    MiniLM and mpnet end in a Normalize module, so that is what SetFit's head sees);
@@ -99,6 +100,7 @@ class SetFitConfig(LearnerConfig):
     lr: float = 2e-5  # body learning rate (SetFit's body_learning_rate)
     weight_decay: float = 0.01  # SetFit's l2_weight
     warmup_proportion: float = 0.1
+    max_grad_norm: float = 1.0  # gradient clipping, as the Hugging Face Trainer's default
     head: str = "logreg"  # logreg (SetFit's LogisticRegression) | prototype (cosine to the class means)
     seed: int = 42  # the batches' shuffle and dropout (SetFit's seed)
 
@@ -113,6 +115,8 @@ class SetFitConfig(LearnerConfig):
         if not (self.lr > 0 and math.isfinite(self.lr)) or self.weight_decay < 0:
             raise ValueError(f"setfit lr must be a finite number > 0 and weight_decay >= 0, got {self.lr}, "
                              f"{self.weight_decay}")
+        if not self.max_grad_norm > 0:
+            raise ValueError(f"setfit max_grad_norm must be > 0, got {self.max_grad_norm}")
         if not 0 <= self.warmup_proportion <= 1:
             raise ValueError(f"setfit warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
 
@@ -145,6 +149,7 @@ class SetFit(Learner):
             p.requires_grad_(True)
         enc.train()  # dropout on, as the Trainer runs SetFit's body
         n_steps = cfg.epochs * math.ceil(len(pairs) / cfg.batch_size)
+        params = list(enc.parameters())
         opt = torch.optim.AdamW(_decay_groups(enc, cfg.weight_decay), lr=cfg.lr)
         warmup = math.ceil(cfg.warmup_proportion * n_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: s / max(1, warmup) if s < warmup
@@ -166,6 +171,7 @@ class SetFit(Learner):
                         loss = nn.functional.mse_loss(cos, target)
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
+                        nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                         opt.step()
                         sched.step()
                         losses.append(loss.detach())
