@@ -35,6 +35,14 @@ The original encoder is never changed (``adapts_encoder`` is True: each task tun
 so an evaluation embeds every task's items with that task's copy). ``epochs=0`` skips the
 body: the head alone on the frozen encoder, which then takes cached embeddings
 (:meth:`adapt_features`).
+
+Why the recipe is here and the setfit package is not wrapped: the package takes a
+sentence-transformers model, not a fewshot :class:`~fewshot.encoders.Encoder` (so no checkpoint of
+``fewshot train``, no entity pooling, no fewshot device handling would reach it); it needs
+sentence-transformers, datasets and pyarrow, which fewshot does not depend on and the GPU machine
+lacks; and per task it builds a ``datasets.Dataset`` and a Hugging Face Trainer. The recipe is
+the pair sampler, a loss and a loop; ``bin/bench-setfit`` checks it against the package itself
+on the same episodes (BENCHMARKS.md "setfit").
 """
 from __future__ import annotations
 

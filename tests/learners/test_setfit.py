@@ -2,6 +2,8 @@
 original encoder untouched), both heads fitting the support set, and bad options refused."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,24 @@ def test_epochs_zero_is_the_head_on_the_frozen_encoder(tiny_text_encoder):
 def test_bad_options_are_refused(option, message):
     with pytest.raises(ValueError, match=message):
         learner_config({"name": "setfit", **option})
+
+
+def test_fewshot_run_learner_setfit_reports_like_the_others(tiny_text_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from fewshot.cli import main
+
+    runner = CliRunner()
+    args = ["run", "--learner", "setfit", "--encoder", str(tiny_text_model_dir), "--way", "2", "--shot", "2",
+            "--query", "2", "--episodes", "2", "--json", "--quiet"]
+    res = runner.invoke(main, args + ["-L", "iterations=1", "-L", "head=prototype", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert (d["learner"], d["way"], d["shot"], d["episodes"]) == ("setfit", 2, 2, 2)
+    assert 0 <= d["accuracy_mean"] <= 1
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (cfg["learner"]["name"], cfg["learner"]["iterations"], cfg["learner"]["head"]) == ("setfit", 1, "prototype")
+
+    bad = runner.invoke(main, args + ["-L", "head=linear", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "head must be one of" in bad.output
+    assert not (tmp_path / "bad").exists()
