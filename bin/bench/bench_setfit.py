@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import os
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks_md import publish_rows
+from benchmarks_md import publish, publish_rows
 
 from fewshot.config import FewShotConfig
 from fewshot.encoders.text import minilm_path
@@ -100,6 +101,7 @@ def measure(rows, methods, episodes: dict, device, data_root=None):
             r = score(row, m, episodes[row], device, data_root)
             print(f"{row} {m}: {100 * np.mean(r['accuracies']):.2f} over {r['episodes']}, "
                   f"{r['seconds_per_task']:.2f} s/task", file=sys.stderr, flush=True)
+            r.update(torch_threads=torch.get_num_threads(), load_1min=round(os.getloadavg()[0], 1), device=device)
             yield r
 
 
@@ -129,9 +131,20 @@ def render(rows: list[dict], cmd: str) -> str:
                 paired.append("-")
         n = "/".join(sorted({str(r["episodes"]) for r in got.values()}))
         lines.append(f"| {row} | {n} | {' | '.join(cells)} | {' | '.join(paired)} |")
-    lines += ["", f"Episode files: `episodes/<row>15q-600ep-seed0.jsonl`, their first N episodes. "
-              f"{torch.get_num_threads()} torch thread(s) on {os.cpu_count()} cores, machine shared (1-minute load "
-              f"average {os.getloadavg()[0]:.1f} at the end): seconds compare loosely."]
+    lines += ["", "fewshot implements the recipe natively (`fewshot/learners/setfit.py`) rather than wrapping the "
+              "package: the package takes a sentence-transformers model, not a fewshot encoder (checkpoints, entity "
+              "pooling, devices), needs sentence-transformers, datasets and pyarrow (not fewshot dependencies; absent "
+              "on the GPU machine), and builds a Dataset and a Trainer per task. Both draw SetFit 1.2.0's pairs: at "
+              "5-way 1-shot the only positives are each example with itself, 5 of them against 10 negatives, "
+              "oversampled to 20 pairs, 2 steps of batch 16 whose first has learning rate 0 (warmup): in effect a "
+              "logistic-regression head on frozen MiniLM. At 5-way 5-shot: 500 pairs, 32 steps.",
+              "", f"Episode files: `episodes/<row>15q-600ep-seed0.jsonl`, their first N episodes. "
+              f"{rows[-1].get('torch_threads', torch.get_num_threads())} torch thread(s), device "
+              f"{rows[-1].get('device', 'cpu')}, {os.cpu_count()} cores, machine shared (1-minute load average "
+              f"{rows[-1].get('load_1min', round(os.getloadavg()[0], 1))} at the end): seconds compare loosely. "
+              "600 episodes on a GPU machine: `.venv/bin/pip install setfit==1.2.0`, then `bin/bench-setfit "
+              "--episodes 600 --device cuda --methods protonet setfit setfit-pkg setfit-pkg-readme --rows ROW` "
+              "for each row (one row per call keeps each call shorter)."]
     return "\n".join(lines)
 
 
@@ -147,7 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None)
     p.add_argument("--section", default=SECTION, help=f"BENCHMARKS.md section to write (default {SECTION})")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    p.add_argument("--from-jsonl", default=None, metavar="FILE",
+                   help="measure nothing: render the JSON lines an earlier run printed (its command is --command)")
+    p.add_argument("--command", default=None, help="with --from-jsonl: the command that measured them")
     args = p.parse_args(argv)
+    if args.from_jsonl:
+        rows = [json.loads(line) for line in Path(args.from_jsonl).read_text().splitlines() if line.startswith("{")]
+        if not rows:
+            p.error(f"--from-jsonl {args.from_jsonl}: no JSON rows in it; pass the stdout of a bin/bench-setfit run")
+        publish(args.section, render(rows, args.command or "bin/bench-setfit"), write=not args.no_write)
+        return 0
     n = {row: (args.episodes_1shot if row.endswith("1s") else args.episodes_5shot) or args.episodes
          for row in args.rows}
     if min(n.values()) < 2:
