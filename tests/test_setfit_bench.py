@@ -42,3 +42,10 @@ def test_from_jsonl_rejects_a_file_without_rows(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["--from-jsonl", str(empty), "--no-write"])
     assert exc.value.code == 2
+
+
+def test_from_jsonl_skips_lines_that_are_not_its_rows(tmp_path, capsys):
+    saved = tmp_path / "out.jsonl"
+    saved.write_text("{'train_runtime': '105'}\n" + "".join(json.dumps(r) + "\n" for r in _rows()) + "| table |\n")
+    assert main(["--from-jsonl", str(saved), "--no-write"]) == 0
+    assert "| clinc150-5w5s | 4 |" in capsys.readouterr().out

@@ -15,6 +15,7 @@ each example once for all tasks). The paired difference is per episode, mean +- 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -84,7 +85,7 @@ def score_package(row: str, method: str, n_episodes: int, device: str, data_root
             start = time.perf_counter()
             model = copy.deepcopy(pristine)
             train = Dataset.from_dict({"text": dataset.take(ep.support), "label": ep.support_labels.tolist()})
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):  # its Trainer prints a dict
                 warnings.simplefilter("ignore")
                 Trainer(model=model, args=args, train_dataset=train).train()
             pred = np.asarray(model.predict(dataset.take(ep.query), as_numpy=True))
@@ -148,6 +149,15 @@ def render(rows: list[dict], cmd: str) -> str:
     return "\n".join(lines)
 
 
+def _json_row(line: str) -> dict | None:
+    """A row this script printed, or None for any other line (a Trainer's printed dict, the Markdown)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) and "row" in row and "accuracies" in row else None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bin/bench-setfit", description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=int, default=600, help="first N episodes of each frozen file")
@@ -165,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", default=None, help="with --from-jsonl: the command that measured them")
     args = p.parse_args(argv)
     if args.from_jsonl:
-        rows = [json.loads(line) for line in Path(args.from_jsonl).read_text().splitlines() if line.startswith("{")]
+        rows = [row for row in map(_json_row, Path(args.from_jsonl).read_text().splitlines()) if row]
         if not rows:
             p.error(f"--from-jsonl {args.from_jsonl}: no JSON rows in it; pass the stdout of a bin/bench-setfit run")
         publish(args.section, render(rows, args.command or "bin/bench-setfit"), write=not args.no_write)
