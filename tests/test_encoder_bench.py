@@ -64,3 +64,13 @@ def test_main_rejects_unknown_precision():
     with pytest.raises(SystemExit) as exc:
         main(["--precisions", "fp16", "--no-write"])
     assert exc.value.code == 2
+
+
+def test_main_without_onnxruntime_says_how_to_install(monkeypatch, capsys):
+    from bench_encoder import main
+
+    monkeypatch.setattr(onnx_text, "available", lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        main(["--precisions", "fp32,onnx-int8", "--no-write"])
+    assert exc.value.code == 2
+    assert "pip install onnxruntime onnx" in capsys.readouterr().err

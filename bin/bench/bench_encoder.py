@@ -306,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     known = ("fp32", "int8") + onnx_text.PRECISIONS
     if not precisions or set(precisions) - set(known):
         p.error(f"--precisions must be a comma-separated list of {', '.join(known)}, got {args.precisions!r}")
+    if set(precisions) & set(onnx_text.PRECISIONS) and not onnx_text.available():
+        p.error("--precisions onnx-fp32 / onnx-int8 need onnxruntime and onnx: pip install onnxruntime onnx "
+                "(or drop them: --precisions fp32,int8)")
     out = run(encoders=tuple(x for x in args.encoders.split(",") if x), precisions=precisions,
               n_texts=args.texts, n_texts_bs1=args.texts_bs1, write=not args.no_write)
     if args.json:

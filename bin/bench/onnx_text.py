@@ -18,6 +18,13 @@ import torch
 PRECISIONS = ("onnx-fp32", "onnx-int8")
 
 
+def available() -> bool:
+    """Whether onnxruntime and onnx can be imported (both are needed: run, and quantize)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
 class _Hidden(torch.nn.Module):
     """The transformer alone, positional inputs, last hidden state out (what the graph holds)."""
 
