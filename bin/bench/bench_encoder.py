@@ -1,10 +1,12 @@
 """Encoder throughput against the machine's physical limit (``bin/bench-encoder``).
 
 Measures the inference throughput of ``minilm`` (all-MiniLM-L6-v2) and ``mpnet``
-(all-mpnet-base-v2), each in fp32 and int8 (``precision="int8"``), in examples and
-tokens per second at batch sizes 1 and 64 on real CLINC150 texts, through
-:meth:`fewshot.encoders.base.Encoder.encode` (the path every evaluation uses),
-and compares it with a limit estimated from first principles:
+(all-mpnet-base-v2), each in fp32 and int8 (``precision="int8"``) through
+:meth:`fewshot.encoders.base.Encoder.encode` (the path every evaluation uses), and
+run by ONNX Runtime in fp32 and its own dynamic int8 (:mod:`onnx_text`), side by side
+in alternating rounds, in examples and tokens per second at batch sizes 1 and 64 on
+real CLINC150 texts, with each one's cosine to the eager fp32 embeddings, and compares
+it with a limit estimated from first principles:
 
 - FLOPs per example, counted from the model itself: every ``nn.Linear`` in the
   transformer does ``2 * in * out`` FLOPs per token (multiply + add), and
@@ -23,15 +25,20 @@ for the padded length the batches actually run at (what the hardware is asked to
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 
+import onnx_text
+from alternating_rounds import AlternatingRounds
 from benchmarks_md import command, publish
+from fewshot.encoders.text import quantize_int8
 
 SECTION = "encoder"
 
@@ -125,70 +132,126 @@ def linear_flops_by_precision(model) -> tuple[int, int]:
     return fp32, int8
 
 
-def time_encoder(name: str, precision: str, texts: list[str], batch_sizes, n_texts_bs1: int, rates: dict) -> dict:
-    """One encoder at one precision: examples/s and tokens/s at each batch size, against the limit."""
+def _variants(name: str, precisions, workdir: str) -> dict:
+    """Per precision: (encode(texts, batch_size) -> (n, d) array, the model whose linear layers set the limit)."""
     from fewshot.encoders import create_encoder
 
-    enc = create_encoder(name, precision=precision).eval()
-    tok = enc.tokenizer(texts, truncation=True, max_length=enc.max_length)
-    lengths = np.asarray([len(x) for x in tok["input_ids"]])
-    n_layers, hidden = int(enc.model.config.num_hidden_layers), int(enc.model.config.hidden_size)
-    lin_fp32, lin_int8 = linear_flops_by_precision(enc.model)
-    enc.encode(texts[:64], batch_size=32, device="cpu")  # warm-up
-    rows = []
-    for bs in batch_sizes:
-        n = n_texts_bs1 if bs == 1 else len(texts)
-        sub, sub_len = texts[:n], lengths[:n]
-        t = time.perf_counter()
-        enc.encode(sub, batch_size=bs, device="cpu")
-        secs = time.perf_counter() - t
-        padded = padded_lengths(sub_len, bs)
-        # seconds per token at the limit: int8 linear FLOPs at the int8 rate, the rest (fp32 linear, attention)
-        attn = float(sum(4 * n_layers * P * hidden * P for P in padded))  # attention FLOPs of all padded tokens
-        limit_s = (padded.sum() * lin_int8 / rates["int8"] + (padded.sum() * lin_fp32 + attn) / rates["fp32"])
-        rows.append({"encoder": name, "precision": precision, "batch_size": bs, "examples": n, "seconds": secs,
-                     "examples_per_s": n / secs, "tokens_per_s": float(sub_len.sum()) / secs,
-                     "padded_tokens_per_s": float(padded.sum()) / secs, "mean_tokens": float(sub_len.mean()),
-                     "mean_padded_tokens": float(padded.mean()),
-                     "limit_padded_tokens_per_s": float(padded.sum()) / limit_s,
-                     "params": n_params(enc.model),
-                     "linear_mflop_per_token": (lin_fp32 + lin_int8) / 1e6, "int8_share": lin_int8 / (lin_fp32 + lin_int8)})
+    fp32 = create_encoder(name).eval()
+    out = {}
+    if any(p in onnx_text.PRECISIONS for p in precisions):
+        paths = onnx_text.export(fp32, workdir)
+    for precision in precisions:
+        if precision in onnx_text.PRECISIONS:
+            sess = onnx_text.session(paths[precision], torch.get_num_threads())
+            # onnx-int8 quantizes the layers torch's int8 does: its limit is counted on that model
+            limit_model = quantize_int8(copy.deepcopy(fp32.model)) if precision == "onnx-int8" else fp32.model
+            out[precision] = (lambda t, bs, s=sess: onnx_text.embed(s, fp32, t, bs), limit_model)
+        else:
+            enc = fp32 if precision == "fp32" else create_encoder(name, precision=precision).eval()
+            out[precision] = (lambda t, bs, e=enc: np.asarray(e.encode(t, batch_size=bs, device="cpu")), enc.model)
+    return fp32, out
+
+
+def time_encoder(name: str, precisions, texts: list[str], batch_sizes, n_texts_bs1: int, rates: dict,
+                 rounds: int = 4) -> list[dict]:
+    """One encoder at every precision: examples/s and tokens/s at each batch size, against the limit.
+
+    At each batch size the precisions take turns over ``rounds`` slices of the texts, the order
+    flipping every round (:class:`alternating_rounds.AlternatingRounds`), so load drift on a
+    shared machine falls on all of them alike. Agreement: cosine of each precision's embeddings
+    of the first 64 texts to eager fp32's.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"bench-encoder-{name}-") as workdir:
+        fp32, variants = _variants(name, precisions, workdir)
+        tok = fp32.tokenizer(texts, truncation=True, max_length=fp32.max_length)
+        lengths = np.asarray([len(x) for x in tok["input_ids"]])
+        n_layers, hidden = int(fp32.model.config.num_hidden_layers), int(fp32.model.config.hidden_size)
+        ref = variants["fp32"][0](texts[:64], 64) if "fp32" in variants else None
+        agree = {p: onnx_text.agreement(ref, f(texts[:64], 64)) if ref is not None else None
+                 for p, (f, _) in variants.items()}  # doubles as the warm-up
+        rows = []
+        for bs in batch_sizes:
+            n = n_texts_bs1 if bs == 1 else len(texts)
+            secs = dict.fromkeys(variants, 0.0)
+            for precision, (r,) in AlternatingRounds(rounds, rounds).turns(variants):
+                part = texts[:n][r::rounds]
+                t = time.perf_counter()
+                variants[precision][0](part, bs)
+                secs[precision] += time.perf_counter() - t
+            sub_len = lengths[:n]
+            # per-slice batching, as timed
+            padded = np.concatenate([padded_lengths(sub_len[r::rounds], bs) for r in range(rounds)])
+            attn = float(sum(4 * n_layers * P * hidden * P for P in padded))  # attention FLOPs of all padded tokens
+            for precision, (_, model) in variants.items():
+                lin_fp32, lin_int8 = linear_flops_by_precision(model)
+                # seconds at the limit: int8 linear FLOPs at the int8 rate, the rest (fp32 linear, attention)
+                limit_s = padded.sum() * lin_int8 / rates["int8"] + (padded.sum() * lin_fp32 + attn) / rates["fp32"]
+                s = secs[precision]
+                rows.append({"encoder": name, "precision": precision, "batch_size": bs, "examples": n, "seconds": s,
+                             "examples_per_s": n / s, "ms_per_example": 1000 * s / n,
+                             "tokens_per_s": float(sub_len.sum()) / s, "padded_tokens_per_s": float(padded.sum()) / s,
+                             "mean_tokens": float(sub_len.mean()), "mean_padded_tokens": float(padded.mean()),
+                             "limit_padded_tokens_per_s": float(padded.sum()) / limit_s,
+                             "params": n_params(fp32.model), "agreement": agree[precision],
+                             "linear_mflop_per_token": (lin_fp32 + lin_int8) / 1e6,
+                             "int8_share": lin_int8 / (lin_fp32 + lin_int8)})
     return rows
 
 
-def run(encoders=("minilm", "mpnet"), precisions=("fp32", "int8"), batch_sizes=(1, 64), n_texts: int = 512,
-        n_texts_bs1: int = 64, write: bool = True) -> dict:
+def run(encoders=("minilm", "mpnet"), precisions=("fp32", "int8", "onnx-fp32", "onnx-int8"), batch_sizes=(1, 64),
+        n_texts: int = 512, n_texts_bs1: int = 64, write: bool = True) -> dict:
     load_before = os.getloadavg()[0]
     texts = sample_texts(n_texts)
     rates = {"fp32": matmul_gflops() * 1e9, "int8": int8_linear_gflops() * 1e9}
-    rows = [row for name in encoders for precision in precisions
-            for row in time_encoder(name, precision, texts, batch_sizes, n_texts_bs1, rates)]
+    rows = [row for name in encoders for row in time_encoder(name, precisions, texts, batch_sizes, n_texts_bs1, rates)]
     out = {"load": (load_before, os.getloadavg()[0], os.cpu_count()), "matmul_gflops": rates["fp32"] / 1e9,
            "int8_gflops": rates["int8"] / 1e9, "threads": torch.get_num_threads(), "rows": rows,
+           "versions": {"torch": torch.__version__, "onnxruntime": _onnxruntime_version()},
            "command": command("bench-encoder")}
     publish(SECTION, render(out), write)
     return out
 
 
+def _onnxruntime_version() -> str | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.__version__
+
+
 def render(r: dict) -> str:
+    v = r.get("versions", {})
     lines = [
-        "## Encoder throughput: minilm and mpnet, fp32 and int8, against this machine's limit",
+        "## Encoder throughput: minilm and mpnet, eager fp32 and int8, ONNX Runtime fp32 and int8, against this "
+        "machine's limit",
         "",
         f"Command: `{r['command']}`",
         "",
-        f"Through `Encoder.encode` (length-sorted batches, CPU, {r['threads']} torch thread(s)) on a seeded sample "
-        "of CLINC150 texts. int8: `precision = \"int8\"` (`fewshot.encoders.text.quantize_int8`: dynamic int8 "
-        "linear layers, the feed-forward down-projections kept fp32).",
+        f"On a seeded sample of CLINC150 texts, CPU, {r['threads']} thread(s) for torch and for ONNX Runtime's "
+        f"intra-op pool (torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')}); length-sorted batches. "
+        "*fp32* / *int8*: `Encoder.encode` (the path every evaluation uses), int8 being `precision = \"int8\"` "
+        "(`fewshot.encoders.text.quantize_int8`: torch's dynamic int8 linear layers, the feed-forward "
+        "down-projections kept fp32). *onnx-fp32* / *onnx-int8*: the transformer exported with `torch.onnx.export` "
+        "(dynamic batch and sequence axes) and run by an ONNX Runtime CPU session (all graph optimisations), mean "
+        "pooling in numpy (`bin/bench/onnx_text.py`); onnx-int8 is ONNX Runtime's `quantize_dynamic` (int8 weights "
+        "per channel, the same down-projections kept fp32). The precisions take turns over 4 slices of the texts, "
+        "the order flipping each round, so load drift falls on all alike. cos: cosine of each precision's "
+        "embeddings of 64 texts to eager fp32's (mean / min).",
         "",
-        "| encoder | precision | batch size | examples | examples/s | tokens/s (padded) | limit tokens/s "
-        "(padded) | % of limit |",
-        "|---|---|---:|---:|---:|---|---:|---:|",
+        "| encoder | precision | batch size | examples | examples/s | ms/example | tokens/s (padded) | limit tokens/s "
+        "(padded) | % of limit | cos to fp32 (mean / min) |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for x in r["rows"]:
+        a = x.get("agreement")
+        cos = f"{a['mean_cosine']:.4f} / {a['min_cosine']:.4f}" if a else "-"
         lines.append(
             f"| {x['encoder']} ({x['params'] / 1e6:.1f}M) | {x['precision']} | {x['batch_size']} | {x['examples']} | "
-            f"{x['examples_per_s']:.1f} | {x['tokens_per_s']:.0f} ({x['padded_tokens_per_s']:.0f}) | "
-            f"{x['limit_padded_tokens_per_s']:.0f} | {100 * x['padded_tokens_per_s'] / x['limit_padded_tokens_per_s']:.0f}% |")
+            f"{x['examples_per_s']:.1f} | {x['ms_per_example']:.1f} | {x['tokens_per_s']:.0f} "
+            f"({x['padded_tokens_per_s']:.0f}) | {x['limit_padded_tokens_per_s']:.0f} | "
+            f"{100 * x['padded_tokens_per_s'] / x['limit_padded_tokens_per_s']:.0f}% | {cos} |")
+    lines += speedups(r["rows"])
     lines += [
         "",
         "How the limit is estimated:",
@@ -208,16 +271,46 @@ def render(r: dict) -> str:
     return "\n".join(lines)
 
 
+def speedups(rows: list[dict]) -> list[str]:
+    """Lines giving, per encoder and batch size, each ONNX Runtime row's examples/s over its eager counterpart's."""
+    rate = {(x["encoder"], x["batch_size"], x["precision"]): x["examples_per_s"] for x in rows}
+    pairs = (("onnx-fp32", "fp32"), ("onnx-int8", "int8"), ("onnx-int8", "fp32"))
+    out = []
+    for enc, bs in dict.fromkeys((x["encoder"], x["batch_size"]) for x in rows):
+        got = [f"{a} / {b} {rate[enc, bs, a] / rate[enc, bs, b]:.2f}x" for a, b in pairs
+               if (enc, bs, a) in rate and (enc, bs, b) in rate]
+        if got:
+            out.append(f"- {enc}, batch size {bs}: " + ", ".join(got))
+    if out:
+        out = ["", "ONNX Runtime over eager torch (examples/s, same run):"] + out + [
+            "", "ONNX Runtime is measured here only: fewshot's `--precision` offers fp32 and int8 (torch); "
+            "`bin/bench/onnx_text.py` is the benchmark's own export. ONNX Runtime's default `quantize_dynamic` "
+            "(every MatMul, weights per tensor) is not what onnx-int8 runs: on mpnet its embeddings of the same "
+            "64 texts had cosine 0.75 (mean) / 0.49 (min) to eager fp32's."]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bin/bench-encoder", description=__doc__.split("\n\n")[0])
     p.add_argument("--texts", type=int, default=512, help="texts timed at batch size 64")
     p.add_argument("--texts-bs1", type=int, default=64, help="texts timed at batch size 1")
+    p.add_argument("--encoders", default="minilm,mpnet", help="comma-separated encoder names")
+    p.add_argument("--precisions", default="fp32,int8,onnx-fp32,onnx-int8",
+                   help="comma-separated, of fp32, int8, onnx-fp32, onnx-int8 (onnx-*: pip install onnxruntime onnx)")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.texts < 64 or args.texts_bs1 < 1:
         p.error(f"--texts must be at least 64 and --texts-bs1 at least 1, got {args.texts} and {args.texts_bs1}")
-    out = run(n_texts=args.texts, n_texts_bs1=args.texts_bs1, write=not args.no_write)
+    precisions = tuple(x for x in args.precisions.split(",") if x)
+    known = ("fp32", "int8") + onnx_text.PRECISIONS
+    if not precisions or set(precisions) - set(known):
+        p.error(f"--precisions must be a comma-separated list of {', '.join(known)}, got {args.precisions!r}")
+    if set(precisions) & set(onnx_text.PRECISIONS) and not onnx_text.available():
+        p.error("--precisions onnx-fp32 / onnx-int8 need onnxruntime and onnx: pip install onnxruntime onnx "
+                "(or drop them: --precisions fp32,int8)")
+    out = run(encoders=tuple(x for x in args.encoders.split(",") if x), precisions=precisions,
+              n_texts=args.texts, n_texts_bs1=args.texts_bs1, write=not args.no_write)
     if args.json:
         print(json.dumps(out, indent=1))
     return 0
