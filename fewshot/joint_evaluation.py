@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .evaluation import progress_bar
-from .tag_evaluation import BOOTSTRAP, bootstrap_picks, prf, span_counts
+from .tag_evaluation import BOOTSTRAP, bootstrap_picks, prf, span_counts, type_report
 from .tagged import bio_spans
 
 METRICS = ("intent_accuracy", "slot_f1", "exact_match")
@@ -86,13 +86,7 @@ class JointEvalResult:
 
     def per_type(self) -> dict[str, dict]:
         """Per slot type: precision, recall, F1, and the correct / predicted / gold span counts."""
-        out = {}
-        for t in sorted(self.type_counts):
-            c = self.type_counts[t]
-            p, r, f = prf(c)
-            out[t] = {"precision": p, "recall": r, "f1": f, "correct": int(c[0]), "predicted": int(c[1]),
-                      "gold": int(c[2])}
-        return out
+        return type_report(self.type_counts)
 
     def summary(self) -> dict:
         """The figures as JSON-able values (what ``fewshot run --json`` prints for joint data)."""

@@ -61,6 +61,18 @@ def prf(counts: np.ndarray) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
+def type_report(type_counts: dict) -> dict[str, dict]:
+    """Per type of ``type_counts`` ({type: (correct, predicted, gold) span counts}): precision, recall, F1 and
+    the three counts, types sorted."""
+    out = {}
+    for t in sorted(type_counts):
+        c = type_counts[t]
+        p, r, f = prf(c)
+        out[t] = {"precision": p, "recall": r, "f1": f, "correct": int(c[0]), "predicted": int(c[1]),
+                  "gold": int(c[2])}
+    return out
+
+
 def bootstrap_picks(n_units: int, n: int = BOOTSTRAP, seed: int = 0) -> np.ndarray:
     """(n, n_units) indices: ``n`` resamples with replacement of ``n_units`` units (numpy ``default_rng(seed)``)."""
     return np.random.default_rng(seed).integers(0, n_units, size=(n, n_units))
@@ -124,13 +136,7 @@ class TagEvalResult:
 
     def per_type(self) -> dict[str, dict]:
         """Per type: precision, recall, F1, and the correct / predicted / gold counts."""
-        out = {}
-        for t in sorted(self.type_counts):
-            c = self.type_counts[t]
-            p, r, f = prf(c)
-            out[t] = {"precision": p, "recall": r, "f1": f, "correct": int(c[0]), "predicted": int(c[1]),
-                      "gold": int(c[2])}
-        return out
+        return type_report(self.type_counts)
 
     def summary(self) -> dict:
         """The run's figures as JSON-able values (what ``fewshot run --json`` prints for NER)."""
