@@ -100,8 +100,9 @@ def test_catalog_commands_list_names(runner):
     assert "wn33  (default, embedded)" in names and "clinc150" in names and "omniglot-runs" in names
     assert invoke(runner, "encoders").output.split() == ["conv4", "minilm", "mobilenetv2", "mpnet"]
     lines = invoke(runner, "learners").output.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["finetune", "maml", "nnshot", "protobert", "protonet", "setfit"]
-    assert "transductive=0" in lines[4] and "inner_steps=5" in lines[1]  # each learner's own settings
+    names = ["finetune", "joint", "maml", "nnshot", "protobert", "protonet", "setfit", "structshot"]
+    assert [line.split(":")[0] for line in lines] == names
+    assert "transductive=0" in lines[names.index("protonet")] and "inner_steps=5" in lines[names.index("maml")]
 
 
 def test_run_report_table_and_json_per_class(runner):
