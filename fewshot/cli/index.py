@@ -27,10 +27,9 @@ import click
 from ..index import METRICS
 from ..inputs import check_labels, check_texts
 from .app import main
+from .tagger import TASKS, add_to_tagger, create_tagger, folder_task, list_tagger, remove_types, tag
 
 EXAMPLE_FILES = (".csv", ".tsv", ".jsonl")
-TASKS = ("classification", "ner")
-TAGGED_FILES = (".conll", ".txt", ".tsv", ".jsonl")  # CoNLL token<TAB>tag lines, or JSONL of tokens and tags
 
 
 @main.group()
@@ -40,40 +39,14 @@ def index() -> None:
     --file, tag, list, remove)."""
 
 
-def _task(directory) -> str:
-    """"ner" if DIRECTORY holds a FewShotTagger, else "classification" (whose own checks refuse a folder
-    that is neither)."""
-    from ..support import folder
-
-    return "ner" if folder.kind_of(directory) == folder.TAGGER_KIND else "classification"
+index.add_command(tag)  # the tagger's own command (fewshot/cli/tagger.py)
 
 
 def _refuse_tagger(directory, command: str, instead: str = "a tagger takes `index add --file`, `index tag`, "
                    "`index list` and `index remove`") -> None:
-    if _task(directory) == "ner":
+    if folder_task(directory) == "ner":
         raise ValueError(f"{directory} holds an NER tagger (created with --task ner), and `fewshot index {command}` "
                          f"works on a classification index; {instead}")
-
-
-def _given(ctx: click.Context, *params: str) -> list[str]:
-    """The options among ``params`` that the user set on the command line, as ``--flag`` names."""
-    return ["--" + p.replace("_", "-") for p in params
-            if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
-
-
-def _read_tagged(path: str) -> tuple[list, list, list]:
-    """(sentences, IO tags, "file:line" origins) of an annotated file: CoNLL or JSONL of tokens and tags."""
-    from ..datasets.ner import read_tagged_path
-
-    p = Path(path)
-    if p.suffix.lower() not in TAGGED_FILES:
-        raise ValueError(f"--file {path}: expected annotated sentences, a .conll/.txt/.tsv file of `token<TAB>tag` "
-                         "lines (a blank line between sentences; IO or BIO tags) or a .jsonl file of "
-                         f"{{\"tokens\": [...], \"tags\": [...]}} objects, got a {p.suffix or 'suffix-less'} file")
-    if not p.is_file():
-        raise FileNotFoundError(f"--file {path}: no such file")
-    data = read_tagged_path(p)
-    return data.sentences, data.tags, data.origins
 
 
 def _read_examples(path: str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
@@ -140,19 +113,7 @@ def create(ctx, directory, encoder, checkpoint, metric, index_kind, unknown_labe
         raise ValueError(f"{directory} already holds an index; add to it with `fewshot index add`, or choose "
                          "a new folder")
     if task == "ner":
-        given = _given(ctx, "index_kind", "unknown_label")
-        if given:
-            verbs = ("configures", "means", "it") if len(given) == 1 else ("configure", "mean", "them")
-            raise ValueError(f"{' and '.join(given)} {verbs[0]} a classification index and {verbs[1]} nothing to "
-                             f"an NER tagger (--task ner); drop {verbs[2]}")
-        from ..support.tagger import FewShotTagger
-
-        tagger = FewShotTagger(checkpoint or encoder or default_encoder("text"),
-                               **({"metric": metric} if metric else {}))
-        tagger.create(directory)
-        click.echo(f"created an empty NER tagger in {directory} (encoder {tagger.encoder.name}, "
-                   f"{tagger.encoder.dim}-d, {tagger.metric}); teach it entity types with "
-                   f"`fewshot index add {directory} --file annotated.conll`")
+        create_tagger(ctx, directory, encoder, checkpoint, metric)
         return
     kw = dict(index_kind=index_kind, unknown_label=unknown_label)
     if metric:
@@ -204,8 +165,8 @@ def add(ctx, directory, texts, label, file_, images, text_column, label_column, 
     """
     from ..support import FewShotClassifier
 
-    if _task(directory) == "ner":
-        _add_to_tagger(ctx, directory, texts, label, file_, images, replace)
+    if folder_task(directory) == "ner":
+        add_to_tagger(ctx, directory, texts, label, file_, images, replace)
         return
     sources = sum([bool(texts), bool(file_), bool(images)])
     if sources != 1:
@@ -231,35 +192,6 @@ def add(ctx, directory, texts, label, file_, images, text_column, label_column, 
     new = len(set(y) - before)
     click.echo(f"added {len(x)} examples: {new} new classes, {len(set(y)) - new} updated; "
                f"the index holds {clf.n_classes} classes")
-
-
-def _add_to_tagger(ctx, directory, texts, label, file_, images, replace) -> None:
-    from ..support.tagger import FewShotTagger
-    from ..tagged import types_of
-
-    if texts:
-        raise ValueError(f"{directory} holds an NER tagger, which learns from annotated sentences, not TEXT "
-                         "arguments: write them one `token<TAB>tag` line per word (a blank line between sentences) "
-                         "to a .conll file, or as {\"tokens\": [...], \"tags\": [...]} lines to a .jsonl file, "
-                         "and use --file F")
-    refused = (["--label"] if label else []) + (["--images"] if images else []) + \
-        _given(ctx, "text_column", "label_column")
-    if refused:
-        verbs = ("does", "it") if len(refused) == 1 else ("do", "them")
-        raise ValueError(f"{' and '.join(refused)} {verbs[0]} not apply to an NER tagger ({directory}): the words "
-                         f"and their entity types come from the tags of --file F; drop {verbs[1]}")
-    if not file_:
-        raise ValueError(f"give the annotated sentences for the tagger in {directory} with --file F (.conll: "
-                         "`token<TAB>tag` lines; .jsonl: tokens and tags)")
-    sentences, tags, origins = _read_tagged(file_)  # refused here, before the lock: DIR is not touched
-    with FewShotTagger.update(directory) as tagger:
-        before = set(tagger.types_)
-        tagger.add(sentences, tags, replace=replace, where=lambda i: origins[i])
-    types = set(types_of(tags))
-    new = len(types - before)
-    click.echo(f"added {sum(map(len, sentences))} words of {len(sentences)} sentences: {new} new entity types, "
-               f"{len(types) - new} {'replaced' if replace else 'extended'}; the tagger holds "
-               f"{len(tagger.types_)} entity types")
 
 
 @index.command("predict")
@@ -310,8 +242,8 @@ def list_(directory, as_json):
     their word counts)."""
     from ..support import FewShotClassifier
 
-    if _task(directory) == "ner":
-        _list_tagger(directory, as_json)
+    if folder_task(directory) == "ner":
+        list_tagger(directory, as_json)
         return
     info = FewShotClassifier.describe(directory)  # the manifest only: the index is not loaded
     if as_json:
@@ -335,7 +267,7 @@ def describe(directory, as_json):
     from ..support import FewShotClassifier
     from ..support.tagger import FewShotTagger
 
-    task = _task(directory)
+    task = folder_task(directory)
     info = (FewShotTagger if task == "ner" else FewShotClassifier).describe(directory)  # the manifest only
     classes = info.pop("classes")
     out = {"task": task, **info, "classes": len(classes), "examples": sum(c["count"] for c in classes)}
@@ -348,24 +280,6 @@ def describe(directory, as_json):
         click.echo(f"{key}\t{value}")
 
 
-def _list_tagger(directory, as_json: bool) -> None:
-    from ..support.tagger import FewShotTagger
-    from ..tagged import OUTSIDE
-
-    info = FewShotTagger.describe(directory)  # the manifest only: the encoder is not loaded
-    types = [{"type": c["label"], "words": c["count"]} for c in info["classes"] if c["label"] != OUTSIDE]
-    outside = sum(c["count"] for c in info["classes"] if c["label"] == OUTSIDE)
-    if as_json:
-        click.echo(json.dumps({"task": "ner", **{k: info[k] for k in ("encoder", "fingerprint", "metric", "dim",
-                                                                      "index_id")},
-                               "types": types, "outside_words": outside}))
-        return
-    click.echo(f"# {len(types)} entity types, {sum(t['words'] for t in types)} words (and {outside} O words); "
-               f"encoder {info['encoder']} ({info['dim']}-d, {info['metric']})")
-    for t in types:
-        click.echo(f"{t['words']}\t{t['type']}")
-
-
 @index.command("remove")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.option("--label", "labels", multiple=True, required=True, help="A class to remove (repeatable).")
@@ -373,12 +287,8 @@ def remove(directory, labels):
     """Remove classes from the index in DIRECTORY (a tagger: entity types)."""
     from ..support import FewShotClassifier
 
-    if _task(directory) == "ner":
-        from ..support.tagger import FewShotTagger
-
-        with FewShotTagger.update(directory) as tagger:
-            tagger.remove_types(list(dict.fromkeys(labels)))
-        click.echo(f"removed {len(set(labels))} entity types; the tagger holds {len(tagger.types_)} entity types")
+    if folder_task(directory) == "ner":
+        remove_types(directory, labels)
         return
     with FewShotClassifier.update(directory) as clf:
         clf.remove_classes(list(labels))
@@ -494,49 +404,3 @@ def rebuild(directory, checkpoint, margin, force):
     if r["threshold_reset"]:
         click.echo("the open-set threshold was calibrated for the old encoder and has been reset; run "
                    f"`fewshot index calibrate {directory} --file HELD_OUT` again")
-
-
-@index.command("tag")
-@click.argument("directory", type=click.Path(file_okay=False, exists=True))
-@click.argument("texts", nargs=-1)
-@click.option("--file", "file_", type=click.Path(dir_okay=False), default=None,
-              help="A .txt file, one sentence per line (or a .csv/.tsv/.jsonl file of texts, --text-column).")
-@click.option("--text-column", default="text", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per sentence: text, words, entities.")
-def tag(directory, texts, file_, text_column, as_json):
-    """Find the entities of TEXTS (or of the sentences of --file) with the NER tagger in DIRECTORY.
-
-    Each text is split into words one way (fewshot.tagged.split_words): whitespace separates words
-    and punctuation is a word of its own, but for an inner hyphen or apostrophe (state-of-the-art,
-    O'Brien) and a number's inner . or , (3.5). An entity is a run of words of one type: its type,
-    start and end (word indices, end inclusive), its words joined by spaces, and its score (the mean
-    probability of its type over its words). Text output: a `# TEXT` line per sentence, then one
-    `type<TAB>start<TAB>end<TAB>score<TAB>entity` line per entity.
-    """
-    from ..support.tagger import FewShotTagger
-    from ..tagged import OUTSIDE, split_words
-
-    if _task(directory) != "ner":
-        raise ValueError(f"{directory} holds a classification index, and `fewshot index tag` finds entity spans with "
-                         f"an NER tagger (`fewshot index create DIR --task ner`); classify whole texts with "
-                         f"`fewshot index predict {directory} TEXT...`")
-    if bool(texts) == bool(file_):
-        raise ValueError("give the sentences to tag as arguments or with --file F, not both and not neither")
-    x = check_texts(texts, "TEXT") if texts else _read_texts(file_, text_column)
-    source = "TEXT" if texts else file_
-    counts = {c["label"]: c["count"] for c in FewShotTagger.describe(directory)["classes"]}  # before the encoder
-    n_types = len(counts) - (OUTSIDE in counts)
-    if not n_types or OUTSIDE not in counts:
-        raise ValueError(f"the tagger in {directory} needs words of O and of at least one entity type (it has "
-                         f"{n_types} types and {counts.get(OUTSIDE, 0)} O words); teach it first: "
-                         f"fewshot index add {directory} --file annotated.conll")
-    tagger = FewShotTagger.load(directory)
-    words = [split_words(t) for t in x]
-    found = tagger.predict(words, where=lambda i: f"{source}: item {i}")
-    for text, w, entities in zip(x, words, found):
-        if as_json:
-            click.echo(json.dumps({"text": text, "words": list(w), "entities": entities}, ensure_ascii=False))
-            continue
-        click.echo(f"# {text}")
-        for e in entities:
-            click.echo(f"{e['type']}\t{e['start']}\t{e['end']}\t{e['score']:.3f}\t{e['text']}")
