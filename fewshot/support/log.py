@@ -46,11 +46,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..atomic import fsync_dir
+from .log_records import FORMAT, RecordIds, parse_records
 
 FILENAME = "predictions.jsonl"
-FORMAT = "fewshot-predictions/1"
 ENTRY_KEYS = ("query", "labels", "scores", "generation")
-RECORD_TYPES = ("header", "prediction", "correction", "confirmation")
 READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)  # a folder or file this user may read, not write
 
 
@@ -81,7 +80,7 @@ class PredictionLog:
         self._file_id: tuple[int, int] | None = None
         self._offset = 0
         self._lines = 0
-        self._ids = _Ids()
+        self._ids = RecordIds()
         # called at each read: the prediction ids whose correction the index has committed (None: all count);
         # a correction record of any other id (its writer was killed before the index took it) does not
         # count: see fewshot.support.curation.correct
@@ -267,7 +266,7 @@ class PredictionLog:
             return [], 0
         with self._lock(exclusive=False):
             data = self.path.read_bytes()
-        records, end = _parse(data, self.path, first_line=1, ids=_Ids())
+        records, end = parse_records(data, self.path, first_line=1, ids=RecordIds())
         if records:
             self._check_header(records[0])
         if end < len(data):
@@ -290,15 +289,15 @@ class PredictionLog:
                                 "created": utc_now()})])
             fsync_dir(self.path.parent)
             st = os.stat(self.path)
-            self._file_id, self._offset, self._lines, self._ids = (st.st_dev, st.st_ino), st.st_size, 1, _Ids()
+            self._file_id, self._offset, self._lines, self._ids = (st.st_dev, st.st_ino), st.st_size, 1, RecordIds()
             return
         if self._file_id != (st.st_dev, st.st_ino) or st.st_size < self._offset:  # another file, or rewritten
-            self._file_id, self._offset, self._lines, self._ids = (st.st_dev, st.st_ino), 0, 0, _Ids()
+            self._file_id, self._offset, self._lines, self._ids = (st.st_dev, st.st_ino), 0, 0, RecordIds()
         with open(self.path, "rb") as f:
             f.seek(self._offset)
             data = f.read()
         try:
-            records, end = _parse(data, self.path, first_line=self._lines + 1, ids=self._ids)
+            records, end = parse_records(data, self.path, first_line=self._lines + 1, ids=self._ids)
         except ValueError:
             self._file_id = None  # rescan from the start next time
             raise
@@ -386,92 +385,7 @@ def _describe_ids(ids) -> str:
     return f"its ids run from {min(ids)} to {max(ids)}" if ids else "it holds no predictions"
 
 
-class _Ids:
-    """The prediction ids seen so far and the largest of them."""
-
-    def __init__(self):
-        self.seen: set[int] = set()
-        self.last = -1
-
-    def add_all(self, ids: list[int]) -> None:
-        self.seen.update(ids)
-        self.last = max(self.last, *ids)
-
-
-def _parse(data: bytes, path: Path, first_line: int, ids: _Ids) -> tuple[list[dict], int]:
-    """The complete lines of ``data`` as checked records, and the byte length they span.
-
-    ``first_line`` is the line number of ``data``'s first line (1 at the start of the file);
-    ``ids`` holds the prediction ids already seen and is updated. Bytes after the last newline
-    (a torn line) are left out; a complete line that is not a valid record raises ValueError.
-    """
-    end = data.rfind(b"\n") + 1
-    lines = data[:end].split(b"\n")[:-1]
-    if end < len(data) and _complete(data[end:]):
-        lines, end = lines + [data[end:]], len(data)  # a complete record that lacks only its newline: kept
-    records = []
-    for n, raw in enumerate(lines, start=first_line):
-        try:
-            r = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(
-                f"{path}, line {n}: not a complete JSON record ({raw[:60]!r}); only the last line can be torn by a "
-                "crash, so the log is corrupted: restore it from a copy or move it aside to start a new log"
-            ) from exc
-        _check_record(r, n, path, ids)
-        records.append(r)
-    return records, end
-
-
-def _complete(tail: bytes) -> bool:
-    """Whether a last line without its newline is a whole JSON object (a torn line never is: a record's
-    closing brace is its last byte before the newline)."""
-    try:
-        return isinstance(json.loads(tail), dict)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False
-
-
-def _is_label(x) -> bool:
-    return isinstance(x, (str, int)) and not isinstance(x, bool)
-
-
 def _refuse_symlink(path: Path) -> None:
     if path.is_symlink():
         raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); the prediction log is never written "
                          "through a link: replace it with a plain file or remove it")
-
-
-def _check_record(r, n: int, path: Path, ids: _Ids) -> None:
-    where = f"{path}, line {n}"
-    if not isinstance(r, dict) or r.get("type") not in RECORD_TYPES:
-        raise ValueError(f"{where}: expected a record with a type in {RECORD_TYPES}, got {str(r)[:80]}; "
-                         "this is not a fewshot prediction log")
-    if (n == 1) != (r["type"] == "header"):
-        raise ValueError(f"{where}: the header must be line 1 and only line 1, got a {r['type']!r} record; "
-                         "this is not a fewshot prediction log (or it was edited)")
-    if r["type"] == "header":
-        if r.get("format") != FORMAT or not isinstance(r.get("index"), str):
-            raise ValueError(f"{where}: expected a header of format {FORMAT!r} naming the index, got {r}")
-        return
-    if isinstance(r.get("id"), bool) or not isinstance(r.get("id"), int):
-        raise ValueError(f"{where}: expected an integer id, got {r.get('id')!r}")
-    if r["type"] == "prediction":
-        labels, scores = r.get("labels"), r.get("scores")
-        if not isinstance(labels, list) or not labels or not all(_is_label(x) for x in labels) \
-                or not isinstance(scores, list) or len(scores) != len(labels) \
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in scores) \
-                or not isinstance(r.get("query"), str):
-            raise ValueError(f"{where}: expected a prediction with a query text, a non-empty list of labels (str "
-                             f"or int) and one score per label, got {str(r)[:120]}; the log was edited: restore "
-                             "it or move it aside to start a new log")
-    elif r["type"] == "correction" and not _is_label(r.get("label")):
-        raise ValueError(f"{where}: expected a correction whose label is a str or int, got {r.get('label')!r}; "
-                         "the log was edited: restore it or move it aside to start a new log")
-    if r["type"] == "prediction":
-        if r["id"] <= ids.last:
-            raise ValueError(f"{where}: prediction id {r['id']} after id {ids.last}; ids must increase "
-                             "(the log was edited or merged): restore it or move it aside")
-        ids.add_all([r["id"]])
-    elif r["id"] not in ids.seen:
-        raise ValueError(f"{where}: {r['type']} of prediction id {r['id']}, which no earlier line holds")
