@@ -76,7 +76,7 @@ class SupportIndex:
         # (true while ids are added above the rest; FAISS keeps the order on removal)
         self._in_id_order = True
         self.n_trained = 0  # IVF: how many vectors the coarse quantizer was trained on
-        self.tuning: dict | None = None  # JSON-able record of how nprobe was chosen (its owner's measurement)
+        self.tuning: dict | None = None  # JSON-able record of how nprobe was chosen (set_nprobe)
         self._index = None if kind == "ivf" else self._new_index()
 
     # -- construction -----------------------------------------------------------------------------
@@ -121,12 +121,15 @@ class SupportIndex:
         """Whether :meth:`search` returns exact scores of the ids it finds (False for ``codes="sq8"``)."""
         return self.codes == "flat"
 
-    def set_nprobe(self, nprobe: int) -> None:
-        """IVF: how many lists a search visits (more: higher recall, slower)."""
+    def set_nprobe(self, nprobe: int, tuning: dict | None = None) -> None:
+        """IVF: how many lists a search visits (more: higher recall, slower); ``tuning``: a JSON-able record
+        of how that value was chosen, kept in :meth:`config` (None leaves the last record)."""
         if self.kind != "ivf" or isinstance(nprobe, bool) or not isinstance(nprobe, (int, np.integer)) \
                 or nprobe < 1:
             raise ValueError(f"set_nprobe: needs an IVF index and a positive int, got {nprobe!r} for {self.kind!r}")
         self.nprobe = int(nprobe)
+        if tuning is not None:
+            self.tuning = dict(tuning)
         if self._index is not None:
             self._index.nprobe = min(self.nlist, self.nprobe)
 

@@ -152,5 +152,6 @@ class SearchPolicy:
             if recall >= TARGET_RECALL or nprobe >= ix.nlist:
                 break
             nprobe = min(2 * nprobe, ix.nlist)
-        ix.tuning = {"target_recall": TARGET_RECALL, "recall_at_1": round(recall, 4), "queries": len(pick),
-                     "tried": tried, "how": "class means moved halfway to their nearest other class"}
+        ix.set_nprobe(nprobe, tuning={"target_recall": TARGET_RECALL, "recall_at_1": round(recall, 4),
+                                      "queries": len(pick), "tried": tried,
+                                      "how": "class means moved halfway to their nearest other class"})
