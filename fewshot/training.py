@@ -18,6 +18,12 @@ batches of its train part, whose targets are the packed rows of
 learner's ``selection_metric`` (named by ``val_metric``) and ``val_ci95`` half its bootstrap
 interval. The test part is never read here.
 
+Why one module of ~490 lines: :class:`Trainer` is one state machine (step, optimizer, schedule, best
+score, resume state, the DDP wrap) whose parts read and write that shared state at every step; the
+pieces that stand alone already live elsewhere (episodes, evaluation, checkpoints, the process group
+in :mod:`fewshot.distributed`). The resident-input helpers (``_make_resident`` to ``_device_labels``)
+are the next candidate to move out, as a train-inputs object, if the module grows.
+
 ``include_val`` trains a final model once a validated run has fixed the recipe:
 the val classes join the train classes, nothing validates (the log's
 ``val_accuracy`` is null, ``patience`` does nothing) and the checkpoint is the
