@@ -1,9 +1,13 @@
 """ClassBook: the bookkeeping of a classifier whose classes come and go at run time.
 
-For each class, one row: its label, the float64 sum and the count of every embedding ever added
-under it (so its prototype is the exact running mean, updated without re-embedding old examples),
-its stable int64 search id (never reused) and its support texts (None where unknown: examples added
-as embeddings or images).
+For each class, one row: its label, its float32 mean (the prototype every search reads), the count
+of every embedding ever added under it, its stable int64 search id (never reused) and its support
+texts (None where unknown: examples added as embeddings or images). The mean is the exact running
+mean: a row changed in this process also keeps the float64 sum of its embeddings, from which its
+mean is recomputed on every change (no re-embedding of old examples, no drift). A row restored from
+saved means has no sum until it first changes; then its sum is its float32 mean times its count
+(what a save keeps), so a load touches nothing but the means it was given, and those are used in
+place (a 10^6-class load copies no 1.5 GB array).
 
 Costs are O(examples changed), whatever the class count: the rows live in fixed-size blocks, so
 growing allocates a new block and never copies (no add pays for a doubling); removing a class moves the last row into its place (so rows
@@ -21,7 +25,7 @@ import numpy as np
 from ..inputs import label_key
 
 
-BLOCK_ROWS = 1 << 14  # rows per storage block: 48 MiB of float64 sums at 384-d
+BLOCK_ROWS = 1 << 14  # rows per storage block: 24 MiB of float32 means at 384-d
 
 
 class _Rows:
@@ -33,14 +37,25 @@ class _Rows:
         self._blocks: list[np.ndarray] = []
 
     @classmethod
-    def of(cls, a: np.ndarray, dtype=None, scale: np.ndarray | None = None) -> "_Rows":
-        """Rows holding a copy of ``a`` (as ``dtype``), each row times ``scale[row]`` if given: one pass."""
+    def of(cls, a: np.ndarray, dtype=None) -> "_Rows":
+        """Rows holding a copy of ``a`` (as ``dtype``)."""
         rows = cls(a.shape[1:], dtype or a.dtype)
         rows.reserve(len(a))
         for start, stop, block in rows.blocks(len(a)):
             block[:] = a[start:stop]
-            if scale is not None:  # in the block's dtype: a mixed-type in-place multiply is many times slower
-                block *= scale[start:stop].astype(rows.dtype).reshape(-1, *([1] * len(rows.row_shape)))
+        return rows
+
+    @classmethod
+    def wrap(cls, a: np.ndarray) -> "_Rows":
+        """Rows that are ``a`` itself, block by block (views, no copy), but for the rows after its last full
+        block, copied into a fresh block of their own (so that growing never reallocates a view). A view of a
+        read-only array is copied on its first write (:meth:`__setitem__`)."""
+        rows = cls(a.shape[1:], a.dtype)
+        full = len(a) // BLOCK_ROWS * BLOCK_ROWS
+        rows._blocks = [a[i:i + BLOCK_ROWS] for i in range(0, full, BLOCK_ROWS)]
+        if full < len(a):
+            rows.reserve(len(a))
+            rows._blocks[-1][: len(a) - full] = a[full:]
         return rows
 
     def blocks(self, n: int):
@@ -58,7 +73,10 @@ class _Rows:
         return self._blocks[r // BLOCK_ROWS][r % BLOCK_ROWS]
 
     def __setitem__(self, r: int, value) -> None:
-        self._blocks[r // BLOCK_ROWS][r % BLOCK_ROWS] = value
+        b = r // BLOCK_ROWS
+        if not self._blocks[b].flags.writeable:  # a view of read-only saved state: copied once, on first write
+            self._blocks[b] = self._blocks[b].copy()
+        self._blocks[b][r % BLOCK_ROWS] = value
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """A copy of ``rows`` (a 1-d int array)."""
@@ -79,13 +97,15 @@ class _Rows:
 
 
 class ClassBook:
-    """Labels, running sums, counts, stable ids and support texts of ``dim``-dimensional classes."""
+    """Labels, means, counts, stable ids and support texts of ``dim``-dimensional classes."""
 
     def __init__(self, dim: int):
         self.dim = int(dim)
         self.labels: list = []
         self._row: dict = {}
-        self._sums = _Rows((self.dim,), np.float64)
+        self._means = _Rows((self.dim,), np.float32)
+        self._sums = _Rows((self.dim,), np.float64)  # valid where _exact: the rows changed in this process
+        self._exact = _Rows((), np.bool_)
         self._counts = _Rows((), np.int64)
         self._ids = _Rows((), np.int64)
         self.next_id = 0
@@ -117,8 +137,13 @@ class ClassBook:
 
     @property
     def sums(self) -> np.ndarray:
-        """(n, dim) float64 sums of each class's embeddings (a read-only copy)."""
-        return _readonly(self._sums.head(len(self)))
+        """(n, dim) float64 sums of each class's embeddings (a read-only copy; a row restored from saved means
+        and not changed since: its mean times its count)."""
+        n = len(self)
+        sums = self._means.head(n).astype(np.float64) * self._counts.head(n)[:, None]
+        exact = np.flatnonzero(self._exact.head(n))
+        sums[exact] = self._sums.take(exact)
+        return _readonly(sums)
 
     @property
     def counts(self) -> np.ndarray:
@@ -131,14 +156,10 @@ class ClassBook:
         return _readonly(self._ids.head(len(self)))
 
     def prototypes(self, rows=None) -> np.ndarray:
-        """(len(rows), dim) float32 class means of ``rows`` (default: every class, in order)."""
-        if rows is None:  # block by block into the float32 result: no float64 temporary of every row
-            out = np.empty((len(self), self.dim), dtype=np.float32)
-            for (a, b, sums), (_, _, counts) in zip(self._sums.blocks(len(self)), self._counts.blocks(len(self))):
-                np.divide(sums, counts[:, None], out=out[a:b], casting="unsafe")
-            return out
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        return (self._sums.take(rows) / self._counts.take(rows)[:, None]).astype(np.float32)
+        """(len(rows), dim) float32 class means of ``rows`` (default: every class, in order): a copy."""
+        if rows is None:
+            return self._means.head(len(self))
+        return self._means.take(np.asarray(rows, dtype=np.int64).reshape(-1))
 
     def ids_of(self, rows) -> np.ndarray:
         """(len(rows),) int64 search ids of ``rows``."""
@@ -159,13 +180,23 @@ class ClassBook:
     def held_out_prototypes(self, z: np.ndarray, labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
         """Class means with the embeddings ``z`` (n, dim) taken out of their classes ``labels``:
         (rows of the classes left non-empty, their (k, dim) float32 means)."""
-        sums, counts = self._sums.head(len(self)), self._counts.head(len(self))
+        protos, counts = self._means.head(len(self)), self._counts.head(len(self))
+        taken: dict[int, np.ndarray] = {}
         for zi, lab in zip(np.asarray(z, dtype=np.float64), labels):
             r = self._row[lab]
-            sums[r] -= zi
+            taken[r] = taken.get(r, 0) + zi
             counts[r] -= 1
+        for r, s in taken.items():
+            if counts[r] > 0:
+                protos[r] = (self._sum(r) - s) / counts[r]
         keep = np.flatnonzero(counts > 0)
-        return keep, (sums[keep] / counts[keep, None]).astype(np.float32)
+        return keep, protos[keep]
+
+    def _sum(self, r: int) -> np.ndarray:
+        """The float64 sum of row ``r``'s embeddings."""
+        if self._exact[r]:
+            return self._sums[r].copy()
+        return self._means[r].astype(np.float64) * int(self._counts[r])
 
     # -- changing ---------------------------------------------------------------------------------
     def add(self, z: np.ndarray, labels: Sequence[Hashable], texts: Sequence[str] | None = None,
@@ -192,27 +223,28 @@ class ClassBook:
                 self.labels.append(lab)
                 if isinstance(lab, str) and self._keys is not None:
                     self._keys[label_key(lab)] = lab
-                self._sums[r], self._counts[r], self._ids[r] = s, len(rows), self.next_id
+                self._ids[r] = self.next_id
                 self._row_of_id[self.next_id] = r
                 self.next_id += 1
                 added.append(r)
                 kept: list | None = []
+                count = len(rows)
             else:
-                if replace:
-                    self._sums[r], self._counts[r] = s, len(rows)
-                else:
-                    self._sums[r] += s
-                    self._counts[r] += len(rows)
+                if not replace:
+                    s += self._sum(r)
+                count = len(rows) + (0 if replace else int(self._counts[r]))
                 changed.append(r)
                 kept = [] if replace else self._texts[lab]
+            self._sums[r], self._exact[r], self._counts[r] = s, True, count
+            self._means[r] = s / count
             self._texts[lab] = None if texts is None or kept is None else kept + [texts[i] for i in rows]
         return changed, added
 
     def remove(self, labels: Sequence) -> np.ndarray:
         """Forget classes ``labels`` (all must be classes); returns their search ids.
 
-        O(classes removed): the removed rows are filled, highest first, by the last row (its label, sums,
-        count, id and texts move; nothing else does)."""
+        O(classes removed): the removed rows are filled, highest first, by the last row (its label, mean,
+        sum, count, id and texts move; nothing else does)."""
         rows = sorted({self._row[lab] for lab in labels}, reverse=True)  # KeyError before anything changes
         gone = self._ids.take(np.asarray(rows[::-1], dtype=np.int64))
         for lab in [self.labels[r] for r in rows]:  # highest row first: a moved row is never one still to go
@@ -225,7 +257,8 @@ class ClassBook:
                 moved = self.labels[last]
                 self.labels[r] = moved
                 self._row[moved] = r
-                self._sums[r], self._counts[r], self._ids[r] = self._sums[last], self._counts[last], self._ids[last]
+                for part in self._parts():
+                    part[r] = part[last]
                 self._row_of_id[int(self._ids[r])] = r
             self.labels.pop()
         return gone
@@ -233,36 +266,46 @@ class ClassBook:
     @classmethod
     def restore(cls, dim: int, labels: list, sums: np.ndarray | None, counts, ids, next_id: int,
                 texts: dict, *, means: np.ndarray | None = None) -> "ClassBook":
-        """A book from saved state (the arrays copied into its blocks, the lists of ``texts`` taken over): the
-        float64 ``sums``, or the class ``means`` instead (then the sums are ``means * counts``); ValueError when
-        the parts disagree."""
+        """A book from saved state (the lists of ``texts`` taken over): the float64 ``sums``, or the float32
+        class ``means`` instead, used in place (not copied; a read-only array's block is copied on its first
+        change); ValueError when the parts disagree."""
         book = cls(dim)
         n = len(labels)
         if (sums is None) == (means is None):
             raise ValueError("restore: give the sums or the means, not both")
-        sums = np.asarray(sums if means is None else means)
+        given = np.asarray(sums if means is None else means)
         counts = np.asarray(counts, dtype=np.int64).reshape(-1)
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if sums.shape != (n, book.dim) or counts.shape != (n,) or ids.shape != (n,):
-            raise ValueError(f"inconsistent state ({n} classes, sums {sums.shape}, {len(counts)} counts, "
-                             f"{len(ids)} ids)")
+        if given.shape != (n, book.dim) or counts.shape != (n,) or ids.shape != (n,):
+            raise ValueError(f"inconsistent state ({n} classes, {'sums' if means is None else 'means'} "
+                             f"{given.shape}, {len(counts)} counts, {len(ids)} ids)")
         book._row_of_id = dict(zip(ids.tolist(), range(n)))
         if n and (len(book._row_of_id) != n or ids.max() >= next_id or ids.min() < 0 or np.any(counts < 1)):
             raise ValueError("inconsistent state (ids not unique in 0..next_id-1, or a class without examples)")
         book.labels = list(labels)
-        book._row = {lab: i for i, lab in enumerate(book.labels)}
+        book._row = dict(zip(book.labels, range(n)))
         if len(book._row) != n or len(texts) != n or not all(lab in texts for lab in book.labels):
             raise ValueError("inconsistent state (duplicate labels, or support texts for other classes)")
-        book._sums = _Rows.of(sums, np.float64, None if means is None else counts)
         book._counts, book._ids = _Rows.of(counts), _Rows.of(ids)
+        if means is None:  # an older folder's sums: every row exact
+            book._sums = _Rows.of(given, np.float64)
+            book._means = _Rows.of((given / counts[:, None]).astype(np.float32))
+            book._exact = _Rows.of(np.ones(n, dtype=np.bool_))
+        else:
+            book._means = _Rows.wrap(given.astype(np.float32, copy=False))
+        book._reserve(n)
         book.next_id = int(next_id)
         book._texts = dict(texts)  # the lists are taken over, not copied (a load's own)
         book._keys = None  # built on first use (O(classes) Unicode normalisation; a load need not pay it)
         return book
 
+    def _parts(self) -> tuple[_Rows, ...]:
+        return self._means, self._sums, self._exact, self._counts, self._ids
+
     def _reserve(self, n: int) -> None:
-        """Room for ``n`` rows: new blocks where needed, the rows held never copied (O(1) per added class)."""
-        for rows in (self._sums, self._counts, self._ids):
+        """Room for ``n`` rows: new (lazily zeroed) blocks where needed, the rows held never copied (O(1) per
+        added class)."""
+        for rows in self._parts():
             rows.reserve(n)
 
 

@@ -15,7 +15,7 @@ from unittest.mock import patch
 from fewshot.support import classbook
 from fewshot.support.classbook import ClassBook
 
-OPS = st.lists(st.tuples(st.sampled_from(["add", "replace", "remove"]),
+OPS = st.lists(st.tuples(st.sampled_from(["add", "replace", "remove", "reload"]),
                          st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=6)), min_size=1, max_size=25)
 
 
@@ -34,6 +34,14 @@ def _check_against_recomputation(ops, seed):
     order: list[str] = []  # the rows: first appearance; a removal (highest row first) moves the last row in
     next_id = 0
     for op, labels in ops:
+        if op == "reload":  # a save and load: the book restored from its float32 means, used in place
+            means = book.prototypes()
+            means.flags.writeable = False  # as saved state may be: a changed block must be copied, not written
+            book = ClassBook.restore(4, book.labels, None, book.counts, book.ids, book.next_id,
+                                     {lab: book.texts(lab) for lab in book.labels}, means=means)
+            for lab in book.labels:  # what a save keeps: each mean (float32) as many times as its count
+                truth[lab] = [means[book.row(lab)].astype(np.float64)] * len(truth[lab])
+            continue
         if op == "remove":
             present = sorted({lab for lab in labels if lab in truth})
             if not present:
