@@ -6,9 +6,9 @@ files, a lock) of kind ``"fewshot-classifier"`` holding
 - the manifest body: classes, counts, ids, next id, metric, dim, scale, unknown label, open-set
   threshold and calibration, index kind and options, the search index's config, and the encoder's
   identity (name, spec, modality, dim, weights fingerprint, and the checkpoint it came from);
-- ``state-*.safetensors``: the (n, dim) float32 class means (``means``; the running float64 sums are
-  ``means * counts`` on load, and the means come back bit for bit; older folders hold the
-  float64 ``sums`` instead, and still load);
+- ``state-*.safetensors``: the (n, dim) float32 class means (``means``), which come back bit for bit and
+  are used in place, not copied (:func:`_state_arrays`; a class's running float64 sum is its mean times its
+  count once it changes after the load); older folders hold the float64 ``sums`` instead, and still load;
 - ``support-*.json``: each class's support texts (or null where unknown), in the order of the classes;
 - ``index-*.faiss``: the search index (faiss's own serialisation) when it is approximate (IVF, HNSW);
   an exact flat index is the means themselves, so it is not stored twice but rebuilt from them on load
@@ -126,11 +126,9 @@ def creating(path):
 
 def read(path, kind: str = STORE_KIND) -> tuple[dict, ClassBook, SupportIndex | None, SupportStore]:
     """(manifest body, classes, search index or None, store) of the folder's current generation."""
-    from safetensors.numpy import load as load_arrays
-
     store = SupportStore(path, required=STORE_KEYS if kind == STORE_KIND else TAGGER_KEYS)
     try:
-        meta, blobs = store.read()
+        meta, blobs = store.read(writable=("state",))
     except StoreError:  # a folder of the other kind lacks this kind's keys: say what it is instead
         _check_kind(SupportStore(path).read_manifest()["body"], path, kind)
         raise
@@ -139,15 +137,7 @@ def read(path, kind: str = STORE_KIND) -> tuple[dict, ClassBook, SupportIndex | 
     labels = list(meta["classes"])
     counts = np.asarray(meta["counts"], dtype=np.int64).reshape(-1)
     try:
-        arrays = load_arrays(blobs["state"])
-        if "means" in arrays:
-            means = arrays["means"]
-            if means.dtype != np.float32 or means.shape != (len(counts), int(meta["dim"])):
-                raise ValueError(f"means of dtype {means.dtype} and shape {means.shape}, expected float32 "
-                                 f"({len(counts)}, {meta['dim']})")
-            state = {"means": means}
-        else:  # an older folder: the float64 sums themselves
-            state = {"sums": arrays["sums"]}
+        state = _state_arrays(blobs["state"], len(counts), int(meta["dim"]))
     except Exception as exc:  # safetensors raises its own error type on bad bytes
         raise StoreError(f"{path}: the class means file cannot be read ({exc}); restore the folder from a "
                          "backup") from exc
@@ -290,7 +280,8 @@ def check_body(meta: dict, path) -> None:
             return a.dtype.kind == "i" and a.ndim == 1 and (not len(a) or int(a.min()) >= lo)
         return ok
     schema = {  # key -> (check, what it must be)
-        "classes": (lambda v: isinstance(v, list) and all(is_label(x) for x in v),
+        "classes": (lambda v: isinstance(v, list) and (set(map(type, v)) <= {str, int}  # C speed at 10^6
+                                                       or all(is_label(x) for x in v)),
                     "a list of class labels (strings or numbers)"),
         "counts": (ints(1), f"a list of {n} positive integers, one per class"),
         "ids": (ints(0), f"a list of {n} non-negative integers, one per class"),
@@ -332,6 +323,31 @@ def _check_kind(meta: dict, path, kind: str = STORE_KIND) -> None:
         what = {STORE_KIND: "a classifier (FewShotClassifier)", TAGGER_KIND: "a tagger (FewShotTagger)"}
         raise StoreError(f"{path} holds {what.get(meta.get('kind'), repr(meta.get('kind')))}, not "
                          f"{what[kind]}; load it with the class that saved it")
+
+
+def _state_arrays(data, n: int, dim: int) -> dict:
+    """{"means": (n, dim) float32} over ``data`` itself (a safetensors file in a writable buffer of our own, see
+    :meth:`SupportStore.read`: the class means are used in place, not copied), or {"sums": float64} from an
+    older folder.
+
+    The means are located from the file's own header (safetensors' documented layout: an 8-byte little-endian
+    header length, a JSON header naming each tensor's dtype, shape and byte offsets, then the data), because
+    safetensors' numpy loader copies every tensor (6 s of a 10^6-class load on this machine)."""
+    from safetensors.numpy import load as load_arrays
+
+    size = int.from_bytes(bytes(data[:8]), "little") if len(data) >= 8 else -1
+    if not 0 < size <= len(data) - 8:
+        raise ValueError(f"a header of {size} bytes in a file of {len(data)}")
+    header = json.loads(bytes(data[8:8 + size]))
+    means = header.get("means") if isinstance(header, dict) else None
+    if means is None:  # an older folder: the float64 sums themselves (copied by safetensors)
+        return {"sums": load_arrays(bytes(data))["sums"]}
+    begin, end = (means.get("data_offsets") or [0, -1]) if isinstance(means, dict) else (0, -1)
+    if means.get("dtype") != "F32" or means.get("shape") != [n, dim] or end - begin != 4 * n * dim \
+            or begin < 0 or 8 + size + end > len(data):
+        raise ValueError(f"means of dtype {means.get('dtype')} and shape {means.get('shape')} at bytes "
+                         f"{begin}..{end}, expected F32 ({n}, {dim}) within the file")
+    return {"means": np.frombuffer(data, dtype="<f4", count=n * dim, offset=8 + size + begin).reshape(n, dim)}
 
 
 def support_bytes(book: ClassBook) -> bytes:

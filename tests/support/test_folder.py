@@ -38,3 +38,58 @@ def test_another_checkpoints_weights_are_refused(tiny_text_encoder, tiny_text_mo
     save_checkpoint(tmp_path / "other", create_learner("protonet", other))
     with pytest.raises(ValueError, match="weights fingerprint"):
         FewShotClassifier.load(tmp_path / "ix", encoder=tmp_path / "other")
+
+
+def _rewrite_state(src, dst, state: bytes) -> None:
+    """A copy of folder ``src`` at ``dst`` whose class state file is ``state`` (checksums made to match)."""
+    from fewshot.store import SupportStore
+
+    meta, blobs = SupportStore(src).read()
+    SupportStore(dst).write(meta, {"state": ("safetensors", state), "support": ("json", blobs["support"])})
+
+
+def test_the_means_are_used_in_place_and_a_change_in_memory_never_reaches_the_file(tiny_text_encoder, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((6, tiny_text_encoder.dim)).astype(np.float32)
+    clf = FewShotClassifier(tiny_text_encoder).add_embeddings(z, ["a", "b", "c", "a", "b", "c"])
+    clf.save(tmp_path / "ix")
+    state = next((tmp_path / "ix").glob("state-*"))
+    before = state.read_bytes()
+    loaded = FewShotClassifier.load(tmp_path / "ix", encoder=tiny_text_encoder)
+    np.testing.assert_array_equal(loaded.prototypes_, clf.prototypes_)  # bit for bit
+    extra = rng.standard_normal((2, tiny_text_encoder.dim)).astype(np.float32)
+    loaded.add_embeddings(extra, ["a", "d"])
+    want_a = (clf.prototypes_[0].astype(np.float64) * 2 + extra[0]) / 3  # the saved mean times its count, plus one
+    np.testing.assert_allclose(loaded.prototypes_[0], want_a, rtol=1e-6)
+    assert state.read_bytes() == before  # a private map: the change stayed in this process
+    again = FewShotClassifier.load(tmp_path / "ix", encoder=tiny_text_encoder)
+    np.testing.assert_array_equal(again.prototypes_, clf.prototypes_)
+    loaded.save(tmp_path / "ix")
+    np.testing.assert_array_equal(FewShotClassifier.load(tmp_path / "ix", encoder=tiny_text_encoder).prototypes_,
+                                  loaded.prototypes_)
+
+
+def test_an_older_folder_of_float64_sums_loads_and_a_lying_means_header_is_refused(tiny_text_encoder, tmp_path):
+    import numpy as np
+    from safetensors.numpy import save as save_arrays
+
+    from fewshot.store import StoreError
+
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((4, tiny_text_encoder.dim)).astype(np.float32)
+    clf = FewShotClassifier(tiny_text_encoder).add_embeddings(z, ["a", "b", "a", "b"])
+    clf.save(tmp_path / "ix")
+    _rewrite_state(tmp_path / "ix", tmp_path / "old", save_arrays({"sums": clf.sums_.copy()}))
+    old = FewShotClassifier.load(tmp_path / "old", encoder=tiny_text_encoder)
+    np.testing.assert_allclose(old.prototypes_, clf.prototypes_, rtol=1e-6)
+    np.testing.assert_array_equal(old.sums_, clf.sums_)
+    dim = tiny_text_encoder.dim
+    for bad, why in [(save_arrays({"means": z[:3]}), r"shape \[3, %d\]" % dim),
+                     (save_arrays({"means": clf.prototypes_.astype(np.float64)}), "dtype F64"),
+                     (b"\xff" * 8 + b"{}", "header of")]:
+        _rewrite_state(tmp_path / "ix", tmp_path / "bad", bad)
+        with pytest.raises(StoreError, match="class means file cannot be read.*" + why):
+            FewShotClassifier.load(tmp_path / "bad", encoder=tiny_text_encoder)
+        shutil.rmtree(tmp_path / "bad")
