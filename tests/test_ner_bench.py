@@ -98,3 +98,22 @@ def test_ner_bench_finetune_protocol_is_paired_on_frozen_episodes(shared_data, m
     text = read_section("ner-fewnerd-finetune", md)
     assert "Command: `bin/bench-ner --protocol finetune --episodes 3 --tuned-episodes 2" in text
     assert "| **finetune-ner - protobert** (paired) | defaults | 3 |" in text and "**same frozen episodes**" in text
+
+
+def test_ner_bench_speed_protocol_counts_tokens_against_the_floor(shared_data, md, capsys):
+    from benchmarks_md import read_section
+
+    assert bench_ner.main(["--protocol", "speed", "--episodes", "3", "--sentences", "8", "--rounds", "2",
+                           "--threads", "1,2", "--data-root", str(shared_data)]) == 0
+    out = rows_of(capsys.readouterr().out)
+    fast, tokens = out[:2], out[2]
+    assert [(r["part"], r["threads"], r["sentences"]) for r in fast] == [("throughput", 1, 8), ("throughput", 2, 8)]
+    assert all(r["sentences_per_s"] == pytest.approx(8 / r["seconds"]) and r["tokens"] > r["words"] for r in fast)
+    assert tokens["part"] == "tokens" and tokens["episodes"] == 3
+    # the run embeds each distinct sentence once: exactly the floor's sentences and tokens, in one pass per batch
+    assert tokens["embedded_sentences"] == tokens["distinct_sentences"] <= tokens["episode_sentences"]
+    assert tokens["embedded_tokens"] == tokens["floor_tokens"] <= tokens["reembedding_tokens"]
+    assert tokens["padded_positions"] >= tokens["embedded_tokens"] and tokens["forward_passes"] >= 1
+    text = read_section("ner-speed", md)
+    assert "Command: `bin/bench-ner --protocol speed --episodes 3 --sentences 8" in text
+    assert "| 1 | 8 |" in text and "| 2 | 8 |" in text and "embedded / floor" in text and "| 1.000 |" in text

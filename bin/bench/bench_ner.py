@@ -17,18 +17,22 @@ choice serves all three protocols; its transitions come from each protocol's tra
   al.'s minimum-including rule from the domain's train_*_full.json queries (NOT their released episodes).
   Transitions: the other 6 domains. Per-domain micro F1 and the average over domains, 95% bootstrap.
 
+- ``--protocol speed``: sentences tagged per second with frozen MiniLM at 1 and 2 threads, and the tokens an
+  episodic run embeds against the one-pass floor (:mod:`bench_ner_speed`), on the same frozen episodes.
 - ``--protocol finetune``: finetune-ner (a linear head fitted per episode on the support words; with
   ``--tuned-episodes N`` also with a LoRA adapter on the first N) against frozen ProtoBERT on the same frozen
   5-way 1~2-shot INTER test episodes (``--episodes-file``, the first ``--episodes``), the F1 difference paired.
 
-    bin/bench-ner [--protocol fewnerd|wnut17|snips|finetune] [--episodes 100] [--tune-episodes 100] [--seed 0]
-                  [--episodes-file FILE] [--tuned-episodes 0] [--data-root DIR] [--no-write]
+    bin/bench-ner [--protocol fewnerd|wnut17|snips|finetune|speed] [--episodes 100] [--tune-episodes 100]
+                  [--seed 0] [--episodes-file FILE] [--tuned-episodes 0] [--sentences 400] [--threads 1,2]
+                  [--rounds 4] [--data-root DIR] [--no-write]
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import bench_ner_speed
 import numpy as np
 from benchmarks_md import publish_rows
 
@@ -56,7 +60,8 @@ TEMPERATURES = (0.25, 0.5, 1.0, 2.0, 4.0)
 VAL_WAY = 3  # Few-NERD INTER's val split has 3 types
 ENCODER = "minilm"
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = {"fewnerd": "ner-fewnerd", "wnut17": "ner-wnut17", "snips": "ner-snips", "finetune": "ner-fewnerd-finetune"}
+SECTIONS = {"fewnerd": "ner-fewnerd", "wnut17": "ner-wnut17", "snips": "ner-snips", "finetune": "ner-fewnerd-finetune",
+            "speed": "ner-speed"}
 FINETUNE_EPISODES = "episodes/fewnerd-inter-5w1s-1000ep-seed0.jsonl"  # `fewshot episodes make`, 5-way 1~2-shot
 TUNED = {"adapt": "lora", "encoder_lr": 1e-4}  # the encoder-tuning row (--tuned-episodes): LoRA through peft
 
@@ -160,16 +165,21 @@ def paired_f1_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, fl
     return prf(a.sum(0))[2] - prf(b.sum(0))[2], float(low), float(high)
 
 
-def finetune_rows(args, tuned=None):
-    """finetune-ner (head only, then optionally LoRA on the first ``--tuned-episodes``) against frozen protobert
-    on the same frozen 5-way 1~2-shot episodes, one embedding cache for the frozen learners."""
+def frozen_episodes(args):
+    """``(header, dataset, episodes)``: the first ``--episodes`` of ``--episodes-file`` and fewnerd-inter."""
     path = Path(args.episodes_file)
     header, episodes = load_episodes(path if path.is_absolute() or path.exists() else ROOT / path)
     ds = load_dataset("fewnerd-inter", data_root(args.data_root))
     if header.get("dataset_fingerprint") != ds.fingerprint():
         raise SystemExit(f"{args.episodes_file} was made from another fewnerd-inter (fingerprint "
                          f"{header.get('dataset_fingerprint')}, loaded {ds.fingerprint()}); make it again")
-    episodes = episodes[: args.episodes]
+    return header, ds, episodes[: args.episodes]
+
+
+def finetune_rows(args, tuned=None):
+    """finetune-ner (head only, then optionally LoRA on the first ``--tuned-episodes``) against frozen protobert
+    on the same frozen 5-way 1~2-shot episodes, one embedding cache for the frozen learners."""
+    header, ds, episodes = frozen_episodes(args)
     encoder, cache, counts = create_encoder(ENCODER), {}, {}
     arms = [("protobert", {}, episodes), ("finetune-ner", {}, episodes)]
     if args.tuned_episodes:
@@ -324,9 +334,16 @@ def snips_markdown(rows: list[dict], cmd: str, tuned: dict) -> str:
     return "\n".join(lines)
 
 
+def speed_rows(args, tuned=None):
+    _, ds, episodes = frozen_episodes(args)
+    return bench_ner_speed.speed_rows(args, ds, episodes, create_encoder(ENCODER))
+
+
 MARKDOWN = {"fewnerd": fewnerd_markdown, "wnut17": wnut_markdown, "snips": snips_markdown,
-            "finetune": finetune_markdown}
-ROWS = {"fewnerd": fewnerd_rows, "wnut17": wnut_rows, "snips": snips_rows, "finetune": finetune_rows}
+            "finetune": finetune_markdown,
+            "speed": lambda rows, cmd, tuned: bench_ner_speed.speed_markdown(rows, cmd, FINETUNE_EPISODES)}
+ROWS = {"fewnerd": fewnerd_rows, "wnut17": wnut_rows, "snips": snips_rows, "finetune": finetune_rows,
+        "speed": speed_rows}
 SHOTS = {"fewnerd": tuple(s for _, s in SETTINGS), "wnut17": (1, 5), "snips": (1, 5)}  # protocols with structshot
 
 
@@ -340,6 +357,10 @@ def main(argv=None) -> int:
     p.add_argument("--episodes-file", default=FINETUNE_EPISODES, help="finetune: the frozen episodes")
     p.add_argument("--tuned-episodes", type=int, default=0,
                    help="finetune: also score finetune-ner with a LoRA adapter on the first N episodes")
+    p.add_argument("--sentences", type=int, default=400, help="speed: distinct query sentences tagged per thread count")
+    p.add_argument("--threads", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2],
+                   help="speed: thread counts, comma-separated")
+    p.add_argument("--rounds", type=int, default=4, help="speed: alternating rounds of the thread counts")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     tuned = (choose_temperatures(SHOTS[args.protocol], args.tune_episodes, args.seed + 1, args.data_root)
