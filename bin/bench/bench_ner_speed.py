@@ -17,6 +17,7 @@ Two figures (issue 20's speed target), on Few-NERD INTER's 5-way 1~2-shot frozen
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -119,6 +120,8 @@ def speed_markdown(rows: list[dict], cmd: str, episodes_file: str) -> str:
                      f"{r['seconds']:.1f} | {r['sentences_per_s']:.1f} | {r['words_per_s']:.0f} | {load} |")
     lines += load_average_note("is a shared 2-core box (nice 15)", "the thread counts against each other rather "
                                "than absolute figures across runs")
+    lines[-1] += (" A second thread speeds tagging only where a core is free for it: at a load average above the "
+                  f"core count ({os.cpu_count()} here) it waits for one and costs synchronisation instead.")
     if tok:
         lines += ["", f"Embedded tokens of an episodic run (`evaluate_tagging`, as `fewshot run --dataset "
                   f"fewnerd-inter --learner protobert` scores, over the first {tok['episodes']} episodes, "
@@ -134,6 +137,7 @@ def speed_markdown(rows: list[dict], cmd: str, episodes_file: str) -> str:
                   f"{tok['padded_positions']} | {tok['reembedding_tokens']} "
                   f"({tok['reembedding_tokens'] / tok['floor_tokens']:.2f}x) | {tok['elapsed_s']:.0f} |", "",
                   "The tagging evaluation keeps one embedding cache for the whole run (word embeddings by sentence "
-                  "id, across chunks of episodes), as the classification evaluation keeps its own by example id; "
-                  "padded positions are what the batched forward passes compute beyond the tokens."]
+                  "id, across chunks of episodes), as the classification evaluation keeps its own by example id. "
+                  "Padded positions: what the batched forward passes compute, the padding of each batch to its "
+                  "longest sentence included."]
     return "\n".join(lines)

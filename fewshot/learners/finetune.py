@@ -17,6 +17,10 @@ trains the encoder with no head at all, SetFit-style (Tunstall et al. 2022): a
 supervised contrastive loss (Khosla et al. 2020) over each batch pulls the
 L2-normalised embeddings of same-class examples together and pushes the others
 apart, at temperature ``contrastive_temperature``.
+
+The per-episode pieces (:class:`EpisodeHeadConfig`, :func:`new_head`, :func:`fit_head`,
+:func:`fit_feature_head`, :func:`adapted_copy`) also serve the tagging baseline,
+:mod:`fewshot.learners.finetune_ner`, which fits its head on word embeddings.
 """
 from __future__ import annotations
 
