@@ -51,6 +51,7 @@ from fewshot.tag_evaluation import (
     evaluate_support_sets,
     evaluate_tagging,
     prf,
+    word_cache,
 )
 from fewshot.transitions import AbstractTransitions
 
@@ -74,9 +75,11 @@ def choose_temperatures(shots, episodes: int, seed: int, root=None) -> dict[int,
     out = {}
     for shot in shots:
         eps = list(GreedyTypeSampler(ds, VAL_WAY, shot, seed=seed, types=ds.splits["val"]).episodes(episodes))
-        cache, f1 = {}, {}
+        cache, f1 = None, {}
         for tau in TEMPERATURES:
             learner = create_learner("structshot", encoder, {"temperature": tau})
+            # one embedding of the val sentences for every temperature
+            cache = word_cache(learner, ds, progress=False) if cache is None else cache
             f1[tau] = evaluate_tagging(learner, ds, eps, progress=False, cache=cache).f1
         best = max(TEMPERATURES, key=lambda t: (f1[t], -t))
         out[shot] = {"temperature": best, "val_f1": f1, "val_episodes": episodes, "val_seed": seed}
@@ -109,11 +112,13 @@ def wnut_rows(args, tuned):
     root = data_root(args.data_root)
     test, train = load_dataset("wnut17", root), wnut17_train(root)
     transitions = AbstractTransitions.estimate(train.tags)  # the whole test set is tagged: entity-free too
-    encoder, cache = create_encoder(ENCODER), {}
+    encoder, cache = create_encoder(ENCODER), None
     for shot in (1, 5):
         sets = wnut17_support_sets(root, shot)
         for name in LEARNERS:
             learner = create_learner(name, encoder, options(name, shot, tuned))
+            # by sentence: every support set and the test set once, for every learner and shot
+            cache = word_cache(learner, progress=False) if cache is None else cache
             if name == "structshot":
                 learner.set_transitions(transitions)
             r = evaluate_support_sets(learner, sets, test, progress=False, cache=cache)
@@ -132,12 +137,13 @@ def snips_rows(args, tuned):
     for intent in SNIPS_INTENTS:
         ds = load_dataset(f"snips-{intent.lower()}", root)
         types = ds.splits["test"]
-        cache = {}  # one domain's sentences, embedded once for both shots and every learner
+        cache = None  # one domain's sentences, embedded once for both shots and every learner
         for shot in (1, 5):
             eps = list(GreedyTypeSampler(ds, len(types), shot, seed=args.seed, types=types,
                                          rule="minimum-including").episodes(args.episodes))
             for name in LEARNERS:
                 learner = create_learner(name, encoder, options(name, shot, tuned))
+                cache = word_cache(learner, ds, progress=False) if cache is None else cache
                 r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
                 counts[(shot, name, intent)] = r.episode_counts
                 low, high = r.f1_interval()
@@ -180,13 +186,16 @@ def finetune_rows(args, tuned=None):
     """finetune-ner (head only, then optionally LoRA on the first ``--tuned-episodes``) against frozen protobert
     on the same frozen 5-way 1~2-shot episodes, one embedding cache for the frozen learners."""
     header, ds, episodes = frozen_episodes(args)
-    encoder, cache, counts = create_encoder(ENCODER), {}, {}
+    encoder, cache, counts = create_encoder(ENCODER), None, {}
     arms = [("protobert", {}, episodes), ("finetune-ner", {}, episodes)]
     if args.tuned_episodes:
         arms += [("protobert", {}, episodes[: args.tuned_episodes]),
                  ("finetune-ner", TUNED, episodes[: args.tuned_episodes])]
     for name, opts, eps in arms:
-        r = evaluate_tagging(create_learner(name, encoder, opts), ds, eps, progress=False, cache=cache)
+        learner = create_learner(name, encoder, opts)
+        # the frozen learners embed each sentence once (the LoRA arm embeds its own)
+        cache = word_cache(learner, ds, progress=False) if cache is None else cache
+        r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
         counts[(name, len(eps))] = r.episode_counts
         low, high = r.f1_interval()
         yield {"protocol": "finetune", "learner": name, "learner_options": opts, "way": header["way"],

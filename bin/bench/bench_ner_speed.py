@@ -137,7 +137,7 @@ def speed_markdown(rows: list[dict], cmd: str, episodes_file: str) -> str:
                   f"{tok['padded_positions']} | {tok['reembedding_tokens']} "
                   f"({tok['reembedding_tokens'] / tok['floor_tokens']:.2f}x) | {tok['elapsed_s']:.0f} |", "",
                   "The tagging evaluation keeps one embedding cache for the whole run (word embeddings by sentence "
-                  "id, across chunks of episodes), as the classification evaluation keeps its own by example id. "
+                  "id, across chunks of episodes): the classification evaluation's own `EmbeddingCache`. "
                   "Padded positions: what the batched forward passes compute, the padding of each batch to its "
                   "longest sentence included."]
     return "\n".join(lines)
