@@ -6,7 +6,8 @@ not grow with their number beyond one float per episode. With a learner that
 leaves the encoder untouched during adaptation, episodes are scored in chunks
 of ``chunk`` episodes: the examples a chunk touches that no earlier chunk did
 are embedded in one batched pass, and cached by example id, so every example
-is embedded exactly once (the physical floor for a frozen encoder). A run of
+is embedded exactly once (the physical floor for a frozen encoder): :class:`EmbeddingCache`, which
+the tagging evaluation (:mod:`fewshot.tag_evaluation`) uses too, for word embeddings by sentence. A run of
 at most ``chunk`` episodes embeds everything in a single pass. ``cache=False``
 re-embeds every episode, for comparison.
 
@@ -28,7 +29,7 @@ import math
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,9 +126,10 @@ def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batc
     n_embedded = 0
     kept: tuple[list, list] | None = ([], []) if predictions else None
     if cache and not learner.adapts_encoder:
-        embedded = _EmbeddingCache(learner, dataset.take, batch_size, progress)
-        described = _EmbeddingCache(learner, lambda names: [dataset.class_item(c) for c in names], batch_size,
-                                    progress)
+        embedded = EmbeddingCache(lambda ids, bar: learner.embed(dataset.take(ids), batch_size=batch_size,
+                                                                 progress=bar), progress)
+        described = EmbeddingCache(lambda names, bar: learner.embed([dataset.class_item(c) for c in names],
+                                                                    batch_size=batch_size, progress=bar), progress)
         with progress_bar(total, "episodes", progress) as bar:
             for block in chunks(episodes, chunk):
                 embedded.add(unique_ids(block).tolist())
@@ -160,29 +162,49 @@ def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batc
     return result
 
 
-class _EmbeddingCache:
-    """Embeddings of a frozen encoder by key (an example id, or a class name with ``fetch`` giving
-    its description); each key is embedded once. ``fetch(keys)`` gives the keys' items."""
+class EmbeddingCache:
+    """Embeddings of a frozen encoder by key, each key embedded once: for every episode of a run, and for several
+    runs whose learners share that encoder when they are given the same cache.
 
-    def __init__(self, learner, fetch, batch_size: int, progress: bool):
-        self.learner, self.fetch, self.batch_size, self.progress = learner, fetch, batch_size, progress
-        self.row: dict = {}
+    ``embed(keys, progress)`` embeds new keys' items and gives either an (n_keys, dim) array (one row per key:
+    an example id, a class name) or a list of (n_rows, dim) arrays, one per key (a sentence id, one row per
+    word: the tagging evaluation's word embeddings). :meth:`take` gives the rows of some keys, in their order,
+    as one tensor; :attr:`n` counts the keys embedded so far.
+    """
+
+    def __init__(self, embed: Callable[[list, object], np.ndarray | list[np.ndarray]], progress: bool = True):
+        self.embed, self.progress = embed, progress
+        self.first: dict = {}  # key -> its first row
+        self.rows: dict = {}  # key -> its number of rows
         self.z = torch.zeros(0)
         self.n = 0
+        self._one_row_each = True
+
+    def __contains__(self, key) -> bool:
+        return key in self.first
 
     def add(self, keys: Sequence) -> None:
-        new = [k for k in keys if k not in self.row]
+        """Embed the keys not embedded yet, in one call of ``embed``."""
+        new = [k for k in dict.fromkeys(keys) if k not in self.first]
         if not new:
             return
         with progress_bar(len(new), "embedding", self.progress) as bar:
-            z = self.learner.embed(self.fetch(new), batch_size=self.batch_size, progress=bar)
-        for r, k in enumerate(new, start=self.n):
-            self.row[k] = r
-        self.z = torch.from_numpy(z) if not self.n else torch.cat([self.z, torch.from_numpy(z)])
+            z = self.embed(new, bar)
+        counts = [1] * len(new) if isinstance(z, np.ndarray) else [len(zi) for zi in z]
+        flat = torch.from_numpy(np.ascontiguousarray(z if isinstance(z, np.ndarray) else np.concatenate(z)))
+        start = len(self.z)
+        for k, c in zip(new, counts):
+            self.first[k], self.rows[k] = start, c
+            start += c
+        self._one_row_each = self._one_row_each and all(c == 1 for c in counts)
+        self.z = flat if not len(self.z) else torch.cat([self.z, flat])
         self.n += len(new)
 
     def take(self, keys: Sequence) -> torch.Tensor:
-        return self.z[[self.row[k] for k in keys]]
+        """The rows of ``keys`` (each embedded by :meth:`add` before), concatenated in their order."""
+        if self._one_row_each:
+            return self.z[[self.first[k] for k in keys]]
+        return self.z[[r for k in keys for r in range(self.first[k], self.first[k] + self.rows[k])]]
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:

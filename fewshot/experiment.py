@@ -205,13 +205,18 @@ class RunReport:
         }
 
 
+_EPISODE_FLAGS = {"episodes_file": "episodes-file", "class_names": "class-names"}  # EpisodeConfig field -> flag
+
+
 def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True,
-                   predictions: bool = False) -> RunReport:
-    """``predictions``: keep every query's class and prediction, for ``result.class_report()``."""
+                   predictions: bool = False, asked: Sequence[str] = ()) -> RunReport:
+    """``predictions``: keep every query's class and prediction, for ``result.class_report()``. ``asked``: the
+    episode settings the caller gave explicitly, as flags (``--way``), even at their defaults: a run that
+    cannot honour them (joint data) refuses them."""
     start = time.perf_counter()
     dataset = build_dataset(cfg)
     if dataset.task == "joint":
-        return _run_joint(cfg, dataset, progress, start)
+        return _run_joint(cfg, dataset, progress, start, asked)
     episodes, sampler = build_episodes(cfg, dataset)
     default = default_learner(dataset.task)
     if not cfg.learner_named and not cfg.checkpoint and cfg.learner.name != default:  # e.g. tagging data
@@ -226,11 +231,19 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
                      encoder_fingerprint=learner.fingerprint(), elapsed_s=time.perf_counter() - start)
 
 
-def _run_joint(cfg: FewShotConfig, dataset, progress: bool, start: float) -> RunReport:
-    """A trained joint model (``cfg.checkpoint``) scored on a joint dataset's test sentences: no episodes."""
-    if cfg.episodes.episodes_file:
-        raise ValueError(f"dataset {dataset.name!r} is joint intent + slot data, scored on its test sentences, not "
-                         f"on episodes; drop --episodes-file")
+def _run_joint(cfg: FewShotConfig, dataset, progress: bool, start: float, asked: Sequence[str] = ()) -> RunReport:
+    """A trained joint model (``cfg.checkpoint``) scored on a joint dataset's test sentences: no episodes, so any
+    episode setting asked for (``asked``, or one off its default in ``cfg``) is refused rather than ignored."""
+    default = EpisodeConfig()
+    changed = [f"--{_EPISODE_FLAGS.get(k, k)}" for k in vars(default) if getattr(cfg.episodes, k) != getattr(default, k)]
+    flags = list(dict.fromkeys([*asked, *changed]))
+    if flags:
+        n = len(dataset.part_ids("test"))
+        raise ValueError(f"dataset {dataset.name!r} is joint intent + slot data, scored on its whole test split "
+                         f"({n} sentences), not on episodes, so {', '.join(flags)} cannot apply; drop "
+                         f"{'it' if len(flags) == 1 else 'them'}. For few-shot slot tagging in N-way K-shot "
+                         "episodes, run one SNIPS domain, whose slots are the test types: `fewshot run --dataset "
+                         "snips-<intent> --way W --shot K` (e.g. snips-getweather; `fewshot datasets` lists them)")
     if not cfg.checkpoint:
         raise ValueError(f"dataset {dataset.name!r} is joint intent + slot data: score a trained joint model, "
                          f"--checkpoint DIR (from fewshot train --dataset {dataset.name} --learner joint --out DIR)")

@@ -19,8 +19,8 @@ support set and their mean, standard deviation and 95% Student-t interval over t
 
 The per-type report gives each type's precision, recall, F1 and gold count, pooled over
 the episodes where the type was drawn. Word embeddings of a frozen encoder are cached by
-sentence id (each sentence embedded once per chunk of episodes, as the classification
-evaluation caches its examples).
+sentence id for the whole run (each sentence embedded once), in the classification evaluation's
+:class:`~fewshot.evaluation.EmbeddingCache` (:func:`word_cache`).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .evaluation import CHUNK, chunks, progress_bar
+from .evaluation import CHUNK, EmbeddingCache, chunks, progress_bar
 from .tag_episodes import TaggedEpisode
 from .tagged import OUTSIDE, TaggedDataset, io_spans
 
@@ -151,7 +151,7 @@ def check_tagger(learner) -> None:
     """A ValueError unless ``learner`` tags words (``"ner" in learner.tasks``)."""
     if "ner" not in getattr(learner, "tasks", ()):
         raise ValueError(f"learner {learner.name!r} does not tag words; choose a tagging learner for NER data "
-                         "(--learner protobert, nnshot or structshot)")
+                         "(--learner protobert, nnshot, structshot or finetune-ner)")
 
 
 def tag_sentences(learner, z: Sequence[np.ndarray], classes: Sequence[str]) -> list[tuple[str, ...]]:
@@ -159,45 +159,69 @@ def tag_sentences(learner, z: Sequence[np.ndarray], classes: Sequence[str]) -> l
     support set whose local labels are ``classes`` (``("O", *types)``): the words of all sentences are scored
     in one call, then each sentence is decoded by ``learner.decode_tags`` (argmax, or structshot's Viterbi)."""
     scores = learner.logits_features(torch.from_numpy(np.concatenate(z)))
-    bounds = np.cumsum([0] + [len(q) for q in z])
+    return decode_sentences(learner, scores, [len(q) for q in z], classes)
+
+
+def decode_sentences(learner, scores: torch.Tensor, lengths: Sequence[int],
+                     classes: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each sentence's IO tags from the (sum(lengths), n_way + 1) scores of all their words, in order."""
+    bounds = np.cumsum([0, *lengths])
     return [tuple(classes[int(j)] for j in learner.decode_tags(scores[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def word_cache(learner, dataset: TaggedDataset | None = None, batch_size: int = 32,
+               progress: bool = True) -> EmbeddingCache:
+    """An :class:`~fewshot.evaluation.EmbeddingCache` of word embeddings by ``learner``'s encoder
+    (:meth:`~fewshot.learners.base.Learner.embed_words`): keyed by sentence id of ``dataset``, or, without one,
+    by the sentence (its words) itself. Pass one to several evaluations whose learners share that frozen
+    encoder and each sentence is embedded once for all of them."""
+    if dataset is None:
+        return EmbeddingCache(lambda sentences, bar: learner.embed_words(sentences, batch_size=batch_size,
+                                                                         progress=bar), progress)
+    return EmbeddingCache(lambda ids, bar: learner.embed_words(dataset.take(ids), batch_size=batch_size,
+                                                               where=lambda b: dataset.where(ids[b]), progress=bar),
+                          progress)
+
+
 def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedEpisode], batch_size: int = 32,
-                     progress: bool = True, chunk: int = CHUNK, cache: dict | None = None) -> TagEvalResult:
+                     progress: bool = True, chunk: int = CHUNK, cache: EmbeddingCache | None = None) -> TagEvalResult:
     """Score a tagging ``learner`` (``"ner" in learner.tasks``) on ``episodes`` of ``dataset``.
 
-    ``cache`` maps a sentence id of ``dataset`` to its word embeddings; pass one dict to several calls whose
-    learners share one frozen encoder (e.g. a search over a decoding setting) to embed each sentence once.
+    ``cache``: word embeddings by sentence id of ``dataset`` (:func:`word_cache`); pass one to several calls
+    whose learners share one frozen encoder (e.g. a search over a decoding setting) to embed each sentence once.
+    A learner that tunes its encoder per task (``adapts_encoder``) is given each episode's sentences instead
+    (:meth:`~fewshot.learners.base.Learner.adapt_sentences`), which it embeds itself; ``cache`` is then unused.
     """
     check_tagger(learner)
     start = time.perf_counter()
     learner.prepare_tagging(dataset)
     total = len(episodes) if isinstance(episodes, Sized) else None
-    cache = {} if cache is None else cache
-    before = len(cache)
+    cache = word_cache(learner, dataset, batch_size, progress) if cache is None else cache
+    before, n_embedded = cache.n, 0
     rows, types = [], {}
     with progress_bar(total, "episodes", progress) as bar:
         for block in chunks(episodes, chunk):
-            new = sorted({int(i) for ep in block for i in np.concatenate([ep.support, ep.query])} - set(cache))
-            with progress_bar(len(new), "embedding", progress) as ebar:
-                z = learner.embed_words(dataset.take(new), batch_size=batch_size,
-                                        where=lambda b: dataset.where(new[b]), progress=ebar)
-            cache.update(zip(new, z))
+            if not learner.adapts_encoder:
+                cache.add(sorted({int(i) for ep in block for i in np.concatenate([ep.support, ep.query])}))
             for ep in block:
                 support_tags = [dataset.tags[int(i)] for i in ep.support]
-                learner.adapt_features(torch.from_numpy(np.concatenate([cache[int(i)] for i in ep.support])),
-                                       torch.from_numpy(np.concatenate(ep.token_labels(support_tags))))
-                query_z = [cache[int(i)] for i in ep.query]
+                support_y = torch.from_numpy(np.concatenate(ep.token_labels(support_tags)))
+                lengths = [len(dataset.tags[int(i)]) for i in ep.query]
+                if learner.adapts_encoder:
+                    learner.adapt_sentences(dataset.take(ep.support.tolist()), support_y)
+                    scores = learner.logits_sentences(dataset.take(ep.query.tolist()))
+                    n_embedded += len(ep.support) + len(ep.query)
+                else:
+                    learner.adapt_features(cache.take(ep.support.tolist()), support_y)
+                    scores = learner.logits_features(cache.take(ep.query.tolist()))
                 gold = [tuple(t if t in ep.types else OUTSIDE for t in dataset.tags[int(i)]) for i in ep.query]
-                predicted = tag_sentences(learner, query_z, ep.classes)
-                counts = span_counts(gold, predicted)
+                counts = span_counts(gold, decode_sentences(learner, scores, lengths, ep.classes))
                 for t, c in counts.items():
                     types[t] = types.get(t, 0) + c
                 rows.append(sum(counts.values(), np.zeros(3, dtype=np.int64)))
                 bar.update(1)
     return TagEvalResult(episode_counts=np.asarray(rows, dtype=np.int64).reshape(-1, 3), type_counts=types,
-                         elapsed_s=time.perf_counter() - start, n_embedded=len(cache) - before)
+                         elapsed_s=time.perf_counter() - start, n_embedded=n_embedded + cache.n - before)
 
 
 @dataclass
@@ -230,13 +254,15 @@ class SupportSetResult:
 
 
 def evaluate_support_sets(learner, support_sets: Sequence[TaggedDataset], test: TaggedDataset, batch_size: int = 32,
-                          progress: bool = True, cache: dict | None = None) -> SupportSetResult:
+                          progress: bool = True, cache: EmbeddingCache | None = None) -> SupportSetResult:
     """Tag every sentence of ``test`` from each of ``support_sets`` in turn (the WNUT-17 few-shot protocol of
     Yang & Katiyar 2020); each support set must hold every type of ``test`` (a type of its own that the test
     set lacks is read as O).
 
-    ``cache`` maps a sentence (its words) to its word embeddings; pass one dict to several calls whose learners
-    share one frozen encoder and each sentence is embedded once for all of them.
+    ``cache``: word embeddings by sentence (its words: :func:`word_cache` without a dataset); pass one to several
+    calls whose learners share one frozen encoder and each sentence is embedded once for all of them. A learner
+    that tunes its encoder per task (``adapts_encoder``) is given each support set's sentences and the test
+    sentences instead.
     """
     check_tagger(learner)
     start = time.perf_counter()
@@ -248,19 +274,26 @@ def evaluate_support_sets(learner, support_sets: Sequence[TaggedDataset], test: 
         if missing:
             raise ValueError(f"support set {s.name!r} has no entity of test type(s) {missing}; every support set "
                              f"must hold each of the test set's types {list(types)}")
-    cache = {} if cache is None else cache
-    new = list(dict.fromkeys(w for d in (test, *support_sets) for w in d.sentences if w not in cache))
-    with progress_bar(len(new), "embedding", progress) as bar:
-        cache.update(zip(new, learner.embed_words(new, batch_size=batch_size, progress=bar)))
-    test_z = [cache[w] for w in test.sentences]
     local = {t: j for j, t in enumerate(classes)}
-    rows, per_type = [], []
+    rows, per_type, n_embedded = [], [], 0
+    lengths = [len(t) for t in test.tags]
+    if not learner.adapts_encoder:
+        cache = word_cache(learner, None, batch_size, progress) if cache is None else cache
+        before = cache.n
+        cache.add([w for d in (test, *support_sets) for w in d.sentences])
+        test_z, n_embedded = cache.take(test.sentences), cache.n - before
     for s in support_sets:
-        labels = np.asarray([local.get(t, 0) for tags in s.tags for t in tags], dtype=np.int64)
-        learner.adapt_features(torch.from_numpy(np.concatenate([cache[w] for w in s.sentences])),
-                               torch.from_numpy(labels))
-        counts = span_counts(test.tags, tag_sentences(learner, test_z, classes))
+        labels = torch.from_numpy(np.asarray([local.get(t, 0) for tags in s.tags for t in tags], dtype=np.int64))
+        if learner.adapts_encoder:  # tunes its encoder on each set: the set and the test set are embedded anew
+            learner.adapt_sentences(s.sentences, labels)
+            scores = learner.logits_sentences(test.sentences)
+            n_embedded += len(s.sentences) + len(test.sentences)
+        else:
+            learner.adapt_features(cache.take(s.sentences), labels)
+            scores = learner.logits_features(test_z)
+        predicted = decode_sentences(learner, scores, lengths, classes)
+        counts = span_counts(test.tags, predicted)
         per_type.append(counts)
         rows.append(sum(counts.values(), np.zeros(3, dtype=np.int64)))
     return SupportSetResult(names=[s.name for s in support_sets], set_counts=np.asarray(rows).reshape(-1, 3),
-                            type_counts=per_type, elapsed_s=time.perf_counter() - start, n_embedded=len(new))
+                            type_counts=per_type, elapsed_s=time.perf_counter() - start, n_embedded=n_embedded)

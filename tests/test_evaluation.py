@@ -9,7 +9,7 @@ import torch
 
 from fewshot.data import FewShotDataset
 from fewshot.episodes import EpisodeSampler
-from fewshot.evaluation import evaluate, mean_ci95
+from fewshot.evaluation import EmbeddingCache, evaluate, mean_ci95
 from fewshot.learners import create_learner
 from fewshot.prototypes import class_means as prototypes
 from fewshot.prototypes import scores as prototypes_scores
@@ -174,3 +174,21 @@ def test_class_names_need_described_classes(tiny_image_encoder):
     ds.class_items = {"c0": ds.items[0]}
     with pytest.raises(ValueError, match="gives no description of class 'c[1-7]'"):
         evaluate(learner, ds, [e for e in eps if set(e.classes) != {"c0"}], progress=False, class_names=True)
+
+
+def test_embedding_cache_embeds_each_key_once_and_takes_rows_in_order():
+    """One row per key (examples) or several (a sentence's words): new keys only are embedded, in one call."""
+    calls = []
+
+    def words(keys, bar):  # key k embeds to k words, each row [k, j]
+        calls.append(list(keys))
+        return [np.asarray([[k, j] for j in range(k)], dtype=np.float32) for k in keys]
+
+    cache = EmbeddingCache(words, progress=False)
+    cache.add([2, 1, 2])
+    cache.add([3, 1])
+    assert calls == [[2, 1], [3]] and cache.n == 3 and 3 in cache and 4 not in cache
+    np.testing.assert_array_equal(cache.take([1, 3, 2]).numpy(), [[1, 0], [3, 0], [3, 1], [3, 2], [2, 0], [2, 1]])
+    rows = EmbeddingCache(lambda keys, bar: np.asarray([[k, -k] for k in keys], dtype=np.float32), progress=False)
+    rows.add([1, 5])
+    np.testing.assert_array_equal(rows.take([5, 1, 5]).numpy(), [[5, -5], [1, -1], [5, -5]])

@@ -11,7 +11,9 @@ from click.testing import CliRunner
 
 from fewshot.checkpoint import load_learner
 from fewshot.cli import main
+from fewshot.config import FewShotConfig
 from fewshot.datasets import load_dataset
+from fewshot.experiment import run_experiment
 from fewshot.joint_evaluation import evaluate_joint, joint_scores
 from fewshot.learners import create_learner
 from fewshot.utterances import IGNORE, JointDataset
@@ -162,6 +164,17 @@ def test_fewshot_train_writes_a_joint_checkpoint_that_loads_and_predicts(tmp_pat
     assert d["exact_match"] == pytest.approx(again.exact_match) and d["slot_f1"] == pytest.approx(again.slot_f1)
     assert set(d["intent_report"]) >= set(ds.intents[int(i)] for i in test)
     assert d["slot_gold"] == 21  # one slot per test query
+
+    # episode flags would be ignored (the whole test split is scored): refused, even at their defaults
+    res = CliRunner().invoke(main, ["run", "--dataset", "snips-joint", "--data-root", str(root), "--checkpoint",
+                                    str(out), "--way", "5", "--shot", "1", "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert "scored on its whole test split (21 sentences), not on episodes, so --way, --shot cannot apply" in res.output
+    assert "fewshot run --dataset snips-<intent> --way W --shot K" in res.output
+    cfg = FewShotConfig.from_dict({"data": {"dataset": "snips-joint", "data_root": str(root)}, "checkpoint": str(out),
+                                   "episodes": {"episodes_file": "eps.jsonl"}})
+    with pytest.raises(ValueError, match="so --episodes-file cannot apply; drop it"):
+        run_experiment(cfg, progress=False)
 
 
 def test_joint_data_errors_exit_2(tmp_path, tiny_text_model_dir):

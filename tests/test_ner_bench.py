@@ -76,3 +76,44 @@ def test_ner_bench_snips_protocol(shared_data, md, monkeypatch, capsys):
     assert avg["f1"] == pytest.approx(next(r["f1"] for r in one if r["learner"] == "nnshot"))
     text = read_section("ner-snips", md)
     assert "| SearchCreativeWork |" in text and "**not** Hou et al.'s released episodes" in text
+
+
+def test_ner_bench_finetune_protocol_is_paired_on_frozen_episodes(shared_data, md, monkeypatch, capsys):
+    from benchmarks_md import read_section
+
+    monkeypatch.setattr(bench_ner, "TUNED", {"adapt": "lora", "steps": 2, "encoder_lr": 1e-4})
+    assert bench_ner.main(["--protocol", "finetune", "--episodes", "3", "--tuned-episodes", "2",
+                           "--data-root", str(shared_data)]) == 0
+    out = rows_of(capsys.readouterr().out)
+    assert [(r["learner"], r["episodes"]) for r in out] == [
+        ("protobert", 3), ("finetune-ner", 3), ("finetune-ner - protobert", 3),
+        ("protobert", 2), ("finetune-ner", 2), ("finetune-ner - protobert", 2)]
+    # one cache: the first learner embeds the 3 episodes' sentences, the frozen others nothing; LoRA embeds its own
+    assert out[0]["embedded_sentences"] > 0 and out[1]["embedded_sentences"] == out[3]["embedded_sentences"] == 0
+    assert out[4]["embedded_sentences"] > 0 and out[4]["learner_options"]["adapt"] == "lora"
+    for diff, a, b in ((out[2], out[1], out[0]), (out[5], out[4], out[3])):
+        assert diff["f1_difference"] == pytest.approx(a["f1"] - b["f1"])
+        assert diff["f1_difference_ci95_low"] <= diff["f1_difference"] <= diff["f1_difference_ci95_high"]
+    assert out[0]["way"] == 5 and out[0]["shot"] == 1 and out[0]["seed"] == 0
+    text = read_section("ner-fewnerd-finetune", md)
+    assert "Command: `bin/bench-ner --protocol finetune --episodes 3 --tuned-episodes 2" in text
+    assert "| **finetune-ner - protobert** (paired) | defaults | 3 |" in text and "**same frozen episodes**" in text
+
+
+def test_ner_bench_speed_protocol_counts_tokens_against_the_floor(shared_data, md, capsys):
+    from benchmarks_md import read_section
+
+    assert bench_ner.main(["--protocol", "speed", "--episodes", "3", "--sentences", "8", "--rounds", "2",
+                           "--threads", "1,2", "--data-root", str(shared_data)]) == 0
+    out = rows_of(capsys.readouterr().out)
+    fast, tokens = out[:2], out[2]
+    assert [(r["part"], r["threads"], r["sentences"]) for r in fast] == [("throughput", 1, 8), ("throughput", 2, 8)]
+    assert all(r["sentences_per_s"] == pytest.approx(8 / r["seconds"]) and r["tokens"] > r["words"] for r in fast)
+    assert tokens["part"] == "tokens" and tokens["episodes"] == 3
+    # the run embeds each distinct sentence once: exactly the floor's sentences and tokens, in one pass per batch
+    assert tokens["embedded_sentences"] == tokens["distinct_sentences"] <= tokens["episode_sentences"]
+    assert tokens["embedded_tokens"] == tokens["floor_tokens"] <= tokens["reembedding_tokens"]
+    assert tokens["padded_positions"] >= tokens["embedded_tokens"] and tokens["forward_passes"] >= 1
+    text = read_section("ner-speed", md)
+    assert "Command: `bin/bench-ner --protocol speed --episodes 3 --sentences 8" in text
+    assert "| 1 | 8 |" in text and "| 2 | 8 |" in text and "embedded / floor" in text and "| 1.000 |" in text

@@ -129,3 +129,29 @@ def test_bootstrap_mean_f1_brackets_the_mean_over_groups():
     mean = np.mean([prf(g.sum(0))[2] for g in groups])
     assert low <= mean <= high and (low, high) == bootstrap_mean_f1(groups)
     assert np.isnan(bootstrap_mean_f1([groups[0][:1]])[0])
+
+
+def test_a_frozen_encoder_embeds_each_sentence_once_per_run(tiny_text_encoder):
+    """Episodes share sentences, scored in chunks of one episode: the encoder still sees each distinct sentence once
+    (the run's embedding cache outlives a chunk), its tokens the one-pass floor."""
+    sentences = [("the", f"name{i}", "said", "so") for i in range(6)]
+    ds = TaggedDataset("toy", sentences, [("O", "ab"[i % 2], "O", "O") for i in range(6)])
+    episodes = [TaggedEpisode(0, ("a", "b"), np.array([0, 1]), np.array([2, 3])),
+                TaggedEpisode(1, ("a", "b"), np.array([2, 3]), np.array([0, 1])),
+                TaggedEpisode(2, ("a", "b"), np.array([4, 1]), np.array([2, 5]))]
+    seen = {"calls": 0, "sentences": 0, "tokens": 0}
+
+    def count(module, args, kwargs):
+        seen["calls"] += 1
+        seen["sentences"] += int(kwargs["attention_mask"].shape[0])
+        seen["tokens"] += int(kwargs["attention_mask"].sum())
+
+    handle = tiny_text_encoder.model.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        result = evaluate_tagging(create_learner("protobert", tiny_text_encoder), ds, episodes, chunk=1,
+                                  progress=False)
+    finally:
+        handle.remove()
+    floor = sum(len(tiny_text_encoder.tokenizer(list(s), is_split_into_words=True)["input_ids"]) for s in sentences)
+    assert result.n_episodes == 3 and result.n_embedded == 6  # 4 + 0 + 2 new sentences: each once
+    assert seen == {"calls": 2, "sentences": 6, "tokens": floor}  # chunk 2 needs none: no forward pass

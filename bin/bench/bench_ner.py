@@ -1,4 +1,4 @@
-"""Frozen-encoder few-shot NER: BENCHMARKS.md "ner-fewnerd", "ner-wnut17" and "ner-snips".
+"""Few-shot NER: BENCHMARKS.md "ner-fewnerd", "ner-wnut17", "ner-snips" and "ner-fewnerd-finetune".
 
 ProtoBERT, NNShot and StructShot over frozen all-MiniLM-L6-v2 word embeddings (mean of sub-tokens),
 squared Euclidean distance, no training. StructShot's emission temperature is chosen per shot on
@@ -17,13 +17,22 @@ choice serves all three protocols; its transitions come from each protocol's tra
   al.'s minimum-including rule from the domain's train_*_full.json queries (NOT their released episodes).
   Transitions: the other 6 domains. Per-domain micro F1 and the average over domains, 95% bootstrap.
 
-    bin/bench-ner [--protocol fewnerd|wnut17|snips] [--episodes 100] [--tune-episodes 100] [--seed 0]
-                  [--data-root DIR] [--no-write]
+- ``--protocol speed``: sentences tagged per second with frozen MiniLM at 1 and 2 threads, and the tokens an
+  episodic run embeds against the one-pass floor (:mod:`bench_ner_speed`), on the same frozen episodes.
+- ``--protocol finetune``: finetune-ner (a linear head fitted per episode on the support words; with
+  ``--tuned-episodes N`` also with a LoRA adapter on the first N) against frozen ProtoBERT on the same frozen
+  5-way 1~2-shot INTER test episodes (``--episodes-file``, the first ``--episodes``), the F1 difference paired.
+
+    bin/bench-ner [--protocol fewnerd|wnut17|snips|finetune|speed] [--episodes 100] [--tune-episodes 100]
+                  [--seed 0] [--episodes-file FILE] [--tuned-episodes 0] [--sentences 400] [--threads 1,2]
+                  [--rounds 4] [--data-root DIR] [--no-write]
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+import bench_ner_speed
 import numpy as np
 from benchmarks_md import publish_rows
 
@@ -32,10 +41,18 @@ from fewshot.datasets import load_dataset
 from fewshot.datasets.ner import SNIPS_INTENTS, wnut17_support_sets, wnut17_train
 from fewshot.datasets.registry import data_root
 from fewshot.encoders import create_encoder
+from fewshot.episodes import load_episodes
 from fewshot.experiment import run_experiment
 from fewshot.learners import create_learner
 from fewshot.tag_episodes import GreedyTypeSampler
-from fewshot.tag_evaluation import bootstrap_mean_f1, evaluate_support_sets, evaluate_tagging, prf
+from fewshot.tag_evaluation import (
+    bootstrap_mean_f1,
+    bootstrap_picks,
+    evaluate_support_sets,
+    evaluate_tagging,
+    prf,
+    word_cache,
+)
 from fewshot.transitions import AbstractTransitions
 
 SETTINGS = ((5, 1), (10, 5))
@@ -43,7 +60,11 @@ LEARNERS = ("protobert", "nnshot", "structshot")
 TEMPERATURES = (0.25, 0.5, 1.0, 2.0, 4.0)
 VAL_WAY = 3  # Few-NERD INTER's val split has 3 types
 ENCODER = "minilm"
-SECTIONS = {"fewnerd": "ner-fewnerd", "wnut17": "ner-wnut17", "snips": "ner-snips"}
+ROOT = Path(__file__).resolve().parents[2]
+SECTIONS = {"fewnerd": "ner-fewnerd", "wnut17": "ner-wnut17", "snips": "ner-snips", "finetune": "ner-fewnerd-finetune",
+            "speed": "ner-speed"}
+FINETUNE_EPISODES = "episodes/fewnerd-inter-5w1s-1000ep-seed0.jsonl"  # `fewshot episodes make`, 5-way 1~2-shot
+TUNED = {"adapt": "lora", "encoder_lr": 1e-4}  # the encoder-tuning row (--tuned-episodes): LoRA through peft
 
 
 def choose_temperatures(shots, episodes: int, seed: int, root=None) -> dict[int, dict]:
@@ -54,9 +75,11 @@ def choose_temperatures(shots, episodes: int, seed: int, root=None) -> dict[int,
     out = {}
     for shot in shots:
         eps = list(GreedyTypeSampler(ds, VAL_WAY, shot, seed=seed, types=ds.splits["val"]).episodes(episodes))
-        cache, f1 = {}, {}
+        cache, f1 = None, {}
         for tau in TEMPERATURES:
             learner = create_learner("structshot", encoder, {"temperature": tau})
+            # one embedding of the val sentences for every temperature
+            cache = word_cache(learner, ds, progress=False) if cache is None else cache
             f1[tau] = evaluate_tagging(learner, ds, eps, progress=False, cache=cache).f1
         best = max(TEMPERATURES, key=lambda t: (f1[t], -t))
         out[shot] = {"temperature": best, "val_f1": f1, "val_episodes": episodes, "val_seed": seed}
@@ -89,11 +112,13 @@ def wnut_rows(args, tuned):
     root = data_root(args.data_root)
     test, train = load_dataset("wnut17", root), wnut17_train(root)
     transitions = AbstractTransitions.estimate(train.tags)  # the whole test set is tagged: entity-free too
-    encoder, cache = create_encoder(ENCODER), {}
+    encoder, cache = create_encoder(ENCODER), None
     for shot in (1, 5):
         sets = wnut17_support_sets(root, shot)
         for name in LEARNERS:
             learner = create_learner(name, encoder, options(name, shot, tuned))
+            # by sentence: every support set and the test set once, for every learner and shot
+            cache = word_cache(learner, progress=False) if cache is None else cache
             if name == "structshot":
                 learner.set_transitions(transitions)
             r = evaluate_support_sets(learner, sets, test, progress=False, cache=cache)
@@ -112,12 +137,13 @@ def snips_rows(args, tuned):
     for intent in SNIPS_INTENTS:
         ds = load_dataset(f"snips-{intent.lower()}", root)
         types = ds.splits["test"]
-        cache = {}  # one domain's sentences, embedded once for both shots and every learner
+        cache = None  # one domain's sentences, embedded once for both shots and every learner
         for shot in (1, 5):
             eps = list(GreedyTypeSampler(ds, len(types), shot, seed=args.seed, types=types,
                                          rule="minimum-including").episodes(args.episodes))
             for name in LEARNERS:
                 learner = create_learner(name, encoder, options(name, shot, tuned))
+                cache = word_cache(learner, ds, progress=False) if cache is None else cache
                 r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
                 counts[(shot, name, intent)] = r.episode_counts
                 low, high = r.f1_interval()
@@ -133,6 +159,87 @@ def snips_rows(args, tuned):
             yield {"protocol": "snips", "domain": "average", "learner": name, "shot": shot,
                    "episodes": int(sum(len(g) for g in groups)), "seed": args.seed, "f1": f1, "f1_ci95_low": low,
                    "f1_ci95_high": high, "learner_options": options(name, shot, tuned)}
+
+
+def paired_f1_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Micro F1 of ``a`` minus that of ``b`` (each (n_episodes, 3) span counts of the same episodes) and the 2.5th
+    and 97.5th percentiles of that difference over bootstrap resamples of the episodes, both learners resampled
+    with the same picks (the tag evaluation's own resampling, ``bootstrap_picks``: 1000, seed 0)."""
+    picks = bootstrap_picks(len(a))
+    diffs = [prf(a[k].sum(0))[2] - prf(b[k].sum(0))[2] for k in picks]
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return prf(a.sum(0))[2] - prf(b.sum(0))[2], float(low), float(high)
+
+
+def frozen_episodes(args):
+    """``(header, dataset, episodes)``: the first ``--episodes`` of ``--episodes-file`` and fewnerd-inter."""
+    path = Path(args.episodes_file)
+    header, episodes = load_episodes(path if path.is_absolute() or path.exists() else ROOT / path)
+    ds = load_dataset("fewnerd-inter", data_root(args.data_root))
+    if header.get("dataset_fingerprint") != ds.fingerprint():
+        raise SystemExit(f"{args.episodes_file} was made from another fewnerd-inter (fingerprint "
+                         f"{header.get('dataset_fingerprint')}, loaded {ds.fingerprint()}); make it again")
+    return header, ds, episodes[: args.episodes]
+
+
+def finetune_rows(args, tuned=None):
+    """finetune-ner (head only, then optionally LoRA on the first ``--tuned-episodes``) against frozen protobert
+    on the same frozen 5-way 1~2-shot episodes, one embedding cache for the frozen learners."""
+    header, ds, episodes = frozen_episodes(args)
+    encoder, cache, counts = create_encoder(ENCODER), None, {}
+    arms = [("protobert", {}, episodes), ("finetune-ner", {}, episodes)]
+    if args.tuned_episodes:
+        arms += [("protobert", {}, episodes[: args.tuned_episodes]),
+                 ("finetune-ner", TUNED, episodes[: args.tuned_episodes])]
+    for name, opts, eps in arms:
+        learner = create_learner(name, encoder, opts)
+        # the frozen learners embed each sentence once (the LoRA arm embeds its own)
+        cache = word_cache(learner, ds, progress=False) if cache is None else cache
+        r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
+        counts[(name, len(eps))] = r.episode_counts
+        low, high = r.f1_interval()
+        yield {"protocol": "finetune", "learner": name, "learner_options": opts, "way": header["way"],
+               "shot": header["shot"], "episodes": r.n_episodes, "episodes_file": args.episodes_file,
+               "seed": header["seed"], "f1": r.f1, "f1_ci95_low": low, "f1_ci95_high": high,
+               "precision": r.precision, "recall": r.recall, "elapsed_s": round(r.elapsed_s, 3),
+               "embedded_sentences": r.n_embedded}
+        if name == "finetune-ner":
+            diff, low, high = paired_f1_difference(counts[(name, len(eps))], counts[("protobert", len(eps))])
+            yield {"protocol": "finetune", "learner": "finetune-ner - protobert", "learner_options": opts,
+                   "episodes": len(eps), "f1_difference": diff, "f1_difference_ci95_low": low,
+                   "f1_difference_ci95_high": high}
+
+
+def finetune_markdown(rows: list[dict], cmd: str, tuned=None) -> str:
+    first = rows[0] if rows else {}
+    lines = ["## Few-shot NER: the fine-tuning baseline against frozen ProtoBERT (Few-NERD INTER, paired)", "",
+             f"Command: `{cmd}`", "",
+             "`finetune-ner`: per episode a fresh linear head over O and the episode's 5 types on frozen "
+             "all-MiniLM-L6-v2 word embeddings (mean of sub-tokens), trained on every support word with AdamW (its "
+             "defaults, the classification finetune's: at most 100 steps, lr 0.01, weight decay 0.001, stop after "
+             "10 steps without a 1e-4 fall of the support loss), each query word tagged by its best label; "
+             "`adapt=lora` also trains a LoRA adapter (r 8, through peft, encoder lr 1e-4) on a per-episode copy "
+             "of the encoder. Against frozen ProtoBERT on the **same frozen episodes**: the first N of "
+             f"`{first.get('episodes_file', FINETUNE_EPISODES)}` (`fewshot episodes make --dataset fewnerd-inter "
+             "--way 5 --shot 1 --episodes 1000 --seed 0`: 5-way 1~2-shot, the 17 INTER test types, the "
+             "publisher's greedy rule, **not** the publisher's released episodes). Micro F1 with counts summed over "
+             "the episodes, 95% bootstrap interval over episodes; the difference is paired: both learners' counts "
+             "resampled with the same episode picks (1000 resamples, seed 0). No option was chosen on these (test) "
+             "types. CPU, 1 thread (`OMP_NUM_THREADS=1`), nice 15 on a shared 2-core box; `s` is the evaluation "
+             "(the frozen learners share one embedding cache: the first embeds the sentences, the second none).",
+             "", "| learner | options | episodes | F1 (95% CI) | precision | recall | s | sentences embedded |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        opts = " ".join(f"{k}={v}" for k, v in r["learner_options"].items()) or "defaults"
+        if "f1_difference" in r:
+            lines.append(f"| **{r['learner']}** (paired) | {opts} | {r['episodes']} | "
+                         f"**{100 * r['f1_difference']:+.2f}** ({100 * r['f1_difference_ci95_low']:+.2f} to "
+                         f"{100 * r['f1_difference_ci95_high']:+.2f}) | | | | |")
+            continue
+        lines.append(f"| {r['learner']} | {opts} | {r['episodes']} | {pct(r['f1'])} ({pct(r['f1_ci95_low'])}-"
+                     f"{pct(r['f1_ci95_high'])}) | {pct(r['precision'])} | {pct(r['recall'])} | "
+                     f"{r['elapsed_s']:.0f} | {r['embedded_sentences']} |")
+    return "\n".join(lines)
 
 
 def pct(x: float) -> str:
@@ -236,9 +343,17 @@ def snips_markdown(rows: list[dict], cmd: str, tuned: dict) -> str:
     return "\n".join(lines)
 
 
-MARKDOWN = {"fewnerd": fewnerd_markdown, "wnut17": wnut_markdown, "snips": snips_markdown}
-ROWS = {"fewnerd": fewnerd_rows, "wnut17": wnut_rows, "snips": snips_rows}
-SHOTS = {"fewnerd": tuple(s for _, s in SETTINGS), "wnut17": (1, 5), "snips": (1, 5)}
+def speed_rows(args, tuned=None):
+    _, ds, episodes = frozen_episodes(args)
+    return bench_ner_speed.speed_rows(args, ds, episodes, create_encoder(ENCODER))
+
+
+MARKDOWN = {"fewnerd": fewnerd_markdown, "wnut17": wnut_markdown, "snips": snips_markdown,
+            "finetune": finetune_markdown,
+            "speed": lambda rows, cmd, tuned: bench_ner_speed.speed_markdown(rows, cmd, FINETUNE_EPISODES)}
+ROWS = {"fewnerd": fewnerd_rows, "wnut17": wnut_rows, "snips": snips_rows, "finetune": finetune_rows,
+        "speed": speed_rows}
+SHOTS = {"fewnerd": tuple(s for _, s in SETTINGS), "wnut17": (1, 5), "snips": (1, 5)}  # protocols with structshot
 
 
 def main(argv=None) -> int:
@@ -248,9 +363,17 @@ def main(argv=None) -> int:
     p.add_argument("--tune-episodes", type=int, default=100, help="val episodes per temperature and shot")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
+    p.add_argument("--episodes-file", default=FINETUNE_EPISODES, help="finetune: the frozen episodes")
+    p.add_argument("--tuned-episodes", type=int, default=0,
+                   help="finetune: also score finetune-ner with a LoRA adapter on the first N episodes")
+    p.add_argument("--sentences", type=int, default=400, help="speed: distinct query sentences tagged per thread count")
+    p.add_argument("--threads", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2],
+                   help="speed: thread counts, comma-separated")
+    p.add_argument("--rounds", type=int, default=4, help="speed: alternating rounds of the thread counts")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
-    tuned = choose_temperatures(SHOTS[args.protocol], args.tune_episodes, args.seed + 1, args.data_root)
+    tuned = (choose_temperatures(SHOTS[args.protocol], args.tune_episodes, args.seed + 1, args.data_root)
+             if args.protocol in SHOTS else {})
     publish_rows(SECTIONS[args.protocol], "bench-ner", ROWS[args.protocol](args, tuned),
                  lambda rows, cmd: MARKDOWN[args.protocol](rows, cmd, tuned), argv, write=not args.no_write)
     return 0

@@ -59,6 +59,14 @@ def apply_overrides(ctx: click.Context, base: dict, mapping: dict[str, str]) -> 
     return out
 
 
+def given_flags(ctx: click.Context, params: list[str]) -> list[str]:
+    """The flags (``--way``) of those of ``params`` the user actually gave (command line or env var), even at
+    their default values, as :func:`apply_overrides` tells them apart."""
+    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    opts = {p.name: p.opts[0] for p in ctx.command.params}
+    return [opts[p] for p in params if ctx.params.get(p) is not None and ctx.get_parameter_source(p) in given]
+
+
 def load_run_config(ctx: click.Context, config_path: str | None, mapping: dict[str, str]):
     """Config file (if any), then flags, then validation: a FewShotConfig."""
     from ..config import FewShotConfig, load_config

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..index import METRICS
-from .app import load_run_config, main
+from .app import given_flags, load_run_config, main
 from .options import (
     DATA_MAPPING,
     EPISODE_MAPPING,
@@ -90,7 +90,8 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
     from ..experiment import run_experiment
 
     cfg = load_run_config(ctx, config_path, RUN_MAPPING)
-    report = run_experiment(cfg, progress=not quiet, cache=not no_cache, predictions=class_table)
+    asked = given_flags(ctx, [k for k, path in RUN_MAPPING.items() if path.startswith("episodes.")])
+    report = run_experiment(cfg, progress=not quiet, cache=not no_cache, predictions=class_table, asked=asked)
     d = report.to_dict()
     ner, joint = d.get("task") == "ner", d.get("task") == "joint"
     table = report.result.class_report() if class_table and not (ner or joint) else None

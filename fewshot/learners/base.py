@@ -2,10 +2,13 @@
 
 A learner holds its encoder. Per task it is given a labelled support set
 (:meth:`Learner.adapt`) and scores queries (:meth:`Learner.logits`, shape
-(n_query, n_way)). Tagging learners (``tasks = ("ner",)``: protobert, nnshot, structshot) take
-the same calls on word embeddings (:meth:`Learner.embed_words`): rows are words, labels
-0 = O and j + 1 = the episode's type j; :meth:`Learner.decode_tags` turns one sentence's scores
-into its labels and :meth:`Learner.prepare_tagging` sees the training types' tags once per run. Learners whose per-task adaptation leaves the encoder
+(n_query, n_way)). Tagging learners (``tasks = ("ner",)``: protobert, nnshot, structshot,
+finetune-ner) take the same calls on word embeddings (:meth:`Learner.embed_words`): rows are words,
+labels 0 = O and j + 1 = the episode's type j; one that tunes its encoder per task takes the sentences
+themselves (:meth:`Learner.adapt_sentences`, :meth:`Learner.logits_sentences`).
+:meth:`Learner.decode_tags` turns one sentence's scores into its labels and
+:meth:`Learner.prepare_tagging` sees the training types' tags once per run. Learners whose per-task
+adaptation leaves the encoder
 untouched (``adapts_encoder = False``: protonet, head-only finetune, ANIL) also
 take precomputed embeddings through :meth:`adapt_features` and
 :meth:`logits_features`, so an evaluation embeds each example once.
@@ -118,6 +121,16 @@ class Learner(ABC):
         tagging learner's :meth:`adapt_features` and :meth:`logits_features` take, row by row."""
         return embed_words(self.encoder, sentences, batch_size=batch_size, device=self.device, where=where,
                            progress=progress)
+
+    def adapt_sentences(self, sentences: Sequence[Sequence[str]], y_words: torch.Tensor) -> None:
+        """Fit to one tagging task's support sentences, ``y_words`` the local labels of all their words in order
+        (0 = O, j + 1 = type j). Default: :meth:`adapt_features` on their word embeddings; a learner that tunes
+        its encoder per task (``adapts_encoder``) overrides it, and the evaluation then calls this, not that."""
+        self.adapt_features(torch.from_numpy(np.concatenate(self.embed_words(sentences))), torch.as_tensor(y_words))
+
+    def logits_sentences(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+        """(n_words, n_way + 1) scores of all the words of ``sentences``, in order, for the last adapted task."""
+        return self.logits_features(torch.from_numpy(np.concatenate(self.embed_words(sentences))))
 
     def prepare_tagging(self, dataset) -> None:
         """Called once before a tagging evaluation, with its :class:`~fewshot.tagged.TaggedDataset`: a tagging

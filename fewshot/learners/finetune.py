@@ -17,6 +17,10 @@ trains the encoder with no head at all, SetFit-style (Tunstall et al. 2022): a
 supervised contrastive loss (Khosla et al. 2020) over each batch pulls the
 L2-normalised embeddings of same-class examples together and pushes the others
 apart, at temperature ``contrastive_temperature``.
+
+The per-episode pieces (:class:`EpisodeHeadConfig`, :func:`new_head`, :func:`fit_head`,
+:func:`fit_feature_head`, :func:`adapted_copy`) also serve the tagging baseline,
+:mod:`fewshot.learners.finetune_ner`, which fits its head on word embeddings.
 """
 from __future__ import annotations
 
@@ -36,8 +40,9 @@ PRETRAIN = ("head", "contrastive")
 
 
 @dataclass
-class FineTuneConfig(LearnerConfig):
-    name = "finetune"
+class EpisodeHeadConfig(LearnerConfig):
+    """How a fresh head is fitted to one task's support set: the settings finetune and finetune-ner share."""
+
     head: str = "linear"  # linear (Baseline) | cosine (Baseline++)
     steps: int = 100  # per-episode step budget
     lr: float = 1e-2  # head learning rate
@@ -46,10 +51,6 @@ class FineTuneConfig(LearnerConfig):
     patience: int = 10  # steps without support-loss improvement before stopping
     min_delta: float = 1e-4
     adapt: str = "head"  # head | last:K | lora | bitfit | full: what adapts per episode besides the head
-    trainable: str = "full"  # what supervised pretraining (meta_train) updates
-    pretrain: str = "head"  # meta_train's loss: head (cross-entropy over the train classes) | contrastive
-    contrastive_temperature: float = 0.1
-    augment: int = 0  # augmented copies of each support example during adaptation
     cosine_scale: float = 10.0
     seed: int = 0
     lora_r: int = 8
@@ -58,20 +59,34 @@ class FineTuneConfig(LearnerConfig):
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
-            raise ValueError(f"finetune head must be one of {HEADS}, got {self.head!r}")
+            raise ValueError(f"{self.name} head must be one of {HEADS}, got {self.head!r}")
+        if self.adapt != "head":
+            check_trainable(self.adapt)
+        for name, low in (("steps", 1), ("patience", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{self.name} {name} must be at least {low}, got {getattr(self, name)}")
+        if self.lr <= 0 or self.encoder_lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"{self.name} lr and encoder_lr must be > 0 and weight_decay >= 0, got "
+                             f"{self.lr}, {self.encoder_lr}, {self.weight_decay}")
+
+
+@dataclass
+class FineTuneConfig(EpisodeHeadConfig):
+    name = "finetune"
+    trainable: str = "full"  # what supervised pretraining (meta_train) updates
+    pretrain: str = "head"  # meta_train's loss: head (cross-entropy over the train classes) | contrastive
+    contrastive_temperature: float = 0.1
+    augment: int = 0  # augmented copies of each support example during adaptation
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.pretrain not in PRETRAIN:
             raise ValueError(f"finetune pretrain must be one of {PRETRAIN}, got {self.pretrain!r}")
         if not self.contrastive_temperature > 0:
             raise ValueError(f"finetune contrastive_temperature must be > 0, got {self.contrastive_temperature}")
-        if self.adapt != "head":
-            check_trainable(self.adapt)
         check_trainable(self.trainable)
-        for name, low in (("steps", 1), ("patience", 1), ("augment", 0)):
-            if getattr(self, name) < low:
-                raise ValueError(f"finetune {name} must be at least {low}, got {getattr(self, name)}")
-        if self.lr <= 0 or self.encoder_lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"finetune lr and encoder_lr must be > 0 and weight_decay >= 0, got "
-                             f"{self.lr}, {self.encoder_lr}, {self.weight_decay}")
+        if self.augment < 0:
+            raise ValueError(f"finetune augment must be at least 0, got {self.augment}")
 
 
 class CosineHead(nn.Module):
@@ -106,6 +121,71 @@ def supervised_contrastive_loss(z: torch.Tensor, y: torch.Tensor, temperature: f
 
 def make_head(kind: str, dim: int, n_classes: int, scale: float = 10.0) -> nn.Module:
     return CosineHead(dim, n_classes, scale) if kind == "cosine" else nn.Linear(dim, n_classes)
+
+
+def new_head(cfg: EpisodeHeadConfig, dim: int, n_classes: int, device) -> nn.Module:
+    """A fresh ``cfg.head`` head, initialised from ``cfg.seed`` (the global generator is left as it was)."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(cfg.seed)
+    head = make_head(cfg.head, dim, n_classes, cfg.cosine_scale).to(device)
+    torch.random.set_rng_state(gen_state)
+    return head
+
+
+def fit_head(cfg: EpisodeHeadConfig, head: nn.Module, features, y: torch.Tensor, extra_params=()) -> list[float]:
+    """Train ``head`` (and ``extra_params``, at ``cfg.encoder_lr``) on a support set with AdamW for at most
+    ``cfg.steps`` steps, stopping once the loss has not improved by ``cfg.min_delta`` for ``cfg.patience``
+    steps; ``features()`` gives the (n, dim) features of the labels ``y``. Returns the loss of each step."""
+    groups = [{"params": list(head.parameters()), "lr": cfg.lr}]
+    extra = [p for p in extra_params if p.requires_grad]
+    if extra:
+        groups.append({"params": extra, "lr": cfg.encoder_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    best, bad, losses = float("inf"), 0, []
+    with torch.enable_grad():
+        for _ in range(cfg.steps):
+            loss = nn.functional.cross_entropy(head(features().float()), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            value = float(loss.detach())
+            losses.append(value)
+            if value < best - cfg.min_delta:
+                best, bad = value, 0
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    break
+    return losses
+
+
+def fit_feature_head(cfg: EpisodeHeadConfig, z: torch.Tensor, y: torch.Tensor) -> tuple[nn.Module, list[float]]:
+    """A fresh head fitted (:func:`fit_head`) on fixed (n, dim) features ``z``, on the CPU with one thread, in
+    eval mode; and its support losses."""
+    z, y = z.float().detach().cpu(), torch.as_tensor(y, dtype=torch.long)
+    head = new_head(cfg, z.shape[1], int(y.max()) + 1, "cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a (n_way, dim) head: extra threads only add synchronisation (50x slower)
+    try:
+        losses = fit_head(cfg, head, lambda: z, y)
+    finally:
+        torch.set_num_threads(threads)
+    return head.eval(), losses
+
+
+def adapted_copy(encoder: nn.Module, cfg: EpisodeHeadConfig) -> nn.Module:
+    """A copy of ``encoder`` whose ``cfg.adapt`` part trains (a LoRA adapter is injected into the copy only),
+    in eval mode (no dropout on a handful of examples): what one task tunes, so tasks never leak into each
+    other or into ``encoder``. A LoRA adapter's random initialisation is drawn from ``cfg.seed`` (the global
+    generator is left as it was), so every task starts from the same adapter."""
+    enc = copy.deepcopy(encoder)
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(cfg.seed)
+    try:
+        apply_trainable(enc, cfg.adapt, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return enc.eval()
 
 
 class FineTuneModule(nn.Module):
@@ -166,50 +246,9 @@ class FineTune(Learner):
         return nn.functional.cross_entropy(self._module.base_head(z), y.to(z.device))
 
     # ------------------------------------------------------------ per-episode adaptation
-    def _new_head(self, dim: int, n_way: int, device) -> nn.Module:
-        gen_state = torch.random.get_rng_state()
-        torch.manual_seed(self.cfg.seed)
-        head = make_head(self.cfg.head, dim, n_way, self.cfg.cosine_scale).to(device)
-        torch.random.set_rng_state(gen_state)
-        return head
-
-    def _fit(self, head: nn.Module, features, y: torch.Tensor, extra_params=()) -> None:
-        """Train ``head`` (and ``extra_params``) on the support set; ``features()`` gives (n, dim)."""
-        cfg = self.cfg
-        groups = [{"params": list(head.parameters()), "lr": cfg.lr}]
-        extra = [p for p in extra_params if p.requires_grad]
-        if extra:
-            groups.append({"params": extra, "lr": cfg.encoder_lr})
-        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-        best, bad = float("inf"), 0
-        self.support_losses = []
-        with torch.enable_grad():
-            for _ in range(cfg.steps):
-                loss = nn.functional.cross_entropy(head(features().float()), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                value = float(loss.detach())
-                self.support_losses.append(value)
-                if value < best - cfg.min_delta:
-                    best, bad = value, 0
-                else:
-                    bad += 1
-                    if bad >= cfg.patience:
-                        break
-
     def adapt_features(self, z_support: torch.Tensor, y_support: torch.Tensor) -> None:
-        y = torch.as_tensor(y_support, dtype=torch.long)
-        z = z_support.float().detach().cpu()
-        self._head = self._new_head(z.shape[1], int(y.max()) + 1, "cpu")
+        self._head, self.support_losses = fit_feature_head(self.cfg, z_support, y_support)
         self._adapted = None
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a (n_way, dim) head: extra threads only add synchronisation (50x slower)
-        try:
-            self._fit(self._head, lambda: z, y)
-        finally:
-            torch.set_num_threads(threads)
-        self._head.eval()
 
     def logits_features(self, z_query: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -230,12 +269,10 @@ class FineTune(Learner):
             z = torch.from_numpy(self.encoder.encode(x, device=self.device))
             self.adapt_features(z, y)
             return
-        enc = copy.deepcopy(self.encoder)
-        apply_trainable(enc, self.cfg.adapt, self.cfg.lora_r, self.cfg.lora_alpha, self.cfg.lora_dropout)
-        enc.eval()  # no dropout / batch-norm updates on a handful of examples
+        enc = adapted_copy(self.encoder, self.cfg)
         device = self.device
-        self._head = self._new_head(enc.dim, int(y.max()) + 1, device)
-        self._fit(self._head, lambda: enc.embed(x), y.to(device), enc.parameters())
+        self._head = new_head(self.cfg, enc.dim, int(y.max()) + 1, device)
+        self.support_losses = fit_head(self.cfg, self._head, lambda: enc.embed(x), y.to(device), enc.parameters())
         self._head.eval()
         self._adapted = enc
 
