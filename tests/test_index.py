@@ -1,6 +1,8 @@
 """SupportIndex: FAISS search equals brute-force torch search; approximate kinds; removal; bytes round trip."""
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 import torch
@@ -151,3 +153,31 @@ def test_replace_equals_remove_then_add(kind):
     again = SupportIndex.from_bytes(ix.to_bytes(), ix.config())
     again.replace([8], new[:1])  # still in id order after a save: in place
     np.testing.assert_allclose(again.vectors([8]), new[:1], rtol=1e-6)
+
+
+def test_sorted_ids_follow_any_adds_and_removes():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from fewshot import index as index_module
+
+    @settings(max_examples=80, deadline=None)
+    @given(st.lists(st.tuples(st.booleans(), st.sets(st.integers(0, 300), min_size=1, max_size=40)), max_size=30))
+    def check(ops):
+        with patch.object(index_module._SortedIds, "_CHUNK", 3):  # removals shift in many chunks
+            ids, truth = index_module._SortedIds(), set()
+            for adding, batch in ops:
+                if adding:
+                    new = np.array(sorted(batch - truth), dtype=np.int64)
+                    if len(new):
+                        appended = ids.add(new)
+                        assert appended == (not truth or new[0] > max(truth))
+                        truth |= set(new.tolist())
+                else:
+                    gone = np.array(sorted(batch & truth), dtype=np.int64)
+                    if len(gone):
+                        ids.remove(gone)
+                        truth -= set(gone.tolist())
+                assert ids.view.tolist() == sorted(truth) and len(ids) == len(truth)
+
+    check()

@@ -26,6 +26,7 @@ from ..inputs import label_key
 
 
 BLOCK_ROWS = 1 << 14  # rows per storage block: 24 MiB of float32 means at 384-d
+_FEW_ROWS = 64
 
 
 class _Rows:
@@ -82,6 +83,10 @@ class _Rows:
         """A copy of ``rows`` (a 1-d int array)."""
         out = np.empty((len(rows), *self.row_shape), dtype=self.dtype)
         block, offset = np.divmod(rows, BLOCK_ROWS)
+        if len(rows) <= _FEW_ROWS:  # a query's candidates: one row at a time beats a mask per block
+            for i, (b, o) in enumerate(zip(block.tolist(), offset.tolist())):
+                out[i] = self._blocks[b][o]
+            return out
         for b in np.unique(block):
             m = block == b
             out[m] = self._blocks[b][offset[m]]
