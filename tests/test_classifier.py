@@ -228,19 +228,19 @@ def test_approximate_index_kinds_agree_with_exact(tmp_path, rng, kind):
 def test_auto_index_switches_to_ivf_and_retrains_as_classes_grow(monkeypatch, rng, data):
     import fewshot.support.search as module
 
-    monkeypatch.setattr(module, "AUTO_APPROX_MIN", 100)
+    monkeypatch.setattr(module, "AUTO_APPROX_MIN", 300)  # auto's product quantizer trains on >= 256 vectors
     enc = data[0]
     clf = FewShotClassifier(enc)
-    z = rng.standard_normal((500, 16)).astype(np.float32)
-    clf.add_embeddings(z[:99], [f"k{i}" for i in range(99)])
+    z = rng.standard_normal((600, 16)).astype(np.float32)
+    clf.add_embeddings(z[:299], [f"k{i}" for i in range(299)])
     assert clf.index_.kind == "flat"
-    clf.add_embeddings(z[99:150], [f"k{i}" for i in range(99, 150)])
-    assert clf.index_.kind == "ivf" and clf.index_.n_trained == 150 and clf.index_.ntotal == 150
-    clf.add_embeddings(z[150:299], [f"k{i}" for i in range(150, 299)])
-    assert clf.index_.n_trained == 150  # not yet doubled
     clf.add_embeddings(z[299:300], ["k299"])
-    assert clf.index_.n_trained == 300 and clf.index_.ntotal == 300  # doubled: retrained on all prototypes
-    assert clf.predict_embeddings(z[:300]) == [f"k{i}" for i in range(300)]
+    assert clf.index_.kind == "ivf" and clf.index_.n_trained == 300 and clf.index_.ntotal == 300
+    clf.add_embeddings(z[300:599], [f"k{i}" for i in range(300, 599)])
+    assert clf.index_.n_trained == 300  # not yet doubled
+    clf.add_embeddings(z[599:600], ["k599"])
+    assert clf.index_.n_trained == 600 and clf.index_.ntotal == 600  # doubled: retrained on all prototypes
+    assert clf.predict_embeddings(z) == [f"k{i}" for i in range(600)]
 
 
 def test_loading_with_another_encoder_is_refused(tmp_path, data, tiny_text_encoder):

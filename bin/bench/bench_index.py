@@ -9,7 +9,7 @@ Three parts, printed and written to section ``index`` of BENCHMARKS.md:
    measured on test + oos_test.
 2. Latency of adding one class of 5 examples to that classifier, embedding included and excluded.
 3. Scale, through the public API: synthetic 384-d prototypes at 10^4, 10^5 and 10^6 classes, for
-   exact (flat), ``auto`` (IVF with 8-bit codes re-scored exactly above 50,000 classes) and HNSW:
+   exact (flat), ``auto`` (IVF with product-quantizer codes re-scored exactly above 50,000 classes) and HNSW:
    build, single-query latency p50/p99 (wall and CPU), recall@1 against exact search, the cost of
    adding / updating / removing one class, save and load time and bytes on disk.
 """
@@ -307,9 +307,10 @@ def markdown(clinc: dict | None, scale: list[dict], command: str) -> str:
                          f"{r['remove_p99_ms']:.2f} | {r['save_s']:.1f} ({r['save_cpu_s']:.1f}) | {r['load_s']:.1f} "
                          f"({r['load_cpu_s']:.1f}) | {_mb(r['disk_bytes'])} | "
                          f"{_mb(r['rss_growth_bytes'])} |")
-        lines += ["", "`auto` is exact flat search below 50,000 classes; from there IVF with 8-bit codes (a quarter of "
-                  "the float32 vectors), nlist = 2 sqrt(n), the 32 best candidates re-scored exactly from the class "
-                  "means, and nprobe tuned at build time to recall@1 >= 0.99 on 256 calibration queries (the recall it "
+        lines += ["", "`auto` is exact flat search below 50,000 classes; from there IVF with product-quantizer codes "
+                  "(`pq`: one byte per 8 dimensions, 1/32 of the float32 vectors), nlist = 2 sqrt(n), the 32 best "
+                  "candidates re-scored exactly from the class means, and nprobe tuned at build time to the smallest "
+                  "reaching recall@1 >= 0.99 on 256 calibration queries (the recall it "
                   "measured is in the folder's manifest and `fewshot index list`). A removal moves the last class "
                   "into the hole (O(1) bookkeeping) and IVF removes from one list; flat search removes by a scan, so "
                   "its removal grows with the class count. An update of a class that crosses the retraining point "
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hnsw-max", type=int, default=10_000,
                    help="Skip HNSW above this many classes (its build, and every update or removal, rebuilds the graph).")
     p.add_argument("--queries", type=int, default=1000, help="Queries per scale row (a fifth for flat at 10^6).")
-    p.add_argument("--repeats", type=int, default=20, help="Adds, updates and removes per scale row.")
+    p.add_argument("--repeats", type=int, default=200, help="Adds, updates and removes per scale row (a p99 of 200).")
     p.add_argument("--workdir", default=None, help="Where the scale rows save their folders (default: a temp dir).")
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)

@@ -12,7 +12,8 @@ files, a lock) of kind ``"fewshot-classifier"`` holding
 - ``support-*.json``: each class's support texts (or null where unknown), in the order of the classes;
 - ``index-*.faiss``: the search index (faiss's own serialisation) when it is approximate (IVF, HNSW);
   an exact flat index is the means themselves, so it is not stored twice but rebuilt from them on load
-  (at 10^6 classes of 384-d: 1.5 GB of means, plus 0.4 GB of 8-bit IVF codes for ``auto``'s index);
+  (at 10^6 classes of 384-d: 1.5 GB of means, plus 0.06 GB of product-quantizer codes and ids for ``auto``'s
+  index);
 - ``predictions.jsonl`` beside them: the prediction log (:mod:`fewshot.support.log`), not part of
   the manifest.
 
@@ -301,7 +302,7 @@ def check_body(meta: dict, path) -> None:
                       and isinstance(v.get("kind"), str) and all(v.get(k) is None or is_int(v[k]) for k in (
                           "nlist", "nprobe", "hnsw_m", "ef_search", "n_trained"))
                       and v.get("codes", "flat") in CODES and isinstance(v.get("tuning") or {}, dict)),
-                  "the search index's config (an object with dim, metric and kind, codes 'flat' or 'sq8'), or "
+                  "the search index's config (an object with dim, metric and kind, codes 'flat', 'sq8' or 'pq'), or "
                   "null while there are no classes"),
         "index_id": (lambda v: v is None or isinstance(v, str), "null or a string"),
         "encoder": (lambda v: isinstance(v, dict) and isinstance(v.get("name"), str)
