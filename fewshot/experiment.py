@@ -223,7 +223,8 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
         cfg.learner = learner_config(default)
     learner = build_learner(cfg, dataset)
     if dataset.task == "ner":
-        result = evaluate_tagging(learner, dataset, episodes, batch_size=min(cfg.batch_size, 32), progress=progress)
+        result = evaluate_tagging(learner, dataset, episodes, batch_size=min(cfg.batch_size, 32), progress=progress,
+                                  cache=None if cache else False)
     else:
         result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress,
                           predictions=predictions, class_names=cfg.episodes.class_names)

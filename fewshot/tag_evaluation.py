@@ -20,7 +20,8 @@ support set and their mean, standard deviation and 95% Student-t interval over t
 The per-type report gives each type's precision, recall, F1 and gold count, pooled over
 the episodes where the type was drawn. Word embeddings of a frozen encoder are cached by
 sentence id for the whole run (each sentence embedded once), in the classification evaluation's
-:class:`~fewshot.evaluation.EmbeddingCache` (:func:`word_cache`).
+:class:`~fewshot.evaluation.EmbeddingCache` (:func:`word_cache`); ``cache=False`` (``fewshot run --no-cache``)
+embeds each episode's sentences anew instead, to measure what the cache saves.
 """
 from __future__ import annotations
 
@@ -184,11 +185,15 @@ def word_cache(learner, dataset: TaggedDataset | None = None, batch_size: int = 
 
 
 def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedEpisode], batch_size: int = 32,
-                     progress: bool = True, chunk: int = CHUNK, cache: EmbeddingCache | None = None) -> TagEvalResult:
+                     progress: bool = True, chunk: int = CHUNK,
+                     cache: EmbeddingCache | bool | None = None) -> TagEvalResult:
     """Score a tagging ``learner`` (``"ner" in learner.tasks``) on ``episodes`` of ``dataset``.
 
     ``cache``: word embeddings by sentence id of ``dataset`` (:func:`word_cache`); pass one to several calls
     whose learners share one frozen encoder (e.g. a search over a decoding setting) to embed each sentence once.
+    ``None`` (the default): one for this run. ``False``: every episode's sentences are embedded afresh, as if
+    no other episode had been (to measure what the cache saves; :func:`~fewshot.evaluation.evaluate`'s
+    ``cache=False``).
     A learner that tunes its encoder per task (``adapts_encoder``) is given each episode's sentences instead
     (:meth:`~fewshot.learners.base.Learner.adapt_sentences`), which it embeds itself; ``cache`` is then unused.
     """
@@ -196,12 +201,13 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
     start = time.perf_counter()
     learner.prepare_tagging(dataset)
     total = len(episodes) if isinstance(episodes, Sized) else None
-    cache = word_cache(learner, dataset, batch_size, progress) if cache is None else cache
+    fresh = cache is False
+    cache = word_cache(learner, dataset, batch_size, progress) if cache is None or fresh else cache
     before, n_embedded = cache.n, 0
     rows, types = [], {}
     with progress_bar(total, "episodes", progress) as bar:
         for block in chunks(episodes, chunk):
-            if not learner.adapts_encoder:
+            if not learner.adapts_encoder and not fresh:
                 cache.add(sorted({int(i) for ep in block for i in np.concatenate([ep.support, ep.query])}))
             for ep in block:
                 support_tags = [dataset.tags[int(i)] for i in ep.support]
@@ -212,8 +218,13 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
                     scores = learner.logits_sentences(dataset.take(ep.query.tolist()))
                     n_embedded += len(ep.support) + len(ep.query)
                 else:
-                    learner.adapt_features(cache.take(ep.support.tolist()), support_y)
-                    scores = learner.logits_features(cache.take(ep.query.tolist()))
+                    words = cache
+                    if fresh:  # this episode's own cache: its sentences embedded anew
+                        words = word_cache(learner, dataset, batch_size, progress=False)
+                        words.add([int(i) for i in np.concatenate([ep.support, ep.query])])
+                        n_embedded += words.n
+                    learner.adapt_features(words.take(ep.support.tolist()), support_y)
+                    scores = learner.logits_features(words.take(ep.query.tolist()))
                 gold = [tuple(t if t in ep.types else OUTSIDE for t in dataset.tags[int(i)]) for i in ep.query]
                 counts = span_counts(gold, decode_sentences(learner, scores, lengths, ep.classes))
                 for t, c in counts.items():

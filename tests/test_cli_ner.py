@@ -40,6 +40,25 @@ def test_run_ner_json_and_frozen_episodes(conll, tmp_path, tiny_text_model_dir):
     assert set(d2["type_report"]) <= {"a", "b", "c"}
 
 
+
+def test_no_cache_embeds_every_episode_afresh(conll, tmp_path, tiny_text_model_dir):
+    """--no-cache on tagged data: each episode's sentences are embedded anew (before, the flag was ignored and
+    each sentence embedded once); the same spans are found."""
+    runner = CliRunner()
+    out = tmp_path / "eps.jsonl"
+    made = runner.invoke(main, ["episodes", "make", "--dataset", str(conll), "--classes", "all", "--way", "2",
+                                "--shot", "1", "--episodes", "4", "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    eps = [e for e in map(json.loads, out.read_text().splitlines()) if "support" in e]
+    args = ["run", "--dataset", str(conll), "--episodes-file", str(out), "--encoder", str(tiny_text_model_dir),
+            "--json", "--quiet"]
+    cached, fresh = (runner.invoke(main, args + extra) for extra in ([], ["--no-cache"]))
+    assert cached.exit_code == 0 and fresh.exit_code == 0, cached.output + fresh.output
+    cached, fresh = json.loads(cached.output), json.loads(fresh.output)
+    assert cached["embedded_examples"] == len({i for e in eps for i in e["support"] + e["query"]}) < 16
+    assert fresh["embedded_examples"] == sum(len(e["support"]) + len(e["query"]) for e in eps) == 16
+    assert [fresh[k] for k in ("correct", "predicted", "gold")] == [cached[k] for k in ("correct", "predicted", "gold")]
+
 def test_bad_tagged_file_exits_2_naming_the_line(tmp_path):
     p = tmp_path / "bad.conll"
     p.write_text("the\tO\nname\n")

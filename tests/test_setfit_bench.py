@@ -21,6 +21,26 @@ def test_render_pairs_fewshot_setfit_with_the_package_per_episode():
                     "| +5.00 +- 5.66 | +15.00 +- 5.66 | +10.00 +- 0.00 |")
 
 
+def test_render_table_is_the_paired_table_text():
+    """The whole table, byte for byte as the script rendered it before bin/bench/paired.py held it: a row
+    without an arm ("-"), a pair whose arms scored different episode counts ("-", episodes "2/3")."""
+    rows = _rows() + [
+        {"row": "huffpost-5w1s", "method": "setfit", "episodes": 3, "accuracies": [0.4, 0.6, 0.8],
+         "seconds_per_task": 1.25},
+        {"row": "huffpost-5w1s", "method": "protonet", "episodes": 3, "accuracies": [0.2, 0.6, 0.4],
+         "seconds_per_task": 0.5},
+        {"row": "huffpost-5w5s", "method": "setfit", "episodes": 2, "accuracies": [0.8, 1.0], "seconds_per_task": 3.0},
+        {"row": "huffpost-5w5s", "method": "setfit-pkg", "episodes": 3, "accuracies": [0.6, 0.8, 1.0],
+         "seconds_per_task": 4.0}]
+    table = "\n".join(x for x in render(rows, "bin/bench-setfit").splitlines() if x.startswith("|"))
+    assert table == """\
+| row | episodes | protonet acc % (s/task) | setfit acc % (s/task) | setfit-pkg acc % (s/task) | setfit - setfit-pkg | setfit - protonet | setfit-pkg - protonet |
+|---|---:|---|---|---|---|---|---|
+| clinc150-5w5s | 4 | 50.00 +- 0.00 (2.00) | 65.00 +- 5.66 (2.00) | 60.00 +- 0.00 (2.00) | +5.00 +- 5.66 | +15.00 +- 5.66 | +10.00 +- 0.00 |
+| huffpost-5w1s | 3 | 40.00 +- 22.63 (0.50) | 60.00 +- 22.63 (1.25) | - | - | +20.00 +- 22.63 | - |
+| huffpost-5w5s | 2/3 | - | 90.00 +- 19.60 (3.00) | 80.00 +- 22.63 (4.00) | - | - | - |"""
+
+
 def test_from_jsonl_renders_a_saved_run(tmp_path, capsys):
     saved = tmp_path / "out.jsonl"
     saved.write_text("".join(json.dumps(r) + "\n" for r in _rows()))

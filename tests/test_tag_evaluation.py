@@ -131,14 +131,8 @@ def test_bootstrap_mean_f1_brackets_the_mean_over_groups():
     assert np.isnan(bootstrap_mean_f1([groups[0][:1]])[0])
 
 
-def test_a_frozen_encoder_embeds_each_sentence_once_per_run(tiny_text_encoder):
-    """Episodes share sentences, scored in chunks of one episode: the encoder still sees each distinct sentence once
-    (the run's embedding cache outlives a chunk), its tokens the one-pass floor."""
-    sentences = [("the", f"name{i}", "said", "so") for i in range(6)]
-    ds = TaggedDataset("toy", sentences, [("O", "ab"[i % 2], "O", "O") for i in range(6)])
-    episodes = [TaggedEpisode(0, ("a", "b"), np.array([0, 1]), np.array([2, 3])),
-                TaggedEpisode(1, ("a", "b"), np.array([2, 3]), np.array([0, 1])),
-                TaggedEpisode(2, ("a", "b"), np.array([4, 1]), np.array([2, 5]))]
+def _count_forward_passes(encoder, run):
+    """``run()``'s result and what ``encoder``'s model was given during it: forward calls, sentences, tokens."""
     seen = {"calls": 0, "sentences": 0, "tokens": 0}
 
     def count(module, args, kwargs):
@@ -146,12 +140,44 @@ def test_a_frozen_encoder_embeds_each_sentence_once_per_run(tiny_text_encoder):
         seen["sentences"] += int(kwargs["attention_mask"].shape[0])
         seen["tokens"] += int(kwargs["attention_mask"].sum())
 
-    handle = tiny_text_encoder.model.register_forward_pre_hook(count, with_kwargs=True)
+    handle = encoder.model.register_forward_pre_hook(count, with_kwargs=True)
     try:
-        result = evaluate_tagging(create_learner("protobert", tiny_text_encoder), ds, episodes, chunk=1,
-                                  progress=False)
+        return run(), seen
     finally:
         handle.remove()
-    floor = sum(len(tiny_text_encoder.tokenizer(list(s), is_split_into_words=True)["input_ids"]) for s in sentences)
+
+
+def _shared_sentence_episodes():
+    """6 sentences and 3 episodes of 4 of them each (episodes 0 and 1 the same 4, swapped)."""
+    sentences = [("the", f"name{i}", "said", "so") for i in range(6)]
+    ds = TaggedDataset("toy", sentences, [("O", "ab"[i % 2], "O", "O") for i in range(6)])
+    episodes = [TaggedEpisode(0, ("a", "b"), np.array([0, 1]), np.array([2, 3])),
+                TaggedEpisode(1, ("a", "b"), np.array([2, 3]), np.array([0, 1])),
+                TaggedEpisode(2, ("a", "b"), np.array([4, 1]), np.array([2, 5]))]
+    return ds, episodes
+
+
+def test_a_frozen_encoder_embeds_each_sentence_once_per_run(tiny_text_encoder):
+    """Episodes share sentences, scored in chunks of one episode: the encoder still sees each distinct sentence once
+    (the run's embedding cache outlives a chunk), its tokens the one-pass floor."""
+    ds, episodes = _shared_sentence_episodes()
+    result, seen = _count_forward_passes(tiny_text_encoder, lambda: evaluate_tagging(
+        create_learner("protobert", tiny_text_encoder), ds, episodes, chunk=1, progress=False))
+    floor = sum(len(tiny_text_encoder.tokenizer(list(s), is_split_into_words=True)["input_ids"]) for s in ds.sentences)
     assert result.n_episodes == 3 and result.n_embedded == 6  # 4 + 0 + 2 new sentences: each once
     assert seen == {"calls": 2, "sentences": 6, "tokens": floor}  # chunk 2 needs none: no forward pass
+
+
+def test_no_cache_embeds_every_episode_afresh_with_the_same_counts(tiny_text_encoder):
+    """``cache=False`` (``fewshot run --no-cache``): each episode's 4 sentences go through the encoder again, in one
+    forward pass per episode, and the span counts are those of the cached run."""
+    ds, episodes = _shared_sentence_episodes()
+    cached = evaluate_tagging(create_learner("protobert", tiny_text_encoder), ds, episodes, progress=False)
+    result, seen = _count_forward_passes(tiny_text_encoder, lambda: evaluate_tagging(
+        create_learner("protobert", tiny_text_encoder), ds, episodes, progress=False, cache=False))
+    tokens = {i: len(tiny_text_encoder.tokenizer(list(s), is_split_into_words=True)["input_ids"])
+              for i, s in enumerate(ds.sentences)}
+    per_episode = sum(tokens[int(i)] for ep in episodes for i in np.concatenate([ep.support, ep.query]))
+    assert result.n_embedded == 12 and cached.n_embedded == 6
+    assert seen == {"calls": 3, "sentences": 12, "tokens": per_episode}
+    np.testing.assert_array_equal(result.episode_counts, cached.episode_counts)

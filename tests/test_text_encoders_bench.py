@@ -21,6 +21,22 @@ def test_render_gives_paired_per_episode_differences():
     assert line == "| clinc150-5w1s | 4 | 50.00 +- 0.00 (1) | 65.00 +- 0.00 (1) | +15.00 +- 5.66 |"
 
 
+def test_render_table_is_the_paired_table_text():
+    """The whole table, byte for byte as the script rendered it before bin/bench/paired.py held it: the
+    accuracy cells are the rows' own mean and interval, a row without an arm gives "-"."""
+    acc = {"minilm": [0.5, 0.5, 0.5, 0.5], "mpnet": [0.6, 0.7, 0.6, 0.7], "mpnet:int8": [0.6, 0.6, 0.7, 0.7]}
+    rows = [{"row": "clinc150-5w1s", "encoder": e, "episodes": 4, "accuracy_mean": sum(a) / 4, "accuracy_ci95": 0.01,
+             "seconds": 12.4, "accuracies": a} for e, a in acc.items()]
+    rows += [{"row": "huffpost-5w5s", "encoder": e, "episodes": 2, "accuracy_mean": sum(a) / 2, "accuracy_ci95": 0.125,
+              "seconds": 99.5, "accuracies": a} for e, a in (("minilm", [0.2, 0.4]), ("mpnet", [0.6, 0.6]))]
+    table = "\n".join(x for x in render(rows, "bin/bench-text-encoders").splitlines() if x.startswith("|"))
+    assert table == """\
+| row | episodes | minilm acc % (s) | mpnet acc % (s) | mpnet:int8 acc % (s) | mpnet - minilm | mpnet:int8 - minilm | mpnet:int8 - mpnet |
+|---|---:|---|---|---|---|---|---|
+| clinc150-5w1s | 4 | 50.00 +- 1.00 (12) | 65.00 +- 1.00 (12) | 65.00 +- 1.00 (12) | +15.00 +- 5.66 | +15.00 +- 5.66 | +0.00 +- 8.00 |
+| huffpost-5w5s | 2 | 30.00 +- 12.50 (100) | 60.00 +- 12.50 (100) | - | +30.00 +- 19.60 | - | - |"""
+
+
 def test_main_rejects_one_episode():
     with pytest.raises(SystemExit) as exc:
         main(["--episodes", "1", "--no-write"])

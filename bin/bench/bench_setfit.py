@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks_md import publish, publish_rows
+from paired import paired_table
 
 from fewshot.config import FewShotConfig
 from fewshot.encoders.text import minilm_path
@@ -106,32 +107,19 @@ def measure(rows, methods, episodes: dict, device, data_root=None):
             yield r
 
 
+def _compared(methods: list[str]) -> list[tuple[str, str]]:
+    return [(a, b) for a, b in PAIRS if a in methods and b in methods]
+
+
+def _cell(result: dict) -> str:
+    mean, ci = mean_ci95(np.asarray(result["accuracies"]))
+    return f"{100 * mean:.2f} +- {100 * ci:.2f} ({result['seconds_per_task']:.2f})"
+
+
 def render(rows: list[dict], cmd: str) -> str:
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    compared = [(a, b) for a, b in PAIRS if a in methods and b in methods]
-    head = " | ".join(f"{m} acc % (s/task)" for m in methods)
-    diffs = " | ".join(f"{a} - {b}" for a, b in compared)
     lines = ["## SetFit's recipe: fewshot's learner against the setfit package", "", f"Command: `{cmd}`", "",
-             __doc__.split("\n\n")[1].replace("\n", " "), "",
-             f"| row | episodes | {head} | {diffs} |", "|---|---:|" + "---|" * (len(methods) + len(compared))]
-    for row in dict.fromkeys(r["row"] for r in rows):
-        got = {r["method"]: r for r in rows if r["row"] == row}
-        cells = []
-        for m in methods:
-            if m in got:
-                mean, ci = mean_ci95(np.asarray(got[m]["accuracies"]))
-                cells.append(f"{100 * mean:.2f} +- {100 * ci:.2f} ({got[m]['seconds_per_task']:.2f})")
-            else:
-                cells.append("-")
-        paired = []
-        for a, b in compared:
-            if a in got and b in got and got[a]["episodes"] == got[b]["episodes"]:
-                m, ci = mean_ci95(np.subtract(got[a]["accuracies"], got[b]["accuracies"]))
-                paired.append(f"{100 * m:+.2f} +- {100 * ci:.2f}")
-            else:
-                paired.append("-")
-        n = "/".join(sorted({str(r["episodes"]) for r in got.values()}))
-        lines.append(f"| {row} | {n} | {' | '.join(cells)} | {' | '.join(paired)} |")
+             __doc__.split("\n\n")[1].replace("\n", " "), ""]
+    lines += paired_table(rows, "method", _compared, lambda m: f"{m} acc % (s/task)", _cell)
     lines += ["", "fewshot implements the recipe natively (`fewshot/learners/setfit.py`) rather than wrapping the "
               "package: the package takes a sentence-transformers model, not a fewshot encoder (checkpoints, entity "
               "pooling, devices), needs sentence-transformers, datasets and pyarrow (not fewshot dependencies; absent "

@@ -15,13 +15,12 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from benchmarks_md import command, publish_rows
+from benchmarks_md import publish_rows
+from paired import paired_table
 
 from fewshot.config import FewShotConfig
-from fewshot.evaluation import mean_ci95
 from fewshot.experiment import run_experiment
 
 SECTION = "text-encoders"
@@ -60,27 +59,14 @@ def pairs(encoders: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _cell(result: dict) -> str:
+    return f"{100 * result['accuracy_mean']:.2f} +- {100 * result['accuracy_ci95']:.2f} ({result['seconds']:.0f})"
+
+
 def render(rows: list[dict], cmd: str) -> str:
-    encoders = list(dict.fromkeys(r["encoder"] for r in rows))
-    compared = pairs(encoders)
-    head = " | ".join(f"{e} acc % (s)" for e in encoders)
-    diffs = " | ".join(f"{a} - {b}" for a, b in compared)
     lines = ["## Frozen text encoders on the frozen test episodes", "", f"Command: `{cmd}`", "",
-             __doc__.split("\n\n")[1].replace("\n", " "), "",
-             f"| row | episodes | {head} | {diffs} |", "|---|---:|" + "---|" * (len(encoders) + len(compared))]
-    for row in dict.fromkeys(r["row"] for r in rows):
-        got = {r["encoder"]: r for r in rows if r["row"] == row}
-        cells = [f"{100 * got[e]['accuracy_mean']:.2f} +- {100 * got[e]['accuracy_ci95']:.2f} ({got[e]['seconds']:.0f})"
-                 if e in got else "-" for e in encoders]
-        paired = []
-        for a, b in compared:
-            if a in got and b in got:
-                m, ci = mean_ci95(np.subtract(got[a]["accuracies"], got[b]["accuracies"]))
-                paired.append(f"{100 * m:+.2f} +- {100 * ci:.2f}")
-            else:
-                paired.append("-")
-        n = next(iter(got.values()))["episodes"]
-        lines.append(f"| {row} | {n} | {' | '.join(cells)} | {' | '.join(paired)} |")
+             __doc__.split("\n\n")[1].replace("\n", " "), ""]
+    lines += paired_table(rows, "encoder", pairs, lambda e: f"{e} acc % (s)", _cell)
     lines += ["", f"Episode files: `{EPISODES}/<row>15q-600ep-seed0.jsonl` (seed 0, test classes, 15 queries per "
               f"class), their first N episodes. CPU, {torch.get_num_threads()} torch thread(s), machine shared "
               f"(1-minute load average {os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} cores): seconds "
