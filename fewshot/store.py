@@ -79,8 +79,16 @@ def _read_file(path: Path, writable: bool):
         return mmap.mmap(f.fileno(), size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _sha256(data) -> str:
+    """Hex SHA-256 of ``data``: bytes, or a list of buffers taken one after the other."""
+    h = hashlib.sha256()
+    for part in data if isinstance(data, list) else [data]:
+        h.update(part)
+    return h.hexdigest()
+
+
+def _nbytes(data) -> int:
+    return sum(memoryview(part).nbytes for part in data) if isinstance(data, list) else len(data)
 
 
 def _body_digest(body: dict) -> str:
@@ -251,7 +259,8 @@ class SupportStore:
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, meta: dict, blobs: dict[str, tuple[str, bytes]], expect_generation: int | None = None) -> int:
-        """Commit a new generation: ``meta`` (JSON-able) and ``blobs`` {key: (extension, bytes)}.
+        """Commit a new generation: ``meta`` (JSON-able) and ``blobs`` {key: (extension, data)}, where data is bytes
+        or a list of buffers that make the file one after the other (written and hashed without joining them).
 
         Returns the new generation number. Holds the folder lock while writing.
         ``expect_generation``: refuse (:class:`ConcurrentUpdateError`, nothing written)
@@ -283,7 +292,7 @@ class SupportStore:
                 files = {}
                 for key, (ext, data) in blobs.items():
                     atomic_write_bytes(self.path / names[key], data)
-                    files[key] = {"name": names[key], "bytes": len(data), "sha256": _sha256(data)}
+                    files[key] = {"name": names[key], "bytes": _nbytes(data), "sha256": _sha256(data)}
                 body = {**meta, "index_id": index_id}
                 retired = sorted({f["name"] for f in old["files"].values()} - set(names.values())) if old else []
                 doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "fewshot_version": __version__,

@@ -50,12 +50,10 @@ def write(path, meta: dict, book: ClassBook, index: SupportIndex | None,
           expect_generation: int | None, kind: str = STORE_KIND) -> SupportStore:
     """Commit ``meta`` (the classifier's settings, without its classes) and the classes of ``book`` with
     the search ``index`` as the folder's next generation; returns the store (its generation and index_id)."""
-    from safetensors.numpy import save as save_arrays
-
     body = {"kind": kind, **meta, "classes": list(book.labels), "counts": book.counts.tolist(),
             "ids": book.ids.tolist(), "next_id": book.next_id, "dim": book.dim,
             "index": index.config() if index is not None else None}
-    blobs = {"state": ("safetensors", save_arrays({"means": np.ascontiguousarray(book.prototypes())})),
+    blobs = {"state": ("safetensors", _state_parts(book)),
              "support": ("json", support_bytes(book))}
     if index is not None and index.kind != "flat":
         blobs["index"] = ("faiss", index.to_bytes())
@@ -324,6 +322,19 @@ def _check_kind(meta: dict, path, kind: str = STORE_KIND) -> None:
         what = {STORE_KIND: "a classifier (FewShotClassifier)", TAGGER_KIND: "a tagger (FewShotTagger)"}
         raise StoreError(f"{path} holds {what.get(meta.get('kind'), repr(meta.get('kind')))}, not "
                          f"{what[kind]}; load it with the class that saved it")
+
+
+def _state_parts(book: ClassBook) -> list:
+    """The class means file as the buffers that make it: a safetensors file of one F32 tensor ``means`` (n, dim),
+    written from the book's own blocks. safetensors' writer would copy the means twice (19 of a 38 s save at
+    10^6 classes); the layout (an 8-byte little-endian header length, the JSON header padded with spaces to 8
+    bytes, the data) is safetensors' documented one, and a test reads the file back with safetensors itself."""
+    blocks = book.mean_blocks()
+    size = 4 * len(book) * book.dim
+    header = json.dumps({"means": {"dtype": "F32", "shape": [len(book), book.dim], "data_offsets": [0, size]}},
+                        separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return [len(header).to_bytes(8, "little"), header, *(np.ascontiguousarray(b, dtype="<f4") for b in blocks)]
 
 
 def _state_arrays(data, n: int, dim: int) -> dict:

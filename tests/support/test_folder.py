@@ -48,8 +48,13 @@ def _rewrite_state(src, dst, state: bytes) -> None:
     SupportStore(dst).write(meta, {"state": ("safetensors", state), "support": ("json", blobs["support"])})
 
 
-def test_the_means_are_used_in_place_and_a_change_in_memory_never_reaches_the_file(tiny_text_encoder, tmp_path):
+def test_the_means_are_used_in_place_and_a_change_in_memory_never_reaches_the_file(tiny_text_encoder, tmp_path,
+                                                                                     monkeypatch):
     import numpy as np
+
+    from fewshot.support import classbook
+
+    monkeypatch.setattr(classbook, "BLOCK_ROWS", 2)  # the means span blocks, a partial one last
 
     rng = np.random.default_rng(0)
     z = rng.standard_normal((6, tiny_text_encoder.dim)).astype(np.float32)
@@ -57,6 +62,10 @@ def test_the_means_are_used_in_place_and_a_change_in_memory_never_reaches_the_fi
     clf.save(tmp_path / "ix")
     state = next((tmp_path / "ix").glob("state-*"))
     before = state.read_bytes()
+    from safetensors.numpy import load as load_arrays  # written block by block, read back by safetensors itself
+
+    assert list(load_arrays(before)) == ["means"]
+    np.testing.assert_array_equal(load_arrays(before)["means"], clf.prototypes_)
     loaded = FewShotClassifier.load(tmp_path / "ix", encoder=tiny_text_encoder)
     np.testing.assert_array_equal(loaded.prototypes_, clf.prototypes_)  # bit for bit
     extra = rng.standard_normal((2, tiny_text_encoder.dim)).astype(np.float32)
