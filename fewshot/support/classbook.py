@@ -2,12 +2,13 @@
 
 For each class, one row: its label, its float32 mean (the prototype every search reads), the count
 of every embedding ever added under it, its stable int64 search id (never reused) and its support
-texts (None where unknown: examples added as embeddings or images). The mean is the exact running
-mean: a row changed in this process also keeps the float64 sum of its embeddings, from which its
-mean is recomputed on every change (no re-embedding of old examples, no drift). A row restored from
-saved means has no sum until it first changes; then its sum is its float32 mean times its count
-(what a save keeps), so a load touches nothing but the means it was given, and those are used in
-place (a 10^6-class load copies no 1.5 GB array).
+texts (None where unknown: examples added as embeddings or images). The mean is the running mean
+without drift: a class whose examples change (a second add, a replace) keeps the float64 sum of its
+embeddings from then on, and its mean is recomputed from that sum on every change, so the error is
+at most one float32 rounding of the mean it started from (the rounding a save keeps), however many
+updates follow. Until it changes, a class's sum is its float32 mean times its count: a bulk add of
+10^6 classes, or a load, keeps no float64 row at all, and a load uses the means it was given in
+place (no 1.5 GB copy).
 
 Costs are O(examples changed), whatever the class count: the rows live in fixed-size blocks, so
 growing allocates a new block and never copies (no add pays for a doubling); removing a class moves the last row into its place (so rows
@@ -17,8 +18,9 @@ workflows) reads and changes classes through the public methods here.
 """
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Hashable, Mapping, Sequence
-from types import MappingProxyType
 
 import numpy as np
 
@@ -109,14 +111,14 @@ class ClassBook:
         self.labels: list = []
         self._row: dict = {}
         self._means = _Rows((self.dim,), np.float32)
-        self._sums = _Rows((self.dim,), np.float64)  # valid where _exact: the rows changed in this process
-        self._exact = _Rows((), np.bool_)
+        self._sums: dict[int, np.ndarray] = {}  # row -> float64 sum, for the classes changed since they came
         self._counts = _Rows((), np.int64)
         self._ids = _Rows((), np.int64)
         self.next_id = 0
         self._row_of_id: dict[int, int] = {}
         self._texts: dict = {}
-        self._keys: dict[str, str] | None = {}  # label_key(label) -> label of the string labels (None: not built)
+        # label_key(label) -> label of the string labels that differ from their key (None: not built yet)
+        self._irregular: dict[str, str] | None = {}
 
     # -- reading ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -132,9 +134,9 @@ class ClassBook:
     def keys(self) -> Mapping[str, str]:
         """{label_key(label): label} of the string labels (read-only), for checking a new label in O(1)
         (:func:`fewshot.inputs.check_labels`); built on first use after :meth:`restore`."""
-        if self._keys is None:
-            self._keys = {label_key(lab): lab for lab in self.labels if isinstance(lab, str)}
-        return MappingProxyType(self._keys)
+        if self._irregular is None:
+            self._irregular = _irregular_labels(self.labels)
+        return _LabelKeys(self._row, self._irregular, self.labels)
 
     def row(self, label) -> int:
         """The row of class ``label`` (KeyError if it is not a class)."""
@@ -146,8 +148,8 @@ class ClassBook:
         and not changed since: its mean times its count)."""
         n = len(self)
         sums = self._means.head(n).astype(np.float64) * self._counts.head(n)[:, None]
-        exact = np.flatnonzero(self._exact.head(n))
-        sums[exact] = self._sums.take(exact)
+        for r, s in self._sums.items():
+            sums[r] = s
         return _readonly(sums)
 
     @property
@@ -204,9 +206,8 @@ class ClassBook:
 
     def _sum(self, r: int) -> np.ndarray:
         """The float64 sum of row ``r``'s embeddings."""
-        if self._exact[r]:
-            return self._sums[r].copy()
-        return self._means[r].astype(np.float64) * int(self._counts[r])
+        s = self._sums.get(r)
+        return s.copy() if s is not None else self._means[r].astype(np.float64) * int(self._counts[r])
 
     # -- changing ---------------------------------------------------------------------------------
     def add(self, z: np.ndarray, labels: Sequence[Hashable], texts: Sequence[str] | None = None,
@@ -231,8 +232,8 @@ class ClassBook:
                 r = len(self.labels)
                 self._row[lab] = r
                 self.labels.append(lab)
-                if isinstance(lab, str) and self._keys is not None:
-                    self._keys[label_key(lab)] = lab
+                if isinstance(lab, str) and self._irregular is not None and label_key(lab) != lab:
+                    self._irregular[label_key(lab)] = lab
                 self._ids[r] = self.next_id
                 self._row_of_id[self.next_id] = r
                 self.next_id += 1
@@ -245,7 +246,8 @@ class ClassBook:
                 count = len(rows) + (0 if replace else int(self._counts[r]))
                 changed.append(r)
                 kept = [] if replace else self._texts[lab]
-            self._sums[r], self._exact[r], self._counts[r] = s, True, count
+                self._sums[r] = s
+            self._counts[r] = count
             self._means[r] = s / count
             self._texts[lab] = None if texts is None or kept is None else kept + [texts[i] for i in rows]
         return changed, added
@@ -261,8 +263,8 @@ class ClassBook:
             r, last = self._row.pop(lab), len(self.labels) - 1
             del self._row_of_id[int(self._ids[r])]
             del self._texts[lab]
-            if isinstance(lab, str) and self._keys is not None:
-                self._keys.pop(label_key(lab), None)
+            if isinstance(lab, str) and self._irregular is not None:
+                self._irregular.pop(label_key(lab), None)
             if r != last:
                 moved = self.labels[last]
                 self.labels[r] = moved
@@ -270,6 +272,9 @@ class ClassBook:
                 for part in self._parts():
                     part[r] = part[last]
                 self._row_of_id[int(self._ids[r])] = r
+            self._sums.pop(r, None)
+            if last in self._sums:
+                self._sums[r] = self._sums.pop(last)
             self.labels.pop()
         return gone
 
@@ -297,26 +302,64 @@ class ClassBook:
         if len(book._row) != n or len(texts) != n or not all(lab in texts for lab in book.labels):
             raise ValueError("inconsistent state (duplicate labels, or support texts for other classes)")
         book._counts, book._ids = _Rows.of(counts), _Rows.of(ids)
-        if means is None:  # an older folder's sums: every row exact
-            book._sums = _Rows.of(given, np.float64)
+        if means is None:  # an older folder's float64 sums
             book._means = _Rows.of((given / counts[:, None]).astype(np.float32))
-            book._exact = _Rows.of(np.ones(n, dtype=np.bool_))
         else:
             book._means = _Rows.wrap(given.astype(np.float32, copy=False))
         book._reserve(n)
         book.next_id = int(next_id)
         book._texts = dict(texts)  # the lists are taken over, not copied (a load's own)
-        book._keys = None  # built on first use (O(classes) Unicode normalisation; a load need not pay it)
+        book._irregular = None  # found on first use (one pass over the labels at C speed; a load need not pay it)
         return book
 
     def _parts(self) -> tuple[_Rows, ...]:
-        return self._means, self._sums, self._exact, self._counts, self._ids
+        return self._means, self._counts, self._ids
 
     def _reserve(self, n: int) -> None:
         """Room for ``n`` rows: new (lazily zeroed) blocks where needed, the rows held never copied (O(1) per
         added class)."""
         for rows in self._parts():
             rows.reserve(n)
+
+
+class _LabelKeys(Mapping):
+    """{label_key(label): label} of a book's string labels, read-only, without a dict of every class: a label
+    that is its own key is found in the book's label -> row dict, the others in the irregular ones."""
+
+    def __init__(self, rows: dict, irregular: dict, labels: list):
+        self._rows, self._irregular, self._labels = rows, irregular, labels
+
+    def __getitem__(self, key):
+        label = self._irregular.get(key)
+        if label is not None:
+            return label
+        if isinstance(key, str) and key in self._rows and label_key(key) == key:
+            return key
+        raise KeyError(key)
+
+    def __iter__(self):  # O(classes): for inspection, not for checks
+        return (label_key(lab) for lab in self._labels if isinstance(lab, str))
+
+    def __len__(self) -> int:
+        return sum(isinstance(lab, str) for lab in self._labels)
+
+
+_NOT_SPACE_WHITESPACE = re.compile(r"[^\S ]")  # whitespace that str.split() splits on, other than " "
+
+
+def _irregular_labels(labels: list) -> dict[str, str]:
+    """{label_key(label): label} of the string ``labels`` that differ from their key. At 10^6 classes a check of
+    all of them joined (NFKC form; whitespace only as single spaces inside a label) replaces a million calls of
+    label_key (1.2 s) when, as usual, none differs."""
+    strs = labels if set(map(type, labels)) == {str} else [lab for lab in labels if isinstance(lab, str)]
+    joined = "\x00".join(strs)
+    spaces_ok = not ("  " in joined or " \x00" in joined or "\x00 " in joined or joined.startswith(" ")
+                     or joined.endswith(" ")) and not (
+        any(c in joined for c in "\t\n\v\f\r\x1c\x1d\x1e\x1f") if joined.isascii()
+        else _NOT_SPACE_WHITESPACE.search(joined))
+    if spaces_ok and joined.count("\x00") == max(len(strs) - 1, 0) and unicodedata.is_normalized("NFKC", joined):
+        return {}
+    return {key: lab for lab in strs if (key := label_key(lab)) != lab}
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -134,3 +134,28 @@ def test_label_keys_follow_adds_removes_and_restore():
     again = ClassBook.restore(1, book.labels, book.sums, book.counts, book.ids, book.next_id,
                               {lab: None for lab in book.labels})
     assert dict(again.keys) == {"Travel": "Travel "}
+
+
+def test_many_updates_do_not_drift_from_the_float64_mean():
+    rng = np.random.default_rng(3)
+    z = (1000 + rng.standard_normal((3000, 4))).astype(np.float32)
+    book = ClassBook(4)
+    for zi in z:  # one example per call: each call recomputes the mean from the class's float64 sum
+        book.add(zi[None], ["a"])
+    want = z.astype(np.float64).mean(0)
+    np.testing.assert_allclose(book.prototypes([0])[0], want, rtol=1.2e-7)  # one float32 rounding, not 3000
+    assert book.sums[0].tolist() == pytest.approx((want * 3000).tolist(), rel=1e-12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet="ab \t\u00a0\ufb01\u0301\x00", min_size=1, max_size=5), min_size=1, max_size=8,
+                unique_by=lambda s: " ".join(__import__("unicodedata").normalize("NFKC", s).split())))
+def test_label_keys_after_restore_equal_a_key_per_label(labels):
+    from fewshot.inputs import label_key
+
+    labels = [lab for lab in labels if label_key(lab)]
+    book = ClassBook.restore(1, labels, np.ones((len(labels), 1)), [1] * len(labels), list(range(len(labels))),
+                             len(labels), {lab: None for lab in labels})
+    want = {label_key(lab): lab for lab in labels}
+    assert dict(book.keys) == want
+    assert all(book.keys.get(k) == lab for k, lab in want.items()) and book.keys.get("zz") is None
