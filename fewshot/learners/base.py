@@ -5,7 +5,9 @@ A learner holds its encoder. Per task it is given a labelled support set
 (n_query, n_way)). Tagging learners (``tasks = ("ner",)``: protobert, nnshot, structshot) take
 the same calls on word embeddings (:meth:`Learner.embed_words`): rows are words, labels
 0 = O and j + 1 = the episode's type j; :meth:`Learner.decode_tags` turns one sentence's scores
-into its labels and :meth:`Learner.prepare_tagging` sees the training types' tags once per run. Learners whose per-task adaptation leaves the encoder
+into its labels and :meth:`Learner.prepare_tagging` sees the training types' tags once per run; their
+shared part, meta-training included (:meth:`Learner.episode_loss` on sentences and per-word labels), is
+:mod:`fewshot.learners.tagging`. Learners whose per-task adaptation leaves the encoder
 untouched (``adapts_encoder = False``: protonet, head-only finetune, ANIL) also
 take precomputed embeddings through :meth:`adapt_features` and
 :meth:`logits_features`, so an evaluation embeds each example once.
