@@ -92,5 +92,9 @@ class TaggingLearner(Learner):
         y = torch.as_tensor(support_y).long()
         self.check_support(y)
         z = torch.cat(word_embeddings(self.encoder, [*support_x, *query_x], self.device)).float()
-        logits = self.word_scores(z[:n_support], y, z[n_support:])  # labels stay on the host: checks cost no sync
-        return nn.functional.cross_entropy(logits, torch.as_tensor(query_y).long().to(z.device)), logits
+        # the encoder may run under bf16 autocast (GPU); squared distances are differences of large terms, so the
+        # scores and the loss are computed in float32
+        with torch.autocast(z.device.type, enabled=False):
+            logits = self.word_scores(z[:n_support], y, z[n_support:])  # labels on the host: checks cost no sync
+            loss = nn.functional.cross_entropy(logits, torch.as_tensor(query_y).long().to(z.device))
+        return loss, logits
