@@ -19,7 +19,8 @@ choice serves all three protocols; its transitions come from each protocol's tra
 
 ``--checkpoint DIR`` (a ``fewshot train`` checkpoint, e.g. ProtoBERT meta-trained on Few-NERD INTER's
 train types) scores its encoder beside the frozen encoder it started from, on the same episodes (fewnerd)
-or support sets (wnut17), and writes "ner-fewnerd-trained" / "ner-wnut17-trained" with the paired gain:
+or support sets (wnut17), and writes "ner-fewnerd-trained-<learner>" / "ner-wnut17-trained-<learner>" (the
+checkpoint's learner) with the paired gain:
 the F1 difference with its 95% interval from the same bootstrap resamples of the episodes (fewnerd) or a
 t interval of the per-set differences (wnut17). The frozen sections are left as they are.
 
@@ -368,7 +369,8 @@ def gain(r: dict) -> str:
 
 
 def fewnerd_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict) -> str:
-    lines = ["## Few-shot NER: meta-trained on Few-NERD INTER's train types vs the frozen floor, INTER test types",
+    lines = [f"## Few-shot NER: {rec['learner']} meta-trained on {rec['dataset']}'s train types vs the frozen floor, "
+             "Few-NERD INTER test types",
              "", f"Command: `{cmd}`", "", training_line(rec), "",
              f"`frozen` is the pretrained {rec['encoder']} the run started from, `trained` the checkpoint's encoder; "
              "each learner scores both on the **same** episodes: the 17 INTER test types, sampled from "
@@ -397,11 +399,13 @@ def fewnerd_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict)
 
 def wnut_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict) -> str:
     n = rows[0]["test_sentences"] if rows else "-"
-    lines = ["## Few-shot NER: WNUT-17 with StructShot's support sets, meta-trained encoder vs the frozen floor", "",
+    lines = [f"## Few-shot NER: WNUT-17 with StructShot's support sets, {rec['learner']} meta-trained on "
+             f"{rec['dataset']} vs the frozen floor", "",
              f"Command: `{cmd}`", "", training_line(rec), "",
              f"StructShot's published protocol: each of its five 1-shot and five 5-shot support sets tags the whole "
              f"WNUT-17 gold test set ({n} sentences, 6 types, BIO read as IO); `frozen` is the pretrained "
-             f"{rec['encoder']}, `trained` the checkpoint's encoder (trained on Few-NERD only: no WNUT-17 sentence). "
+             f"{rec['encoder']}, `trained` the checkpoint's encoder (trained on {rec['dataset']} only: no WNUT-17 "
+             "sentence). "
              "Micro F1 per set; mean, std (ddof 1) and 95% Student-t interval over the 5 sets. Gain: the mean of the "
              "per-set differences (trained - frozen, same sets) with its 95% t interval. CPU, 1 thread.", ""]
     for model, t in tuned.items():
@@ -458,7 +462,8 @@ def main(argv=None) -> int:
     args.encoders = encoders_of(args)
     tuned = {model: choose_temperatures(shots, args.tune_episodes, args.seed + 1, args.data_root, encoder)
              if "structshot" in args.learner else {} for model, encoder in args.encoders.items()}
-    publish_rows(TRAINED_SECTIONS[args.protocol], "bench-ner", TRAINED_ROWS[args.protocol](args, tuned),
+    section = f"{TRAINED_SECTIONS[args.protocol]}-{args.record['learner']}"  # one per trained learner
+    publish_rows(section, "bench-ner", TRAINED_ROWS[args.protocol](args, tuned),
                  lambda rows, cmd: TRAINED_MARKDOWN[args.protocol](rows, cmd, tuned, args.record), argv,
                  write=not args.no_write)
     return 0
