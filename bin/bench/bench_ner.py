@@ -423,7 +423,8 @@ def wnut_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict) ->
     for model, t in tuned.items():
         if t:
             lines += [f"{model}: " + tuning_line(t), ""]
-    lines += ["| shot | learner | encoder | F1 mean +- std (95% t CI) | F1 per set 0..4 | gain vs frozen (95% CI) | s |",
+    lines += ["| shot | learner | encoder | F1 mean +- std (95% t CI) | F1 per set 0..4 | gain vs frozen (95% CI) "
+              "| s |",
               "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['shot']} | {r['learner']} | {r['model']} | {pct(r['f1_mean'])} +- {pct(r['f1_std'])} "
