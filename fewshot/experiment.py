@@ -31,12 +31,9 @@ def build_dataset(cfg: FewShotConfig, training: bool = False) -> FewShotDataset:
     if d.text_column != "text" or d.label_column != "label":
         kw = {"text_column": d.text_column, "label_column": d.label_column}
     dataset = load_dataset(d.dataset, d.data_root, **kw)
-    if training and dataset.task == "ner":
-        raise ValueError(f"dataset {dataset.name!r} is tagged (NER): fewshot train does not meta-train tagging "
-                         "learners yet; score the frozen-encoder learners with `fewshot run --learner protobert` "
-                         "(or nnshot)")
-    if dataset.task == "joint" and (d.extra_train or d.extra_val):
-        raise ValueError(f"dataset {dataset.name!r} is joint intent + slot data: data.extra_train / extra_val add "
+    if dataset.task in ("joint", "ner") and (d.extra_train or d.extra_val):
+        kind = "joint intent + slot data" if dataset.task == "joint" else "tagged (NER) data"
+        raise ValueError(f"dataset {dataset.name!r} is {kind}: data.extra_train / extra_val add "
                          "classes to class-split datasets and do not apply; drop them")
     if training and (d.extra_train or d.extra_val):
         extras = {name: load_dataset(name, d.data_root) for name in dict.fromkeys(d.extra_train + d.extra_val)}

@@ -18,7 +18,16 @@ batches of its train part, whose targets are the packed rows of
 learner's ``selection_metric`` (named by ``val_metric``) and ``val_ci95`` half its bootstrap
 interval. The test part is never read here.
 
-Why one module of ~490 lines: :class:`Trainer` is one state machine (step, optimizer, schedule, best
+A tagged dataset (:class:`fewshot.tagged.TaggedDataset`, ``task = "ner"``: sentences with IO tags, split
+into train / val / test entity *types*) trains a tagging learner (protobert, nnshot, structshot:
+:mod:`fewshot.learners.tagging`) on Few-NERD's N-way K~2K episodes of its train types
+(:class:`fewshot.tag_episodes.GreedyTypeSampler`, ``train_way`` / ``train_shot``, the query set K~2K
+too), whose items are sentences and whose labels are their words' local labels; it validates on
+episodes of its val types (``val_way`` / ``val_shot``) with :func:`fewshot.tag_evaluation.evaluate_tagging`:
+the log's ``val_accuracy`` is then span micro F1 (``val_metric`` "span_f1") and ``val_ci95`` half its
+bootstrap interval. The test types are never read here.
+
+Why one module of ~560 lines: :class:`Trainer` is one state machine (step, optimizer, schedule, best
 score, resume state, the DDP wrap) whose parts read and write that shared state at every step; the
 pieces that stand alone already live elsewhere (episodes, evaluation, checkpoints, the process group
 in :mod:`fewshot.distributed`). The resident-input helpers (``_make_resident`` to ``_device_labels``)
@@ -68,6 +77,7 @@ from .device import autocast
 from .distributed import ProcessGroup, param_checksum
 from .encoders.base import join_items
 from .episodes import EpisodeSampler
+from .tag_episodes import GreedyTypeSampler
 
 
 def step_seed(seed: int, step: int, rank: int = 0, stream: int = 0) -> int:
@@ -159,6 +169,13 @@ class Trainer:
         learner = self.learner
         if dataset.task == "joint":
             return self._joint_sampling(dataset, cfg)
+        if dataset.task == "ner":
+            return self._tag_sampling(dataset, cfg)
+        if "classify" not in learner.tasks:
+            raise ValueError(f"learner {learner.name!r} scores {' and '.join(learner.tasks)} data, but dataset "
+                             f"{dataset.name!r} is classified (one class per item); train a classification "
+                             "learner on it (e.g. --learner protonet), or this learner on a tagged dataset (e.g. "
+                             "--dataset fewnerd-inter)")
         train_ds = dataset
         if cfg.include_val:
             train_ds = with_val_as_train(dataset)
@@ -216,6 +233,31 @@ class Trainer:
             raise ValueError(f"--batch-size {cfg.batch_size} exceeds the {len(self.train_ids)} training "
                              "sentences; lower it")
 
+    def _tag_sampling(self, dataset, cfg: TrainConfig) -> None:
+        """Few-NERD's N-way K~2K episodes of a tagged dataset's train types (the query set K~2K too); episodes of
+        its val types validate, scored by span F1."""
+        learner = self.learner
+        if "ner" not in learner.tasks or learner.train_mode != "episodic":
+            raise ValueError(f"dataset {dataset.name!r} is tagged (NER: an entity type per word); learner "
+                             f"{learner.name!r} does not tag words: use --learner protobert, nnshot or structshot")
+        given = [f"--{k.replace('_', '-')}" for k in ("include_val", "rotations", "class_names", "augment")
+                 if getattr(cfg, k)]
+        given += [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in ("train_query", "val_query")
+                  if getattr(cfg, k) != getattr(TrainConfig(), k)]
+        if given:
+            raise ValueError(f"{', '.join(given)} do not apply to tagging episodes (dataset {dataset.name!r}: the "
+                             "query set is drawn like the support set, K~2K entities per type); drop them")
+        types = {part: dataset.split_classes(part) for part in ("train", "val")}
+        for part, way in (("train", cfg.train_way), ("val", cfg.val_way)):
+            if way > len(types[part]):
+                raise ValueError(f"--{part}-way {way} needs {way} entity types but dataset {dataset.name!r} has "
+                                 f"{len(types[part])} {part} types {types[part][:6]}; pass --{part}-way "
+                                 f"{len(types[part])} or fewer")
+        self.train_ds, self.augmenter, self.train_classes = dataset, None, types["train"]
+        self.sampler = GreedyTypeSampler(dataset, cfg.train_way, cfg.train_shot, seed=cfg.seed, types=types["train"])
+        self.val_episodes = list(GreedyTypeSampler(dataset, cfg.val_way, cfg.val_shot, seed=cfg.val_seed,
+                                                   types=types["val"]).episodes(cfg.val_episodes))
+
     def _optimizer(self, cfg: TrainConfig) -> None:
         """AdamW over the trainable parameters: encoder and learner groups at their own learning rates, no weight
         decay on biases and norms."""
@@ -251,9 +293,9 @@ class Trainer:
             raise ValueError(f"resident must be 'auto', True or False, got {resident!r}")
         if resident is False:
             return None
-        if self.dataset.task == "joint":  # sentences of words: tokenised with their word map at each step
+        if self.dataset.task in ("joint", "ner"):  # sentences of words: tokenised with their word map at each step
             if resident is True:
-                raise ValueError("joint intent + slot training reads raw sentences; train with resident off")
+                raise ValueError("training on tagged sentences reads them raw; train with resident off")
             return None
         if self.augmenter is not None:
             if resident is True:
@@ -295,6 +337,24 @@ class Trainer:
             self._labels[key] = torch.as_tensor(labels, dtype=torch.long, device=self.device)
         return self._labels[key]
 
+    def _episode_inputs(self, ep, aug_rng) -> tuple:
+        """``(support items, support labels, query items, query labels)`` of training episode ``ep``; labels are
+        host LongTensors (learners' checks then cost no device sync). A tagging episode's items are its sentences
+        and its labels their words' local labels, sentence after sentence."""
+        if self.dataset.task == "ner":
+            tags = self.train_ds.tags
+            labels = [torch.from_numpy(np.concatenate(ep.token_labels([tags[int(i)] for i in ids])))
+                      for ids in (ep.support, ep.query)]
+            return self.train_ds.take(ep.support), labels[0], self.train_ds.take(ep.query), labels[1]
+        sx, qx = self._items(ep.support), self._items(ep.query)
+        if self.augmenter is not None:
+            sx, qx = self.augmenter(sx, aug_rng), self.augmenter(qx, aug_rng)
+        sy, qy = torch.from_numpy(ep.support_labels), torch.from_numpy(ep.query_labels)
+        if self.cfg.class_names:  # as evaluation adds them: one more support example per class, never augmented
+            sx = join_items(sx, self._descriptions(ep.classes))
+            sy = torch.from_numpy(ep.described_support_labels())
+        return sx, sy, qx, qy
+
     def _train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         """One optimizer step; (loss, accuracy or None) stay on the device (no host sync)."""
         cfg = self.cfg
@@ -305,18 +365,10 @@ class Trainer:
             g["lr"] = base * self._lr_factor(step)
         index = self.episode_index(step)
         if self.learner.train_mode == "episodic":
-            ep = self.sampler.sample(index)
-            sx, qx = self._items(ep.support), self._items(ep.query)
-            if self.augmenter is not None:
-                sx, qx = self.augmenter(sx, aug_rng), self.augmenter(qx, aug_rng)
-            # Learners get host labels (their checks then cost no device sync); the accuracy a device copy.
-            sy, qy = torch.from_numpy(ep.support_labels), torch.from_numpy(ep.query_labels)
-            if cfg.class_names:  # as evaluation adds them: one more support example per class, never augmented
-                sx = join_items(sx, self._descriptions(ep.classes))
-                sy = torch.from_numpy(ep.described_support_labels())
+            sx, sy, qx, qy = self._episode_inputs(self.sampler.sample(index), aug_rng)
             with autocast(self.device):
                 loss, logits = self.wrapped("episode", sx, sy, qx, qy)
-            target = self._device_labels(ep.query_labels)
+            target = self._device_labels(qy.numpy())
         else:
             rng = np.random.default_rng([cfg.seed, step, self.rank, 2])
             pick = rng.choice(len(self.train_ids), size=cfg.batch_size, replace=False)
@@ -357,9 +409,16 @@ class Trainer:
         return {"losses": losses, "accuracies": accs, "indices": [o[2] for o in out]}
 
     # ----------------------------------------------------------------- validation
+    @property
+    def val_metric(self) -> str | None:
+        """What validation maximises when it is not the val episodes' mean accuracy (None): the joint learner's
+        ``selection_metric``, or ``"span_f1"`` on tagged data. The log names it (``val_metric``)."""
+        return {"joint": getattr(self.learner, "selection_metric", None), "ner": "span_f1"}.get(self.dataset.task)
+
     def validate(self) -> tuple[float, float]:
         """Mean accuracy and 95% CI on the fixed validation episodes (joint data: the learner's selection metric
-        on the val sentences, and half its bootstrap interval)."""
+        on the val sentences; tagged data: span F1 on the val types' episodes; each with half its bootstrap
+        interval)."""
         from .evaluation import evaluate
 
         self.learner.module.eval()
@@ -370,6 +429,12 @@ class Trainer:
             metric = self.learner.selection_metric
             low, high = result.intervals()[metric]
             return getattr(result, metric), (high - low) / 2
+        if self.dataset.task == "ner":
+            from .tag_evaluation import evaluate_tagging
+
+            result = evaluate_tagging(self.learner, self.dataset, self.val_episodes, progress=False)
+            low, high = result.f1_interval()
+            return result.f1, (high - low) / 2
         with torch.no_grad():
             result = evaluate(self.learner, self.dataset, self.val_episodes, progress=False,
                               class_names=self.cfg.class_names)
@@ -435,8 +500,8 @@ class Trainer:
                      "best_val_accuracy": self.best if math.isfinite(self.best) else None,
                      "best_step": self.best_step, "elapsed_s": round(self.elapsed_before + elapsed, 3),
                      "lr": self.optimizer.param_groups[0]["lr"]}
-            if self.dataset.task == "joint":
-                entry["val_metric"] = self.learner.selection_metric
+            if self.val_metric:
+                entry["val_metric"] = self.val_metric
             if self.world > 1:
                 entry["rank_episodes"] = rank_episodes
                 entry["rank_param_checksums"] = rank_checksums

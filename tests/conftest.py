@@ -95,3 +95,23 @@ def minilm():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def fewnerd_root(tmp_path_factory):
+    """A tiny Few-NERD INTER folder: each dev and test type of the shipped split in 8 one-entity sentences whose
+    entity words name its type (``paintingword3``), so a few training steps can learn something."""
+    from fewshot.datasets.registry import load_split
+
+    split = load_split("fewnerd-inter")
+    root = tmp_path_factory.mktemp("data")
+    folder = root / "ner" / "few-nerd" / "inter"
+    folder.mkdir(parents=True)
+    for name, types in (("dev.txt", split["train"] + split["val"]), ("test.txt", split["test"])):
+        lines = []
+        for t in types:
+            word = t.split("-")[-1].split("/")[-1]
+            for i in range(8):
+                lines += ["the\tO", f"{word}word{i}\t{t}", f"{word}{i}\t{t}", "was\tO", "here\tO", ""]
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return root

@@ -117,3 +117,40 @@ def test_ner_bench_speed_protocol_counts_tokens_against_the_floor(shared_data, m
     text = read_section("ner-speed", md)
     assert "Command: `bin/bench-ner --protocol speed --episodes 3 --sentences 8" in text
     assert "| 1 | 8 |" in text and "| 2 | 8 |" in text and "embedded / floor" in text and "| 1.000 |" in text
+
+
+def test_ner_bench_scores_a_checkpoint_beside_its_frozen_encoder(tmp_path, md, fewnerd_root, tiny_text_model_dir,
+                                                                capsys):
+    """--checkpoint: frozen and trained rows on the same episodes, the trained one as `fewshot run --checkpoint`
+    scores it, with the paired gain; the frozen section is not touched."""
+    from benchmarks_md import read_section
+    from click.testing import CliRunner
+    from fewshot.cli import main
+
+    root, out = fewnerd_root, tmp_path / "ck"
+    base = ["--dataset", "fewnerd-inter", "--data-root", str(root)]
+    res = CliRunner().invoke(main, ["train", *base, "--encoder", str(tiny_text_model_dir), "--steps", "2",
+                                    "--eval-every", "2", "--train-way", "3", "--val-way", "3", "--val-episodes", "2",
+                                    "--lr", "1e-3", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    capsys.readouterr()
+    assert bench_ner.main(["--checkpoint", str(out), "--setting", "5w1s", "--episodes", "3",
+                           "--data-root", str(root)]) == 0
+    rows = rows_of(capsys.readouterr().out)
+    assert [(r["model"], r["learner"], r["episodes"]) for r in rows] == [("frozen", "protobert", 3),
+                                                                         ("trained", "protobert", 3)]
+    run = CliRunner().invoke(main, ["run", *base, "--checkpoint", str(out), "--way", "5", "--shot", "1", "--episodes",
+                                    "3", "--seed", "0", "--json", "--quiet"])
+    assert run.exit_code == 0, run.output
+    assert rows[1]["f1"] == pytest.approx(json.loads(run.output)["f1"])
+    assert rows[1]["gain"] == pytest.approx(rows[1]["f1"] - rows[0]["f1"])
+    assert rows[1]["gain_ci95_low"] <= rows[1]["gain"] <= rows[1]["gain_ci95_high"]
+    text = read_section("ner-fewnerd-trained-protobert", md)
+    assert "| 5-way 1~2-shot | protobert | trained | 3 |" in text
+    assert "| 5-way 1~2-shot | protobert | frozen | 3 |" in text
+    assert f"fewshot train --dataset fewnerd-inter --encoder {tiny_text_model_dir} --learner protobert" in text
+    assert "--train-way 3 --train-shot 1 --val-way 3" in text and "2 steps run" in text
+    assert read_section("ner-fewnerd", md) == ""
+    with pytest.raises(SystemExit):
+        bench_ner.main(["--checkpoint", str(tmp_path / "nothing"), "--data-root", str(root)])
+    assert "not a readable fewshot train checkpoint" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Few-shot NER: BENCHMARKS.md "ner-fewnerd", "ner-wnut17", "ner-snips" and "ner-fewnerd-finetune".
+"""Few-shot NER: BENCHMARKS.md "ner-fewnerd", "ner-wnut17", "ner-snips", "ner-fewnerd-finetune", "ner-speed" and
+the trained sections "ner-fewnerd-trained-<learner>" / "ner-wnut17-trained-<learner>".
 
 ProtoBERT, NNShot and StructShot over frozen all-MiniLM-L6-v2 word embeddings (mean of sub-tokens),
 squared Euclidean distance, no training. StructShot's emission temperature is chosen per shot on
@@ -23,13 +24,26 @@ choice serves all three protocols; its transitions come from each protocol's tra
   ``--tuned-episodes N`` also with a LoRA adapter on the first N) against frozen ProtoBERT on the same frozen
   5-way 1~2-shot INTER test episodes (``--episodes-file``, the first ``--episodes``), the F1 difference paired.
 
+``--checkpoint DIR`` (a ``fewshot train`` checkpoint, e.g. ProtoBERT meta-trained on Few-NERD INTER's
+train types) scores its encoder beside the frozen encoder it started from, on the same episodes (fewnerd)
+or support sets (wnut17), and writes "ner-fewnerd-trained-<learner>" / "ner-wnut17-trained-<learner>" (the
+checkpoint's learner) with the paired gain:
+the F1 difference with its 95% interval from the same bootstrap resamples of the episodes (fewnerd) or a
+t interval of the per-set differences (wnut17). The frozen sections are left as they are.
+
+Why one module of ~610 lines: the seven sections are one benchmark (the same learners, settings, StructShot's
+temperature choice, frozen episodes and row formatting); the trained sections reuse every part of the frozen
+ones, and the speed part lives in :mod:`bench_ner_speed`.
+
     bin/bench-ner [--protocol fewnerd|wnut17|snips|finetune|speed] [--episodes 100] [--tune-episodes 100]
-                  [--seed 0] [--episodes-file FILE] [--tuned-episodes 0] [--sentences 400] [--threads 1,2]
+                  [--seed 0] [--checkpoint DIR] [--learner NAME ...] [--setting 5w1s|10w5s ...]
+                  [--episodes-file FILE] [--tuned-episodes 0] [--sentences 400] [--threads 1,2]
                   [--rounds 4] [--data-root DIR] [--no-write]
 """
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import bench_ner_speed
@@ -63,15 +77,20 @@ ENCODER = "minilm"
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = {"fewnerd": "ner-fewnerd", "wnut17": "ner-wnut17", "snips": "ner-snips", "finetune": "ner-fewnerd-finetune",
             "speed": "ner-speed"}
+TRAINED_SECTIONS = {"fewnerd": "ner-fewnerd-trained", "wnut17": "ner-wnut17-trained"}
 FINETUNE_EPISODES = "episodes/fewnerd-inter-5w1s-1000ep-seed0.jsonl"  # `fewshot episodes make`, 5-way 1~2-shot
 TUNED = {"adapt": "lora", "encoder_lr": 1e-4}  # the encoder-tuning row (--tuned-episodes): LoRA through peft
+# Few-NERD v6 F1 on the publisher's released INTER episodes (DecomposedMetaNER's README), by setting
+PUBLISHED = {"5w1s": {"protobert": 38.83, "nnshot": 47.24, "structshot": 51.88},
+             "10w5s": {"protobert": 52.92, "nnshot": 49.57, "structshot": 49.57}}
 
 
-def choose_temperatures(shots, episodes: int, seed: int, root=None) -> dict[int, dict]:
+def choose_temperatures(shots, episodes: int, seed: int, root=None, encoder=None) -> dict[int, dict]:
     """Per shot: StructShot's F1 on 3-way episodes of Few-NERD INTER's val types for each of
-    :data:`TEMPERATURES` and the best one (ties: the lower temperature)."""
+    :data:`TEMPERATURES` and the best one (ties: the lower temperature), over ``encoder`` (default: the
+    frozen :data:`ENCODER`)."""
     ds = load_dataset("fewnerd-inter", root)
-    encoder = create_encoder(ENCODER)
+    encoder = encoder if encoder is not None else create_encoder(ENCODER)
     out = {}
     for shot in shots:
         eps = list(GreedyTypeSampler(ds, VAL_WAY, shot, seed=seed, types=ds.splits["val"]).episodes(episodes))
@@ -103,9 +122,109 @@ def measure(learner: str, way: int, shot: int, episodes: int, seed: int, data_ro
 
 
 def fewnerd_rows(args, tuned):
-    for way, shot in SETTINGS:
-        for learner in LEARNERS:
+    for way, shot in settings(args):
+        for learner in args.learner:
             yield measure(learner, way, shot, args.episodes, args.seed, args.data_root, options(learner, shot, tuned))
+
+
+def settings(args) -> list[tuple[int, int]]:
+    """The (way, shot) settings asked for (``--setting 5w1s``), in :data:`SETTINGS`' order."""
+    return [(w, s) for w, s in SETTINGS if not args.setting or f"{w}w{s}s" in args.setting]
+
+
+def trained_record(checkpoint: str) -> dict:
+    """How ``checkpoint`` was trained (its committed run config and train_log.jsonl), with the command."""
+    from fewshot.checkpoint import read_record
+
+    rec = read_record(checkpoint)
+    cfg, log_path = rec["run_config"], Path(checkpoint) / "train_log.jsonl"
+    t = cfg["train"]
+    log = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.strip()] if log_path.is_file() else []
+    flags = ["--dataset", cfg["data"]["dataset"], "--encoder", cfg.get("encoder") or ENCODER, "--learner",
+             rec["learner"]]
+    for key in ("train_way", "train_shot", "val_way", "val_shot", "val_episodes", "steps", "eval_every", "patience",
+                "lr", "seed"):
+        flags += [f"--{key.replace('_', '-')}", f"{t[key]:g}" if isinstance(t[key], float) else str(t[key])]
+    return {"checkpoint": checkpoint, "learner": rec["learner"], "dataset": cfg["data"]["dataset"],
+            "encoder": cfg.get("encoder") or ENCODER, "train": t, "best_step": rec.get("step"),
+            "best_val_f1": rec.get("val_accuracy"), "best_val_ci95": rec.get("val_ci95"),
+            "steps_run": log[-1]["step"] if log else None, "train_time_s": log[-1]["elapsed_s"] if log else None,
+            "command": "fewshot train " + " ".join(flags) + f" --out {checkpoint}"}
+
+
+def encoders_of(args) -> dict:
+    """``{"frozen": the checkpoint's pretrained encoder, "trained": the checkpoint's encoder}``."""
+    from fewshot.checkpoint import load_encoder
+
+    return {"frozen": create_encoder(args.record["encoder"]), "trained": load_encoder(args.checkpoint)}
+
+
+def paired_gain(trained: np.ndarray, frozen: np.ndarray) -> tuple[float, float, float]:
+    """F1(trained) - F1(frozen) of two (n_episodes, 3) count arrays over the same episodes, and its 95% interval:
+    the 2.5th and 97.5th percentiles over the same bootstrap resamples of the episodes for both."""
+    picks = bootstrap_picks(len(trained))
+    diffs = [prf(trained[p].sum(0))[2] - prf(frozen[p].sum(0))[2] for p in picks]
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return prf(trained.sum(0))[2] - prf(frozen.sum(0))[2], float(low), float(high)
+
+
+def fewnerd_trained_rows(args, tuned):
+    """Frozen and trained rows on the same test episodes, each trained row with its paired gain."""
+    ds = load_dataset("fewnerd-inter", args.data_root)
+    for way, shot in settings(args):
+        eps = list(GreedyTypeSampler(ds, way, shot, seed=args.seed, types=ds.splits["test"]).episodes(args.episodes))
+        counts = {}
+        for model, encoder in args.encoders.items():
+            cache = None  # the learners of one encoder embed each sentence once
+            for name in args.learner:
+                learner = create_learner(name, encoder, options(name, shot, tuned[model]))
+                cache = word_cache(learner, ds, progress=False) if cache is None else cache
+                r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
+                counts[(model, name)] = r.episode_counts
+                low, high = r.f1_interval()
+                row = {"setting": f"{way}w{shot}s", "way": way, "shot": shot, "learner": name, "model": model,
+                       "episodes": r.n_episodes, "seed": args.seed, "f1": r.f1, "f1_ci95_low": low,
+                       "f1_ci95_high": high, "precision": r.precision, "recall": r.recall,
+                       "elapsed_s": round(r.elapsed_s, 3), "embedded_sentences": r.n_embedded,
+                       "learner_options": options(name, shot, tuned[model])}
+                if model == "trained":
+                    row["gain"], row["gain_ci95_low"], row["gain_ci95_high"] = paired_gain(
+                        r.episode_counts, counts[("frozen", name)])
+                yield row
+
+
+def wnut_trained_rows(args, tuned):
+    """Frozen and trained rows on StructShot's support sets; each trained row with the mean per-set gain and its
+    95% t interval over the sets."""
+    from scipy.stats import t as student_t
+
+    root = data_root(args.data_root)
+    test, train = load_dataset("wnut17", root), wnut17_train(root)
+    transitions = AbstractTransitions.estimate(train.tags)
+    caches = dict.fromkeys(args.encoders)  # per encoder, by sentence: every support set and the test set once
+    for shot in (1, 5):
+        sets, f1s = wnut17_support_sets(root, shot), {}
+        for model, encoder in args.encoders.items():
+            for name in args.learner:
+                learner = create_learner(name, encoder, options(name, shot, tuned[model]))
+                if caches[model] is None:
+                    caches[model] = word_cache(learner, progress=False)
+                if name == "structshot":
+                    learner.set_transitions(transitions)
+                r = evaluate_support_sets(learner, sets, test, progress=False, cache=caches[model])
+                s = r.summary()
+                f1s[(model, name)] = np.asarray([x["f1"] for x in s["sets"]])
+                row = {"protocol": "wnut17", "learner": name, "model": model, "shot": shot, "n_sets": s["n_sets"],
+                       "test_sentences": len(test.sentences), "f1_per_set": f1s[(model, name)].tolist(),
+                       "f1_mean": s["f1_mean"], "f1_std": s["f1_std"], "f1_ci95_low": s["f1_ci95_low"],
+                       "f1_ci95_high": s["f1_ci95_high"], "elapsed_s": round(r.elapsed_s, 3),
+                       "embedded_sentences": r.n_embedded, "learner_options": options(name, shot, tuned[model])}
+                if model == "trained":
+                    d = f1s[(model, name)] - f1s[("frozen", name)]
+                    half = float(student_t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+                    row["gain"], row["gain_ci95_low"], row["gain_ci95_high"] = float(d.mean()), d.mean() - half, \
+                        d.mean() + half
+                yield row
 
 
 def wnut_rows(args, tuned):
@@ -115,7 +234,7 @@ def wnut_rows(args, tuned):
     encoder, cache = create_encoder(ENCODER), None
     for shot in (1, 5):
         sets = wnut17_support_sets(root, shot)
-        for name in LEARNERS:
+        for name in args.learner:
             learner = create_learner(name, encoder, options(name, shot, tuned))
             # by sentence: every support set and the test set once, for every learner and shot
             cache = word_cache(learner, progress=False) if cache is None else cache
@@ -247,6 +366,8 @@ def pct(x: float) -> str:
 
 
 def tuning_line(tuned: dict) -> str:
+    if not tuned:
+        return ""
     parts = []
     for shot, t in sorted(tuned.items()):
         grid = ", ".join(f"{tau:g}: {pct(f)}" for tau, f in t["val_f1"].items())
@@ -343,6 +464,87 @@ def snips_markdown(rows: list[dict], cmd: str, tuned: dict) -> str:
     return "\n".join(lines)
 
 
+def training_line(rec: dict) -> str:
+    t = rec["train"]
+    val = (f"best validation span F1 {pct(rec['best_val_f1'])} +- {pct(rec['best_val_ci95'])} at step "
+           f"{rec['best_step']}" if rec["best_val_f1"] is not None else "not validated")
+    minutes = f", {rec['train_time_s'] / 60:.1f} min of training" if rec["train_time_s"] is not None else ""
+    return (f"Trained model: `{rec['command']}` ({rec['learner']} on {rec['dataset']}'s train types only, "
+            f"{t['train_way']}-way {t['train_shot']}~{2 * t['train_shot']}-shot episodes, seed {t['seed']}; "
+            f"{rec['steps_run']} steps run, {val} on {t['val_episodes']} {t['val_way']}-way "
+            f"{t['val_shot']}~{2 * t['val_shot']}-shot episodes of the val types (seed {t['val_seed']}); the test "
+            f"types were never read in training or selection{minutes}; CPU, 2 cores shared with other jobs).")
+
+
+def gain(r: dict) -> str:
+    if "gain" not in r:
+        return ""
+    return f"{100 * r['gain']:+.2f} ({100 * r['gain_ci95_low']:+.2f} to {100 * r['gain_ci95_high']:+.2f})"
+
+
+def fewnerd_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict) -> str:
+    lines = [f"## Few-shot NER: {rec['learner']} meta-trained on {rec['dataset']}'s train types vs the frozen floor, "
+             "Few-NERD INTER test types",
+             "", f"Command: `{cmd}`", "", training_line(rec), "",
+             f"`frozen` is the pretrained {rec['encoder']} the run started from, `trained` the checkpoint's encoder; "
+             "each learner scores both on the **same** episodes: the 17 INTER test types, sampled from "
+             "`ner/few-nerd/inter/test.txt` by the publisher's greedy N-way K~2K rule (support and query K~2K, "
+             "disjoint; `fewshot episodes make --dataset fewnerd-inter --way N --shot K --episodes E --seed S` "
+             "writes the same episodes), **not** the publisher's released test episodes. Exact-span exact-type "
+             "micro F1, counts summed over episodes; 95% interval: bootstrap over episodes (1000 resamples). Gain: "
+             "trained F1 minus frozen F1, its 95% interval from the same 1000 resamples of the episodes for both "
+             f"(paired). Episode seed {rows[0]['seed'] if rows else '-'}; CPU, 1 thread; `s` is scoring alone "
+             "(embedding included).", ""]
+    for model, t in tuned.items():
+        if t:
+            lines += [f"{model}: " + tuning_line(t), ""]
+    lines += ["| setting | learner | encoder | episodes | F1 (95% CI) | precision | recall | gain vs frozen (95% CI) "
+              "| s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['way']}-way {r['shot']}~{2 * r['shot']}-shot | {r['learner']} | {r['model']} | "
+                     f"{r['episodes']} | {pct(r['f1'])} ({pct(r['f1_ci95_low'])}-{pct(r['f1_ci95_high'])}) | "
+                     f"{pct(r['precision'])} | {pct(r['recall'])} | {gain(r)} | {r['elapsed_s']:.0f} |")
+    lines += ["", "Published F1 on the released episodes, BERT-base trained on the 36 INTER train types (not shipped "
+              "here; this model saw 10 dev types): ProtoBERT 38.83 / 52.92, NNShot 47.24 / 49.57, StructShot 51.88 / "
+              "49.57, DecomposedMetaNER 64.75 / 68.11 (5-way 1~2 / 10-way 5~10; DecomposedMetaNER's README, Few-NERD "
+              "v6 numbers). Target (issue 20): beat StructShot on both settings."]
+    stands = [f"{r['way']}-way {r['shot']}~{2 * r['shot']} {r['learner']} {pct(r['f1'])}: "
+              f"{100 * r['f1'] - PUBLISHED[r['setting']][r['learner']]:+.2f} against the published {r['learner']}, "
+              f"{100 * r['f1'] - PUBLISHED[r['setting']]['structshot']:+.2f} against StructShot"
+              for r in rows if r["model"] == "trained"]
+    if stands:
+        t = rec["train"]
+        lines += ["", "Where the trained rows stand (F1 points, not the same episodes as the published ones): "
+                  + "; ".join(stands) + f". One checkpoint ({t['train_way']}-way {t['train_shot']}~"
+                  f"{2 * t['train_shot']}-shot training) scores every setting."]
+    return "\n".join(lines)
+
+
+def wnut_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict) -> str:
+    n = rows[0]["test_sentences"] if rows else "-"
+    lines = [f"## Few-shot NER: WNUT-17 with StructShot's support sets, {rec['learner']} meta-trained on "
+             f"{rec['dataset']} vs the frozen floor", "",
+             f"Command: `{cmd}`", "", training_line(rec), "",
+             f"StructShot's published protocol: each of its five 1-shot and five 5-shot support sets tags the whole "
+             f"WNUT-17 gold test set ({n} sentences, 6 types, BIO read as IO); `frozen` is the pretrained "
+             f"{rec['encoder']}, `trained` the checkpoint's encoder (trained on {rec['dataset']} only: no WNUT-17 "
+             "sentence). "
+             "Micro F1 per set; mean, std (ddof 1) and 95% Student-t interval over the 5 sets. Gain: the mean of the "
+             "per-set differences (trained - frozen, same sets) with its 95% t interval. CPU, 1 thread.", ""]
+    for model, t in tuned.items():
+        if t:
+            lines += [f"{model}: " + tuning_line(t), ""]
+    lines += ["| shot | learner | encoder | F1 mean +- std (95% t CI) | F1 per set 0..4 | gain vs frozen (95% CI) "
+              "| s |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['shot']} | {r['learner']} | {r['model']} | {pct(r['f1_mean'])} +- {pct(r['f1_std'])} "
+                     f"({pct(r['f1_ci95_low'])}-{pct(r['f1_ci95_high'])}) | "
+                     f"{' / '.join(pct(f) for f in r['f1_per_set'])} | {gain(r)} | {r['elapsed_s']:.0f} |")
+    lines += ["", "Target (issue 20): beat 29.5 F1 at 5-shot (StructShot, its authors' rerun on these sets)."]
+    return "\n".join(lines)
+
+
 def speed_rows(args, tuned=None):
     _, ds, episodes = frozen_episodes(args)
     return bench_ner_speed.speed_rows(args, ds, episodes, create_encoder(ENCODER))
@@ -353,6 +555,8 @@ MARKDOWN = {"fewnerd": fewnerd_markdown, "wnut17": wnut_markdown, "snips": snips
             "speed": lambda rows, cmd, tuned: bench_ner_speed.speed_markdown(rows, cmd, FINETUNE_EPISODES)}
 ROWS = {"fewnerd": fewnerd_rows, "wnut17": wnut_rows, "snips": snips_rows, "finetune": finetune_rows,
         "speed": speed_rows}
+TRAINED_MARKDOWN = {"fewnerd": fewnerd_trained_markdown, "wnut17": wnut_trained_markdown}
+TRAINED_ROWS = {"fewnerd": fewnerd_trained_rows, "wnut17": wnut_trained_rows}
 SHOTS = {"fewnerd": tuple(s for _, s in SETTINGS), "wnut17": (1, 5), "snips": (1, 5)}  # protocols with structshot
 
 
@@ -362,6 +566,12 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=100, help="test episodes per setting (fewnerd, snips: per domain)")
     p.add_argument("--tune-episodes", type=int, default=100, help="val episodes per temperature and shot")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None, help="a fewshot train checkpoint: score it beside its frozen "
+                   "encoder (fewnerd, wnut17), written to the *-trained section")
+    p.add_argument("--learner", action="append", choices=LEARNERS, default=None,
+                   help="learners to score (repeat; default all, or the checkpoint's own with --checkpoint)")
+    p.add_argument("--setting", action="append", choices=[f"{w}w{s}s" for w, s in SETTINGS], default=None,
+                   help="fewnerd settings to score (repeat; default all)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--episodes-file", default=FINETUNE_EPISODES, help="finetune: the frozen episodes")
     p.add_argument("--tuned-episodes", type=int, default=0,
@@ -372,10 +582,29 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=4, help="speed: alternating rounds of the thread counts")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
-    tuned = (choose_temperatures(SHOTS[args.protocol], args.tune_episodes, args.seed + 1, args.data_root)
-             if args.protocol in SHOTS else {})
-    publish_rows(SECTIONS[args.protocol], "bench-ner", ROWS[args.protocol](args, tuned),
-                 lambda rows, cmd: MARKDOWN[args.protocol](rows, cmd, tuned), argv, write=not args.no_write)
+    shots = SHOTS.get(args.protocol, ()) if args.protocol != "fewnerd" else tuple(s for _, s in settings(args))
+    if args.checkpoint is None:
+        args.learner = args.learner or list(LEARNERS)
+        tuned = choose_temperatures(shots, args.tune_episodes, args.seed + 1, args.data_root) \
+            if shots and "structshot" in args.learner else {}
+        publish_rows(SECTIONS[args.protocol], "bench-ner", ROWS[args.protocol](args, tuned),
+                     lambda rows, cmd: MARKDOWN[args.protocol](rows, cmd, tuned), argv, write=not args.no_write)
+        return 0
+    if args.protocol not in TRAINED_SECTIONS:
+        p.error(f"--checkpoint scores the protocols {sorted(TRAINED_SECTIONS)}, not {args.protocol!r}")
+    try:
+        args.record = trained_record(args.checkpoint)
+    except (OSError, ValueError, KeyError) as exc:
+        p.error(f"--checkpoint {args.checkpoint}: not a readable fewshot train checkpoint ({exc}); train one with "
+                "`fewshot train --dataset fewnerd-inter --learner protobert --val-way 3 --out DIR`")
+    args.learner = args.learner or [args.record["learner"]]
+    args.encoders = encoders_of(args)
+    tuned = {model: choose_temperatures(shots, args.tune_episodes, args.seed + 1, args.data_root, encoder)
+             if "structshot" in args.learner else {} for model, encoder in args.encoders.items()}
+    section = f"{TRAINED_SECTIONS[args.protocol]}-{args.record['learner']}"  # one per trained learner
+    publish_rows(section, "bench-ner", TRAINED_ROWS[args.protocol](args, tuned),
+                 lambda rows, cmd: TRAINED_MARKDOWN[args.protocol](rows, cmd, tuned, args.record), argv,
+                 write=not args.no_write)
     return 0
 
 

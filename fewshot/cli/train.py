@@ -162,6 +162,11 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
                      f"{metrics['best_step']} ({len(dataset.part_ids('val'))} val sentences held out of the training "
                      f"data; score the test part with `fewshot run --dataset {cfg.data.dataset} --checkpoint {out_dir}`)"
                      if dataset.task == "joint" else
+                     f"best validation span F1 {100 * metrics['best_val_accuracy']:.2f}% at step "
+                     f"{metrics['best_step']} ({cfg.train.val_way}-way {cfg.train.val_shot}~{2 * cfg.train.val_shot}"
+                     f"-shot, {cfg.train.val_episodes} episodes of the val types; score the test types with "
+                     f"`fewshot run --dataset {cfg.data.dataset} --checkpoint {out_dir}`)"
+                     if dataset.task == "ner" else
                      f"best validation accuracy {100 * metrics['best_val_accuracy']:.2f}% at step "
                      f"{metrics['best_step']} ({cfg.train.val_way}-way {cfg.train.val_shot}-shot, "
                      f"{cfg.train.val_episodes} val episodes)")

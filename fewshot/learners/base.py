@@ -7,8 +7,9 @@ finetune-ner) take the same calls on word embeddings (:meth:`Learner.embed_words
 labels 0 = O and j + 1 = the episode's type j; one that tunes its encoder per task takes the sentences
 themselves (:meth:`Learner.adapt_sentences`, :meth:`Learner.logits_sentences`).
 :meth:`Learner.decode_tags` turns one sentence's scores into its labels and
-:meth:`Learner.prepare_tagging` sees the training types' tags once per run. Learners whose per-task
-adaptation leaves the encoder
+:meth:`Learner.prepare_tagging` sees the training types' tags once per run; the shared part of the
+prototype learners, meta-training included (:meth:`Learner.episode_loss` on sentences and per-word
+labels), is :mod:`fewshot.learners.tagging`. Learners whose per-task adaptation leaves the encoder
 untouched (``adapts_encoder = False``: protonet, head-only finetune, ANIL) also
 take precomputed embeddings through :meth:`adapt_features` and
 :meth:`logits_features`, so an evaluation embeds each example once.

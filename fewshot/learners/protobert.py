@@ -8,7 +8,8 @@ cosine is the option) and tagged with the nearest. Words are embedded by
 :mod:`fewshot.encoders.words` (mean of sub-word tokens); the learner sees flat rows of word
 embeddings, so it fits the :class:`~fewshot.learners.base.Learner` interface unchanged:
 ``adapt_features`` takes (n_support_words, dim) and local labels (0 = O, j + 1 = type j),
-``logits_features`` gives (n_query_words, n_way + 1).
+``logits_features`` gives (n_query_words, n_way + 1). ``fewshot train`` meta-trains it as Few-NERD
+does: cross-entropy of the query words' prototype scores (:mod:`fewshot.learners.tagging`).
 """
 from __future__ import annotations
 
@@ -16,36 +17,21 @@ from dataclasses import dataclass
 
 import torch
 
-from ..prototypes import check_metric, class_means, scores
-from .base import Learner, LearnerConfig
+from ..prototypes import class_means, scores
 from .registry import register_learner
+from .tagging import TaggingConfig, TaggingLearner
 
 
 @dataclass
-class ProtoBERTConfig(LearnerConfig):
+class ProtoBERTConfig(TaggingConfig):
     name = "protobert"
-    metric: str = "euclidean"  # euclidean (Few-NERD) | cosine
-
-    def __post_init__(self) -> None:
-        check_metric(self.metric, "--metric")
 
 
 @register_learner
-class ProtoBERT(Learner):
+class ProtoBERT(TaggingLearner):
     name = "protobert"
     config_class = ProtoBERTConfig
-    tasks = ("ner",)
 
-    def __init__(self, encoder, cfg: ProtoBERTConfig | None = None):
-        super().__init__(encoder, cfg)
-        self._protos: torch.Tensor | None = None
-
-    def adapt_features(self, z_support: torch.Tensor, y_support: torch.Tensor) -> None:
-        """Prototypes of O and of each type; a type with no support word raises (the sampler gives each K)."""
-        self._protos = class_means(z_support.float().cpu(), torch.as_tensor(y_support))
-
-    def logits_features(self, z_query: torch.Tensor) -> torch.Tensor:
-        """(n_query_words, n_way + 1) scores against the prototypes of the last adapted task."""
-        if self._protos is None:
-            raise ValueError("protobert: call adapt (or adapt_features) on a support set before scoring")
-        return scores(z_query.float().cpu(), self._protos, self.cfg.metric)
+    def word_scores(self, z_support: torch.Tensor, y_support: torch.Tensor, z_query: torch.Tensor) -> torch.Tensor:
+        """(n_query_words, n_way + 1) scores against the prototypes of O and of each type."""
+        return scores(z_query, class_means(z_support, y_support), self.cfg.metric)

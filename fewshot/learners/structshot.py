@@ -9,7 +9,9 @@ entity, entity -> another entity, from the start and to the end) estimated on th
 tagged sentences (:class:`fewshot.transitions.AbstractTransitions`, add-one smoothing) and spread
 over the episode's types. ``temperature`` trades emissions against transitions: the higher, the
 flatter the emissions and the more the transitions decide; choose it on validation types
-(``bin/bench-ner`` does, on Few-NERD INTER's val types).
+(``bin/bench-ner`` does, on Few-NERD INTER's val types). ``fewshot train`` trains its encoder exactly as
+NNShot's (the cross-entropy of NNShot's scores over the query words; the transitions are counted, not
+learned), as Yang & Katiyar train StructShot.
 
 A learner of its own rather than an option of nnshot: it has state nnshot has not (the transitions,
 learned once per run from the training types by :meth:`prepare_tagging`) and a setting that means
@@ -52,7 +54,6 @@ class StructShotConfig(NNShotConfig):
 class StructShot(NNShot):
     name = "structshot"
     config_class = StructShotConfig
-    tasks = ("ner",)
 
     def __init__(self, encoder, cfg: StructShotConfig | None = None):
         super().__init__(encoder, cfg)
