@@ -118,6 +118,17 @@ def meta_train(learner, dataset: FewShotDataset, cfg: TrainConfig | None = None,
                    progress=progress, resident=resident).fit()
 
 
+def _refuse_item_options(cfg: TrainConfig, changed: tuple[str, ...], what: str) -> None:
+    """ValueError naming the options of classification episodes that ``cfg`` sets although they do not apply to
+    ``what``: the item flags (--include-val, --rotations, --class-names, --augment) when on, and the fields
+    ``changed`` when off their defaults."""
+    given = [f"--{k.replace('_', '-')}" for k in ("include_val", "rotations", "class_names", "augment")
+             if getattr(cfg, k)]
+    given += [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in changed if getattr(cfg, k) != getattr(TrainConfig(), k)]
+    if given:
+        raise ValueError(f"{', '.join(given)} do not apply to {what}; drop them")
+
+
 class Trainer:
     """Trains ``learner.module`` on ``dataset`` following ``cfg``; :meth:`fit` runs it.
 
@@ -220,11 +231,7 @@ class Trainer:
         if "joint" not in learner.tasks or learner.train_mode != "supervised":
             raise ValueError(f"dataset {dataset.name!r} holds utterances with intents and slot tags; learner "
                              f"{learner.name!r} cannot train on them: use --learner joint")
-        given = [f"--{k.replace('_', '-')}" for k in ("include_val", "rotations", "class_names", "augment")
-                 if getattr(cfg, k)]
-        if given:
-            raise ValueError(f"{', '.join(given)} do not apply to joint intent + slot training (dataset "
-                             f"{dataset.name!r}); drop them")
+        _refuse_item_options(cfg, (), f"joint intent + slot training (dataset {dataset.name!r})")
         self.train_ds, self.augmenter, self.val_episodes = dataset, None, []
         self.train_ids = dataset.part_ids("train")
         self.train_targets = dataset.targets(self.train_ids)
@@ -240,13 +247,8 @@ class Trainer:
         if "ner" not in learner.tasks or learner.train_mode != "episodic":
             raise ValueError(f"dataset {dataset.name!r} is tagged (NER: an entity type per word); learner "
                              f"{learner.name!r} does not tag words: use --learner protobert, nnshot or structshot")
-        given = [f"--{k.replace('_', '-')}" for k in ("include_val", "rotations", "class_names", "augment")
-                 if getattr(cfg, k)]
-        given += [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in ("train_query", "val_query")
-                  if getattr(cfg, k) != getattr(TrainConfig(), k)]
-        if given:
-            raise ValueError(f"{', '.join(given)} do not apply to tagging episodes (dataset {dataset.name!r}: the "
-                             "query set is drawn like the support set, K~2K entities per type); drop them")
+        _refuse_item_options(cfg, ("train_query", "val_query"), f"tagging episodes (dataset {dataset.name!r}: the "
+                             "query set is drawn like the support set, K~2K entities per type)")
         types = {part: dataset.split_classes(part) for part in ("train", "val")}
         for part, way in (("train", cfg.train_way), ("val", cfg.val_way)):
             if way > len(types[part]):
