@@ -56,7 +56,9 @@ def markdown(done: list[dict], cmd: str) -> str:
                      f"{_cell(r, 'intent_accuracy')} | {_cell(r, 'slot_f1')} | {_cell(r, 'exact_match')} | "
                      f"{100 * r['slot_precision']:.1f} / {100 * r['slot_recall']:.1f} | {r['elapsed_s']:.0f} |")
     lines += ["", "A floor: no meta-training on the train intents (Krone et al. meta-train prototypical networks "
-              "and MAML on theirs). `s` is wall time on a shared 2-core box."]
+              "and MAML on theirs). With 3 test intents a 3-way episode always holds all three: episodes differ in "
+              "their utterances, not their intents. The single val intent allows no N-way episode of its own "
+              "(nothing here is tuned). `s` is wall time on a shared 2-core box."]
     return "\n".join(lines)
 
 
