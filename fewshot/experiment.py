@@ -16,7 +16,8 @@ from .device import resolve_device
 from .encoders import create_encoder, default_encoder
 from .episodes import Episode, EpisodeSampler, VariableEpisodeSampler, load_episodes
 from .evaluation import EvalResult, evaluate
-from .joint_evaluation import evaluate_joint
+from .joint_episodes import JointEpisodeSampler
+from .joint_evaluation import evaluate_joint, evaluate_joint_episodes
 from .learners import Ensemble, create_learner, default_learner, learner_config
 from .seed import seed_everything
 from .tag_episodes import GreedyTypeSampler
@@ -49,7 +50,7 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
     sampled before it is read, so ``--episodes 10000000`` starts scoring at once.
     """
     e = cfg.episodes
-    if dataset.task == "joint":
+    if dataset.task == "joint" and not dataset.splits:
         raise ValueError(f"dataset {dataset.name!r} is joint intent + slot data: it is scored on its test sentences, "
                          f"not on episodes; train with `fewshot train --dataset {dataset.name}` and score with "
                          f"`fewshot run --dataset {dataset.name} --checkpoint DIR`")
@@ -93,6 +94,12 @@ def build_episodes(cfg: FewShotConfig, dataset: FewShotDataset) -> tuple[Sequenc
     for ckpt in filter(None, [cfg.checkpoint, *cfg.ensemble]):  # final models never score the val classes
         check_scored_classes(ckpt, e.classes)
     classes = dataset.split_classes(e.classes)
+    if dataset.task == "joint":  # few-shot joint episodes of intents (Krone et al. 2020)
+        if e.sampler != "fixed":
+            raise ValueError(f"--sampler {e.sampler} does not apply to joint episodes, which draw --shot and "
+                             "--query utterances per intent; drop --sampler")
+        sampler = JointEpisodeSampler(dataset.intents, e.way, e.shot, e.query, seed=e.seed, intents=classes)
+        return sampler.episodes(n_episodes), sampler.describe()
     if dataset.task == "ner":  # Few-NERD's N-way K~2K episodes; the query set is K~2K too
         if e.query != EpisodeConfig().query:
             raise ValueError(f"--query {e.query} does not apply to NER data: the query set is drawn like the "
@@ -173,7 +180,7 @@ class RunReport:
     elapsed_s: float
 
     def to_dict(self) -> dict:
-        if self.dataset.task == "joint":  # no episodes: the dataset's test sentences
+        if self.dataset.task == "joint" and "part" in self.sampler:  # no episodes: the dataset's test sentences
             return {"dataset": self.dataset.name, "learner": self.cfg.learner.name, "encoder": self.encoder,
                     "encoder_fingerprint": self.encoder_fingerprint, "part": self.sampler["part"],
                     **self.result.summary(), "elapsed_s": round(self.elapsed_s, 3),
@@ -212,14 +219,17 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
     cannot honour them (joint data) refuses them."""
     start = time.perf_counter()
     dataset = build_dataset(cfg)
-    if dataset.task == "joint":
+    if dataset.task == "joint" and not dataset.splits:
         return _run_joint(cfg, dataset, progress, start, asked)
     episodes, sampler = build_episodes(cfg, dataset)
-    default = default_learner(dataset.task)
+    default = default_learner("joint-episodes" if dataset.task == "joint" else dataset.task)
     if not cfg.learner_named and not cfg.checkpoint and cfg.learner.name != default:  # e.g. tagging data
         cfg.learner = learner_config(default)
     learner = build_learner(cfg, dataset)
-    if dataset.task == "ner":
+    if dataset.task == "joint":
+        result = evaluate_joint_episodes(learner, dataset, episodes, batch_size=min(cfg.batch_size, 32),
+                                         progress=progress)
+    elif dataset.task == "ner":
         result = evaluate_tagging(learner, dataset, episodes, batch_size=min(cfg.batch_size, 32), progress=progress,
                                   cache=None if cache else False)
     else:

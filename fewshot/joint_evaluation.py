@@ -13,6 +13,15 @@ Each comes with a 95% interval, a **bootstrap over sentences**: the same
 the interval is their 2.5th and 97.5th percentiles. The per-intent report gives each gold
 intent's count, accuracy (its recall) and the precision of predicting it; the per-slot-type
 report each type's precision, recall, F1 and gold count.
+
+**Few-shot joint episodes** (:mod:`fewshot.joint_episodes`, Krone et al. 2020) are scored by
+:func:`evaluate_joint_episodes`: every episode's queries are predicted from its own support set, and
+the three figures are pooled over episodes: intent accuracy and exact match over all queries (every
+episode has the same number, so this is also the mean of the per-episode figures), slot F1 from the
+span counts **summed over episodes** (Few-NERD's rule, as :mod:`fewshot.tag_evaluation`). Their 95%
+intervals are a **bootstrap over episodes** (the unit the protocol draws): the same
+:func:`~fewshot.tag_evaluation.bootstrap_picks` resamples of the episodes give all three statistics.
+A query's slot of a type its support set lacks is a miss (:mod:`fewshot.joint_episodes`).
 """
 from __future__ import annotations
 
@@ -21,9 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
-from .evaluation import progress_bar
-from .tag_evaluation import BOOTSTRAP, bootstrap_picks, prf, span_counts, type_report
+from .evaluation import CHUNK, EmbeddingCache, chunks, progress_bar
+from .tag_evaluation import BOOTSTRAP, bootstrap_picks, prf, span_counts, type_report, word_cache
 from .tagged import bio_spans
 
 METRICS = ("intent_accuracy", "slot_f1", "exact_match")
@@ -118,7 +128,7 @@ def joint_scores(gold_intents: Sequence[str], predicted_intents: Sequence[str], 
             types[t] = types.get(t, 0) + c
         row = sum(counts.values(), np.zeros(3, dtype=np.int64))
         rows.append(row)
-        exact.append(gi == pi and row[0] == row[1] == row[2])  # every predicted slot right, none missed
+        exact.append(bool(gi == pi and row[0] == row[1] == row[2]))  # every predicted slot right, none missed
     return JointEvalResult(list(gold_intents), list(predicted_intents), np.asarray(rows, dtype=np.int64).reshape(-1, 3),
                            np.asarray(exact, dtype=bool), types)
 
@@ -136,3 +146,87 @@ def evaluate_joint(learner, dataset, ids: Sequence[int], batch_size: int = 64, p
     result = joint_scores([dataset.intents[i] for i in ids], intents, [dataset.tags[i] for i in ids], tags)
     result.elapsed_s = time.perf_counter() - start
     return result
+
+
+@dataclass
+class JointEpisodeResult:
+    """Per episode ``(n_episodes, 6)`` counts ``episode_rows``: queries, intents right, exact matches, and the slot
+    spans correct / predicted / gold; with per-type slot counts, the run's time and the sentences embedded."""
+
+    episode_rows: np.ndarray
+    type_counts: dict[str, np.ndarray]
+    elapsed_s: float = 0.0
+    n_embedded: int = 0
+
+    @property
+    def n_episodes(self) -> int:
+        return int(len(self.episode_rows))
+
+    @staticmethod
+    def figures(rows: np.ndarray) -> dict[str, float]:
+        """The three :data:`METRICS` of summed episode counts ``rows`` (6,)."""
+        n, right, exact, *slots = (float(x) for x in rows)
+        return {"intent_accuracy": right / n, "slot_f1": prf(slots)[2], "exact_match": exact / n}
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """The bootstrap 95% interval over episodes of each of :data:`METRICS` (module docstring)."""
+        if self.n_episodes < 2:
+            return {m: (float("nan"), float("nan")) for m in METRICS}
+        sums = self.episode_rows[bootstrap_picks(self.n_episodes)].sum(1)  # (resamples, 6)
+        samples = [self.figures(r) for r in sums]
+        return {m: tuple(float(v) for v in np.percentile([s[m] for s in samples], [2.5, 97.5])) for m in METRICS}
+
+    def per_type(self) -> dict[str, dict]:
+        """Per slot type: precision, recall, F1, and the correct / predicted / gold span counts."""
+        return type_report(self.type_counts)
+
+    def summary(self) -> dict:
+        """The figures as JSON-able values (what ``fewshot run --json`` prints for joint episodes)."""
+        total = self.episode_rows.sum(0)
+        ci = self.intervals()
+        out = {"task": "joint", "episodes": self.n_episodes, "queries": int(total[0])}
+        for m, v in self.figures(total).items():
+            out[m] = v
+            out[f"{m}_ci95_low"], out[f"{m}_ci95_high"] = ci[m]
+        p, r, _ = prf(total[3:])
+        out.update({"slot_precision": p, "slot_recall": r, "slot_correct": int(total[3]),
+                    "slot_predicted": int(total[4]), "slot_gold": int(total[5]),
+                    "ci95_method": f"bootstrap over episodes ({BOOTSTRAP} resamples; summed counts)"})
+        return out
+
+
+def evaluate_joint_episodes(learner, dataset, episodes, batch_size: int = 32, progress: bool = True,
+                            chunk: int = CHUNK) -> JointEpisodeResult:
+    """Score a joint prototype ``learner`` (``"joint-episodes" in learner.tasks``: protojoint) on few-shot joint
+    ``episodes`` (:class:`~fewshot.joint_episodes.JointEpisode`) of a JointDataset. Its encoder is frozen, so
+    every sentence is embedded once, pooled (:meth:`embed`) and by word (:func:`~fewshot.tag_evaluation.word_cache`)."""
+    if "joint-episodes" not in getattr(learner, "tasks", ()):
+        raise ValueError(f"learner {learner.name!r} does not learn intents and slots from a support set; few-shot "
+                         "joint episodes need --learner protojoint")
+    start = time.perf_counter()
+    sentences = EmbeddingCache(lambda ids, bar: learner.embed(dataset.take(ids), batch_size=batch_size,
+                                                              progress=bar), progress)
+    words = word_cache(learner, dataset, batch_size, progress)
+    rows, types = [], {}
+    total = len(episodes) if hasattr(episodes, "__len__") else None
+    with progress_bar(total, "episodes", progress) as bar:
+        for block in chunks(episodes, chunk):
+            ids = sorted({int(i) for ep in block for i in np.concatenate([ep.support, ep.query])})
+            sentences.add(ids)
+            words.add(ids)
+            for ep in block:
+                s, q = ep.support.tolist(), ep.query.tolist()
+                local = {name: j for j, name in enumerate(ep.intents)}
+                y = torch.as_tensor([local[dataset.intents[i]] for i in s])
+                learner.adapt_joint(sentences.take(s), y, words.take(s), [dataset.tags[i] for i in s])
+                intents, tags = learner.predict_joint_features(sentences.take(q), words.take(q),
+                                                               [len(dataset.tags[i]) for i in q])
+                scored = joint_scores([dataset.intents[i] for i in q], [ep.intents[j] for j in intents],
+                                      [dataset.tags[i] for i in q], tags)
+                for t, c in scored.type_counts.items():
+                    types[t] = types.get(t, 0) + c
+                rows.append([scored.n, int(scored.intent_correct.sum()), int(scored.exact.sum()),
+                             *scored.sentence_counts.sum(0).tolist()])
+                bar.update(1)
+    return JointEpisodeResult(np.asarray(rows, dtype=np.int64).reshape(-1, 6), types,
+                              elapsed_s=time.perf_counter() - start, n_embedded=sentences.n)

@@ -8,6 +8,11 @@ files, for validation and early stopping) and "test" (held out for the final fig
 Unlike a :class:`~fewshot.data.FewShotDataset`, the parts split *sentences*, not classes:
 every intent and slot type is seen in training.
 
+A dataset for few-shot *joint episodes* (Krone et al. 2020; :mod:`fewshot.joint_episodes`) splits its
+intents instead: ``splits`` names the "train" / "val" / "test" intents (a versioned file in
+``episodes/splits/``), and :meth:`JointDataset.split_classes` gives those of one split, as a tagged
+dataset's does for entity types. Such a dataset is scored on N-way K-shot episodes of intents.
+
 The label vocabularies are fixed by the dataset: ``intents`` (sorted intent names) and
 ``tag_names`` (``O`` first, then ``B-``/``I-`` of each slot type, sorted by type), over all
 parts, so a checkpoint records them and predicts names. :meth:`JointDataset.targets` packs
@@ -45,6 +50,7 @@ class JointDataset:
     source: str = ""
     origins: list[str] = field(default_factory=list)  # where each sentence comes from ("file: query n")
     encoder_options: dict = field(default_factory=dict)
+    splits: dict = field(default_factory=dict)  # intent split ("train" / "val" / "test" -> intents): episodic use
     modality = "text"
     task = "joint"
     episodes = None
@@ -70,6 +76,12 @@ class JointDataset:
             raise ValueError(f"dataset {self.name!r}: the parts must name distinct sentence ids from 0 to "
                              f"{len(self.sentences) - 1}")
         self.intent_names = sorted(set(self.intents))
+        self.splits = {k: sorted(v) for k, v in self.splits.items()}
+        bad = sorted(set(self.splits) - set(PARTS)) or sorted({i for v in self.splits.values() for i in v}
+                                                              - set(self.intent_names))
+        if bad:
+            raise ValueError(f"dataset {self.name!r}: the intent split names {bad}, which are neither splits "
+                             f"{PARTS} nor intents of the data ({self.intent_names}); fix the split file")
         self.tag_names = tag_vocabulary({t[2:] for seq in self.tags for t in seq if t != OUTSIDE})
 
     @property
@@ -95,6 +107,17 @@ class JointDataset:
                              f"{sorted(k for k, v in self.parts.items() if len(v))})")
         return self.parts[part]
 
+    def split_classes(self, split: str) -> list[str]:
+        """The intents of ``split`` ("train", "val", "test" or "all") for episodes of intents."""
+        if split == "all":
+            return list(self.intent_names)
+        if split not in PARTS:
+            raise ValueError(f"unknown split {split!r}; expected one of {PARTS + ('all',)}")
+        if split not in self.splits:
+            raise ValueError(f"dataset {self.name!r} has no {split!r} split of intents (it has "
+                             f"{sorted(self.splits) or 'none'}); use --classes all to sample from every intent")
+        return list(self.splits[split])
+
     def take(self, ids: Sequence[int]) -> list[tuple[str, ...]]:
         """The sentences with these ids."""
         return [self.sentences[int(i)] for i in ids]
@@ -118,4 +141,6 @@ class JointDataset:
             h.update("\t".join(words).encode() + b"\n" + "\t".join(tags).encode() + b"\n" + intent.encode() + b"\0")
         for k in sorted(self.parts):
             h.update(k.encode() + self.parts[k].tobytes())
+        for k in sorted(self.splits):  # nothing for a dataset without an intent split: its hash is unchanged
+            h.update(k.encode() + "\t".join(self.splits[k]).encode())
         return h.hexdigest()[:16]

@@ -99,7 +99,7 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
         d["class_report"] = table.to_dict()
     if class_table and (ner or joint):
         d["type_report"] = report.result.per_type()
-    if class_table and joint:
+    if class_table and joint and hasattr(report.result, "per_intent"):  # not pooled over episodes' own intents
         d["intent_report"] = report.result.per_intent()
     if out:
         from ..atomic import atomic_write_text
@@ -149,13 +149,19 @@ def _echo_joint(d: dict) -> None:
     figures = ", ".join(f"{name} {100 * d[key]:.2f}% ({100 * d[key + '_ci95_low']:.2f}-{100 * d[key + '_ci95_high']:.2f})"
                         for name, key in (("intent accuracy", "intent_accuracy"), ("slot F1", "slot_f1"),
                                           ("exact match", "exact_match")))
-    click.echo(f"{d['dataset']} {d['part']} part ({d['sentences']} sentences), {d['learner']} on {d['encoder']}: "
-               f"{figures} (95% CI, bootstrap over sentences), {d['elapsed_s']:.1f} s")
+    if "part" in d:
+        click.echo(f"{d['dataset']} {d['part']} part ({d['sentences']} sentences), {d['learner']} on {d['encoder']}: "
+                   f"{figures} (95% CI, bootstrap over sentences), {d['elapsed_s']:.1f} s")
+    else:  # few-shot joint episodes
+        click.echo(f"{d['dataset']} {d['way']}-way {d['shot']}-shot joint episodes ({d['query']} queries/intent), "
+                   f"{d['learner']} on {d['encoder']}: {figures} (95% CI, bootstrap over episodes) over "
+                   f"{d['episodes']} episodes, seed {d['seed']}, {d['elapsed_s']:.1f} s")
     if "intent_report" in d:
         click.echo("\nper intent: n accuracy precision exact-match")
         for t, r in d["intent_report"].items():
             click.echo(f"  {t:30s} {r['n']:5d} {100 * r['accuracy']:6.2f} {100 * r['precision']:6.2f} "
                        f"{100 * r['exact_match']:6.2f}")
+    if "type_report" in d:
         click.echo("\nper slot type: precision recall f1 gold")
         for t, r in d["type_report"].items():
             click.echo(f"  {t:30s} {100 * r['precision']:6.2f} {100 * r['recall']:6.2f} {100 * r['f1']:6.2f} "

@@ -36,6 +36,10 @@ val part, for validation and early stopping, is 100 queries per intent held out 
 files alone; the other 13,084 train. 6 test queries also occur verbatim in the training
 files, as published; they are kept.
 
+``snips-joint-fewshot`` is the same queries for few-shot *joint episodes* (Krone et al. 2020,
+:mod:`fewshot.joint_episodes`): the 13,784 ``train_*_full`` queries (BIO, with intents), whose
+intents, not sentences, are split: 3 train / 1 val / 3 test (``episodes/splits/snips-joint-fewshot.json``).
+
 Every reader returns a :class:`~fewshot.tagged.TaggedDataset` in IO tags (BIO is
 converted, :func:`fewshot.tagged.bio_to_io`). Bad input stops with one ValueError
 naming the file, the line and the fix: a token line without a tag, a tag outside
@@ -321,3 +325,17 @@ def snips_joint(root: Path, **_) -> JointDataset:
                 parts["val" if j in val else kind].append(len(sentences) + j)
             sentences += s; tags += t; origins += o; intents += i
     return JointDataset("snips-joint", sentences, tags, intents, parts, source=str(root / "snips"), origins=origins)
+
+
+@register_dataset("snips-joint-fewshot")
+def snips_joint_fewshot(root: Path, **_) -> JointDataset:
+    """SNIPS for few-shot joint episodes (Krone et al. 2020): the 7 intents' train_*_full queries (BIO) with
+    their intents split 3 train / 1 val / 3 test (episodes/splits/snips-joint-fewshot.json)."""
+    sentences, tags, origins, intents = [], [], [], []
+    for intent in SNIPS_INTENTS:
+        name = f"train_{intent}_full.json"
+        path = require_file(root / "snips" / name, "snips-joint-fewshot", SNIPS_SOURCE.replace("validate_*", name))
+        s, t, o, i = read_snips(path, "bio")
+        sentences += s; tags += t; origins += o; intents += i
+    return JointDataset("snips-joint-fewshot", sentences, tags, intents, parts={}, source=str(root / "snips"),
+                        origins=origins, splits=load_split("snips-joint-fewshot"))

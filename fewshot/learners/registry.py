@@ -13,7 +13,8 @@ from .base import Learner, LearnerConfig
 
 LEARNERS: dict[str, type[Learner]] = {}
 DEFAULT_LEARNER = "protonet"
-DEFAULT_LEARNERS = {"classify": DEFAULT_LEARNER, "ner": "protobert", "joint": "joint"}  # per dataset task
+# per dataset task ("joint-episodes": a joint dataset with an intent split, scored on few-shot episodes)
+DEFAULT_LEARNERS = {"classify": DEFAULT_LEARNER, "ner": "protobert", "joint": "joint", "joint-episodes": "protojoint"}
 
 
 def default_learner(task: str) -> str:
