@@ -289,7 +289,8 @@ def load_episodes(path: str | os.PathLike) -> tuple[dict, list[Episode]]:
             raise ValueError(f"{path}:{lineno}: malformed episode ({exc}); the file is damaged, make it again") from exc
         if kind is None:
             raise ValueError(f"{path}:{lineno}: episode kind {d.get('kind')!r} is not known (known: "
-                             f"{sorted(EPISODE_KINDS)}); import fewshot.tag_episodes to read NER episodes")
+                             f"{sorted(EPISODE_KINDS)}); a kind is known once its module is imported: fewshot.tag_episodes "
+                             "(ner), fewshot.joint_episodes (joint)")
     if len(episodes) != header.get("n_episodes"):
         raise ValueError(
             f"{path}: header says {header.get('n_episodes')} episodes but the file holds {len(episodes)}; "
