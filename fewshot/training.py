@@ -25,7 +25,8 @@ into train / val / test entity *types*) trains a tagging learner (protobert, nns
 too), whose items are sentences and whose labels are their words' local labels; it validates on
 episodes of its val types (``val_way`` / ``val_shot``) with :func:`fewshot.tag_evaluation.evaluate_tagging`:
 the log's ``val_accuracy`` is then span micro F1 (``val_metric`` "span_f1") and ``val_ci95`` half its
-bootstrap interval. The test types are never read here.
+bootstrap interval. The test types are never read here; ``include_val`` trains on the train and val
+types together and validates nothing, as for classes.
 
 Why one module of ~560 lines: :class:`Trainer` is one state machine (step, optimizer, schedule, best
 score, resume state, the DDP wrap) whose parts read and write that shared state at every step; the
@@ -118,12 +119,12 @@ def meta_train(learner, dataset: FewShotDataset, cfg: TrainConfig | None = None,
                    progress=progress, resident=resident).fit()
 
 
-def _refuse_item_options(cfg: TrainConfig, changed: tuple[str, ...], what: str) -> None:
+def _refuse_item_options(cfg: TrainConfig, changed: tuple[str, ...], what: str, allowed: tuple[str, ...] = ()) -> None:
     """ValueError naming the options of classification episodes that ``cfg`` sets although they do not apply to
-    ``what``: the item flags (--include-val, --rotations, --class-names, --augment) when on, and the fields
-    ``changed`` when off their defaults."""
+    ``what``: the item flags (--include-val, --rotations, --class-names, --augment; but those ``allowed``) when
+    on, and the fields ``changed`` when off their defaults."""
     given = [f"--{k.replace('_', '-')}" for k in ("include_val", "rotations", "class_names", "augment")
-             if getattr(cfg, k)]
+             if getattr(cfg, k) and k not in allowed]
     given += [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in changed if getattr(cfg, k) != getattr(TrainConfig(), k)]
     if given:
         raise ValueError(f"{', '.join(given)} do not apply to {what}; drop them")
@@ -248,17 +249,19 @@ class Trainer:
             raise ValueError(f"dataset {dataset.name!r} is tagged (NER: an entity type per word); learner "
                              f"{learner.name!r} does not tag words: use --learner protobert, nnshot or structshot")
         _refuse_item_options(cfg, ("train_query", "val_query"), f"tagging episodes (dataset {dataset.name!r}: the "
-                             "query set is drawn like the support set, K~2K entities per type)")
+                             "query set is drawn like the support set, K~2K entities per type)", allowed=("include_val",))
         types = {part: dataset.split_classes(part) for part in ("train", "val")}
+        if cfg.include_val:  # the final model of a validated recipe: the val types train too, nothing validates
+            types = {"train": types["train"] + types["val"], "val": []}
         for part, way in (("train", cfg.train_way), ("val", cfg.val_way)):
-            if way > len(types[part]):
+            if way > len(types[part]) and not (part == "val" and cfg.include_val):
                 raise ValueError(f"--{part}-way {way} needs {way} entity types but dataset {dataset.name!r} has "
                                  f"{len(types[part])} {part} types {types[part][:6]}; pass --{part}-way "
                                  f"{len(types[part])} or fewer")
         self.train_ds, self.augmenter, self.train_classes = dataset, None, types["train"]
         self.sampler = GreedyTypeSampler(dataset, cfg.train_way, cfg.train_shot, seed=cfg.seed, types=types["train"])
-        self.val_episodes = list(GreedyTypeSampler(dataset, cfg.val_way, cfg.val_shot, seed=cfg.val_seed,
-                                                   types=types["val"]).episodes(cfg.val_episodes))
+        self.val_episodes = [] if cfg.include_val else list(GreedyTypeSampler(
+            dataset, cfg.val_way, cfg.val_shot, seed=cfg.val_seed, types=types["val"]).episodes(cfg.val_episodes))
 
     def _optimizer(self, cfg: TrainConfig) -> None:
         """AdamW over the trainable parameters: encoder and learner groups at their own learning rates, no weight

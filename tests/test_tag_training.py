@@ -125,3 +125,18 @@ def test_bad_pairings_are_refused(fewnerd_root, tiny_text_model_dir, tmp_path):
     assert res.exit_code == 2 and "learner 'protobert' scores ner data" in res.output
     assert "is classified" in res.output
     assert not out.exists()
+
+
+def test_include_val_trains_on_the_val_types_too_and_keeps_the_latest_step(fewnerd_root, tiny_text_model_dir,
+                                                                              tmp_path):
+    ds = load_dataset("fewnerd-inter", fewnerd_root)
+    out = tmp_path / "final"
+    _, trainer = _trainer(tiny_text_model_dir, ds, out=out, steps=4, include_val=True)
+    assert trainer.sampler.types == sorted(ds.splits["train"] + ds.splits["val"]) and trainer.val_episodes == []
+    drawn = {t for s in range(8) for t in trainer.sampler.sample(s).types}
+    assert drawn & set(ds.splits["val"]) and not drawn & set(ds.splits["test"])  # val types train, test never
+    metrics = trainer.fit()
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [2, 4] and all(e["val_accuracy"] is None for e in log)
+    assert metrics["best_step"] == 4  # nothing validates: the latest evaluation step is the checkpoint
+    assert load_learner(out).name == "protobert"
