@@ -18,13 +18,11 @@ workflows) reads and changes classes through the public methods here.
 """
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from ..inputs import label_key
+from ..inputs import irregular_label_keys, label_key
 
 
 BLOCK_ROWS = 1 << 14  # rows per storage block: 24 MiB of float32 means at 384-d
@@ -135,7 +133,7 @@ class ClassBook:
         """{label_key(label): label} of the string labels (read-only), for checking a new label in O(1)
         (:func:`fewshot.inputs.check_labels`); built on first use after :meth:`restore`."""
         if self._irregular is None:
-            self._irregular = _irregular_labels(self.labels)
+            self._irregular = irregular_label_keys(self.labels)
         return _LabelKeys(self._row, self._irregular, self.labels)
 
     def row(self, label) -> int:
@@ -342,24 +340,6 @@ class _LabelKeys(Mapping):
 
     def __len__(self) -> int:
         return sum(isinstance(lab, str) for lab in self._labels)
-
-
-_NOT_SPACE_WHITESPACE = re.compile(r"[^\S ]")  # whitespace that str.split() splits on, other than " "
-
-
-def _irregular_labels(labels: list) -> dict[str, str]:
-    """{label_key(label): label} of the string ``labels`` that differ from their key. At 10^6 classes a check of
-    all of them joined (NFKC form; whitespace only as single spaces inside a label) replaces a million calls of
-    label_key (1.2 s) when, as usual, none differs."""
-    strs = labels if set(map(type, labels)) == {str} else [lab for lab in labels if isinstance(lab, str)]
-    joined = "\x00".join(strs)
-    spaces_ok = not ("  " in joined or " \x00" in joined or "\x00 " in joined or joined.startswith(" ")
-                     or joined.endswith(" ")) and not (
-        any(c in joined for c in "\t\n\v\f\r\x1c\x1d\x1e\x1f") if joined.isascii()
-        else _NOT_SPACE_WHITESPACE.search(joined))
-    if spaces_ok and joined.count("\x00") == max(len(strs) - 1, 0) and unicodedata.is_normalized("NFKC", joined):
-        return {}
-    return {key: lab for lab in strs if (key := label_key(lab)) != lab}
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
