@@ -28,7 +28,7 @@ the log's ``val_accuracy`` is then span micro F1 (``val_metric`` "span_f1") and 
 bootstrap interval. The test types are never read here; ``include_val`` trains on the train and val
 types together and validates nothing, as for classes.
 
-Why one module of ~560 lines: :class:`Trainer` is one state machine (step, optimizer, schedule, best
+Why one module of ~570 lines: :class:`Trainer` is one state machine (step, optimizer, schedule, best
 score, resume state, the DDP wrap) whose parts read and write that shared state at every step; the
 pieces that stand alone already live elsewhere (episodes, evaluation, checkpoints, the process group
 in :mod:`fewshot.distributed`). The resident-input helpers (``_make_resident`` to ``_device_labels``)
