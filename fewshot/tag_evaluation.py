@@ -152,7 +152,7 @@ def check_tagger(learner) -> None:
     """A ValueError unless ``learner`` tags words (``"ner" in learner.tasks``)."""
     if "ner" not in getattr(learner, "tasks", ()):
         raise ValueError(f"learner {learner.name!r} does not tag words; choose a tagging learner for NER data "
-                         "(--learner protobert, nnshot, structshot or finetune-ner)")
+                         "(--learner protobert, nnshot, structshot, decomposed or finetune-ner)")
 
 
 def tag_sentences(learner, z: Sequence[np.ndarray], classes: Sequence[str]) -> list[tuple[str, ...]]:
@@ -223,7 +223,8 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
                         words = word_cache(learner, dataset, batch_size, progress=False)
                         words.add([int(i) for i in np.concatenate([ep.support, ep.query])])
                         n_embedded += words.n
-                    learner.adapt_features(words.take(ep.support.tolist()), support_y)
+                    learner.adapt_features(words.take(ep.support.tolist()), support_y,
+                                           lengths=[len(support_tags[k]) for k in range(len(ep.support))])
                     scores = learner.logits_features(words.take(ep.query.tolist()))
                 gold = [tuple(t if t in ep.types else OUTSIDE for t in dataset.tags[int(i)]) for i in ep.query]
                 counts = span_counts(gold, decode_sentences(learner, scores, lengths, ep.classes))
@@ -300,7 +301,7 @@ def evaluate_support_sets(learner, support_sets: Sequence[TaggedDataset], test: 
             scores = learner.logits_sentences(test.sentences)
             n_embedded += len(s.sentences) + len(test.sentences)
         else:
-            learner.adapt_features(cache.take(s.sentences), labels)
+            learner.adapt_features(cache.take(s.sentences), labels, lengths=[len(t) for t in s.tags])
             scores = learner.logits_features(test_z)
         predicted = decode_sentences(learner, scores, lengths, classes)
         counts = span_counts(test.tags, predicted)

@@ -19,7 +19,7 @@ learner's ``selection_metric`` (named by ``val_metric``) and ``val_ci95`` half i
 interval. The test part is never read here.
 
 A tagged dataset (:class:`fewshot.tagged.TaggedDataset`, ``task = "ner"``: sentences with IO tags, split
-into train / val / test entity *types*) trains a tagging learner (protobert, nnshot, structshot:
+into train / val / test entity *types*) trains a tagging learner (protobert, nnshot, structshot, decomposed:
 :mod:`fewshot.learners.tagging`) on Few-NERD's N-way K~2K episodes of its train types
 (:class:`fewshot.tag_episodes.GreedyTypeSampler`, ``train_way`` / ``train_shot``, the query set K~2K
 too), whose items are sentences and whose labels are their words' local labels; it validates on
@@ -247,7 +247,8 @@ class Trainer:
         learner = self.learner
         if "ner" not in learner.tasks or learner.train_mode != "episodic":
             raise ValueError(f"dataset {dataset.name!r} is tagged (NER: an entity type per word); learner "
-                             f"{learner.name!r} does not tag words: use --learner protobert, nnshot or structshot")
+                             f"{learner.name!r} does not tag words: use --learner protobert, nnshot, structshot or "
+                             "decomposed")
         _refuse_item_options(cfg, ("train_query", "val_query"), f"tagging episodes (dataset {dataset.name!r}: the "
                              "query set is drawn like the support set, K~2K entities per type)", allowed=("include_val",))
         types = {part: dataset.split_classes(part) for part in ("train", "val")}

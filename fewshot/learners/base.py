@@ -2,7 +2,7 @@
 
 A learner holds its encoder. Per task it is given a labelled support set
 (:meth:`Learner.adapt`) and scores queries (:meth:`Learner.logits`, shape
-(n_query, n_way)). Tagging learners (``tasks = ("ner",)``: protobert, nnshot, structshot,
+(n_query, n_way)). Tagging learners (``tasks = ("ner",)``: protobert, nnshot, structshot, decomposed,
 finetune-ner) take the same calls on word embeddings (:meth:`Learner.embed_words`): rows are words,
 labels 0 = O and j + 1 = the episode's type j; one that tunes its encoder per task takes the sentences
 themselves (:meth:`Learner.adapt_sentences`, :meth:`Learner.logits_sentences`).

@@ -49,8 +49,10 @@ class FineTuneTagger(Learner):
     def adapts_encoder(self) -> bool:  # type: ignore[override]
         return self.cfg.adapt != "head"
 
-    def adapt_features(self, z_support: torch.Tensor, y_support: torch.Tensor) -> None:
-        """A head fitted on fixed (n_support_words, dim) word embeddings (the frozen-encoder path)."""
+    def adapt_features(self, z_support: torch.Tensor, y_support: torch.Tensor,
+                       lengths: Sequence[int] | None = None) -> None:
+        """A head fitted on fixed (n_support_words, dim) word embeddings (the frozen-encoder path); every word is a
+        row of its own, so the sentences' ``lengths`` are not needed."""
         self._head, self.support_losses = fit_feature_head(self.cfg, z_support, y_support)
         self._adapted = None
 

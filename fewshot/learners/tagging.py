@@ -1,4 +1,4 @@
-"""What the tagging learners (protobert, nnshot, structshot) share: word scores, and their meta-training.
+"""What the tagging learners (protobert, nnshot, structshot; decomposed reuses the options and checks) share: word scores, and their meta-training.
 
 A tagging learner scores word rows: :meth:`TaggingLearner.word_scores` maps support word embeddings
 (n_support_words, dim) with local labels (0 = O, j + 1 = the episode's type j) and query word
@@ -68,7 +68,10 @@ class TaggingLearner(Learner):
             raise ValueError(f"{self.name}: labels {missing} have no support word; labels must cover "
                              f"0..{int(y_support.max())} (0 = O, j + 1 = the episode's type j)")
 
-    def adapt_features(self, z_support: torch.Tensor, y_support: torch.Tensor) -> None:
+    def adapt_features(self, z_support: torch.Tensor, y_support: torch.Tensor,
+                       lengths: Sequence[int] | None = None) -> None:
+        """Keep the support rows; ``lengths`` (the support sentences' word counts, which the tagging evaluations
+        pass) matter only to a learner that reads spans (decomposed)."""
         y = torch.as_tensor(y_support).long()
         self.check_support(y)
         self._support = (z_support.float().cpu(), y)
