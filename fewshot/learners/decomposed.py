@@ -80,9 +80,16 @@ class DecomposedModule(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
-        self.detector = nn.Linear(dim, 3)
-        nn.init.zeros_(self.detector.weight)
-        nn.init.zeros_(self.detector.bias)
+        self.detector = zero_head(dim)
+
+
+def zero_head(dim: int) -> nn.Linear:
+    """A detection head scoring O/B/I alike for every word (zero weights): what training or ``detector_steps``
+    starts from."""
+    head = nn.Linear(dim, 3)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
 
 
 def spans_of(y: torch.Tensor, lengths: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -132,9 +139,9 @@ class DecomposedNER(TaggingLearner):
 
     def __init__(self, encoder, cfg: DecomposedConfig | None = None):
         super().__init__(encoder, cfg)
-        dim = int(encoder.dim) if encoder is not None else None
-        self._module = DecomposedModule(encoder, dim, self.cfg.dropout) if encoder is not None else None
-        self._task: tuple[nn.Linear, torch.Tensor] | None = None  # the last task's detection head and prototypes
+        self._module = DecomposedModule(encoder, int(encoder.dim), self.cfg.dropout) if encoder is not None else None
+        self.head_: nn.Linear | None = None  # the last adapted task's detection head
+        self.prototypes_: torch.Tensor | None = None  # and its (n_way, dim) type prototypes
 
     @property
     def module(self) -> nn.Module:
@@ -151,9 +158,6 @@ class DecomposedNER(TaggingLearner):
         z_spans = span_means(spans, len(z_support), z_support.device) @ z_support
         return class_means(z_spans, torch.tensor([label - 1 for _, _, label in spans]))
 
-    def _support_lengths(self, y_support: torch.Tensor, lengths: Sequence[int] | None) -> list[int]:
-        return [len(y_support)] if lengths is None else [int(n) for n in lengths]
-
     def adapt_features(self, z_support: torch.Tensor, y_support: torch.Tensor,
                        lengths: Sequence[int] | None = None) -> None:
         """The type prototypes from the support words (``lengths``: the support sentences' word counts, so that
@@ -162,10 +166,10 @@ class DecomposedNER(TaggingLearner):
         y = torch.as_tensor(y_support).long()
         self.check_support(y)
         z = z_support.float().cpu()
-        lengths = self._support_lengths(y, lengths)
+        lengths = [len(y)] if lengths is None else [int(n) for n in lengths]
         protos = self.prototypes(z, y, lengths)
-        head = (copy.deepcopy(self._module.detector).float().cpu() if self._module is not None
-                else DecomposedModule(nn.Identity(), z.shape[1], 0.0).detector)  # a learner of given features
+        # a learner of given features (no encoder) has no trained head: it starts from zero
+        head = copy.deepcopy(self._module.detector).float().cpu() if self._module is not None else zero_head(z.shape[1])
         if self.cfg.detector_steps:
             target = bio_tags(y, lengths)
             opt = torch.optim.AdamW(head.parameters(), lr=self.cfg.detector_lr)
@@ -174,17 +178,15 @@ class DecomposedNER(TaggingLearner):
                     opt.zero_grad(set_to_none=True)
                     nn.functional.cross_entropy(head(z), target).backward()
                     opt.step()
-        head.eval()
-        self._task = (head, protos)
+        self.head_, self.prototypes_ = head.eval(), protos
 
     def logits_features(self, z_query: torch.Tensor) -> torch.Tensor:
         """(n_query_words, 3 + n_way): the detector's O/B/I log-probabilities, then each type's word score."""
-        if self._task is None:
+        if self.head_ is None:
             raise ValueError(f"{self.name}: call adapt_features on a support set before scoring")
-        head, protos = self._task
         z = z_query.float().cpu()
         with torch.no_grad():
-            return torch.cat([torch.log_softmax(head(z), 1), scores(z, protos, self.cfg.metric)], 1)
+            return torch.cat([torch.log_softmax(self.head_(z), 1), scores(z, self.prototypes_, self.cfg.metric)], 1)
 
     def decode_tags(self, scores: torch.Tensor) -> torch.Tensor:
         """One sentence's local labels: its spans by Viterbi over the detector's O/B/I log-probabilities (BIO's

@@ -39,8 +39,7 @@ def _adapted(detector_steps=0):
 
 def test_decoding_types_each_detected_span_by_its_words_mean_score():
     learner = _adapted()
-    head, protos = learner._task
-    torch.testing.assert_close(protos, torch.tensor([[4.1, 0.0], [0.0, 4.0]]))  # one span each: its mean
+    torch.testing.assert_close(learner.prototypes_, torch.tensor([[4.1, 0.0], [0.0, 4.0]]))  # one span each: its mean
     # a hand-made sentence of 5 words: detector log-probs of O/B/I, then type scores
     det = torch.log(torch.tensor([[0.1, 0.8, 0.1], [0.1, 0.2, 0.7], [0.9, 0.05, 0.05], [0.2, 0.1, 0.7],
                                   [0.1, 0.1, 0.8]]))
@@ -72,7 +71,7 @@ def test_detector_steps_fit_the_head_to_the_support_words():
     assert untouched.logits_features(z)[:, :3].argmax(1).tolist() == [0, 0]  # a zero head: uniform, ties go to O
     det = tuned.logits_features(z)[:, :3]
     assert det.argmax(1).tolist() == [1, 0]
-    assert torch.equal(tuned._task[1], untouched._task[1])  # the prototypes do not depend on the head
+    assert torch.equal(tuned.prototypes_, untouched.prototypes_)  # the prototypes do not depend on the head
 
 
 def test_a_type_without_a_support_span_is_refused():
