@@ -159,13 +159,14 @@ def tag_sentences(learner, z: Sequence[np.ndarray], classes: Sequence[str]) -> l
     """IO tags of sentences from their (n_words, dim) word embeddings ``z``, by ``learner`` adapted to a
     support set whose local labels are ``classes`` (``("O", *types)``): the words of all sentences are scored
     in one call, then each sentence is decoded by ``learner.decode_tags`` (argmax, or structshot's Viterbi)."""
-    scores = learner.logits_features(torch.from_numpy(np.concatenate(z)))
+    scores = learner.tag_scores(torch.from_numpy(np.concatenate(z)))
     return decode_sentences(learner, scores, [len(q) for q in z], classes)
 
 
 def decode_sentences(learner, scores: torch.Tensor, lengths: Sequence[int],
                      classes: Sequence[str]) -> list[tuple[str, ...]]:
-    """Each sentence's IO tags from the (sum(lengths), n_way + 1) scores of all their words, in order."""
+    """Each sentence's IO tags from the :meth:`~fewshot.learners.base.Learner.tag_scores` rows of all their words,
+    in order."""
     bounds = np.cumsum([0, *lengths])
     return [tuple(classes[int(j)] for j in learner.decode_tags(scores[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -225,7 +226,7 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
                         n_embedded += words.n
                     learner.adapt_features(words.take(ep.support.tolist()), support_y,
                                            lengths=[len(support_tags[k]) for k in range(len(ep.support))])
-                    scores = learner.logits_features(words.take(ep.query.tolist()))
+                    scores = learner.tag_scores(words.take(ep.query.tolist()))
                 gold = [tuple(t if t in ep.types else OUTSIDE for t in dataset.tags[int(i)]) for i in ep.query]
                 counts = span_counts(gold, decode_sentences(learner, scores, lengths, ep.classes))
                 for t, c in counts.items():
@@ -302,7 +303,7 @@ def evaluate_support_sets(learner, support_sets: Sequence[TaggedDataset], test: 
             n_embedded += len(s.sentences) + len(test.sentences)
         else:
             learner.adapt_features(cache.take(s.sentences), labels, lengths=[len(t) for t in s.tags])
-            scores = learner.logits_features(test_z)
+            scores = learner.tag_scores(test_z)
         predicted = decode_sentences(learner, scores, lengths, classes)
         counts = span_counts(test.tags, predicted)
         per_type.append(counts)

@@ -343,17 +343,18 @@ class Trainer:
             self._labels[key] = torch.as_tensor(labels, dtype=torch.long, device=self.device)
         return self._labels[key]
 
-    def _episode_inputs(self, ep, aug_rng) -> tuple:
+    def episode_inputs(self, ep, aug_rng=None) -> tuple:
         """``(support items, support labels, query items, query labels)`` of training episode ``ep``; labels are
         host LongTensors (learners' checks then cost no device sync). A tagging episode's items are its sentences
-        and its labels their words' local labels, sentence after sentence."""
+        and its labels their words' local labels, sentence after sentence. ``aug_rng``: the augmenter's generator
+        (None: the episode as sampled, as a test or an evaluation of the training loss reads it)."""
         if self.dataset.task == "ner":
             tags = self.train_ds.tags
             labels = [torch.from_numpy(np.concatenate(ep.token_labels([tags[int(i)] for i in ids])))
                       for ids in (ep.support, ep.query)]
             return self.train_ds.take(ep.support), labels[0], self.train_ds.take(ep.query), labels[1]
         sx, qx = self._items(ep.support), self._items(ep.query)
-        if self.augmenter is not None:
+        if self.augmenter is not None and aug_rng is not None:
             sx, qx = self.augmenter(sx, aug_rng), self.augmenter(qx, aug_rng)
         sy, qy = torch.from_numpy(ep.support_labels), torch.from_numpy(ep.query_labels)
         if self.cfg.class_names:  # as evaluation adds them: one more support example per class, never augmented
@@ -371,7 +372,7 @@ class Trainer:
             g["lr"] = base * self._lr_factor(step)
         index = self.episode_index(step)
         if self.learner.train_mode == "episodic":
-            sx, sy, qx, qy = self._episode_inputs(self.sampler.sample(index), aug_rng)
+            sx, sy, qx, qy = self.episode_inputs(self.sampler.sample(index), aug_rng)
             with autocast(self.device):
                 loss, logits = self.wrapped("episode", sx, sy, qx, qy)
             target = self._device_labels(qy.numpy())

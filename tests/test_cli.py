@@ -100,7 +100,7 @@ def test_catalog_commands_list_names(runner):
     assert "wn33  (default, embedded)" in names and "clinc150" in names and "omniglot-runs" in names
     assert invoke(runner, "encoders").output.split() == ["conv4", "minilm", "mobilenetv2", "mpnet"]
     lines = invoke(runner, "learners").output.splitlines()
-    names = ["finetune", "finetune-ner", "joint", "maml", "nnshot", "protobert", "protojoint", "protonet", "setfit",
+    names = ["decomposed", "finetune", "finetune-ner", "joint", "maml", "nnshot", "protobert", "protojoint", "protonet", "setfit",
              "structshot"]
     assert [line.split(":")[0] for line in lines] == names
     assert "transductive=0" in lines[names.index("protonet")] and "inner_steps=5" in lines[names.index("maml")]

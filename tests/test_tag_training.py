@@ -39,7 +39,7 @@ def test_training_steps_lower_the_episode_loss(name, fewnerd_root, tiny_text_mod
     def loss() -> float:  # the mean episode loss of the first 8 training episodes, no dropout
         learner.module.eval()
         with torch.no_grad():
-            return float(np.mean([trainer.wrapped("episode", *trainer._episode_inputs(ep, None))[0].item()
+            return float(np.mean([trainer.wrapped("episode", *trainer.episode_inputs(ep))[0].item()
                                   for ep in eps[:8]]))
 
     before, weights = loss(), [p.detach().clone() for p in learner.module.parameters()]

@@ -130,17 +130,23 @@ class Learner(ABC):
         self.adapt_features(torch.from_numpy(np.concatenate(self.embed_words(sentences))), torch.as_tensor(y_words))
 
     def logits_sentences(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
-        """(n_words, n_way + 1) scores of all the words of ``sentences``, in order, for the last adapted task."""
-        return self.logits_features(torch.from_numpy(np.concatenate(self.embed_words(sentences))))
+        """The :meth:`tag_scores` rows of all the words of ``sentences``, in order, for the last adapted task."""
+        return self.tag_scores(torch.from_numpy(np.concatenate(self.embed_words(sentences))))
 
     def prepare_tagging(self, dataset) -> None:
         """Called once before a tagging evaluation, with its :class:`~fewshot.tagged.TaggedDataset`: a tagging
         learner that learns something from the training types' tags (structshot's transitions) does it here,
         reading only ``dataset.splits["train"]``'s types. Default: nothing."""
 
+    def tag_scores(self, z_query: torch.Tensor) -> torch.Tensor:
+        """The (n_query_words, k) rows :meth:`decode_tags` reads, for the last adapted task. Default: the
+        (n_query_words, n_way + 1) label scores of :meth:`logits_features`; decomposed adds its detector's
+        O/B/I rows, which label scores cannot carry."""
+        return self.logits_features(z_query)
+
     def decode_tags(self, scores: torch.Tensor) -> torch.Tensor:
-        """One sentence's (n_words,) local labels from its (n_words, n_way + 1) :meth:`logits_features`
-        scores. Default: each word's best label (argmax); structshot decodes the sentence as a whole."""
+        """One sentence's (n_words,) local labels from its :meth:`tag_scores` rows. Default: each word's best
+        label (argmax); structshot and decomposed decode the sentence as a whole."""
         return scores.argmax(1)
 
     def prepare_training(self, dataset, cfg) -> None:

@@ -23,9 +23,11 @@ task, and only when ``detector_steps`` > 0: that many AdamW steps (``detector_lr
 fixed embeddings, on a copy of the head, so the evaluation still embeds each sentence once. A frozen
 encoder's head starts at zero (every word ``O``): without a trained checkpoint give it ``detector_steps``.
 
-Scores (:meth:`logits_features`, decoded by :meth:`decode_tags`): ``(n_words, 3 + n_way)`` rows, the
-detector's log-probabilities of ``O``, ``B``, ``I`` and then the word's score against each type's
-prototype. Local labels are those of every tagging learner: 0 = O, j + 1 = the episode's type j.
+Scores: :meth:`~DecomposedNER.tag_scores` (what :meth:`~DecomposedNER.decode_tags` reads) are
+``(n_words, 3 + n_way)`` rows, the detector's log-probabilities of ``O``, ``B``, ``I`` and then the word's
+score against each type's prototype; :meth:`~DecomposedNER.logits_features` are every learner's
+``(n_words, n_way + 1)`` label log-probabilities (:func:`label_scores`). Local labels are those of every
+tagging learner: 0 = O, j + 1 = the episode's type j.
 """
 from __future__ import annotations
 
@@ -132,6 +134,14 @@ def span_means(spans: Sequence[tuple[int, int, int]], n_words: int, device=None)
     return m
 
 
+def label_scores(detect: torch.Tensor, word_types: torch.Tensor) -> torch.Tensor:
+    """(n_words, n_way + 1) label log-probabilities of words from their detector O/B/I log-probabilities
+    ``detect`` and their scores against each type ``word_types``: log P(O), then log P(B or I) plus the word's
+    log-softmax over the types. Per word only: a sentence's spans come from :meth:`DecomposedNER.decode_tags`."""
+    entity = torch.logsumexp(detect[:, 1:], 1, keepdim=True)
+    return torch.cat([detect[:, :1], entity + torch.log_softmax(word_types, 1)], 1)
+
+
 @register_learner
 class DecomposedNER(TaggingLearner):
     name = "decomposed"
@@ -170,6 +180,11 @@ class DecomposedNER(TaggingLearner):
         protos = self.prototypes(z, y, lengths)
         # a learner of given features (no encoder) has no trained head: it starts from zero
         head = copy.deepcopy(self._module.detector).float().cpu() if self._module is not None else zero_head(z.shape[1])
+        if not self.cfg.detector_steps and not any(p.any() for p in head.parameters()):
+            raise ValueError(f"{self.name}: the detection head is untrained (all zero) and detector_steps=0, so no "
+                             "word would be found an entity; load a checkpoint of `fewshot train --learner "
+                             "decomposed`, or fit the head on each support set: -L detector_steps=30 "
+                             "-L detector_lr=0.01 (bin/bench-ner chooses them on Few-NERD's val types)")
         if self.cfg.detector_steps:
             target = bio_tags(y, lengths)
             opt = torch.optim.AdamW(head.parameters(), lr=self.cfg.detector_lr)
@@ -180,17 +195,24 @@ class DecomposedNER(TaggingLearner):
                     opt.step()
         self.head_, self.prototypes_ = head.eval(), protos
 
-    def logits_features(self, z_query: torch.Tensor) -> torch.Tensor:
-        """(n_query_words, 3 + n_way): the detector's O/B/I log-probabilities, then each type's word score."""
+    def tag_scores(self, z_query: torch.Tensor) -> torch.Tensor:
+        """(n_query_words, 3 + n_way): the detector's O/B/I log-probabilities, then each type's word score
+        (what :meth:`decode_tags` reads)."""
         if self.head_ is None:
             raise ValueError(f"{self.name}: call adapt_features on a support set before scoring")
         z = z_query.float().cpu()
         with torch.no_grad():
             return torch.cat([torch.log_softmax(self.head_(z), 1), scores(z, self.prototypes_, self.cfg.metric)], 1)
 
+    def logits_features(self, z_query: torch.Tensor) -> torch.Tensor:
+        """(n_query_words, n_way + 1) word label log-probabilities (:func:`label_scores`), every learner's
+        contract; a sentence's tags come from :meth:`tag_scores`, whose B/I rows these cannot carry."""
+        rows = self.tag_scores(z_query)
+        return label_scores(rows[:, :3], rows[:, 3:])
+
     def decode_tags(self, scores: torch.Tensor) -> torch.Tensor:
-        """One sentence's local labels: its spans by Viterbi over the detector's O/B/I log-probabilities (BIO's
-        rule enforced), each span the type its words score best on average."""
+        """One sentence's local labels from its :meth:`tag_scores` rows: its spans by Viterbi over the detector's
+        O/B/I log-probabilities (BIO's rule enforced), each span the type its words score best on average."""
         scores = torch.as_tensor(scores).double()
         path = viterbi(scores[:, :3].numpy(), _TRANSITION, _START, _END)
         labels = torch.zeros(len(path), dtype=torch.long)
@@ -231,7 +253,5 @@ class DecomposedNER(TaggingLearner):
                 span_scores = span_means(q_spans, len(qy), z.device) @ word_types
                 span_types = torch.tensor([label - 1 for _, _, label in q_spans], device=z.device)
                 loss = loss + self.cfg.typing_weight * nn.functional.cross_entropy(span_scores, span_types)
-            p = torch.log_softmax(detect[n_s:], 1)
-            entity = torch.logsumexp(p[:, 1:], 1, keepdim=True)
-            logits = torch.cat([p[:, :1], entity + torch.log_softmax(word_types, 1)], 1)
+            logits = label_scores(torch.log_softmax(detect[n_s:], 1), word_types)
         return loss, logits

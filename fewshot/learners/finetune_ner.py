@@ -82,8 +82,8 @@ class FineTuneTagger(Learner):
         self._adapted = enc
 
     def logits_sentences(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
-        """(n_words, n_way + 1) scores of all the words of ``sentences``, by the last task's encoder and head."""
+        """The :meth:`tag_scores` rows of all the words of ``sentences``, by the last task's encoder and head."""
         if not self.adapts_encoder or self._adapted is None:
             return super().logits_sentences(sentences)
         z = embed_words(self._adapted, sentences, device=self.device)
-        return self.logits_features(torch.from_numpy(np.concatenate(z)))
+        return self.tag_scores(torch.from_numpy(np.concatenate(z)))

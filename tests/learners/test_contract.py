@@ -22,9 +22,14 @@ def _dataset() -> FewShotDataset:
     return FewShotDataset("brightness", "image", items, [f"c{c}" for c in range(8) for _ in range(12)])
 
 
+# what a learner needs beyond its defaults to work from an untrained start: decomposed's detection head is zero
+# until trained (fewshot train) or fitted on each support set
+OPTIONS = {"decomposed": {"detector_steps": 50, "detector_lr": 0.01}}
+
+
 def _learner(name):
     torch.manual_seed(0)
-    return create_learner(name, create_encoder("conv4", hidden=32))
+    return create_learner(name, create_encoder("conv4", hidden=32), OPTIONS.get(name))
 
 
 @pytest.mark.parametrize("shot", [1, 5])

@@ -28,7 +28,7 @@ def test_spans_and_bio_tags_stop_at_each_sentence_end():
         spans_of(y, [4, 3])
 
 
-def _adapted(detector_steps=0):
+def _adapted(detector_steps=60):
     """Support: two sentences, type 1 near (4, 0), type 2 near (0, 4); O words near the origin."""
     z = torch.tensor([[0.0, 0.0], [4.0, 0.0], [4.2, 0.0], [0.1, 0.0], [0.0, 4.0], [0.0, 0.2]])
     y = torch.tensor([0, 1, 1, 0, 2, 0])
@@ -66,12 +66,18 @@ def test_span_typing_is_the_nearest_prototype_of_the_span_mean(seed):
 
 
 def test_detector_steps_fit_the_head_to_the_support_words():
-    untouched, tuned = _adapted(0), _adapted(60)
+    tuned = _adapted(60)
     z = torch.tensor([[0.0, 4.0], [0.0, 0.0]])  # the support's one-word entity (B) and an O word
-    assert untouched.logits_features(z)[:, :3].argmax(1).tolist() == [0, 0]  # a zero head: uniform, ties go to O
-    det = tuned.logits_features(z)[:, :3]
+    det = tuned.tag_scores(z)[:, :3]
     assert det.argmax(1).tolist() == [1, 0]
-    assert torch.equal(tuned.prototypes_, untouched.prototypes_)  # the prototypes do not depend on the head
+    # every learner's label scores: log P(O), then log P(B or I) shared out by the types' softmax
+    labels = tuned.logits_features(z)
+    assert labels.shape == (2, 3) and torch.allclose(labels.exp().sum(1), torch.ones(2), atol=1e-6)
+    torch.testing.assert_close(labels[:, 0], det[:, 0])
+    torch.testing.assert_close(torch.logsumexp(labels[:, 1:], 1), torch.logsumexp(det[:, 1:], 1))
+    assert torch.equal(tuned.prototypes_, _adapted(1).prototypes_)  # the prototypes do not depend on the head
+    with pytest.raises(ValueError, match=r"untrained \(all zero\) and detector_steps=0.*-L detector_steps=30"):
+        _adapted(0)  # a zero head left as it is would find no entity
 
 
 def test_a_type_without_a_support_span_is_refused():
@@ -112,7 +118,7 @@ def test_training_learns_detection_and_the_checkpoint_scores_alike(fewnerd_root,
     def loss() -> float:
         learner.module.eval()
         with torch.no_grad():
-            return float(np.mean([trainer.wrapped("episode", *trainer._episode_inputs(ep, None))[0].item()
+            return float(np.mean([trainer.wrapped("episode", *trainer.episode_inputs(ep))[0].item()
                                   for ep in eps]))
 
     before = loss()
