@@ -1,10 +1,11 @@
 """Few-shot NER: BENCHMARKS.md "ner-fewnerd", "ner-wnut17", "ner-snips", "ner-fewnerd-finetune", "ner-speed" and
 the trained sections "ner-fewnerd-trained-<learner>" / "ner-wnut17-trained-<learner>".
 
-ProtoBERT, NNShot and StructShot over frozen all-MiniLM-L6-v2 word embeddings (mean of sub-tokens),
-squared Euclidean distance, no training. StructShot's emission temperature is chosen per shot on
-Few-NERD INTER's 3 val types (3-way episodes, seed ``--seed + 1``) from :data:`TEMPERATURES`, and that
-choice serves all three protocols; its transitions come from each protocol's training data.
+ProtoBERT, NNShot, StructShot and decomposed over frozen all-MiniLM-L6-v2 word embeddings (mean of sub-tokens),
+squared Euclidean distance, no training. Per shot, StructShot's emission temperature and decomposed's per-task
+fitting of its detection head are chosen on Few-NERD INTER's 3 val types (3-way episodes, seed ``--seed + 1``)
+from :data:`GRIDS`, and that choice serves all three protocols; StructShot's transitions come from each
+protocol's training data.
 
 - ``--protocol fewnerd``: 5-way 1~2-shot and 10-way 5~10-shot episodes of the 17 INTER test types,
   sampled by the publisher's greedy rule (fewshot.tag_episodes) from inter/test.txt: NOT the
@@ -32,7 +33,7 @@ the F1 difference with its 95% interval from the same bootstrap resamples of the
 t interval of the per-set differences (wnut17). The frozen sections are left as they are.
 
 Why one module of ~610 lines: the seven sections are one benchmark (the same learners, settings, StructShot's
-temperature choice, frozen episodes and row formatting); the trained sections reuse every part of the frozen
+options chosen on val, frozen episodes and row formatting); the trained sections reuse every part of the frozen
 ones, and the speed part lives in :mod:`bench_ner_speed`.
 
     bin/bench-ner [--protocol fewnerd|wnut17|snips|finetune|speed] [--episodes 100] [--tune-episodes 100]
@@ -57,7 +58,7 @@ from fewshot.datasets.registry import data_root
 from fewshot.encoders import create_encoder
 from fewshot.episodes import load_episodes
 from fewshot.experiment import run_experiment
-from fewshot.learners import create_learner
+from fewshot.learners import create_learner, learner_config
 from fewshot.tag_episodes import GreedyTypeSampler
 from fewshot.tag_evaluation import (
     bootstrap_mean_f1,
@@ -70,8 +71,14 @@ from fewshot.tag_evaluation import (
 from fewshot.transitions import AbstractTransitions
 
 SETTINGS = ((5, 1), (10, 5))
-LEARNERS = ("protobert", "nnshot", "structshot")
+LEARNERS = ("protobert", "nnshot", "structshot", "decomposed")
 TEMPERATURES = (0.25, 0.5, 1.0, 2.0, 4.0)
+# the options chosen on Few-NERD INTER's val types, per learner and shot (the first of the grid wins a tie):
+# StructShot's emission temperature; decomposed's per-task fitting of its detection head (0 steps: as trained; a
+# frozen encoder's zero head needs steps)
+GRIDS = {"structshot": [{"temperature": t} for t in TEMPERATURES],
+         "decomposed": [{"detector_steps": 0},
+                        *({"detector_steps": n, "detector_lr": lr} for n in (10, 30, 100) for lr in (1e-3, 1e-2))]}
 VAL_WAY = 3  # Few-NERD INTER's val split has 3 types
 ENCODER = "minilm"
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,32 +88,50 @@ TRAINED_SECTIONS = {"fewnerd": "ner-fewnerd-trained", "wnut17": "ner-wnut17-trai
 FINETUNE_EPISODES = "episodes/fewnerd-inter-5w1s-1000ep-seed0.jsonl"  # `fewshot episodes make`, 5-way 1~2-shot
 TUNED = {"adapt": "lora", "encoder_lr": 1e-4}  # the encoder-tuning row (--tuned-episodes): LoRA through peft
 # Few-NERD v6 F1 on the publisher's released INTER episodes (DecomposedMetaNER's README), by setting
-PUBLISHED = {"5w1s": {"protobert": 38.83, "nnshot": 47.24, "structshot": 51.88},
-             "10w5s": {"protobert": 52.92, "nnshot": 49.57, "structshot": 49.57}}
+PUBLISHED = {"5w1s": {"protobert": 38.83, "nnshot": 47.24, "structshot": 51.88, "decomposed": 64.75},
+             "10w5s": {"protobert": 52.92, "nnshot": 49.57, "structshot": 49.57, "decomposed": 68.11}}
 
 
-def choose_temperatures(shots, episodes: int, seed: int, root=None, encoder=None) -> dict[int, dict]:
-    """Per shot: StructShot's F1 on 3-way episodes of Few-NERD INTER's val types for each of
-    :data:`TEMPERATURES` and the best one (ties: the lower temperature), over ``encoder`` (default: the
-    frozen :data:`ENCODER`)."""
+def option_label(opts: dict) -> str:
+    return " ".join(f"{k}={v:g}" for k, v in opts.items())
+
+
+def choose_options(learners, shots, episodes: int, seed: int, root=None, build=None) -> dict[str, dict[int, dict]]:
+    """Per learner of ``learners`` with a grid in :data:`GRIDS` and per shot: its F1 on 3-way episodes of Few-NERD
+    INTER's val types for each option set of the grid, and the best (ties: the first in the grid's order).
+    ``build(name, options)`` makes the learner (default: over the frozen :data:`ENCODER`)."""
+    if not shots or not set(learners) & set(GRIDS):
+        return {}
+    if build is None:
+        encoder = create_encoder(ENCODER)
+
+        def build(name, opts):
+            return create_learner(name, encoder, opts)
+
     ds = load_dataset("fewnerd-inter", root)
-    encoder = encoder if encoder is not None else create_encoder(ENCODER)
-    out = {}
-    for shot in shots:
-        eps = list(GreedyTypeSampler(ds, VAL_WAY, shot, seed=seed, types=ds.splits["val"]).episodes(episodes))
-        cache, f1 = None, {}
-        for tau in TEMPERATURES:
-            learner = create_learner("structshot", encoder, {"temperature": tau})
-            # one embedding of the val sentences for every temperature
-            cache = word_cache(learner, ds, progress=False) if cache is None else cache
-            f1[tau] = evaluate_tagging(learner, ds, eps, progress=False, cache=cache).f1
-        best = max(TEMPERATURES, key=lambda t: (f1[t], -t))
-        out[shot] = {"temperature": best, "val_f1": f1, "val_episodes": episodes, "val_seed": seed}
+    out, cache = {}, None  # one embedding of the val sentences for every learner, option set and shot
+    for name in [n for n in learners if n in GRIDS]:
+        out[name] = {}
+        for shot in shots:
+            eps = list(GreedyTypeSampler(ds, VAL_WAY, shot, seed=seed, types=ds.splits["val"]).episodes(episodes))
+            f1 = []
+            for opts in GRIDS[name]:
+                learner = build(name, opts)
+                cache = word_cache(learner, ds, progress=False) if cache is None else cache
+                try:
+                    f1.append(evaluate_tagging(learner, ds, eps, progress=False, cache=cache).f1)
+                except ValueError:  # an option set the learner refuses (decomposed's zero head left at 0 steps)
+                    f1.append(None)
+            best = GRIDS[name][int(np.argmax([-1.0 if f is None else f for f in f1]))]  # the first of the ties
+            out[name][shot] = {"options": best, "val_f1": {option_label(o): f for o, f in zip(GRIDS[name], f1)},
+                               "val_episodes": episodes, "val_seed": seed}
     return out
 
 
 def options(learner: str, shot: int, tuned: dict) -> dict:
-    return {"temperature": tuned[shot]["temperature"]} if learner == "structshot" else {}
+    """The options chosen on val for ``learner`` at ``shot`` (:func:`choose_options`); {} for a learner without a
+    grid."""
+    return dict(tuned.get(learner, {}).get(shot, {}).get("options", {}))
 
 
 def measure(learner: str, way: int, shot: int, episodes: int, seed: int, data_root: str | None = None,
@@ -152,20 +177,15 @@ def trained_record(checkpoint: str) -> dict:
             "command": "fewshot train " + " ".join(flags) + f" --out {checkpoint}"}
 
 
-def encoders_of(args) -> dict:
-    """``{"frozen": the checkpoint's pretrained encoder, "trained": the checkpoint's encoder}``."""
-    from fewshot.checkpoint import load_encoder
+def models_of(args) -> dict:
+    """``{"frozen": build, "trained": build}``, ``build(name, options)`` a learner: over the checkpoint's pretrained
+    encoder, or loaded from the checkpoint (its trained encoder; the checkpoint's own learner with what else it
+    trained, e.g. decomposed's detection head)."""
+    from fewshot.checkpoint import load_learner
 
-    return {"frozen": create_encoder(args.record["encoder"]), "trained": load_encoder(args.checkpoint)}
-
-
-def paired_gain(trained: np.ndarray, frozen: np.ndarray) -> tuple[float, float, float]:
-    """F1(trained) - F1(frozen) of two (n_episodes, 3) count arrays over the same episodes, and its 95% interval:
-    the 2.5th and 97.5th percentiles over the same bootstrap resamples of the episodes for both."""
-    picks = bootstrap_picks(len(trained))
-    diffs = [prf(trained[p].sum(0))[2] - prf(frozen[p].sum(0))[2] for p in picks]
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return prf(trained.sum(0))[2] - prf(frozen.sum(0))[2], float(low), float(high)
+    frozen = create_encoder(args.record["encoder"])
+    return {"frozen": lambda name, opts: create_learner(name, frozen, opts),
+            "trained": lambda name, opts: load_learner(args.checkpoint, learner_config({"name": name, **opts}))}
 
 
 def fewnerd_trained_rows(args, tuned):
@@ -174,10 +194,10 @@ def fewnerd_trained_rows(args, tuned):
     for way, shot in settings(args):
         eps = list(GreedyTypeSampler(ds, way, shot, seed=args.seed, types=ds.splits["test"]).episodes(args.episodes))
         counts = {}
-        for model, encoder in args.encoders.items():
+        for model, build in args.models.items():
             cache = None  # the learners of one encoder embed each sentence once
             for name in args.learner:
-                learner = create_learner(name, encoder, options(name, shot, tuned[model]))
+                learner = build(name, options(name, shot, tuned[model]))
                 cache = word_cache(learner, ds, progress=False) if cache is None else cache
                 r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
                 counts[(model, name)] = r.episode_counts
@@ -188,7 +208,7 @@ def fewnerd_trained_rows(args, tuned):
                        "elapsed_s": round(r.elapsed_s, 3), "embedded_sentences": r.n_embedded,
                        "learner_options": options(name, shot, tuned[model])}
                 if model == "trained":
-                    row["gain"], row["gain_ci95_low"], row["gain_ci95_high"] = paired_gain(
+                    row["gain"], row["gain_ci95_low"], row["gain_ci95_high"] = paired_f1_difference(
                         r.episode_counts, counts[("frozen", name)])
                 yield row
 
@@ -201,12 +221,12 @@ def wnut_trained_rows(args, tuned):
     root = data_root(args.data_root)
     test, train = load_dataset("wnut17", root), wnut17_train(root)
     transitions = AbstractTransitions.estimate(train.tags)
-    caches = dict.fromkeys(args.encoders)  # per encoder, by sentence: every support set and the test set once
+    caches = dict.fromkeys(args.models)  # per encoder, by sentence: every support set and the test set once
     for shot in (1, 5):
         sets, f1s = wnut17_support_sets(root, shot), {}
-        for model, encoder in args.encoders.items():
+        for model, build in args.models.items():
             for name in args.learner:
-                learner = create_learner(name, encoder, options(name, shot, tuned[model]))
+                learner = build(name, options(name, shot, tuned[model]))
                 if caches[model] is None:
                     caches[model] = word_cache(learner, progress=False)
                 if name == "structshot":
@@ -260,7 +280,7 @@ def snips_rows(args, tuned):
         for shot in (1, 5):
             eps = list(GreedyTypeSampler(ds, len(types), shot, seed=args.seed, types=types,
                                          rule="minimum-including").episodes(args.episodes))
-            for name in LEARNERS:
+            for name in args.learner:
                 learner = create_learner(name, encoder, options(name, shot, tuned))
                 cache = word_cache(learner, ds, progress=False) if cache is None else cache
                 r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
@@ -271,7 +291,7 @@ def snips_rows(args, tuned):
                        "f1_ci95_high": high, "elapsed_s": round(r.elapsed_s, 3), "embedded_sentences": r.n_embedded,
                        "learner_options": options(name, shot, tuned)}
     for shot in (1, 5):
-        for name in LEARNERS:
+        for name in args.learner:
             groups = [counts[(shot, name, i)] for i in SNIPS_INTENTS]
             low, high = bootstrap_mean_f1(groups)
             f1 = float(np.mean([prf(g.sum(0))[2] for g in groups]))
@@ -366,20 +386,26 @@ def pct(x: float) -> str:
 
 
 def tuning_line(tuned: dict) -> str:
+    """What :func:`choose_options` chose, per learner and shot, with the val F1 of every option set."""
     if not tuned:
         return ""
-    parts = []
-    for shot, t in sorted(tuned.items()):
-        grid = ", ".join(f"{tau:g}: {pct(f)}" for tau, f in t["val_f1"].items())
-        parts.append(f"{shot}-shot: temperature {t['temperature']:g} (val F1 by temperature {grid})")
-    return (f"StructShot's emission temperature, chosen on {VAL_WAY}-way episodes of Few-NERD INTER's 3 val types "
-            f"({next(iter(tuned.values()))['val_episodes']} episodes, seed {next(iter(tuned.values()))['val_seed']}, "
-            "never the test types): " + "; ".join(parts) + ".")
+    parts, first = [], None
+    for name, by_shot in tuned.items():
+        for shot, t in sorted(by_shot.items()):
+            first = first or t
+            grid = ", ".join(f"{label}: {'refused' if f is None else pct(f)}" for label, f in t["val_f1"].items())
+            parts.append(f"{name} {shot}-shot: {option_label(t['options'])} (val F1 by option {grid})")
+    if not parts:
+        return ""
+    return (f"Options chosen on {VAL_WAY}-way episodes of Few-NERD INTER's 3 val types ({first['val_episodes']} "
+            f"episodes, seed {first['val_seed']}, never the test types): " + "; ".join(parts) + ".")
 
 
-COMMON = ("ProtoBERT (nearest type prototype, O included), NNShot (nearest support word) and StructShot "
+COMMON = ("ProtoBERT (nearest type prototype, O included), NNShot (nearest support word), StructShot "
           "(NNShot's scores as emissions, `log_softmax(scores / temperature)`, decoded with Viterbi over abstract "
-          "O/entity transitions counted on training data with add-one smoothing) over frozen all-MiniLM-L6-v2 word "
+          "O/entity transitions counted on training data with add-one smoothing) and decomposed (a type-agnostic "
+          "O/B/I head, here zero and fitted per task on the support words, decoded under BIO's rule, each span "
+          "typed by the nearest support-span prototype) over frozen all-MiniLM-L6-v2 word "
           "embeddings (mean of each word's sub-tokens), squared Euclidean distance, no training.")
 
 
@@ -557,14 +583,14 @@ ROWS = {"fewnerd": fewnerd_rows, "wnut17": wnut_rows, "snips": snips_rows, "fine
         "speed": speed_rows}
 TRAINED_MARKDOWN = {"fewnerd": fewnerd_trained_markdown, "wnut17": wnut_trained_markdown}
 TRAINED_ROWS = {"fewnerd": fewnerd_trained_rows, "wnut17": wnut_trained_rows}
-SHOTS = {"fewnerd": tuple(s for _, s in SETTINGS), "wnut17": (1, 5), "snips": (1, 5)}  # protocols with structshot
+SHOTS = {"fewnerd": tuple(s for _, s in SETTINGS), "wnut17": (1, 5), "snips": (1, 5)}  # protocols with options chosen
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--protocol", choices=sorted(SECTIONS), default="fewnerd")
     p.add_argument("--episodes", type=int, default=100, help="test episodes per setting (fewnerd, snips: per domain)")
-    p.add_argument("--tune-episodes", type=int, default=100, help="val episodes per temperature and shot")
+    p.add_argument("--tune-episodes", type=int, default=100, help="val episodes per option set (GRIDS) and shot")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=None, help="a fewshot train checkpoint: score it beside its frozen "
                    "encoder (fewnerd, wnut17), written to the *-trained section")
@@ -585,8 +611,7 @@ def main(argv=None) -> int:
     shots = SHOTS.get(args.protocol, ()) if args.protocol != "fewnerd" else tuple(s for _, s in settings(args))
     if args.checkpoint is None:
         args.learner = args.learner or list(LEARNERS)
-        tuned = choose_temperatures(shots, args.tune_episodes, args.seed + 1, args.data_root) \
-            if shots and "structshot" in args.learner else {}
+        tuned = choose_options(args.learner, shots, args.tune_episodes, args.seed + 1, args.data_root)
         publish_rows(SECTIONS[args.protocol], "bench-ner", ROWS[args.protocol](args, tuned),
                      lambda rows, cmd: MARKDOWN[args.protocol](rows, cmd, tuned), argv, write=not args.no_write)
         return 0
@@ -598,9 +623,9 @@ def main(argv=None) -> int:
         p.error(f"--checkpoint {args.checkpoint}: not a readable fewshot train checkpoint ({exc}); train one with "
                 "`fewshot train --dataset fewnerd-inter --learner protobert --val-way 3 --out DIR`")
     args.learner = args.learner or [args.record["learner"]]
-    args.encoders = encoders_of(args)
-    tuned = {model: choose_temperatures(shots, args.tune_episodes, args.seed + 1, args.data_root, encoder)
-             if "structshot" in args.learner else {} for model, encoder in args.encoders.items()}
+    args.models = models_of(args)
+    tuned = {model: choose_options(args.learner, shots, args.tune_episodes, args.seed + 1, args.data_root, build)
+             for model, build in args.models.items()}
     section = f"{TRAINED_SECTIONS[args.protocol]}-{args.record['learner']}"  # one per trained learner
     publish_rows(section, "bench-ner", TRAINED_ROWS[args.protocol](args, tuned),
                  lambda rows, cmd: TRAINED_MARKDOWN[args.protocol](rows, cmd, tuned, args.record), argv,
