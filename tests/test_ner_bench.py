@@ -11,7 +11,9 @@ import pytest
 def md(tmp_path, monkeypatch):
     path = tmp_path / "BENCHMARKS.md"
     monkeypatch.setenv("FEWSHOT_BENCHMARKS_MD", str(path))
-    monkeypatch.setattr(bench_ner, "TEMPERATURES", (0.5, 1.0))
+    monkeypatch.setattr(bench_ner, "GRIDS", {"structshot": [{"temperature": 0.5}, {"temperature": 1.0}],
+                                             "decomposed": [{"detector_steps": 0},
+                                                            {"detector_steps": 20, "detector_lr": 0.01}]})
     return path
 
 
@@ -26,12 +28,15 @@ def test_ner_bench_rows_and_section(shared_data, md, monkeypatch, capsys):
     assert bench_ner.main(["--episodes", "2", "--tune-episodes", "2", "--data-root", str(shared_data)]) == 0
     text = read_section("ner-fewnerd", md)
     rows = [ln for ln in text.splitlines() if ln.startswith("| 5-way 1~2-shot |")]
-    assert [r.split("|")[2].strip() for r in rows] == ["protobert", "nnshot", "structshot"]
+    assert [r.split("|")[2].strip() for r in rows] == ["protobert", "nnshot", "structshot", "decomposed"]
     assert all(r.split("|")[3].strip() == "2" for r in rows)
     assert "Command: `bin/bench-ner --episodes 2 --tune-episodes 2 --data-root" in text
-    assert "not** the publisher's released" in text and "1-shot: temperature " in text
+    assert "not** the publisher's released" in text and "structshot 1-shot: temperature=" in text
+    # a frozen encoder's zero detection head refuses 0 steps: the fitted option set is chosen, the refusal shown
+    assert "decomposed 1-shot: detector_steps=20 detector_lr=0.01 (val F1 by option detector_steps=0: refused" in text
     out = rows_of(capsys.readouterr().out)
     assert out[2]["learner"] == "structshot" and out[2]["learner_options"]["temperature"] in (0.5, 1.0)
+    assert out[3]["learner_options"] == {"detector_steps": 20, "detector_lr": 0.01}
 
 
 def test_ner_bench_wnut17_protocol(shared_data, md, monkeypatch, capsys):
@@ -55,8 +60,9 @@ def test_ner_bench_wnut17_protocol(shared_data, md, monkeypatch, capsys):
     assert [(r["shot"], r["learner"]) for r in out] == [(s, x) for s in (1, 5) for x in bench_ner.LEARNERS]
     assert all(r["n_sets"] == 5 and len(r["f1_per_set"]) == 5 and r["test_sentences"] == 30 for r in out)
     # each distinct sentence embedded once: the test set and the 1-shot sets (25 sentences, some alike) first
-    assert 30 < out[0]["embedded_sentences"] <= 30 + 25 and [r["embedded_sentences"] for r in out[1:3]] == [0, 0]
-    assert 0 < out[3]["embedded_sentences"] <= 112 and [r["embedded_sentences"] for r in out[4:]] == [0, 0]
+    n = len(bench_ner.LEARNERS)
+    assert 30 < out[0]["embedded_sentences"] <= 30 + 25 and [r["embedded_sentences"] for r in out[1:n]] == [0] * (n - 1)
+    assert 0 < out[n]["embedded_sentences"] <= 112 and [r["embedded_sentences"] for r in out[n + 1:]] == [0] * (n - 1)
     text = read_section("ner-wnut17", md)
     assert "| 5 | structshot |" in text and "29.5 F1 at 5-shot" in text
 
@@ -154,3 +160,29 @@ def test_ner_bench_scores_a_checkpoint_beside_its_frozen_encoder(tmp_path, md, f
     with pytest.raises(SystemExit):
         bench_ner.main(["--checkpoint", str(tmp_path / "nothing"), "--data-root", str(root)])
     assert "not a readable fewshot train checkpoint" in capsys.readouterr().err
+
+
+def test_ner_bench_scores_a_decomposed_checkpoint_with_its_trained_head(tmp_path, md, fewnerd_root,
+                                                                       tiny_text_model_dir, capsys):
+    """The trained decomposed row is the checkpoint's own learner (its detection head, not a zero one): it scores
+    as `fewshot run --checkpoint` does with the options chosen on val."""
+    from click.testing import CliRunner
+    from fewshot.cli import main
+
+    root, out = fewnerd_root, tmp_path / "ck"
+    base = ["--dataset", "fewnerd-inter", "--data-root", str(root)]
+    res = CliRunner().invoke(main, ["train", *base, "--encoder", str(tiny_text_model_dir), "--learner", "decomposed",
+                                    "--steps", "4", "--eval-every", "4", "--train-way", "3", "--val-way", "3",
+                                    "--val-episodes", "2", "--lr", "1e-3", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    capsys.readouterr()
+    assert bench_ner.main(["--checkpoint", str(out), "--setting", "5w1s", "--episodes", "3", "--tune-episodes", "2",
+                           "--data-root", str(root)]) == 0
+    frozen, trained = rows_of(capsys.readouterr().out)
+    assert (frozen["model"], trained["model"]) == ("frozen", "trained")
+    assert frozen["learner_options"] == {"detector_steps": 20, "detector_lr": 0.01}  # a zero head refuses 0 steps
+    flags = [x for k, v in trained["learner_options"].items() for x in ("-L", f"{k}={v}")]
+    run = CliRunner().invoke(main, ["run", *base, "--checkpoint", str(out), "--way", "5", "--shot", "1", "--episodes",
+                                    "3", "--seed", "0", *flags, "--json", "--quiet"])
+    assert run.exit_code == 0, run.output
+    assert trained["f1"] == pytest.approx(json.loads(run.output)["f1"])

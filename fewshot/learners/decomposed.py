@@ -16,12 +16,14 @@ a word is the mean of its sub-word tokens):
    detected span gets a type: there is no ``O`` prototype, detection decides what is an entity.
 
 Meta-training (``fewshot train --learner decomposed``), per episode of the training types: the detector's
-cross-entropy over every support and query word (their type-agnostic BIO tags) plus ``typing_weight`` times
-the cross-entropy of each gold query span's type against the support-span prototypes, both through the
-encoder. Ma et al. also adapt both stages to each task by MAML; here only the detection head adapts per
-task, and only when ``detector_steps`` > 0: that many AdamW steps (``detector_lr``) on the support words'
-fixed embeddings, on a copy of the head, so the evaluation still embeds each sentence once. A frozen
-encoder's head starts at zero (every word ``O``): without a trained checkpoint give it ``detector_steps``.
+cross-entropy over its type-agnostic BIO tags plus ``typing_weight`` times the cross-entropy of each gold
+query span's type against the support-span prototypes, both through the encoder. With ``detector_steps`` = 0
+the detection loss covers every support and query word and the head is used as trained. With
+``detector_steps`` > 0 the head adapts to each task as in Ma et al.'s MAML (here the detector alone; the
+typing stage needs no inner loop): that many gradient steps of size ``detector_lr`` on the support words
+(:func:`fit_head`), the detection loss then on the query words, differentiated through the steps; evaluation
+takes the same steps on the support words' fixed embeddings, on a copy of the head, so it still embeds each
+sentence once. A frozen encoder's head starts at zero (every word ``O``) and is refused at 0 steps.
 
 Scores: :meth:`~DecomposedNER.tag_scores` (what :meth:`~DecomposedNER.decode_tags` reads) are
 ``(n_words, 3 + n_way)`` rows, the detector's log-probabilities of ``O``, ``B``, ``I`` and then the word's
@@ -59,8 +61,8 @@ class DecomposedConfig(TaggingConfig):
     name = "decomposed"
     typing_weight: float = 1.0  # weight of the span-typing cross-entropy beside the detection one
     dropout: float = 0.1  # before the detection head, in training
-    detector_steps: int = 0  # per task: AdamW steps of the detection head on the support words (0: as trained)
-    detector_lr: float = 1e-3
+    detector_steps: int = 0  # per task: gradient steps of the detection head on the support words (0: as trained)
+    detector_lr: float = 1e-3  # their size
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -92,6 +94,22 @@ def zero_head(dim: int) -> nn.Linear:
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     return head
+
+
+def fit_head(weight: torch.Tensor, bias: torch.Tensor, z: torch.Tensor, target: torch.Tensor, steps: int, lr: float,
+             create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear O/B/I head ``(weight, bias)`` after ``steps`` plain gradient steps of size ``lr`` on the
+    cross-entropy of words ``z`` against their tags ``target``: what each task's support set makes of the trained
+    head, in meta-training (``create_graph``: the steps are differentiated through, MAML's second order; cheap for
+    a linear head) and in evaluation alike."""
+    with torch.enable_grad():
+        if not weight.requires_grad:  # evaluation: a detached copy to differentiate
+            weight, bias = weight.detach().requires_grad_(), bias.detach().requires_grad_()
+        for _ in range(steps):
+            loss = nn.functional.cross_entropy(z @ weight.T + bias, target)
+            g_w, g_b = torch.autograd.grad(loss, (weight, bias), create_graph=create_graph)
+            weight, bias = weight - lr * g_w, bias - lr * g_b
+    return weight, bias
 
 
 def spans_of(y: torch.Tensor, lengths: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -180,19 +198,17 @@ class DecomposedNER(TaggingLearner):
         protos = self.prototypes(z, y, lengths)
         # a learner of given features (no encoder) has no trained head: it starts from zero
         head = copy.deepcopy(self._module.detector).float().cpu() if self._module is not None else zero_head(z.shape[1])
-        if not self.cfg.detector_steps and not any(p.any() for p in head.parameters()):
+        if not self.cfg.detector_steps and not (head.weight.any() or head.bias.any()):
             raise ValueError(f"{self.name}: the detection head is untrained (all zero) and detector_steps=0, so no "
                              "word would be found an entity; load a checkpoint of `fewshot train --learner "
                              "decomposed`, or fit the head on each support set: -L detector_steps=30 "
                              "-L detector_lr=0.01 (bin/bench-ner chooses them on Few-NERD's val types)")
         if self.cfg.detector_steps:
-            target = bio_tags(y, lengths)
-            opt = torch.optim.AdamW(head.parameters(), lr=self.cfg.detector_lr)
-            with torch.enable_grad():
-                for _ in range(self.cfg.detector_steps):
-                    opt.zero_grad(set_to_none=True)
-                    nn.functional.cross_entropy(head(z), target).backward()
-                    opt.step()
+            weight, bias = fit_head(head.weight, head.bias, z, bio_tags(y, lengths), self.cfg.detector_steps,
+                                    self.cfg.detector_lr)
+            with torch.no_grad():
+                head.weight.copy_(weight)
+                head.bias.copy_(bias)
         self.head_, self.prototypes_ = head.eval(), protos
 
     def tag_scores(self, z_query: torch.Tensor) -> torch.Tensor:
@@ -243,9 +259,16 @@ class DecomposedNER(TaggingLearner):
         m, n_s = self._module, sum(s_len)
         with torch.autocast(z.device.type, enabled=False):  # squared distances in float32 (see tagging.py)
             z = z.float()
-            detect = m.detector(m.dropout(z))
             target = torch.cat([bio_tags(sy, s_len), bio_tags(qy, q_len)]).to(z.device)
-            loss = nn.functional.cross_entropy(detect, target)
+            if self.cfg.detector_steps:  # MAML on the head: fitted to the support words, judged on the query's
+                dropped = m.dropout(z)
+                weight, bias = fit_head(m.detector.weight, m.detector.bias, dropped[:n_s], target[:n_s],
+                                        self.cfg.detector_steps, self.cfg.detector_lr, create_graph=True)
+                detect = dropped @ weight.T + bias
+                loss = nn.functional.cross_entropy(detect[n_s:], target[n_s:])
+            else:
+                detect = m.detector(m.dropout(z))
+                loss = nn.functional.cross_entropy(detect, target)
             protos = self.prototypes(z[:n_s], sy, s_len)
             word_types = scores(z[n_s:], protos, self.cfg.metric)  # (n_query_words, n_way)
             q_spans = spans_of(qy, q_len)

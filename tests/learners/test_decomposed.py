@@ -132,3 +132,21 @@ def test_training_learns_detection_and_the_checkpoint_scores_alike(fewnerd_root,
     b = evaluate_tagging(loaded, ds, trainer.val_episodes, progress=False)
     np.testing.assert_array_equal(a.episode_counts, b.episode_counts)
     assert a.episode_counts[:, 1].sum() > 0  # it predicts entities
+
+
+def test_with_detector_steps_the_head_is_fitted_on_the_support_and_judged_on_the_query(tiny_text_encoder):
+    learner = create_learner("decomposed", tiny_text_encoder, DecomposedConfig(detector_steps=1, detector_lr=0.5,
+                                                                               typing_weight=0.0))
+    learner.module.eval()
+    torch.nn.init.normal_(learner.module.detector.weight)
+    support, query = [("a", "Paris", "b")], [("Rome", "x")]
+    loss, _ = learner.episode_loss(support, torch.tensor([0, 1, 0]), query, torch.tensor([1, 0]))
+    zs, zq = (torch.from_numpy(e) for e in learner.embed_words(support + query))
+    w, b = learner.module.detector.weight.detach().clone().requires_grad_(), learner.module.detector.bias.detach()
+    b = b.clone().requires_grad_()
+    inner = torch.nn.functional.cross_entropy(zs @ w.T + b, torch.tensor([0, 1, 0]))  # O B O
+    g_w, g_b = torch.autograd.grad(inner, (w, b))
+    expected = torch.nn.functional.cross_entropy(zq @ (w - 0.5 * g_w).T + (b - 0.5 * g_b), torch.tensor([1, 0]))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    loss.backward()  # through the inner step: the head's initial weights learn
+    assert learner.module.detector.weight.grad.abs().sum() > 0
