@@ -1,10 +1,11 @@
 """Few-shot NER: BENCHMARKS.md "ner-fewnerd", "ner-wnut17", "ner-snips", "ner-fewnerd-finetune", "ner-speed" and
-the trained sections "ner-fewnerd-trained-<learner>" / "ner-wnut17-trained-<learner>".
+the trained sections "ner-fewnerd-trained-<learner>[-<encoder>]" / "ner-wnut17-trained-<learner>[-<encoder>]" (the
+encoder named when it is not minilm).
 
 ProtoBERT, NNShot, StructShot and decomposed over frozen all-MiniLM-L6-v2 word embeddings (mean of sub-tokens),
 squared Euclidean distance, no training. Per shot, StructShot's emission temperature and decomposed's per-task
 fitting of its detection head are chosen on Few-NERD INTER's 3 val types (3-way episodes, seed ``--seed + 1``)
-from :data:`GRIDS`, and that choice serves all three protocols; StructShot's transitions come from each
+from :data:`bench_ner_options.GRIDS`, and that choice serves all three protocols; StructShot's transitions come from each
 protocol's training data.
 
 - ``--protocol fewnerd``: 5-way 1~2-shot and 10-way 5~10-shot episodes of the 17 INTER test types,
@@ -32,9 +33,9 @@ checkpoint's learner) with the paired gain:
 the F1 difference with its 95% interval from the same bootstrap resamples of the episodes (fewnerd) or a
 t interval of the per-set differences (wnut17). The frozen sections are left as they are.
 
-Why one module of ~610 lines: the seven sections are one benchmark (the same learners, settings, StructShot's
+Why one module of ~590 lines: the seven sections are one benchmark (the same learners, settings, StructShot's
 options chosen on val, frozen episodes and row formatting); the trained sections reuse every part of the frozen
-ones, and the speed part lives in :mod:`bench_ner_speed`.
+ones, and the speed part lives in :mod:`bench_ner_speed`, the choice of options on val in :mod:`bench_ner_options`.
 
     bin/bench-ner [--protocol fewnerd|wnut17|snips|finetune|speed] [--episodes 100] [--tune-episodes 100]
                   [--seed 0] [--checkpoint DIR] [--learner NAME ...] [--setting 5w1s|10w5s ...]
@@ -49,6 +50,7 @@ from pathlib import Path
 
 import bench_ner_speed
 import numpy as np
+from bench_ner_options import VAL_WAY, choose_options, option_label, options
 from benchmarks_md import publish_rows
 
 from fewshot.config import FewShotConfig
@@ -72,14 +74,6 @@ from fewshot.transitions import AbstractTransitions
 
 SETTINGS = ((5, 1), (10, 5))
 LEARNERS = ("protobert", "nnshot", "structshot", "decomposed")
-TEMPERATURES = (0.25, 0.5, 1.0, 2.0, 4.0)
-# the options chosen on Few-NERD INTER's val types, per learner and shot (the first of the grid wins a tie):
-# StructShot's emission temperature; decomposed's per-task fitting of its detection head (0 steps: as trained; a
-# frozen encoder's zero head needs steps)
-GRIDS = {"structshot": [{"temperature": t} for t in TEMPERATURES],
-         "decomposed": [{"detector_steps": 0},
-                        *({"detector_steps": n, "detector_lr": lr} for n in (10, 30, 100) for lr in (1e-3, 1e-2))]}
-VAL_WAY = 3  # Few-NERD INTER's val split has 3 types
 ENCODER = "minilm"
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = {"fewnerd": "ner-fewnerd", "wnut17": "ner-wnut17", "snips": "ner-snips", "finetune": "ner-fewnerd-finetune",
@@ -90,48 +84,6 @@ TUNED = {"adapt": "lora", "encoder_lr": 1e-4}  # the encoder-tuning row (--tuned
 # Few-NERD v6 F1 on the publisher's released INTER episodes (DecomposedMetaNER's README), by setting
 PUBLISHED = {"5w1s": {"protobert": 38.83, "nnshot": 47.24, "structshot": 51.88, "decomposed": 64.75},
              "10w5s": {"protobert": 52.92, "nnshot": 49.57, "structshot": 49.57, "decomposed": 68.11}}
-
-
-def option_label(opts: dict) -> str:
-    return " ".join(f"{k}={v:g}" for k, v in opts.items())
-
-
-def choose_options(learners, shots, episodes: int, seed: int, root=None, build=None) -> dict[str, dict[int, dict]]:
-    """Per learner of ``learners`` with a grid in :data:`GRIDS` and per shot: its F1 on 3-way episodes of Few-NERD
-    INTER's val types for each option set of the grid, and the best (ties: the first in the grid's order).
-    ``build(name, options)`` makes the learner (default: over the frozen :data:`ENCODER`)."""
-    if not shots or not set(learners) & set(GRIDS):
-        return {}
-    if build is None:
-        encoder = create_encoder(ENCODER)
-
-        def build(name, opts):
-            return create_learner(name, encoder, opts)
-
-    ds = load_dataset("fewnerd-inter", root)
-    out, cache = {}, None  # one embedding of the val sentences for every learner, option set and shot
-    for name in [n for n in learners if n in GRIDS]:
-        out[name] = {}
-        for shot in shots:
-            eps = list(GreedyTypeSampler(ds, VAL_WAY, shot, seed=seed, types=ds.splits["val"]).episodes(episodes))
-            f1 = []
-            for opts in GRIDS[name]:
-                learner = build(name, opts)
-                cache = word_cache(learner, ds, progress=False) if cache is None else cache
-                try:
-                    f1.append(evaluate_tagging(learner, ds, eps, progress=False, cache=cache).f1)
-                except ValueError:  # an option set the learner refuses (decomposed's zero head left at 0 steps)
-                    f1.append(None)
-            best = GRIDS[name][int(np.argmax([-1.0 if f is None else f for f in f1]))]  # the first of the ties
-            out[name][shot] = {"options": best, "val_f1": {option_label(o): f for o, f in zip(GRIDS[name], f1)},
-                               "val_episodes": episodes, "val_seed": seed}
-    return out
-
-
-def options(learner: str, shot: int, tuned: dict) -> dict:
-    """The options chosen on val for ``learner`` at ``shot`` (:func:`choose_options`); {} for a learner without a
-    grid."""
-    return dict(tuned.get(learner, {}).get(shot, {}).get("options", {}))
 
 
 def measure(learner: str, way: int, shot: int, episodes: int, seed: int, data_root: str | None = None,
@@ -590,7 +542,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--protocol", choices=sorted(SECTIONS), default="fewnerd")
     p.add_argument("--episodes", type=int, default=100, help="test episodes per setting (fewnerd, snips: per domain)")
-    p.add_argument("--tune-episodes", type=int, default=100, help="val episodes per option set (GRIDS) and shot")
+    p.add_argument("--tune-episodes", type=int, default=100, help="val episodes per option set and shot (bench_ner_options.GRIDS)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=None, help="a fewshot train checkpoint: score it beside its frozen "
                    "encoder (fewnerd, wnut17), written to the *-trained section")
@@ -611,7 +563,9 @@ def main(argv=None) -> int:
     shots = SHOTS.get(args.protocol, ()) if args.protocol != "fewnerd" else tuple(s for _, s in settings(args))
     if args.checkpoint is None:
         args.learner = args.learner or list(LEARNERS)
-        tuned = choose_options(args.learner, shots, args.tune_episodes, args.seed + 1, args.data_root)
+        encoder = create_encoder(ENCODER) if shots else None
+        tuned = choose_options(args.learner, shots, args.tune_episodes, args.seed + 1, args.data_root,
+                               lambda name, opts: create_learner(name, encoder, opts))
         publish_rows(SECTIONS[args.protocol], "bench-ner", ROWS[args.protocol](args, tuned),
                      lambda rows, cmd: MARKDOWN[args.protocol](rows, cmd, tuned), argv, write=not args.no_write)
         return 0
@@ -626,7 +580,9 @@ def main(argv=None) -> int:
     args.models = models_of(args)
     tuned = {model: choose_options(args.learner, shots, args.tune_episodes, args.seed + 1, args.data_root, build)
              for model, build in args.models.items()}
-    section = f"{TRAINED_SECTIONS[args.protocol]}-{args.record['learner']}"  # one per trained learner
+    # one per trained learner and encoder (the default encoder's without a suffix)
+    section = f"{TRAINED_SECTIONS[args.protocol]}-{args.record['learner']}" + (
+        f"-{Path(args.record['encoder']).name}" if args.record["encoder"] != ENCODER else "")
     publish_rows(section, "bench-ner", TRAINED_ROWS[args.protocol](args, tuned),
                  lambda rows, cmd: TRAINED_MARKDOWN[args.protocol](rows, cmd, tuned, args.record), argv,
                  write=not args.no_write)

@@ -77,5 +77,9 @@ def load_run_config(ctx: click.Context, config_path: str | None, mapping: dict[s
     if options:
         learner = d.get("learner")
         learner = {"name": learner} if isinstance(learner, str) else dict(learner or {})
+        if "name" not in learner and d.get("checkpoint"):  # -L without --learner: the checkpoint's own learner's
+            from ..checkpoint import read_record
+
+            learner["name"] = read_record(d["checkpoint"])["learner"]
         d["learner"] = {**learner, **options}
     return FewShotConfig.from_dict(d)
