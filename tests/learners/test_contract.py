@@ -24,7 +24,7 @@ def _dataset() -> FewShotDataset:
 
 # what a learner needs beyond its defaults to work from an untrained start: decomposed's detection head is zero
 # until trained (fewshot train) or fitted on each support set
-OPTIONS = {"decomposed": {"detector_steps": 50, "detector_lr": 0.01}}
+OPTIONS = {"decomposed": {"detector_steps": 20, "detector_lr": 1.0}}
 
 
 def _learner(name):
