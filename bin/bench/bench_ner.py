@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import bench_ner_speed
@@ -122,6 +123,9 @@ def trained_record(checkpoint: str) -> dict:
     for key in ("train_way", "train_shot", "val_way", "val_shot", "val_episodes", "steps", "eval_every", "patience",
                 "lr", "seed"):
         flags += [f"--{key.replace('_', '-')}", f"{t[key]:g}" if isinstance(t[key], float) else str(t[key])]
+    defaults = asdict(learner_config({"name": rec["learner"]}))  # the learner's options that differ, as -L flags
+    flags += [x for k, v in rec["learner_config"].items() if k != "name" and defaults.get(k) != v
+              for x in ("-L", f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")]
     return {"checkpoint": checkpoint, "learner": rec["learner"], "dataset": cfg["data"]["dataset"],
             "encoder": cfg.get("encoder") or ENCODER, "train": t, "best_step": rec.get("step"),
             "best_val_f1": rec.get("val_accuracy"), "best_val_ci95": rec.get("val_ci95"),
