@@ -279,6 +279,9 @@ def _merge_config(saved: dict, learner_cfg):
 
     if learner_cfg is None:
         return learner_config(dict(saved))  # nothing asked for: the learner the checkpoint was trained as
+    if isinstance(learner_cfg, dict):  # exactly these keys, even at their defaults
+        name = learner_cfg.get("name", saved.get("name"))
+        return learner_config({**(saved if name == saved.get("name") else {}), **learner_cfg, "name": name})
     if learner_cfg.name != saved.get("name"):
         return learner_cfg
     default = type(learner_cfg)()
@@ -294,7 +297,8 @@ def load_learner(ckpt_dir: str | os.PathLike, learner_cfg=None, encoder_options:
 
     ``learner_cfg`` overrides the saved learner options it changes from their
     defaults (None means "as saved": what ``fewshot run`` passes when no learner
-    flag is given); a different learner name keeps only the trained encoder
+    flag is given); a dict overrides exactly the keys it has, even at their
+    defaults (``{"detector_lr": 0.01}``); a different learner name keeps only the trained encoder
     (e.g. a protonet-trained encoder evaluated with finetune, or the encoder of
     finetune's supervised pretraining scored with protonet).
     ``encoder_options`` override the saved encoder's options (e.g. ``invert`` to

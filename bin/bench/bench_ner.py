@@ -141,7 +141,8 @@ def models_of(args) -> dict:
 
     frozen = create_encoder(args.record["encoder"])
     return {"frozen": lambda name, opts: create_learner(name, frozen, opts),
-            "trained": lambda name, opts: load_learner(args.checkpoint, learner_config({"name": name, **opts}))}
+            # a dict: each option as asked, even where it equals the default and the checkpoint saved another
+            "trained": lambda name, opts: load_learner(args.checkpoint, {"name": name, **opts})}
 
 
 def fewnerd_trained_rows(args, tuned):

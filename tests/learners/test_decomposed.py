@@ -109,7 +109,7 @@ def test_episode_loss_is_detection_plus_span_typing(tiny_text_encoder):
 def test_training_learns_detection_and_the_checkpoint_scores_alike(fewnerd_root, tiny_text_model_dir, tmp_path):
     ds = load_dataset("fewnerd-inter", fewnerd_root)
     torch.manual_seed(0)
-    learner = create_learner("decomposed", create_encoder(str(tiny_text_model_dir)))
+    learner = create_learner("decomposed", create_encoder(str(tiny_text_model_dir)), DecomposedConfig(detector_lr=0.02))
     cfg = TrainConfig(steps=30, eval_every=30, patience=0, lr=1e-3, train_way=3, train_shot=1, val_way=3,
                       val_shot=1, val_episodes=6)
     trainer = Trainer(learner, ds, cfg, out_dir=tmp_path / "ck")
@@ -126,7 +126,10 @@ def test_training_learns_detection_and_the_checkpoint_scores_alike(fewnerd_root,
     assert loss() < 0.7 * before
     assert learner.module.detector.weight.abs().sum() > 0  # the head left its zero start
     loaded = load_learner(tmp_path / "ck")
-    assert loaded.name == "decomposed"
+    assert loaded.name == "decomposed" and loaded.cfg.detector_lr == 0.02  # as trained
+    # a config overrides only its fields off their defaults; a dict exactly its keys, even at their defaults
+    assert load_learner(tmp_path / "ck", DecomposedConfig(detector_lr=0.01)).cfg.detector_lr == 0.02
+    assert load_learner(tmp_path / "ck", {"detector_lr": 0.01}).cfg.detector_lr == 0.01
     torch.testing.assert_close(loaded.module.detector.weight, learner.module.detector.weight)
     a = evaluate_tagging(learner, ds, trainer.val_episodes, progress=False)
     b = evaluate_tagging(loaded, ds, trainer.val_episodes, progress=False)
