@@ -18,7 +18,8 @@ TEMPERATURES = (0.25, 0.5, 1.0, 2.0, 4.0)
 # frozen encoder's zero head needs steps)
 GRIDS = {"structshot": [{"temperature": t} for t in TEMPERATURES],
          "decomposed": [{"detector_steps": 0},
-                        *({"detector_steps": n, "detector_lr": lr} for n in (10, 30, 100) for lr in (1e-3, 1e-2))]}
+                        *({"detector_steps": n, "detector_lr": lr} for n in (10, 30, 100)
+                          for lr in (1e-3, 1e-2, 0.1, 1.0))]}  # 0.1 and 1: mpnet's word vectors are short
 VAL_WAY = 3  # Few-NERD INTER's val split has 3 types
 
 
