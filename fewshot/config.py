@@ -146,9 +146,13 @@ class FewShotConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     # whether the learner was named (a [learner] name, --learner): a checkpoint's own learner is kept unless it was
     learner_named: bool = field(default=False, init=False, repr=False, compare=False)
+    # the learner options given by key (a [learner] table, -L KEY=VALUE), even at their defaults: each overrides
+    # what a checkpoint saved (a LearnerConfig instance names none: its fields off their defaults override)
+    learner_keys: tuple = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.learner_named = _names_learner(self.learner)
+        self.learner_keys = _learner_keys(self.learner)
         if self.learner is None or isinstance(self.learner, (str, dict)):
             self.learner = learner_config(self.learner)
         if self.batch_size < 1:
@@ -169,11 +173,23 @@ class FewShotConfig:
         cfg = dataclass_from_dict(cls, d, strict)
         cfg.learner = learner_config(learner, strict=strict)
         cfg.learner_named = _names_learner(learner)
+        cfg.learner_keys = _learner_keys(learner)
         return cfg
+
+    def asked_learner(self) -> dict | Any:
+        """What :func:`fewshot.checkpoint.load_learner` takes to override a checkpoint's saved learner: the
+        options given by key, as a dict with the learner's name (each overrides, even at its default); else the
+        learner config (its fields off their defaults override); None when nothing was asked (the checkpoint's
+        own learner, as saved)."""
+        if self.learner_keys:
+            return {"name": self.learner.name, **{k: getattr(self.learner, k) for k in self.learner_keys}}
+        if self.learner_named or self.learner != learner_config(None):
+            return self.learner
+        return None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        del d["learner_named"]
+        del d["learner_named"], d["learner_keys"]
         d["learner"] = self.learner.to_dict()
         d["fewshot_version"] = __version__
         return d
@@ -181,6 +197,11 @@ class FewShotConfig:
     def save(self, path: str | os.PathLike) -> None:
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _learner_keys(spec) -> tuple:
+    """The option keys a learner spec gives by name (a dict's, but its name)."""
+    return tuple(k for k in spec if k != "name") if isinstance(spec, dict) else ()
 
 
 def _names_learner(spec) -> bool:

@@ -146,8 +146,7 @@ def build_learner(cfg: FewShotConfig, dataset: FewShotDataset, seed: int | None 
     if encoder is not None:
         learner = create_learner(cfg.learner.name, encoder, cfg.learner)
     elif cfg.checkpoint:
-        # nothing asked of the learner (no name, every option at its default): the checkpoint's own, as saved
-        asked = cfg.learner if cfg.learner_named or cfg.learner != learner_config(None) else None
+        asked = cfg.asked_learner()  # None: the checkpoint's own learner, as saved
         learner = load_learner(cfg.checkpoint, learner_cfg=asked, encoder_options=cfg.encoder_options)
         if cfg.ensemble:  # every member takes the same asked options (e.g. test-time fine-tuning)
             learner = Ensemble([learner] + [load_learner(c, learner_cfg=asked, encoder_options=cfg.encoder_options)

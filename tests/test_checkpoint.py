@@ -10,6 +10,9 @@ import torch
 
 from fewshot.checkpoint import (load_encoder, load_learner, load_training_state, read_record, save_checkpoint,
                                 save_training_state)
+from fewshot.cli import main
+from fewshot.cli.app import load_run_config
+from fewshot.cli.run import RUN_MAPPING
 from fewshot.config import FewShotConfig
 from fewshot.data import FewShotDataset
 from fewshot.encoders import create_encoder
@@ -115,6 +118,29 @@ def test_a_named_learner_takes_the_checkpoints_encoder_unnamed_keeps_its_learner
         if name == "finetune":
             assert got.cfg.head == "cosine" and got.cfg.steps == 7  # as saved
     assert "learner_named" not in cfg.to_dict()
+
+
+def test_an_option_given_by_key_overrides_the_checkpoint_even_at_its_default(tiny_text_model_dir, tmp_path):
+    """`fewshot run --checkpoint DIR -L steps=100` (finetune's default) scores with 100 steps, not the 7 the
+    checkpoint saved; options not given stay as saved, and a config object overrides only fields off defaults."""
+    learner = create_learner("finetune", create_encoder(str(tiny_text_model_dir)), {"head": "cosine", "steps": 7})
+    data = FewShotDataset("t", "text", TEXTS, ["a", "b", "c", "d"] * 2, splits={"train": ["a", "b", "c"]})
+    learner.prepare_training(data, None)
+    save_checkpoint(tmp_path, learner)
+    default_steps = type(learner.cfg)().steps
+    assert default_steps != 7
+    cfg = FewShotConfig.from_dict({"checkpoint": str(tmp_path), "device": "cpu",
+                                   "learner": {"name": "finetune", "steps": default_steps}})
+    got = build_learner(cfg, data)
+    assert (got.cfg.steps, got.cfg.head) == (default_steps, "cosine")  # asked; as saved
+    assert "learner_keys" not in cfg.to_dict()
+    as_object = FewShotConfig(checkpoint=str(tmp_path), device="cpu", learner=type(learner.cfg)())
+    assert build_learner(as_object, data).cfg.steps == 7  # an object's defaults ask for nothing
+    # the CLI path: `fewshot run --checkpoint DIR -L steps=N` parses into exactly that dict
+    run = main.get_command(None, "run")
+    ctx = run.make_context("run", ["--checkpoint", str(tmp_path), "-L", f"steps={default_steps}"])
+    cfg = load_run_config(ctx, None, RUN_MAPPING)
+    assert cfg.asked_learner() == {"name": "finetune", "steps": default_steps}
 
 
 def _legacy_folder(folder, record: dict, weights: bytes):
