@@ -107,13 +107,24 @@ def episode_accuracy(logits: torch.Tensor, episode: Episode, kept: tuple[list, l
 CHUNK = 10_000  # episodes scored per embedding pass: runs up to this size embed in one pass
 
 
+def example_cache(learner, dataset: FewShotDataset, batch_size: int = 128, progress: bool = True) -> EmbeddingCache:
+    """An :class:`EmbeddingCache` of ``learner``'s embeddings of ``dataset``'s examples, keyed by example id. Pass
+    one to several :func:`evaluate` calls on that dataset whose learners share one frozen encoder (the 1-shot and
+    5-shot episodes of one dataset, say) and each example is embedded once for all of them."""
+    return EmbeddingCache(lambda ids, bar: learner.embed(dataset.take(ids), batch_size=batch_size, progress=bar),
+                          progress)
+
+
 def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batch_size: int = 128,
-             cache: bool = True, progress: bool = True, chunk: int = CHUNK,
+             cache: EmbeddingCache | bool = True, progress: bool = True, chunk: int = CHUNK,
              predictions: bool = False, class_names: bool = False) -> EvalResult:
     """Score ``learner`` on ``episodes`` of ``dataset``, reading ``episodes`` once.
 
-    ``predictions``: also keep every query's global true and predicted class (for
-    :meth:`EvalResult.class_report`). ``class_names``: each class's description joins
+    ``cache``: True (the default) embeds each example once for this run; an :class:`EmbeddingCache` of this
+    dataset's examples (:func:`example_cache`) once for every run given it, and ``n_embedded`` then counts
+    what this run added; False re-embeds every episode. A learner that adapts its encoder per task embeds
+    every episode itself, whatever ``cache`` says. ``predictions``: also keep every query's global true and
+    predicted class (for :meth:`EvalResult.class_report`). ``class_names``: each class's description joins
     its support set (see the module's docstring).
     """
     if class_names and not dataset.class_items:
@@ -125,9 +136,10 @@ def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batc
     accs = array("d")
     n_embedded = 0
     kept: tuple[list, list] | None = ([], []) if predictions else None
-    if cache and not learner.adapts_encoder:
-        embedded = EmbeddingCache(lambda ids, bar: learner.embed(dataset.take(ids), batch_size=batch_size,
-                                                                 progress=bar), progress)
+    if cache is not False and not learner.adapts_encoder:
+        embedded = cache if isinstance(cache, EmbeddingCache) else example_cache(learner, dataset, batch_size,
+                                                                                 progress)
+        before = embedded.n
         described = EmbeddingCache(lambda names, bar: learner.embed([dataset.class_item(c) for c in names],
                                                                     batch_size=batch_size, progress=bar), progress)
         with progress_bar(total, "episodes", progress) as bar:
@@ -144,7 +156,7 @@ def evaluate(learner, dataset: FewShotDataset, episodes: Iterable[Episode], batc
                     learner.adapt_features(z, torch.from_numpy(y))
                     accs.append(episode_accuracy(learner.logits_features(embedded.take(ep.query)), ep, kept))
                     bar.update(1)
-        n_embedded = embedded.n + described.n
+        n_embedded = embedded.n - before + described.n
     else:
         with progress_bar(total, "episodes", progress) as bar:
             for ep in episodes:

@@ -9,7 +9,7 @@ import torch
 
 from fewshot.data import FewShotDataset
 from fewshot.episodes import EpisodeSampler
-from fewshot.evaluation import EmbeddingCache, evaluate, mean_ci95
+from fewshot.evaluation import EmbeddingCache, evaluate, example_cache, mean_ci95
 from fewshot.learners import create_learner
 from fewshot.prototypes import class_means as prototypes
 from fewshot.prototypes import scores as prototypes_scores
@@ -90,6 +90,23 @@ def _eager(learner, ds, eps):
         learner.adapt_features(z[[row[int(i)] for i in ep.support]], torch.from_numpy(ep.support_labels))
         accs.append(episode_accuracy(learner.logits_features(z[[row[int(i)] for i in ep.query]]), ep))
     return np.asarray(accs)
+
+
+def test_runs_given_one_example_cache_embed_each_example_once_for_all(tiny_image_encoder):
+    """Two episode sets of one dataset (1-shot and 2-shot) scored with one example_cache: the same accuracies
+    as each run on its own, and the second run embeds only the examples the first did not touch."""
+    ds, labels = _toy_images()
+    one = list(EpisodeSampler(labels, 4, 1, 3, seed=0).episodes(10))
+    two = list(EpisodeSampler(labels, 4, 2, 3, seed=1).episodes(10))
+    learner = create_learner("protonet", tiny_image_encoder)
+    tiny_image_encoder.eval()
+    shared = example_cache(learner, ds, progress=False)
+    a, b = (evaluate(learner, ds, eps, progress=False, cache=shared) for eps in (one, two))
+    np.testing.assert_allclose(a.accuracies, evaluate(learner, ds, one, progress=False).accuracies)
+    np.testing.assert_allclose(b.accuracies, evaluate(learner, ds, two, progress=False).accuracies)
+    touched = [{int(i) for e in eps for i in np.concatenate([e.support, e.query])} for eps in (one, two)]
+    assert a.n_embedded == len(touched[0]) and b.n_embedded == len(touched[1] - touched[0]) < len(touched[1])
+    assert shared.n == len(touched[0] | touched[1])
 
 
 def test_lazy_chunked_evaluation_equals_the_eager_one(tiny_image_encoder):

@@ -41,3 +41,13 @@ def test_main_rejects_one_episode():
     with pytest.raises(SystemExit) as exc:
         main(["--episodes", "1", "--no-write"])
     assert exc.value.code == 2
+
+
+def test_every_row_has_its_frozen_episode_file_and_every_text_dataset_a_row():
+    from pathlib import Path
+
+    from bench_text_encoders import DATASETS, ROWS
+
+    assert all(Path(path).is_file() for _, path in ROWS.values())
+    assert {d for d, _ in ROWS.values()} == set(DATASETS)
+    assert {"clinc150", "huffpost", "fewrel", "trec", "reuters", "wn33", "wordnet"} <= set(DATASETS)

@@ -4,7 +4,9 @@ Every encoder (and precision) scores the same first N episodes of each frozen fi
 (``fewshot run --episodes-file F --episodes N --encoder E``): frozen encoder, nearest
 prototype by the encoder's metric (cosine), inductive. The difference column is
 paired (per-episode accuracy differences, mean +- 95% CI), so it is tighter than the
-two intervals beside it. Seconds are the whole run (load, embed, score) in this process.
+two intervals beside it. The rows of one dataset share one embedding of its examples per
+encoder (:func:`fewshot.evaluation.example_cache`), so a row's seconds are its scoring plus
+embedding the examples no earlier row of its dataset touched (the encoder's load not counted).
 
     bin/bench-text-encoders [--episodes 300] [--rows clinc150-5w1s ...] [--encoders minilm mpnet mpnet:int8]
 """
@@ -21,34 +23,52 @@ from benchmarks_md import publish_rows
 from paired import paired_table
 
 from fewshot.config import FewShotConfig
-from fewshot.experiment import run_experiment
+from fewshot.evaluation import evaluate, example_cache
+from fewshot.experiment import build_dataset, build_episodes, build_learner
 
 SECTION = "text-encoders"
 EPISODES = "episodes"
 ROOT = Path(__file__).resolve().parents[2]
+DATASETS = ("clinc150", "huffpost", "fewrel", "trec", "reuters", "wn33", "wordnet")  # every text dataset's test classes
 ROWS = {f"{d}-5w{s}s": (d, str(ROOT / EPISODES / f"{d}-5w{s}s15q-600ep-seed0.jsonl"))
-        for d in ("clinc150", "huffpost") for s in (1, 5)}
+        for d in DATASETS for s in (1, 5)}
 
 
-def score(row: str, encoder: str, n_episodes: int, data_root: str | None = None) -> dict:
-    """``encoder`` is a name, or name:precision (e.g. mpnet:int8)."""
+def config(row: str, encoder: str, n_episodes: int, data_root: str | None = None) -> FewShotConfig:
+    """``fewshot run --episodes-file F --episodes N --encoder E`` for ``row``; ``encoder`` is a name, or
+    name:precision (e.g. mpnet:int8)."""
     dataset, path = ROWS[row]
     name, _, precision = encoder.partition(":")
-    cfg = FewShotConfig.from_dict({
+    return FewShotConfig.from_dict({
         "data": {"dataset": dataset, **({"data_root": data_root} if data_root else {})},
         "episodes": {"episodes_file": path, "episodes": n_episodes}, "encoder": name,
         "encoder_options": {"precision": precision} if precision else {}})
-    report = run_experiment(cfg, progress=False)
-    acc = [float(a) for a in report.result.accuracies]
-    return {"row": row, "encoder": encoder, "episodes": len(acc), "accuracy_mean": report.result.mean,
-            "accuracy_ci95": report.result.ci95, "seconds": round(report.elapsed_s, 1),
-            "embedded": report.result.n_embedded, "accuracies": acc, "episodes_file": path}
+
+
+def score_dataset(rows: list[str], encoder: str, n_episodes: int, data_root: str | None = None):
+    """The results of ``rows`` (all of one dataset) with ``encoder``: one dataset, one learner, one embedding
+    cache, so each example is embedded once for all the rows."""
+    cfg = config(rows[0], encoder, n_episodes, data_root)
+    dataset = build_dataset(cfg)
+    learner = build_learner(cfg, dataset)
+    cache = example_cache(learner, dataset, cfg.batch_size, progress=False)
+    for row in rows:
+        cfg = config(row, encoder, n_episodes, data_root)
+        episodes, _ = build_episodes(cfg, dataset)
+        result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=False)
+        acc = [float(a) for a in result.accuracies]
+        yield {"row": row, "encoder": encoder, "episodes": len(acc), "accuracy_mean": result.mean,
+               "accuracy_ci95": result.ci95, "seconds": round(result.elapsed_s, 1), "embedded": result.n_embedded,
+               "accuracies": acc, "episodes_file": ROWS[row][1]}
 
 
 def measure(rows, encoders, n_episodes, data_root=None):
+    by_dataset = {}
     for row in rows:
+        by_dataset.setdefault(ROWS[row][0], []).append(row)
+    for dataset_rows in by_dataset.values():
         for enc in encoders:
-            yield score(row, enc, n_episodes, data_root)
+            yield from score_dataset(dataset_rows, enc, n_episodes, data_root)
 
 
 def pairs(encoders: list[str]) -> list[tuple[str, str]]:
@@ -81,12 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoders", nargs="+", default=["minilm", "mpnet"],
                    help="encoder names, or name:precision (mpnet:int8); the first is the paired baseline")
     p.add_argument("--data-root", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--section", default=SECTION, help=f"BENCHMARKS.md section to write (default {SECTION}); "
                    "another name keeps the rows of an earlier run")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
     if args.episodes < 2:
         p.error(f"--episodes must be at least 2 (a 95% interval needs two), got {args.episodes}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     publish_rows(args.section, "bench-text-encoders", measure(args.rows, args.encoders, args.episodes, args.data_root),
                  render, argv, write=not args.no_write)
     return 0
