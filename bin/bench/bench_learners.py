@@ -70,6 +70,10 @@ FINETUNE = ["--finetune-steps", "5", "--finetune-lr", "1e-2"]
 # The encoder of finetune's supervised pretraining (a cosine head over all train classes, plain batches: Chen et al.
 # 2019's Baseline++) scored with nearest cosine prototypes, as Meta-Baseline's first stage (Chen et al. 2021).
 AS_PROTONET = ["--learner", "protonet"]
+# The larger text encoder, frozen (its rows' `vs floor` is against frozen MiniLM), and an ensemble member trained with
+# it (the row's own checkpoint is the first member; `fewshot run --checkpoint A --ensemble B`).
+MPNET = ["--encoder", "mpnet"]
+ENSEMBLE_MPNET = ["--ensemble", "runs/clinc150-protonet-5w1s-mpnet"]
 ACCURACY_ROWS = [
     ("huffpost", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("huffpost", 5, 1, "protonet, meta-trained", [], "runs/huffpost-protonet-5w1s-cosine",
@@ -115,6 +119,13 @@ ACCURACY_ROWS = [
     ("clinc150", 5, 1, "frozen MiniLM + protonet, + class names", CLASS_NAMES, None, None),
     ("clinc150", 5, 1, "protonet, meta-trained (last 3 layers, 20-way), + class names", CLASS_NAMES,
      "runs/clinc150-protonet-20w1s-cosine", "configs/clinc150-protonet-20w1s-cosine.toml"),
+    # all-mpnet-base-v2 (issue 21): the MiniLM recipe of clinc150-protonet-5w1s-cosine with the larger encoder, and
+    # the two meta-trained checkpoints scored as one ensemble (each embeds every item; mean log-probabilities)
+    ("clinc150", 5, 1, "frozen mpnet + protonet", MPNET, None, None),
+    ("clinc150", 5, 1, "protonet on mpnet, meta-trained (last 3 of 12 layers)", [], "runs/clinc150-protonet-5w1s-mpnet",
+     "configs/clinc150-protonet-5w1s-mpnet.toml"),
+    ("clinc150", 5, 1, "ensemble of the meta-trained MiniLM (last 3 layers) and mpnet (last 3 of 12) checkpoints",
+     ENSEMBLE_MPNET, "runs/clinc150-protonet-5w1s-cosine", "configs/clinc150-protonet-5w1s-cosine.toml"),
     ("clinc150", 20, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("clinc150", 20, 1, "protonet, meta-trained (last 3 layers, 5-way)", [], "runs/clinc150-protonet-5w1s-cosine",
      "configs/clinc150-protonet-5w1s-cosine.toml"),
@@ -126,6 +137,11 @@ ACCURACY_ROWS = [
      "runs/clinc150-protonet-20w1s-cosine-trainval", "configs/clinc150-protonet-20w1s-cosine-trainval.toml"),
     ("clinc150", 20, 1, "protonet, meta-trained (last 3 layers, 5-way), transductive", TRANSDUCTIVE,
      "runs/clinc150-protonet-5w1s-cosine", "configs/clinc150-protonet-5w1s-cosine.toml"),
+    ("clinc150", 20, 1, "frozen mpnet + protonet", MPNET, None, None),
+    ("clinc150", 20, 1, "protonet on mpnet, meta-trained (last 3 of 12 layers, 5-way)", [],
+     "runs/clinc150-protonet-5w1s-mpnet", "configs/clinc150-protonet-5w1s-mpnet.toml"),
+    ("clinc150", 20, 1, "ensemble of the meta-trained MiniLM (last 3 layers, 5-way) and mpnet (last 3 of 12, 5-way) "
+     "checkpoints", ENSEMBLE_MPNET, "runs/clinc150-protonet-5w1s-cosine", "configs/clinc150-protonet-5w1s-cosine.toml"),
     ("clinc150", 20, 1, "frozen MiniLM + protonet, + class names", CLASS_NAMES, None, None),
     ("clinc150", 20, 1, "protonet, meta-trained (last 3 layers, 20-way), + class names", CLASS_NAMES,
      "runs/clinc150-protonet-20w1s-cosine", "configs/clinc150-protonet-20w1s-cosine.toml"),
@@ -185,7 +201,9 @@ def run_args(dataset, way, shot, flags, ckpt, episodes, seed=0) -> tuple[list[st
 
 def run_row(dataset, way, shot, flags, ckpt, episodes, seed=0) -> tuple[dict, str]:
     args, command = run_args(dataset, way, shot, flags, ckpt, episodes, seed)
-    key = hashlib.sha256((CACHE_FORMAT + command + (_checkpoint_digest(ROOT / ckpt) if ckpt else "")).encode()
+    members = [ckpt] if ckpt else []
+    members += [flags[i + 1] for i, f in enumerate(flags) if f == "--ensemble"]  # a retrained member re-scores
+    key = hashlib.sha256((CACHE_FORMAT + command + "".join(_checkpoint_digest(ROOT / c) for c in members)).encode()
                          ).hexdigest()[:16]
     cached = CACHE / f"{key}.json"
     if cached.is_file():
@@ -260,8 +278,9 @@ def main(argv=None) -> int:
         train_cmd, info = "", None
         if ckpt:
             train_cmd = f"fewshot train --config {train_cfg} --out {ckpt}"
-            if not is_checkpoint(ROOT / ckpt):
-                if args.no_train:
+            members = [flags[i + 1] for i, f in enumerate(flags) if f == "--ensemble"]
+            if not is_checkpoint(ROOT / ckpt) or not all(is_checkpoint(ROOT / m) for m in members):
+                if args.no_train or is_checkpoint(ROOT / ckpt):  # a missing member is trained by its own row
                     print(f"not run (no checkpoint), line kept as written: {label} {dataset} {way}w{shot}s")
                     keep(dataset, way, shot, label, flags, ckpt)
                     continue
