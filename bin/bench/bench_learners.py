@@ -89,6 +89,9 @@ ACCURACY_ROWS = [
     ("huffpost", 5, 1, "protonet on the encoder of supervised cosine-head pretraining (Baseline++), train+val "
      "classes (250 steps)", AS_PROTONET, "runs/huffpost-finetune-cosine-supervised-trainval",
      "configs/huffpost-finetune-cosine-supervised-trainval.toml"),
+    ("huffpost", 5, 1, "frozen mpnet + protonet", MPNET, None, None),
+    ("huffpost", 5, 1, "protonet on mpnet, meta-trained on 10-way 1-shot episodes (last 3 of 12 layers)", [],
+     "runs/huffpost-protonet-10w1s-mpnet", "configs/huffpost-protonet-10w1s-mpnet.toml"),
     ("huffpost", 5, 5, "frozen MiniLM + protonet (floor)", [], None, None),
     ("huffpost", 5, 5, "protonet, meta-trained (1-shot checkpoint)", [], "runs/huffpost-protonet-5w1s-cosine",
      "configs/huffpost-protonet-5w1s-cosine.toml"),
@@ -105,6 +108,9 @@ ACCURACY_ROWS = [
     ("huffpost", 5, 5, "protonet on the encoder of supervised cosine-head pretraining (Baseline++), train+val "
      "classes (250 steps)", AS_PROTONET, "runs/huffpost-finetune-cosine-supervised-trainval",
      "configs/huffpost-finetune-cosine-supervised-trainval.toml"),
+    ("huffpost", 5, 5, "frozen mpnet + protonet", MPNET, None, None),
+    ("huffpost", 5, 5, "protonet on mpnet, meta-trained on 10-way 1-shot episodes (last 3 of 12 layers)", [],
+     "runs/huffpost-protonet-10w1s-mpnet", "configs/huffpost-protonet-10w1s-mpnet.toml"),
     ("clinc150", 5, 1, "frozen MiniLM + protonet (floor)", [], None, None),
     ("clinc150", 5, 1, "protonet, meta-trained (last 3 layers)", [], "runs/clinc150-protonet-5w1s-cosine",
      "configs/clinc150-protonet-5w1s-cosine.toml"),
