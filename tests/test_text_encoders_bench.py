@@ -51,3 +51,26 @@ def test_every_row_has_its_frozen_episode_file_and_every_text_dataset_a_row():
     assert all(Path(path).is_file() for _, path in ROWS.values())
     assert {d for d, _ in ROWS.values()} == set(DATASETS)
     assert {"clinc150", "huffpost", "fewrel", "trec", "reuters", "wn33", "wordnet"} <= set(DATASETS)
+
+
+def test_resume_takes_an_earlier_runs_rows_and_measures_only_the_rest(tmp_path, monkeypatch):
+    import json
+
+    import bench_text_encoders as bench
+
+    earlier = {"row": "trec-5w1s", "encoder": "minilm", "episodes": 3, "accuracy_mean": 0.5, "accuracies": [0.5] * 3}
+    log = tmp_path / "log"
+    log.write_text("progress line\n" + json.dumps(earlier) + "\n")
+    asked = []
+
+    def fake(rows, enc, n, data_root=None):
+        asked.append((tuple(rows), enc))
+        for r in rows:
+            yield {"row": r, "encoder": enc, "episodes": n}
+
+    monkeypatch.setattr(bench, "score_dataset", fake)
+    got = list(bench.measure(["trec-5w1s", "trec-5w5s"], ["minilm", "mpnet"], 3, done=bench.earlier_results(log)))
+    assert asked == [(("trec-5w5s",), "minilm"), (("trec-5w1s", "trec-5w5s"), "mpnet")]
+    assert [(r["row"], r["encoder"]) for r in got] == [("trec-5w1s", "minilm"), ("trec-5w5s", "minilm"),
+                                                       ("trec-5w1s", "mpnet"), ("trec-5w5s", "mpnet")]
+    assert got[0] is not None and got[0]["accuracy_mean"] == 0.5  # as the earlier run measured it

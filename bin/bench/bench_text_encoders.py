@@ -13,6 +13,7 @@ embedding the examples no earlier row of its dataset touched (the encoder's load
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -62,13 +63,30 @@ def score_dataset(rows: list[str], encoder: str, n_episodes: int, data_root: str
                "accuracies": acc, "episodes_file": ROWS[row][1]}
 
 
-def measure(rows, encoders, n_episodes, data_root=None):
+def measure(rows, encoders, n_episodes, data_root=None, done: dict | None = None):
+    """Every row with every encoder, a dataset at a time. ``done``: results of an earlier, interrupted run by
+    (row, encoder, episodes) (:func:`earlier_results`), given as they were instead of measured again."""
+    done = done or {}
     by_dataset = {}
     for row in rows:
         by_dataset.setdefault(ROWS[row][0], []).append(row)
     for dataset_rows in by_dataset.values():
         for enc in encoders:
-            yield from score_dataset(dataset_rows, enc, n_episodes, data_root)
+            todo = [r for r in dataset_rows if (r, enc, n_episodes) not in done]
+            measured = {r["row"]: r for r in score_dataset(todo, enc, n_episodes, data_root)} if todo else {}
+            for row in dataset_rows:
+                yield measured[row] if row in measured else done[(row, enc, n_episodes)]
+
+
+def earlier_results(path: str) -> dict:
+    """The results an earlier run of this script printed (one JSON object a line; other lines are skipped), by
+    (row, encoder, episodes)."""
+    found = {}
+    for line in Path(path).read_text().splitlines():
+        if line.startswith('{"row": '):
+            r = json.loads(line)
+            found[(r["row"], r["encoder"], r["episodes"])] = r
+    return found
 
 
 def pairs(encoders: list[str]) -> list[tuple[str, str]]:
@@ -105,13 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--section", default=SECTION, help=f"BENCHMARKS.md section to write (default {SECTION}); "
                    "another name keeps the rows of an earlier run")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    p.add_argument("--resume", metavar="LOG", default=None,
+                   help="the output of an interrupted run: its rows are taken as they were, the rest measured")
     args = p.parse_args(argv)
     if args.episodes < 2:
         p.error(f"--episodes must be at least 2 (a 95% interval needs two), got {args.episodes}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    publish_rows(args.section, "bench-text-encoders", measure(args.rows, args.encoders, args.episodes, args.data_root),
-                 render, argv, write=not args.no_write)
+    done = earlier_results(args.resume) if args.resume else None
+    publish_rows(args.section, "bench-text-encoders",
+                 measure(args.rows, args.encoders, args.episodes, args.data_root, done), render, argv,
+                 write=not args.no_write)
     return 0
 
 
