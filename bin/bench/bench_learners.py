@@ -336,7 +336,8 @@ def main(argv=None) -> int:
             "record the figures), so it has no rows for them.", "",
             "mpnet rows: all-mpnet-base-v2 (`--encoder mpnet`) with a MiniLM row's recipe; their `vs floor` is "
             "against frozen MiniLM. Frozen mpnet on every text dataset's test episodes (these among them: the "
-            "same seed, the same episodes) is in section text-encoders (`bin/bench-text-encoders`).", "",
+            "same seed, the same episodes) is in section text-encoders (`bin/bench-text-encoders`). An ensemble "
+            "row's train column is its first member's (`--checkpoint`); each member is trained by its own row.", "",
             "`train+val` rows: a final model (`train.include_val`) trained with the val classes as training "
             "classes too, for the step count at which the row's validated run (named in its config) peaked, with "
             "nothing validated; the test classes are never seen. Their target cell says \"(train+val)\": the "
