@@ -337,7 +337,16 @@ def main(argv=None) -> int:
             "mpnet rows: all-mpnet-base-v2 (`--encoder mpnet`) with a MiniLM row's recipe; their `vs floor` is "
             "against frozen MiniLM. Frozen mpnet on every text dataset's test episodes (these among them: the "
             "same seed, the same episodes) is in section text-encoders (`bin/bench-text-encoders`). An ensemble "
-            "row's train column is its first member's (`--checkpoint`); each member is trained by its own row.", "",
+            "row's train column is its first member's (`--checkpoint`); each member is trained by its own row. Not run "
+            "on this CPU (an mpnet step costs about 6x MiniLM's, and the recipes below took MiniLM 11 to 60 minutes "
+            "here), for a GPU machine with the package index (the lent one carries at most 64 MiB, mpnet's "
+            "weights are 438 MB): `fewshot train --config configs/fewrel-protonet-5w1s-entities-extra.toml "
+            "--encoder mpnet --device cuda --out runs/fewrel-protonet-5w1s-entities-extra-mpnet`; `fewshot train "
+            "--config configs/huffpost-finetune-cosine-supervised.toml --encoder mpnet --device cuda --out "
+            "runs/huffpost-finetune-cosine-supervised-mpnet` (scored with `--learner protonet`, 1- and 5-shot); "
+            "`fewshot train --config configs/clinc150-protonet-20w1s-cosine.toml --encoder mpnet --device cuda "
+            "--out runs/clinc150-protonet-20w1s-mpnet`; then the rows' `fewshot run` commands with those "
+            "checkpoints.", "",
             "`train+val` rows: a final model (`train.include_val`) trained with the val classes as training "
             "classes too, for the step count at which the row's validated run (named in its config) peaked, with "
             "nothing validated; the test classes are never seen. Their target cell says \"(train+val)\": the "
