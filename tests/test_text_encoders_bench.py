@@ -73,4 +73,4 @@ def test_resume_takes_an_earlier_runs_rows_and_measures_only_the_rest(tmp_path, 
     assert asked == [(("trec-5w5s",), "minilm"), (("trec-5w1s", "trec-5w5s"), "mpnet")]
     assert [(r["row"], r["encoder"]) for r in got] == [("trec-5w1s", "minilm"), ("trec-5w5s", "minilm"),
                                                        ("trec-5w1s", "mpnet"), ("trec-5w5s", "mpnet")]
-    assert got[0] is not None and got[0]["accuracy_mean"] == 0.5  # as the earlier run measured it
+    assert got[0]["accuracy_mean"] == 0.5  # as the earlier run measured it

@@ -203,10 +203,14 @@ def run_args(dataset, way, shot, flags, ckpt, episodes, seed=0) -> tuple[list[st
     return args, "fewshot " + " ".join(shlex.quote(a) for a in args)
 
 
+def ensemble_members(flags: list[str]) -> list[str]:
+    """The checkpoints a row's flags add with ``--ensemble``."""
+    return [flags[i + 1] for i, f in enumerate(flags) if f == "--ensemble"]
+
+
 def run_row(dataset, way, shot, flags, ckpt, episodes, seed=0) -> tuple[dict, str]:
     args, command = run_args(dataset, way, shot, flags, ckpt, episodes, seed)
-    members = [ckpt] if ckpt else []
-    members += [flags[i + 1] for i, f in enumerate(flags) if f == "--ensemble"]  # a retrained member re-scores
+    members = ([ckpt] if ckpt else []) + ensemble_members(flags)  # a retrained member re-scores
     key = hashlib.sha256((CACHE_FORMAT + command + "".join(_checkpoint_digest(ROOT / c) for c in members)).encode()
                          ).hexdigest()[:16]
     cached = CACHE / f"{key}.json"
@@ -282,8 +286,7 @@ def main(argv=None) -> int:
         train_cmd, info = "", None
         if ckpt:
             train_cmd = f"fewshot train --config {train_cfg} --out {ckpt}"
-            members = [flags[i + 1] for i, f in enumerate(flags) if f == "--ensemble"]
-            if not is_checkpoint(ROOT / ckpt) or not all(is_checkpoint(ROOT / m) for m in members):
+            if not all(is_checkpoint(ROOT / c) for c in [ckpt, *ensemble_members(flags)]):
                 if args.no_train or is_checkpoint(ROOT / ckpt):  # a missing member is trained by its own row
                     print(f"not run (no checkpoint), line kept as written: {label} {dataset} {way}w{shot}s")
                     keep(dataset, way, shot, label, flags, ckpt)
