@@ -77,6 +77,9 @@ class EpisodeConfig:
             raise ValueError(f"--classes must be train, val, test or all, got {self.classes!r}")
 
 
+TAG_EPISODES = ("fewnerd", "domain")
+
+
 @dataclass
 class TrainConfig:
     """How ``fewshot train`` trains: episodes (or batches), optimiser, validation, early stopping.
@@ -108,6 +111,9 @@ class TrainConfig:
     rotations: bool = False  # images: 90-degree rotations as new train classes (Snell 2017, Finn 2017)
     class_names: bool = False  # episodic: each class's description joins the support set of train and val episodes
     include_val: bool = False  # the val classes train too; nothing validates, the last step is the checkpoint
+    # tagged data: "fewnerd" (N-way K~2K episodes, Few-NERD) or "domain" (every type of one domain, minimum-
+    # including K-shot sets: Hou et al. 2020; the dataset names each type's domain; train/val way unused)
+    tag_episodes: str = "fewnerd"
 
     def __post_init__(self) -> None:
         check_seed(self.seed, "--seed")
@@ -124,6 +130,9 @@ class TrainConfig:
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.tag_episodes not in TAG_EPISODES:
+            raise ValueError(f"train.tag_episodes (--tag-episodes) must be one of {TAG_EPISODES}, got "
+                             f"{self.tag_episodes!r}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError(f"train.weight_decay and train.grad_clip must be >= 0, got "
                              f"{self.weight_decay} and {self.grad_clip}")

@@ -22,6 +22,10 @@ sentence, so no K~2K set exists): keep a sentence if it adds to some type still 
 (no upper bound) until every type has ``n_shot``, then drop, in the order kept, each sentence
 whose removal leaves every type at ``n_shot`` or more (:func:`minimum_including_set`).
 
+``domains`` (a map from type to domain, e.g. a :class:`~fewshot.tagged.TaggedDataset`'s) draws, instead of
+``n_way`` types, one domain uniformly among those of ``types`` and takes every one of its types in ``types``
+(Hou et al. 2020's episodes: a task is a domain with all its slots); ``n_way`` is then not used.
+
 Entities are counted as maximal IO runs (:func:`fewshot.tagged.io_spans`). The publisher
 draws candidates with replacement until done; since a sentence refused once is refused
 for good (counts only grow), scanning one random permutation of the candidates keeps
@@ -134,22 +138,41 @@ class GreedyTypeSampler:
         seed: episode ``i`` is a pure function of ``(seed, i)``.
         types: the types to draw from (e.g. the test split); default all.
         rule: "greedy" (Few-NERD's K~2K) or "minimum-including" (Hou et al. 2020's, at least K).
+        domains: type -> domain: each episode holds every type (of ``types``) of one domain drawn at random,
+            and ``n_way`` (None) is not used.
     """
 
-    def __init__(self, dataset: TaggedDataset, n_way: int, n_shot: int, n_query: int | None = None,
-                 seed: int = 0, types: Sequence[str] | None = None, rule: str = "greedy"):
+    def __init__(self, dataset: TaggedDataset, n_way: int | None, n_shot: int, n_query: int | None = None,
+                 seed: int = 0, types: Sequence[str] | None = None, rule: str = "greedy",
+                 domains: Mapping[str, str] | None = None):
         if rule not in RULES:
             raise ValueError(f"episode rule must be one of {sorted(RULES)}, got {rule!r}")
         self.rule = rule
-        for name, value, low in (("n_way", n_way, 1), ("n_shot", n_shot, 1), ("n_query", n_query or n_shot, 1)):
+        if domains is not None and n_way is not None:
+            raise ValueError(f"episodes of whole domains take every type of one domain; n_way={n_way!r} would "
+                             "be ignored: pass n_way=None (or no domains for N-way episodes)")
+        if domains is None and n_way is None:
+            raise ValueError("n_way is required (types per episode) unless episodes are whole domains (domains=)")
+        checks = (("n_shot", n_shot, 1), ("n_query", n_query or n_shot, 1))
+        for name, value, low in ((("n_way", n_way, 1),) if n_way is not None else ()) + checks:
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
             if value < low:
                 raise ValueError(f"{name} must be at least {low}, got {value}")
-        self.n_way, self.n_shot = int(n_way), int(n_shot)
+        self.n_way, self.n_shot = (int(n_way) if n_way is not None else None), int(n_shot)
         self.n_query, self.seed = int(n_query or n_shot), int(seed)
         self.types = sorted(types) if types is not None else dataset.types
-        if self.n_way > len(self.types):
+        self.groups = None  # whole-domain episodes: each domain's columns
+        if domains is not None:
+            lacking = [t for t in self.types if t not in domains]
+            if lacking:
+                raise ValueError(f"episodes of whole domains need the domain of every type; no domain for "
+                                 f"{lacking[:5]}: give every type one (TaggedDataset.domains)")
+            by_domain: dict[str, list[int]] = {}
+            for j, t in enumerate(self.types):
+                by_domain.setdefault(domains[t], []).append(j)
+            self.groups = [np.asarray(by_domain[d]) for d in sorted(by_domain)]
+        elif self.n_way > len(self.types):
             raise ValueError(f"--way {n_way} needs {n_way} entity types but only {len(self.types)} are available; "
                              f"lower --way to at most {len(self.types)} or use more types (--classes all)")
         column = {t: j for j, t in enumerate(self.types)}
@@ -163,7 +186,10 @@ class GreedyTypeSampler:
     def sample(self, index: int) -> TaggedEpisode:
         rng = episode_rng(self.seed, index)
         for _ in range(MAX_TRIES):
-            chosen = np.sort(rng.choice(len(self.types), size=self.n_way, replace=False))
+            if self.groups is not None:
+                chosen = self.groups[int(rng.integers(len(self.groups)))]
+            else:
+                chosen = np.sort(rng.choice(len(self.types), size=self.n_way, replace=False))
             counts = self.counts[:, chosen]
             others = self.counts.sum(1) - counts.sum(1)
             candidates = np.flatnonzero((others == 0) & (counts.sum(1) > 0))
@@ -181,7 +207,8 @@ class GreedyTypeSampler:
                                  support=np.asarray(support, dtype=np.int64), query=np.asarray(query, dtype=np.int64))
         shots = f"{self.n_shot}~{2 * self.n_shot}" if self.rule == "greedy" else f"{self.n_shot}+"
         hint = " (or the minimum-including rule, which sets no upper bound)" if self.rule == "greedy" else ""
-        raise ValueError(f"no {self.n_way}-way {shots}-shot episode could be drawn in {MAX_TRIES} tries of types "
+        way = "whole-domain" if self.groups is not None else f"{self.n_way}-way"
+        raise ValueError(f"no {way} {shots}-shot episode could be drawn in {MAX_TRIES} tries of types "
                          "(too few sentences whose entities are all of the drawn types, or a type in most of "
                          f"them); lower --way or --shot, or use more types{hint}")
 
@@ -192,4 +219,6 @@ class GreedyTypeSampler:
     def describe(self) -> dict:
         out = {"sampler": "greedy-types", "task": "ner", "way": self.n_way, "shot": self.n_shot,
                "query": self.n_query, "seed": self.seed}
+        if self.groups is not None:
+            out["types"] = "domain"
         return out if self.rule == "greedy" else {**out, "rule": self.rule}

@@ -10,7 +10,10 @@ converted on reading (:func:`bio_to_io`) and IO tags can be written back as BIO
 Its ``splits`` map "train"/"val"/"test" to disjoint lists of entity *types*, as a
 :class:`~fewshot.data.FewShotDataset`'s map to classes. ``origins[i]`` names the
 file and line where sentence ``i`` starts, so that an error about a sentence (e.g.
-one longer than the encoder's window) can say where to fix it.
+one longer than the encoder's window) can say where to fix it. ``domains`` (optional)
+names each type's domain where types come in families that an episode keeps together
+(SNIPS: ``GetWeather:city`` is of ``GetWeather``), for Hou et al. 2020's episodes that
+hold every type of one domain (:class:`fewshot.tag_episodes.GreedyTypeSampler`).
 
 Raw text becomes words in one way, :func:`split_words` (used by ``fewshot index tag``).
 """
@@ -107,6 +110,7 @@ class TaggedDataset:
     source: str = ""
     origins: list[str] = field(default_factory=list)  # "file:line" where each sentence starts
     encoder_options: dict = field(default_factory=dict)
+    domains: dict[str, str] = field(default_factory=dict)  # type -> its domain (optional; all types or none)
     modality = "text"
     task = "ner"
     episodes = None  # no fixed protocol of its own: episodes are sampled (fewshot.tag_episodes) or read from a file
@@ -133,6 +137,10 @@ class TaggedDataset:
                     raise ValueError(f"dataset {self.name!r}: type {n!r} is in both {seen[n]!r} and {split!r}; "
                                      "type splits must be disjoint")
                 seen[n] = split
+        if self.domains and sorted(self.domains) != sorted(known):
+            extra, lacking = sorted(set(self.domains) - known), sorted(known - set(self.domains))
+            raise ValueError(f"dataset {self.name!r}: domains must name the domain of every type and nothing else; "
+                             f"types without a domain: {lacking[:5]}, domains of unknown types: {extra[:5]}")
 
     @property
     def items(self) -> list[tuple[str, ...]]:

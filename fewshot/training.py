@@ -188,6 +188,9 @@ class Trainer:
                              f"{dataset.name!r} is classified (one class per item); train a classification "
                              "learner on it (e.g. --learner protonet), or this learner on a tagged dataset (e.g. "
                              "--dataset fewnerd-inter)")
+        if cfg.tag_episodes != TrainConfig.tag_episodes:
+            raise ValueError(f"--tag-episodes {cfg.tag_episodes} shapes episodes of tagged (NER) data, but dataset "
+                             f"{dataset.name!r} is classified; drop it")
         train_ds = dataset
         if cfg.include_val:
             train_ds = with_val_as_train(dataset)
@@ -232,7 +235,7 @@ class Trainer:
         if "joint" not in learner.tasks or learner.train_mode != "supervised":
             raise ValueError(f"dataset {dataset.name!r} holds utterances with intents and slot tags; learner "
                              f"{learner.name!r} cannot train on them: use --learner joint")
-        _refuse_item_options(cfg, (), f"joint intent + slot training (dataset {dataset.name!r})")
+        _refuse_item_options(cfg, ("tag_episodes",), f"joint intent + slot training (dataset {dataset.name!r})")
         self.train_ds, self.augmenter, self.val_episodes = dataset, None, []
         self.train_ids = dataset.part_ids("train")
         self.train_targets = dataset.targets(self.train_ids)
@@ -242,8 +245,9 @@ class Trainer:
                              "sentences; lower it")
 
     def _tag_sampling(self, dataset, cfg: TrainConfig) -> None:
-        """Few-NERD's N-way K~2K episodes of a tagged dataset's train types (the query set K~2K too); episodes of
-        its val types validate, scored by span F1."""
+        """Few-NERD's N-way K~2K episodes of a tagged dataset's train types (the query set K~2K too), or with
+        ``tag_episodes="domain"`` Hou et al.'s (every type of one domain, minimum-including K-shot sets); episodes
+        of its val types, drawn the same way, validate, scored by span F1."""
         learner = self.learner
         if "ner" not in learner.tasks or learner.train_mode != "episodic":
             raise ValueError(f"dataset {dataset.name!r} is tagged (NER: an entity type per word); learner "
@@ -254,15 +258,28 @@ class Trainer:
         types = {part: dataset.split_classes(part) for part in ("train", "val")}
         if cfg.include_val:  # the final model of a validated recipe: the val types train too, nothing validates
             types = {"train": types["train"] + types["val"], "val": []}
-        for part, way in (("train", cfg.train_way), ("val", cfg.val_way)):
-            if way > len(types[part]) and not (part == "val" and cfg.include_val):
-                raise ValueError(f"--{part}-way {way} needs {way} entity types but dataset {dataset.name!r} has "
-                                 f"{len(types[part])} {part} types {types[part][:6]}; pass --{part}-way "
-                                 f"{len(types[part])} or fewer")
+        if cfg.tag_episodes == "domain":
+            if not dataset.domains:
+                raise ValueError(f"--tag-episodes domain draws every type of one domain per episode, but dataset "
+                                 f"{dataset.name!r} names no domains of its types; use --tag-episodes fewnerd "
+                                 "(N-way episodes), or a dataset with domains (e.g. snips-getweather)")
+            _refuse_item_options(cfg, ("train_way", "val_way"), "whole-domain tagging episodes (--tag-episodes "
+                                 "domain: an episode holds every type of one domain)", allowed=("include_val",))
+            shape = {"rule": "minimum-including", "domains": dataset.domains}
+            way = {"train": None, "val": None}
+        else:
+            shape, way = {}, {"train": cfg.train_way, "val": cfg.val_way}
+            for part in ("train", "val"):
+                if way[part] > len(types[part]) and not (part == "val" and cfg.include_val):
+                    raise ValueError(f"--{part}-way {way[part]} needs {way[part]} entity types but dataset "
+                                     f"{dataset.name!r} has {len(types[part])} {part} types {types[part][:6]}; "
+                                     f"pass --{part}-way {len(types[part])} or fewer")
         self.train_ds, self.augmenter, self.train_classes = dataset, None, types["train"]
-        self.sampler = GreedyTypeSampler(dataset, cfg.train_way, cfg.train_shot, seed=cfg.seed, types=types["train"])
+        self.sampler = GreedyTypeSampler(dataset, way["train"], cfg.train_shot, seed=cfg.seed, types=types["train"],
+                                         **shape)
         self.val_episodes = [] if cfg.include_val else list(GreedyTypeSampler(
-            dataset, cfg.val_way, cfg.val_shot, seed=cfg.val_seed, types=types["val"]).episodes(cfg.val_episodes))
+            dataset, way["val"], cfg.val_shot, seed=cfg.val_seed, types=types["val"], **shape
+        ).episodes(cfg.val_episodes))
 
     def _optimizer(self, cfg: TrainConfig) -> None:
         """AdamW over the trainable parameters: encoder and learner groups at their own learning rates, no weight

@@ -5,6 +5,7 @@ import json
 
 import bench_ner
 import bench_ner_options
+import numpy as np
 import pytest
 
 
@@ -189,3 +190,50 @@ def test_ner_bench_scores_a_decomposed_checkpoint_with_its_trained_head(tmp_path
                                     "3", "--seed", "0", *flags, "--json", "--quiet"])
     assert run.exit_code == 0, run.output
     assert trained["f1"] == pytest.approx(json.loads(run.output)["f1"])
+
+
+def test_ner_bench_scores_snips_checkpoints_one_per_target_domain(tmp_path, md, shared_data, tiny_text_model_dir,
+                                                                 monkeypatch, capsys):
+    """--protocol snips --checkpoint 'DIR-{domain}': each domain's own checkpoint (trained with whole-domain
+    episodes) against the frozen encoder on the same episodes, scored as `fewshot run --checkpoint` scores it;
+    the average's gain is the mean of the domains' gains."""
+    from benchmarks_md import read_section
+    from click.testing import CliRunner
+    from fewshot.cli import main
+
+    intents = ("SearchCreativeWork", "SearchScreeningEvent")
+    monkeypatch.setattr(bench_ner, "SNIPS_INTENTS", intents)
+    template = str(tmp_path / "ck-{domain}")
+    for intent in intents:
+        res = CliRunner().invoke(main, [
+            "train", "--dataset", f"snips-{intent.lower()}", "--data-root", str(shared_data), "--encoder",
+            str(tiny_text_model_dir), "--learner", "protobert", "--tag-episodes", "domain", "--steps", "2",
+            "--eval-every", "2", "--val-episodes", "2", "--lr", "1e-3", "--out", template.format(domain=intent.lower()),
+            "--quiet"])
+        assert res.exit_code == 0, res.output
+        assert "--sampler minimum-including" in res.output  # how to score it as it validated
+    capsys.readouterr()
+    assert bench_ner.main(["--protocol", "snips", "--checkpoint", template, "--episodes", "2",
+                           "--data-root", str(shared_data)]) == 0
+    rows = rows_of(capsys.readouterr().out)
+    assert [(r["domain"], r["model"], r["shot"]) for r in rows] == [
+        *[(i, m, s) for i in intents for m in ("frozen", "trained") for s in (1, 5)],
+        *[("average", m, s) for s in (1, 5) for m in ("frozen", "trained")]]
+    first = rows[2]  # SearchCreativeWork, trained, 1-shot
+    run = CliRunner().invoke(main, ["run", "--dataset", "snips-searchcreativework", "--data-root", str(shared_data),
+                                    "--checkpoint", template.format(domain="searchcreativework"), "--way", "2",
+                                    "--shot", "1", "--sampler", "minimum-including", "--episodes", "2", "--seed", "0",
+                                    "--json", "--quiet"])
+    assert run.exit_code == 0, run.output
+    assert first["f1"] == pytest.approx(json.loads(run.output)["f1"])
+    assert first["gain"] == pytest.approx(first["f1"] - rows[0]["f1"])
+    avg = next(r for r in rows if r["domain"] == "average" and r["model"] == "trained" and r["shot"] == 1)
+    per_domain = [r["gain"] for r in rows if r["domain"] in intents and r["model"] == "trained" and r["shot"] == 1]
+    assert avg["gain"] == pytest.approx(np.mean(per_domain))
+    assert avg["gain_ci95_low"] <= avg["gain"] <= avg["gain_ci95_high"]
+    text = read_section(f"ner-snips-trained-protobert-{tiny_text_model_dir.name}", md)
+    assert "| **average** | protobert | trained |" in text and "--tag-episodes domain" in text
+    assert "whole-domain 1+-shot" in text
+    with pytest.raises(SystemExit):
+        bench_ner.main(["--protocol", "snips", "--checkpoint", str(tmp_path / "ck"), "--data-root", str(shared_data)])
+    assert "SNIPS needs one checkpoint per target domain" in capsys.readouterr().err

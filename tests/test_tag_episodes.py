@@ -117,3 +117,48 @@ def test_minimum_including_episodes_exist_where_k_to_2k_do_not():
     assert GreedyTypeSampler(ds, 3, 1, rule="minimum-including").describe()["rule"] == "minimum-including"
     with pytest.raises(ValueError, match=r"episode rule must be one of"):
         GreedyTypeSampler(ds, 3, 1, rule="hou")
+
+
+def _domain_dataset() -> tuple[TaggedDataset, dict]:
+    """Two domains: D1 with types a, b (each sentence one of each), D2 with types c, d, e."""
+    sentences, tags = [], []
+    for i in range(12):
+        sentences.append((f"p{i}", "x", f"q{i}"))
+        tags.append(("a", "O", "b"))
+        sentences.append((f"r{i}", f"s{i}", "y", f"t{i}"))
+        tags.append(("c", "d", "O", "e") if i % 2 else ("c", "O", "O", "d"))
+    sentences.append(("u", "v")); tags.append(("e", "O"))
+    return TaggedDataset("domains", sentences, tags), {"a": "D1", "b": "D1", "c": "D2", "d": "D2", "e": "D2"}
+
+
+def test_whole_domain_episodes_hold_every_type_of_one_domain():
+    ds, domains = _domain_dataset()
+    sampler = GreedyTypeSampler(ds, None, 1, seed=0, rule="minimum-including", domains=domains)
+    seen = set()
+    for ep in sampler.episodes(30):
+        assert ep.types in (("a", "b"), ("c", "d", "e"))
+        seen.add(ep.types)
+        for ids in (ep.support, ep.query):
+            found = {t: 0 for t in ep.types}
+            for i in ids:
+                for t, _, _ in io_spans(ds.tags[i]):
+                    found[t] += 1
+            assert min(found.values()) >= 1  # K = 1 of every type of the domain
+        assert not set(ep.support) & set(ep.query)
+        if ep.types == ("a", "b"):  # one sentence holds both: the minimum-including set is that one sentence
+            assert len(ep.support) == len(ep.query) == 1
+    assert seen == {("a", "b"), ("c", "d", "e")}  # both domains are drawn
+    assert sampler.describe()["types"] == "domain"
+    # restricted to some types, a domain holds only those
+    sub = GreedyTypeSampler(ds, None, 1, seed=0, types=["c", "d", "e"], rule="minimum-including", domains=domains)
+    assert {e.types for e in sub.episodes(10)} == {("c", "d", "e")}
+
+
+def test_whole_domain_episodes_refuse_a_way_or_a_type_without_domain():
+    ds, domains = _domain_dataset()
+    with pytest.raises(ValueError, match=r"n_way=2 would be ignored"):
+        GreedyTypeSampler(ds, 2, 1, domains=domains)
+    with pytest.raises(ValueError, match=r"no domain for \['e'\]"):
+        GreedyTypeSampler(ds, None, 1, domains={k: v for k, v in domains.items() if k != "e"})
+    with pytest.raises(ValueError, match=r"n_way is required"):
+        GreedyTypeSampler(ds, None, 1)

@@ -16,6 +16,7 @@ from fewshot.datasets import load_dataset
 from fewshot.encoders import create_encoder
 from fewshot.learners import create_learner
 from fewshot.tag_evaluation import evaluate_tagging
+from fewshot.tagged import TaggedDataset
 from fewshot.training import Trainer
 
 
@@ -140,3 +141,43 @@ def test_include_val_trains_on_the_val_types_too_and_keeps_the_latest_step(fewne
     assert [e["step"] for e in log] == [2, 4] and all(e["val_accuracy"] is None for e in log)
     assert metrics["best_step"] == 4  # nothing validates: the latest evaluation step is the checkpoint
     assert load_learner(out).name == "protobert"
+
+
+def _domains_dataset():
+    """Three domains of two types each (every sentence holds both of its domain's types): D1, D2 train, D3
+    validates, D4 tests."""
+    sentences, tags, domains = [], [], {}
+    for d in ("D1", "D2", "D3", "D4"):
+        a, b = f"{d}:a", f"{d}:b"
+        domains.update({a: d, b: d})
+        for i in range(8):
+            sentences.append((f"{d.lower()}x{i}", "and", f"{d.lower()}y{i}", "."))
+            tags.append((a, "O", b, "O"))
+    splits = {"train": ["D1:a", "D1:b", "D2:a", "D2:b"], "val": ["D3:a", "D3:b"], "test": ["D4:a", "D4:b"]}
+    return TaggedDataset("domains", sentences, tags, splits=splits, domains=domains)
+
+
+def test_domain_episodes_train_on_whole_source_domains_and_validate_on_the_val_domain(tiny_text_model_dir):
+    ds = _domains_dataset()
+    torch.manual_seed(0)
+    learner = create_learner("protobert", create_encoder(str(tiny_text_model_dir)))
+    trainer = Trainer(learner, ds, TrainConfig(steps=4, eval_every=2, patience=0, lr=1e-3, val_episodes=3,
+                                               tag_episodes="domain"))
+    drawn = {trainer.sampler.sample(i).types for i in range(12)}
+    assert drawn == {("D1:a", "D1:b"), ("D2:a", "D2:b")}  # a whole source domain each, never val or test
+    assert [ep.types for ep in trainer.val_episodes] == [("D3:a", "D3:b")] * 3
+    ep = trainer.sampler.sample(0)
+    assert len(ep.support) == len(ep.query) == 1  # minimum-including: one sentence holds both types
+    done = trainer.train_steps(4)
+    assert len(done["losses"]) == 4 and all(np.isfinite(done["losses"]))
+
+
+def test_domain_episodes_are_refused_where_they_do_not_apply(fewnerd_root, tiny_text_model_dir):
+    learner = create_learner("protobert", create_encoder(str(tiny_text_model_dir)))
+    with pytest.raises(ValueError, match=r"names no domains of its types; use --tag-episodes fewnerd"):
+        Trainer(learner, load_dataset("fewnerd-inter", fewnerd_root),
+                TrainConfig(tag_episodes="domain", val_episodes=2))
+    with pytest.raises(ValueError, match=r"--train-way 3 do not apply to whole-domain tagging episodes"):
+        Trainer(learner, _domains_dataset(), TrainConfig(tag_episodes="domain", train_way=3, val_episodes=2))
+    with pytest.raises(ValueError, match=r"must be one of \('fewnerd', 'domain'\), got 'snips'"):
+        TrainConfig(tag_episodes="snips")

@@ -148,5 +148,21 @@ def test_snips_cross_domain_datasets(shared_data):
     ds = load_dataset("snips-getweather", shared_data)
     assert len(ds.sentences) == 13784  # the 7 intents' train_*_full.json queries (the README's counts)
     assert len(ds.splits["test"]) == 9 and all(t.startswith("GetWeather:") for t in ds.splits["test"])
-    assert "PlayMusic:artist" in ds.splits["train"] and "AddToPlaylist:artist" in ds.splits["train"]
-    assert len(ds.splits["train"]) == 53 - 9  # 53 domain slots in all (the README's per-intent counts)
+    # the next intent validates (PlayMusic after GetWeather), the other 5 train
+    assert len(ds.splits["val"]) == 9 and all(t.startswith("PlayMusic:") for t in ds.splits["val"])
+    assert "AddToPlaylist:artist" in ds.splits["train"] and "PlayMusic:artist" not in ds.splits["train"]
+    assert len(ds.splits["train"]) == 53 - 9 - 9  # 53 domain slots in all (the README's per-intent counts)
+    assert ds.domains["PlayMusic:artist"] == "PlayMusic" and ds.domains["GetWeather:city"] == "GetWeather"
+    assert set(ds.domains) == set(ds.types)
+    # the last intent's val domain wraps round to the first
+    last = load_dataset("snips-searchscreeningevent", shared_data)
+    assert {last.domains[t] for t in last.splits["val"]} == {"AddToPlaylist"}
+
+
+def test_domains_must_cover_every_type_and_nothing_else():
+    sentences, tags = [("a", "b"), ("c",)], [("x", "O"), ("y",)]
+    TaggedDataset("ok", sentences, tags, domains={"x": "D", "y": "E"})
+    with pytest.raises(ValueError, match=r"types without a domain: \['y'\]"):
+        TaggedDataset("bad", sentences, tags, domains={"x": "D"})
+    with pytest.raises(ValueError, match=r"domains of unknown types: \['z'\]"):
+        TaggedDataset("bad", sentences, tags, domains={"x": "D", "y": "E", "z": "E"})

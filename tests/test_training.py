@@ -166,6 +166,10 @@ def test_bad_setups_are_refused(tiny_text_model_dir, wn33):
         Trainer(create_learner("protonet", create_encoder(str(tiny_text_model_dir))), no_val, TrainConfig())
     with pytest.raises(ValueError, match="needs out_dir"):
         Trainer(learner, wn33, TrainConfig(), resume=True)
+    with pytest.raises(ValueError, match=r"--tag-episodes domain shapes episodes of tagged \(NER\) data, but "
+                                         r"dataset 'wn33' is classified"):
+        Trainer(create_learner("protonet", create_encoder(str(tiny_text_model_dir))), wn33,
+                TrainConfig(tag_episodes="domain"))
 
 
 def test_rotation_classes_feed_the_training_sampler(tiny_image_encoder):

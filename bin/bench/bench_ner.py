@@ -54,6 +54,7 @@ import numpy as np
 from bench_ner_options import VAL_WAY, choose_options, option_label, options
 from benchmarks_md import publish_rows
 
+from fewshot.checkpoint import load_learner, read_record
 from fewshot.config import FewShotConfig
 from fewshot.datasets import load_dataset
 from fewshot.datasets.ner import SNIPS_INTENTS, wnut17_support_sets, wnut17_train
@@ -79,7 +80,7 @@ ENCODER = "minilm"
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = {"fewnerd": "ner-fewnerd", "wnut17": "ner-wnut17", "snips": "ner-snips", "finetune": "ner-fewnerd-finetune",
             "speed": "ner-speed"}
-TRAINED_SECTIONS = {"fewnerd": "ner-fewnerd-trained", "wnut17": "ner-wnut17-trained"}
+TRAINED_SECTIONS = {"fewnerd": "ner-fewnerd-trained", "wnut17": "ner-wnut17-trained", "snips": "ner-snips-trained"}
 FINETUNE_EPISODES = "episodes/fewnerd-inter-5w1s-1000ep-seed0.jsonl"  # `fewshot episodes make`, 5-way 1~2-shot
 TUNED = {"adapt": "lora", "encoder_lr": 1e-4}  # the encoder-tuning row (--tuned-episodes): LoRA through peft
 # Few-NERD v6 F1 on the publisher's released INTER episodes (DecomposedMetaNER's README), by setting
@@ -112,16 +113,17 @@ def settings(args) -> list[tuple[int, int]]:
 
 def trained_record(checkpoint: str) -> dict:
     """How ``checkpoint`` was trained (its committed run config and train_log.jsonl), with the command."""
-    from fewshot.checkpoint import read_record
-
     rec = read_record(checkpoint)
     cfg, log_path = rec["run_config"], Path(checkpoint) / "train_log.jsonl"
     t = cfg["train"]
     log = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.strip()] if log_path.is_file() else []
     flags = ["--dataset", cfg["data"]["dataset"], "--encoder", cfg.get("encoder") or ENCODER, "--learner",
              rec["learner"]]
-    for key in ("train_way", "train_shot", "val_way", "val_shot", "val_episodes", "steps", "eval_every", "patience",
-                "lr", "seed"):
+    domain = t.get("tag_episodes") == "domain"
+    keys = ("train_shot", "val_shot") if domain else ("train_way", "train_shot", "val_way", "val_shot")
+    if domain:
+        flags += ["--tag-episodes", "domain"]
+    for key in (*keys, "val_episodes", "steps", "eval_every", "patience", "lr", "seed"):
         flags += [f"--{key.replace('_', '-')}", f"{t[key]:g}" if isinstance(t[key], float) else str(t[key])]
     defaults = asdict(learner_config({"name": rec["learner"]}))  # the learner's options that differ, as -L flags
     flags += [x for k, v in rec["learner_config"].items() if k != "name" and defaults.get(k) != v
@@ -137,8 +139,6 @@ def models_of(args) -> dict:
     """``{"frozen": build, "trained": build}``, ``build(name, options)`` a learner: over the checkpoint's pretrained
     encoder, or loaded from the checkpoint (its trained encoder; the checkpoint's own learner with what else it
     trained, e.g. decomposed's detection head)."""
-    from fewshot.checkpoint import load_learner
-
     frozen = create_encoder(args.record["encoder"])
     return {"frozen": lambda name, opts: create_learner(name, frozen, opts),
             # a dict: each option as asked, even where it equals the default and the checkpoint saved another
@@ -255,6 +255,71 @@ def snips_rows(args, tuned):
             yield {"protocol": "snips", "domain": "average", "learner": name, "shot": shot,
                    "episodes": int(sum(len(g) for g in groups)), "seed": args.seed, "f1": f1, "f1_ci95_low": low,
                    "f1_ci95_high": high, "learner_options": options(name, shot, tuned)}
+
+
+def domain_checkpoint(template: str, intent: str) -> str:
+    """``--checkpoint`` for SNIPS: ``{domain}`` replaced by the target intent, lower case."""
+    return template.replace("{domain}", intent.lower())
+
+
+def snips_trained_rows(args, tuned):
+    """Per target domain, its own checkpoint (trained on the other domains) against the frozen encoder on the
+    same episodes, then the average over domains with the paired gain."""
+    root = data_root(args.data_root)
+    frozen = create_encoder(args.record["encoder"])
+    counts = {}
+    for intent in SNIPS_INTENTS:
+        ds = load_dataset(f"snips-{intent.lower()}", root)
+        types = ds.splits["test"]
+        path = domain_checkpoint(args.checkpoint, intent)
+        builds = {"frozen": lambda name: create_learner(name, frozen, {}),
+                  "trained": lambda name: load_learner(path, {"name": name})}
+        for model, build in builds.items():
+            cache = None  # one domain's sentences, embedded once per encoder for both shots and every learner
+            for shot in (1, 5):
+                eps = list(GreedyTypeSampler(ds, len(types), shot, seed=args.seed, types=types,
+                                             rule="minimum-including").episodes(args.episodes))
+                for name in args.learner:
+                    learner = build(name)
+                    cache = word_cache(learner, ds, progress=False) if cache is None else cache
+                    r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
+                    counts[(model, shot, name, intent)] = r.episode_counts
+                    low, high = r.f1_interval()
+                    row = {"protocol": "snips", "domain": intent, "learner": name, "model": model, "shot": shot,
+                           "way": len(types), "episodes": r.n_episodes, "seed": args.seed, "f1": r.f1,
+                           "f1_ci95_low": low, "f1_ci95_high": high, "elapsed_s": round(r.elapsed_s, 3),
+                           "embedded_sentences": r.n_embedded, "checkpoint": path}
+                    if model == "trained":
+                        row["gain"], row["gain_ci95_low"], row["gain_ci95_high"] = paired_f1_difference(
+                            r.episode_counts, counts[("frozen", shot, name, intent)])
+                    yield row
+    for shot in (1, 5):
+        for name in args.learner:
+            groups = {m: [counts[(m, shot, name, i)] for i in SNIPS_INTENTS] for m in ("frozen", "trained")}
+            for model in ("frozen", "trained"):
+                low, high = bootstrap_mean_f1(groups[model])
+                row = {"protocol": "snips", "domain": "average", "learner": name, "model": model, "shot": shot,
+                       "episodes": int(sum(len(g) for g in groups[model])), "seed": args.seed,
+                       "f1": mean_f1(groups[model]), "f1_ci95_low": low, "f1_ci95_high": high}
+                if model == "trained":
+                    row["gain"], row["gain_ci95_low"], row["gain_ci95_high"] = paired_mean_f1_difference(
+                        groups["trained"], groups["frozen"])
+                yield row
+
+
+def mean_f1(groups: list[np.ndarray]) -> float:
+    """The mean over groups (domains) of each group's micro F1."""
+    return float(np.mean([prf(g.sum(0))[2] for g in groups]))
+
+
+def paired_mean_f1_difference(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float, float]:
+    """:func:`mean_f1` of ``a`` minus that of ``b`` (per domain, (n_episodes, 3) counts of the same episodes) and
+    the 2.5th and 97.5th percentiles of that difference over bootstrap resamples, every domain's episodes
+    resampled with the same picks for both (1000, seed 0)."""
+    picks = [bootstrap_picks(len(g)) for g in a]
+    diffs = np.mean([[prf(x[k].sum(0))[2] - prf(y[k].sum(0))[2] for k in pk] for x, y, pk in zip(a, b, picks)], 0)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return mean_f1(a) - mean_f1(b), float(low), float(high)
 
 
 def paired_f1_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
@@ -421,8 +486,9 @@ def snips_markdown(rows: list[dict], cmd: str, tuned: dict) -> str:
              "Few-NERD's K~2K rule cannot be met where a slot is in every query, as AddToPlaylist's playlist), "
              "the query set by the same rule with the same K, disjoint. "
              "These are **not** Hou et al.'s released episodes (not in ../shared/data): numbers compare loosely. "
-             "A slot is a type of its own domain (`GetWeather:city`); StructShot's transitions: the other 6 "
-             "domains' queries with at least one slot. Micro F1 with counts summed over a domain's episodes; "
+             "A slot is a type of its own domain (`GetWeather:city`); StructShot's transitions: the queries with at least one slot "
+             "of the 5 train domains (the dataset's train types: neither the target nor the val domain, the next "
+             "intent in SNIPS's order). Micro F1 with counts summed over a domain's episodes; "
              f"{eps} episodes per domain and shot, episode seed {rows[0]['seed'] if rows else '-'}; 95% interval: "
              "bootstrap over episodes (the average: every domain resampled together, 1000 times). CPU, 1 thread.",
              "", tuning_line(tuned), ""]
@@ -453,10 +519,17 @@ def training_line(rec: dict) -> str:
            f"{rec['best_step']}" if rec["best_val_f1"] is not None else "not validated")
     minutes = f", {rec['train_time_s'] / 60:.1f} min of training" if rec["train_time_s"] is not None else ""
     return (f"Trained model: `{rec['command']}` ({rec['learner']} on {rec['dataset']}'s train types only, "
-            f"{t['train_way']}-way {t['train_shot']}~{2 * t['train_shot']}-shot episodes, seed {t['seed']}; "
-            f"{rec['steps_run']} steps run, {val} on {t['val_episodes']} {t['val_way']}-way "
-            f"{t['val_shot']}~{2 * t['val_shot']}-shot episodes of the val types (seed {t['val_seed']}); the test "
-            f"types were never read in training or selection{minutes}; CPU, 2 cores shared with other jobs).")
+            f"{episode_shape(t, 'train')} episodes, seed {t['seed']}; {rec['steps_run']} steps run, {val} on "
+            f"{t['val_episodes']} {episode_shape(t, 'val')} episodes of the val types (seed {t['val_seed']}); the "
+            f"test types were never read in training or selection{minutes}; CPU, 2 cores shared with other jobs).")
+
+
+def episode_shape(t: dict, part: str) -> str:
+    """A run's ``part`` ("train" or "val") episodes in words, from its train config ``t``."""
+    shot = t[f"{part}_shot"]
+    if t.get("tag_episodes") == "domain":
+        return f"whole-domain {shot}+-shot (every type of one domain, minimum-including)"
+    return f"{t[f'{part}_way']}-way {shot}~{2 * shot}-shot"
 
 
 def gain(r: dict) -> str:
@@ -503,6 +576,42 @@ def fewnerd_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict)
     return "\n".join(lines)
 
 
+def snips_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict) -> str:
+    eps = next((r["episodes"] for r in rows if r["domain"] != "average"), "-")
+    lines = [f"## Few-shot slot tagging: SNIPS cross-domain, {rec['learner']} meta-trained on the source domains vs "
+             "the frozen floor", "", f"Command: `{cmd}`", "",
+             "One checkpoint per target domain, each trained on the other domains alone (the first: "
+             + training_line(rec).removeprefix("Trained model: ") + " The others: the same command with "
+             "the target's dataset and `--out`.", "",
+             "A `snips-<intent>` dataset's test types are the target intent's slots, its val types the next "
+             "intent's (SNIPS's order, cyclically), its train types the other 5 intents' slots: each training "
+             "episode holds every slot of one source domain (`--tag-episodes domain`, Hou et al.'s episode shape), "
+             "validation episodes every slot of the val domain; the target's sentences are never read in training "
+             f"or selection. Test episodes as the frozen section's (every slot of the target domain, "
+             f"minimum-including K-shot support and query, disjoint; {eps} per domain and shot, episode seed "
+             f"{rows[0]['seed'] if rows else '-'}): `frozen` is the pretrained {rec['encoder']}, `trained` the "
+             "domain's checkpoint, on the **same** episodes; learner defaults, nothing tuned. Micro F1 with counts "
+             "summed over a domain's episodes; 95% interval: bootstrap over episodes (the average: every domain "
+             "resampled, 1000 times); gain: trained minus frozen with the same resamples for both (paired). These "
+             "are **not** Hou et al.'s released episodes. CPU, 1 thread; `s` is scoring alone.", ""]
+    for shot in (1, 5):
+        sub = [r for r in rows if r["shot"] == shot]
+        if not sub:
+            continue
+        lines += [f"{shot}-shot:", "", "| domain | learner | encoder | F1 (95% CI) | gain vs frozen (95% CI) | s |",
+                  "|---|---|---|---|---|---|"]
+        for r in sub:
+            s = f"{r['elapsed_s']:.0f}" if "elapsed_s" in r else ""
+            name = f"**{r['domain']}**" if r["domain"] == "average" else r["domain"]
+            lines.append(f"| {name} | {r['learner']} | {r['model']} | {pct(r['f1'])} ({pct(r['f1_ci95_low'])}-"
+                         f"{pct(r['f1_ci95_high'])}) | {gain(r)} | {s} |")
+        lines.append("")
+    lines += ["Target (issue 20): beat Hou et al. 2020's L-TapNet+CDT (BERT, trained on the other domains, their "
+              "released episodes): average F1 about 70.4 at 1-shot and 75.0 at 5-shot as cited by Athiwaratkun et "
+              "al. 2020; not checked against Hou et al.'s own table."]
+    return "\n".join(lines)
+
+
 def wnut_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict) -> str:
     n = rows[0]["test_sentences"] if rows else "-"
     lines = [f"## Few-shot NER: WNUT-17 with StructShot's support sets, {rec['learner']} meta-trained on "
@@ -538,8 +647,9 @@ MARKDOWN = {"fewnerd": fewnerd_markdown, "wnut17": wnut_markdown, "snips": snips
             "speed": lambda rows, cmd, tuned: bench_ner_speed.speed_markdown(rows, cmd, FINETUNE_EPISODES)}
 ROWS = {"fewnerd": fewnerd_rows, "wnut17": wnut_rows, "snips": snips_rows, "finetune": finetune_rows,
         "speed": speed_rows}
-TRAINED_MARKDOWN = {"fewnerd": fewnerd_trained_markdown, "wnut17": wnut_trained_markdown}
-TRAINED_ROWS = {"fewnerd": fewnerd_trained_rows, "wnut17": wnut_trained_rows}
+TRAINED_MARKDOWN = {"fewnerd": fewnerd_trained_markdown, "wnut17": wnut_trained_markdown,
+                    "snips": snips_trained_markdown}
+TRAINED_ROWS = {"fewnerd": fewnerd_trained_rows, "wnut17": wnut_trained_rows, "snips": snips_trained_rows}
 SHOTS = {"fewnerd": tuple(s for _, s in SETTINGS), "wnut17": (1, 5), "snips": (1, 5)}  # protocols with options chosen
 
 
@@ -576,15 +686,22 @@ def main(argv=None) -> int:
         return 0
     if args.protocol not in TRAINED_SECTIONS:
         p.error(f"--checkpoint scores the protocols {sorted(TRAINED_SECTIONS)}, not {args.protocol!r}")
+    if args.protocol == "snips" and "{domain}" not in args.checkpoint:
+        p.error(f"--checkpoint {args.checkpoint}: SNIPS needs one checkpoint per target domain; write the path with "
+                "{domain} for the intent in lower case, e.g. 'runs/snips-{domain}-protobert-1s'")
     try:
-        args.record = trained_record(args.checkpoint)
+        args.record = trained_record(domain_checkpoint(args.checkpoint, SNIPS_INTENTS[0])
+                                     if args.protocol == "snips" else args.checkpoint)
     except (OSError, ValueError, KeyError) as exc:
         p.error(f"--checkpoint {args.checkpoint}: not a readable fewshot train checkpoint ({exc}); train one with "
                 "`fewshot train --dataset fewnerd-inter --learner protobert --val-way 3 --out DIR`")
     args.learner = args.learner or [args.record["learner"]]
-    args.models = models_of(args)
-    tuned = {model: choose_options(args.learner, shots, args.tune_episodes, args.seed + 1, args.data_root, build)
-             for model, build in args.models.items()}
+    if args.protocol == "snips":  # a checkpoint per domain: learner defaults, nothing tuned
+        tuned = {}
+    else:
+        args.models = models_of(args)
+        tuned = {model: choose_options(args.learner, shots, args.tune_episodes, args.seed + 1, args.data_root,
+                                       build) for model, build in args.models.items()}
     # one per trained learner and encoder (the default encoder's without a suffix)
     section = f"{TRAINED_SECTIONS[args.protocol]}-{args.record['learner']}" + (
         f"-{Path(args.record['encoder']).name}" if args.record["encoder"] != ENCODER else "")

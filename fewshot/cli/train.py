@@ -32,6 +32,7 @@ TRAIN_MAPPING = {
     "train_way": "train.train_way",
     "train_shot": "train.train_shot",
     "train_query": "train.train_query",
+    "tag_episodes": "train.tag_episodes",
     "batch_size": "train.batch_size",
     "val_way": "train.val_way",
     "val_shot": "train.val_shot",
@@ -75,6 +76,9 @@ TRAIN_MAPPING = {
 @click.option("--train-way", type=int, default=None, help="Classes per training episode (default 5).")
 @click.option("--train-shot", type=int, default=None, help="Support examples per class in training (default 1).")
 @click.option("--train-query", type=int, default=None, help="Queries per class in training (default 5).")
+@click.option("--tag-episodes", type=click.Choice(["fewnerd", "domain"]), default=None,
+              help="Tagged data: fewnerd (N-way K~2K episodes, default) or domain (every type of one domain, "
+              "at least K of each: Hou et al. 2020's SNIPS episodes; --train-way/--val-way unused).")
 @click.option("--batch-size", type=int, default=None, help="Batch size of supervised pretraining (finetune).")
 @click.option("--val-way", type=int, default=None, help="Way of the validation episodes (default 5).")
 @click.option("--val-shot", type=int, default=None, help="Shot of the validation episodes (default 1).")
@@ -163,9 +167,9 @@ def train(ctx, config_path, out, resume, quiet, from_index, val_share, **_):
                      f"data; score the test part with `fewshot run --dataset {cfg.data.dataset} --checkpoint {out_dir}`)"
                      if dataset.task == "joint" else
                      f"best validation span F1 {100 * metrics['best_val_accuracy']:.2f}% at step "
-                     f"{metrics['best_step']} ({cfg.train.val_way}-way {cfg.train.val_shot}~{2 * cfg.train.val_shot}"
-                     f"-shot, {cfg.train.val_episodes} episodes of the val types; score the test types with "
-                     f"`fewshot run --dataset {cfg.data.dataset} --checkpoint {out_dir}`)"
+                     f"{metrics['best_step']} ({tag_shape(cfg, dataset)}, {cfg.train.val_episodes} episodes of the "
+                     f"val types; score the test types with `fewshot run --dataset {cfg.data.dataset} --checkpoint "
+                     f"{out_dir}{tag_run_flags(cfg, dataset)}`)"
                      if dataset.task == "ner" else
                      f"best validation accuracy {100 * metrics['best_val_accuracy']:.2f}% at step "
                      f"{metrics['best_step']} ({cfg.train.val_way}-way {cfg.train.val_shot}-shot, "
@@ -205,3 +209,19 @@ def _train_from_index(cfg, index_dir: str, val_share: float, out_dir: Path, quie
         f"{t.val_shot}-shot, {t.val_episodes} val episodes); {metrics['steps']} steps in "
         f"{metrics['train_time_s']:.1f} s; checkpoint in {out_dir}. Re-embed the index with it: "
         f"fewshot index rebuild {index_dir} --checkpoint {out_dir}")
+
+
+def tag_shape(cfg, dataset) -> str:
+    """The validation episodes of a tagging run, in words."""
+    t = cfg.train
+    if t.tag_episodes == "domain":
+        return f"every type of the val domain, {t.val_shot}+-shot (minimum-including)"
+    return f"{t.val_way}-way {t.val_shot}~{2 * t.val_shot}-shot"
+
+
+def tag_run_flags(cfg, dataset) -> str:
+    """The ``fewshot run`` flags that score the test types as the run validated (whole-domain: every test type,
+    minimum-including), or nothing."""
+    if cfg.train.tag_episodes != "domain":
+        return ""
+    return f" --way {len(dataset.split_classes('test'))} --shot {cfg.train.val_shot} --sampler minimum-including"

@@ -12,9 +12,9 @@ name                   types  files (under the data root)                       
                               literature, music, politics, science                types
 ``snips``              39     snips/validate_*.json (chunk JSON)                  test: all slot types
 ``snips-<intent>``     2-14   snips/train_*_full.json of all 7 intents;           test: the intent's
-                              intent: addtoplaylist, bookrestaurant, getweather,  slots; train: the other
-                              playmusic, ratebook, searchcreativework,            6 intents' slots (Hou
-                              searchscreeningevent                                et al. 2020)
+                              intent: addtoplaylist, bookrestaurant, getweather,  slots; val: the next
+                              playmusic, ratebook, searchcreativework,            intent's; train: the
+                              searchscreeningevent                                other 5 intents' slots
 ``snips-joint``        39     snips/train_*_full.json + validate_*.json (BIO,     sentences, not types:
                               with intents; a :class:`~fewshot.utterances.       train / val (held out
                               JointDataset`)                                      of train_*) / test
@@ -22,7 +22,11 @@ name                   types  files (under the data root)                       
 =====================  =====  ==================================================  =======================
 
 A ``snips-<intent>`` type is ``<Intent>:<slot>`` (``GetWeather:city``): a slot of one domain is a
-type of its own, as in Hou et al.'s cross-domain protocol (train on 6 domains, test on the 7th).
+type of its own, as in Hou et al.'s cross-domain protocol (learn on the other domains, test on the 7th);
+its domain (``TaggedDataset.domains``) is the intent, so that training episodes can hold every slot of
+one source domain, as the test episodes hold every slot of the target (``fewshot train --tag-episodes
+domain``). Of the 6 source domains, the next intent in SNIPS's order (cyclically: :func:`snips_val_domain`)
+validates and the other 5 train.
 
 WNUT-17's published few-shot protocol (Yang & Katiyar 2020) is not a registered dataset but two
 readers: :func:`wnut17_support_sets` (StructShot's five 1-shot or 5-shot support sets, each to tag
@@ -279,21 +283,31 @@ def wnut17_train(root: Path) -> TaggedDataset:
                          origins=origins)
 
 
+def snips_val_domain(target: str) -> str:
+    """The source domain that validates when ``target`` is tested: the next intent of :data:`SNIPS_INTENTS`
+    (cyclically), so each of the 7 domains validates exactly once."""
+    return SNIPS_INTENTS[(SNIPS_INTENTS.index(target) + 1) % len(SNIPS_INTENTS)]
+
+
 def _snips_domain(target: str):
     def load(root: Path, **_) -> TaggedDataset:
-        sentences, tags, origins, splits = [], [], [], {"train": [], "test": []}
+        sentences, tags, origins = [], [], []
+        splits, domains = {"train": [], "val": [], "test": []}, {}
         for intent in SNIPS_INTENTS:
             path = require_file(root / "snips" / f"train_{intent}_full.json", f"snips-{target.lower()}",
                                 SNIPS_SOURCE.replace("validate_*", "train_*_full"))
             s, t, o, _ = read_snips(path)
             t = [tuple(x if x == OUTSIDE else f"{intent}:{x}" for x in seq) for seq in t]
             sentences += s; tags += t; origins += o
-            splits["test" if intent == target else "train"] += types_of(t)
+            part = "test" if intent == target else "val" if intent == snips_val_domain(target) else "train"
+            splits[part] += types_of(t)
+            domains.update(dict.fromkeys(types_of(t), intent))
         return TaggedDataset(f"snips-{target.lower()}", sentences, tags, splits=splits, source=str(root / "snips"),
-                             origins=origins)
+                             origins=origins, domains=domains)
 
     load.__doc__ = (f"SNIPS cross-domain slot tagging with target domain {target}: the 7 intents' full training "
-                    f"queries, {target}'s slots the test types, the other intents' slots the train types.")
+                    f"queries, {target}'s slots the test types, {snips_val_domain(target)}'s the val types, the "
+                    "other 5 intents' slots the train types; each type's domain is its intent.")
     return load
 
 
