@@ -230,7 +230,7 @@ def run_experiment(cfg: FewShotConfig, progress: bool = True, cache: bool = True
                                          progress=progress)
     elif dataset.task == "ner":
         result = evaluate_tagging(learner, dataset, episodes, batch_size=min(cfg.batch_size, 32), progress=progress,
-                                  cache=None if cache else False)
+                                  cache=None if cache else False, type_names=cfg.episodes.class_names)
     else:
         result = evaluate(learner, dataset, episodes, batch_size=cfg.batch_size, cache=cache, progress=progress,
                           predictions=predictions, class_names=cfg.episodes.class_names)

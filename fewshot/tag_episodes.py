@@ -42,7 +42,7 @@ import numpy as np
 
 from .episodes import EPISODE_KINDS, SampledEpisodes
 from .seed import episode_rng
-from .tagged import OUTSIDE, TaggedDataset
+from .tagged import OUTSIDE, TaggedDataset, type_name
 
 MAX_TRIES = 100
 
@@ -70,6 +70,12 @@ class TaggedEpisode:
         """Local labels (0 = O) of each sentence's IO ``tags``; other types count as O."""
         local = {t: j + 1 for j, t in enumerate(self.types)}
         return [np.asarray([local.get(t, 0) for t in s], dtype=np.int64) for s in tags]
+
+    def type_name_support(self) -> tuple[list[tuple[str, ...]], list[np.ndarray]]:
+        """One more support sentence per type, its name (:func:`fewshot.tagged.type_name`), and their words'
+        local labels (every word the type's): what ``--class-names`` adds to a tagging episode's support set."""
+        names = [type_name(t) for t in self.types]
+        return names, [np.full(len(n), j + 1, dtype=np.int64) for j, n in enumerate(names)]
 
     def to_json(self) -> dict:
         return {"index": int(self.index), "kind": self.kind, "types": list(self.types),

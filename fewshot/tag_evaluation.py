@@ -104,6 +104,12 @@ def bootstrap_mean_f1(groups: Sequence[np.ndarray], n: int = BOOTSTRAP, seed: in
     return float(low), float(high)
 
 
+def _with_type_names(ep: TaggedEpisode, sentences: list, y: torch.Tensor) -> tuple[list, torch.Tensor]:
+    """Support ``sentences`` and their word labels ``y`` with the episode's type names after them."""
+    names, y_names = ep.type_name_support()
+    return list(sentences) + names, torch.cat([y, torch.from_numpy(np.concatenate(y_names))])
+
+
 @dataclass
 class TagEvalResult:
     """Span counts of every episode (``episode_counts``, (n_episodes, 3): correct, predicted, gold) and
@@ -187,7 +193,7 @@ def word_cache(learner, dataset: TaggedDataset | None = None, batch_size: int = 
 
 def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedEpisode], batch_size: int = 32,
                      progress: bool = True, chunk: int = CHUNK,
-                     cache: EmbeddingCache | bool | None = None) -> TagEvalResult:
+                     cache: EmbeddingCache | bool | None = None, type_names: bool = False) -> TagEvalResult:
     """Score a tagging ``learner`` (``"ner" in learner.tasks``) on ``episodes`` of ``dataset``.
 
     ``cache``: word embeddings by sentence id of ``dataset`` (:func:`word_cache`); pass one to several calls
@@ -197,6 +203,8 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
     ``cache=False``).
     A learner that tunes its encoder per task (``adapts_encoder``) is given each episode's sentences instead
     (:meth:`~fewshot.learners.base.Learner.adapt_sentences`), which it embeds itself; ``cache`` is then unused.
+    ``type_names``: each episode's support set ends with one sentence per type, the type's name, every word
+    tagged with it (:meth:`~fewshot.tag_episodes.TaggedEpisode.type_name_support`; embedded once per type).
     """
     check_tagger(learner)
     start = time.perf_counter()
@@ -205,7 +213,8 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
     fresh = cache is False
     cache = word_cache(learner, dataset, batch_size, progress) if cache is None or fresh else cache
     before, n_embedded = cache.n, 0
-    rows, types = [], {}
+    rows, types, named = [], {}, {}  # named: a type's name sentence embedded, by type
+    with_names = (lambda ep, sentences, y: (sentences, y)) if not type_names else _with_type_names
     with progress_bar(total, "episodes", progress) as bar:
         for block in chunks(episodes, chunk):
             if not learner.adapts_encoder and not fresh:
@@ -215,7 +224,7 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
                 support_y = torch.from_numpy(np.concatenate(ep.token_labels(support_tags)))
                 lengths = [len(dataset.tags[int(i)]) for i in ep.query]
                 if learner.adapts_encoder:
-                    learner.adapt_sentences(dataset.take(ep.support.tolist()), support_y)
+                    learner.adapt_sentences(*with_names(ep, dataset.take(ep.support.tolist()), support_y))
                     scores = learner.logits_sentences(dataset.take(ep.query.tolist()))
                     n_embedded += len(ep.support) + len(ep.query)
                 else:
@@ -224,8 +233,17 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
                         words = word_cache(learner, dataset, batch_size, progress=False)
                         words.add([int(i) for i in np.concatenate([ep.support, ep.query])])
                         n_embedded += words.n
-                    learner.adapt_features(words.take(ep.support.tolist()), support_y,
-                                           lengths=[len(support_tags[k]) for k in range(len(ep.support))])
+                    z, lengths_s = words.take(ep.support.tolist()), [len(t) for t in support_tags]
+                    if type_names:
+                        names, y_names = ep.type_name_support()
+                        missing = [(t, n) for t, n in zip(ep.types, names) if t not in named]
+                        if missing:
+                            for (t, _), e in zip(missing, learner.embed_words([n for _, n in missing])):
+                                named[t] = torch.from_numpy(e)
+                        z = torch.cat([z, *(named[t] for t in ep.types)])
+                        support_y = torch.cat([support_y, torch.from_numpy(np.concatenate(y_names))])
+                        lengths_s += [len(n) for n in names]
+                    learner.adapt_features(z, support_y, lengths=lengths_s)
                     scores = learner.tag_scores(words.take(ep.query.tolist()))
                 gold = [tuple(t if t in ep.types else OUTSIDE for t in dataset.tags[int(i)]) for i in ep.query]
                 counts = span_counts(gold, decode_sentences(learner, scores, lengths, ep.classes))

@@ -34,6 +34,17 @@ SCHEMES = ("io", "bio")
 WORD = re.compile(r"\d+(?:[.,]\d+)+|\w+(?:[-'\u2019]\w+)*|[^\w\s]")
 
 
+def type_name(entity_type: str) -> tuple[str, ...]:
+    """The words of an entity type's name, read from the type itself: what follows its last ``:`` (a SNIPS
+    slot's domain prefix), split at ``-``, ``_`` and lower-to-upper case changes (``GetWeather:timeRange`` ->
+    ``("time", "Range")``, ``person-actor`` -> ``("person", "actor")``, ``playlist_owner`` -> ``("playlist",
+    "owner")``). It joins a support set as a sentence of its own, every word tagged with the type (Hou et al.
+    2020's label-enhanced prototypes, ``--class-names`` for tagging)."""
+    last = entity_type.rsplit(":", 1)[-1]
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", last)
+    return tuple(w for w in re.split(r"[-_\s]+", words) if w) or (entity_type,)
+
+
 def check_tag(tag: str, scheme: str, where: str) -> None:
     """A ValueError unless ``tag`` is a tag of ``scheme`` ("io": O or a type; "bio": O, B-type or I-type)."""
     if scheme not in SCHEMES:

@@ -254,7 +254,8 @@ class Trainer:
                              f"{learner.name!r} does not tag words: use --learner protobert, nnshot, structshot or "
                              "decomposed")
         _refuse_item_options(cfg, ("train_query", "val_query"), f"tagging episodes (dataset {dataset.name!r}: the "
-                             "query set is drawn like the support set, K~2K entities per type)", allowed=("include_val",))
+                             "query set is drawn like the support set, K~2K entities per type)",
+                             allowed=("include_val", "class_names"))
         types = {part: dataset.split_classes(part) for part in ("train", "val")}
         if cfg.include_val:  # the final model of a validated recipe: the val types train too, nothing validates
             types = {"train": types["train"] + types["val"], "val": []}
@@ -264,7 +265,8 @@ class Trainer:
                                  f"{dataset.name!r} names no domains of its types; use --tag-episodes fewnerd "
                                  "(N-way episodes), or a dataset with domains (e.g. snips-getweather)")
             _refuse_item_options(cfg, ("train_way", "val_way"), "whole-domain tagging episodes (--tag-episodes "
-                                 "domain: an episode holds every type of one domain)", allowed=("include_val",))
+                                 "domain: an episode holds every type of one domain)",
+                                 allowed=("include_val", "class_names"))
             shape = {"rule": "minimum-including", "domains": dataset.domains}
             way = {"train": None, "val": None}
         else:
@@ -369,7 +371,11 @@ class Trainer:
             tags = self.train_ds.tags
             labels = [torch.from_numpy(np.concatenate(ep.token_labels([tags[int(i)] for i in ids])))
                       for ids in (ep.support, ep.query)]
-            return self.train_ds.take(ep.support), labels[0], self.train_ds.take(ep.query), labels[1]
+            support = self.train_ds.take(ep.support)
+            if self.cfg.class_names:  # the types' names join the support set, as evaluation adds them
+                names, y_names = ep.type_name_support()
+                support, labels[0] = support + names, torch.cat([labels[0], torch.from_numpy(np.concatenate(y_names))])
+            return support, labels[0], self.train_ds.take(ep.query), labels[1]
         sx, qx = self._items(ep.support), self._items(ep.query)
         if self.augmenter is not None and aug_rng is not None:
             sx, qx = self.augmenter(sx, aug_rng), self.augmenter(qx, aug_rng)
@@ -456,7 +462,8 @@ class Trainer:
         if self.dataset.task == "ner":
             from .tag_evaluation import evaluate_tagging
 
-            result = evaluate_tagging(self.learner, self.dataset, self.val_episodes, progress=False)
+            result = evaluate_tagging(self.learner, self.dataset, self.val_episodes, progress=False,
+                                      type_names=self.cfg.class_names)
             low, high = result.f1_interval()
             return result.f1, (high - low) / 2
         with torch.no_grad():

@@ -181,3 +181,28 @@ def test_no_cache_embeds_every_episode_afresh_with_the_same_counts(tiny_text_enc
     assert result.n_embedded == 12 and cached.n_embedded == 6
     assert seen == {"calls": 3, "sentences": 12, "tokens": per_episode}
     np.testing.assert_array_equal(result.episode_counts, cached.episode_counts)
+
+def test_type_names_join_the_support_set_as_sentences_of_their_own():
+    """``type_names=True`` scores as if each type's name were one more support sentence of the dataset, every word
+    tagged with the type; and by hand: the name moves the type's prototype."""
+    point = {**POINT, "far": (0.0, 3.0)}  # the name of type "far" embeds to (0, 3)
+    learner = create_learner("protobert", None)
+    learner.embed_words = lambda s, **_: [np.asarray([point[w] if w in point else point[w[0]] for w in x], dtype=np.float32)
+                                          for x in s]
+    sentences = [("o1", "x1"), ("m2", "o3"), ("y1", "o4"), ("o5", "x2")]
+    tags = [("O", "far"), ("far", "O"), ("O", "O"), ("O", "far")]
+    ds = TaggedDataset("names", sentences, tags)
+    episodes = [TaggedEpisode(0, ("far",), np.array([0]), np.array([1])),
+                TaggedEpisode(1, ("far",), np.array([3]), np.array([1, 2]))]
+    named = evaluate_tagging(learner, ds, episodes, progress=False, type_names=True)
+    # the same as with the name sentence ("far",) appended to the dataset and to each support set
+    ds2 = TaggedDataset("names2", sentences + [("far",)], tags + [("far",)])
+    episodes2 = [TaggedEpisode(e.index, e.types, np.append(e.support, 4), e.query) for e in episodes]
+    plain = evaluate_tagging(learner, ds2, episodes2, progress=False)
+    np.testing.assert_array_equal(named.episode_counts, plain.episode_counts)
+    # by hand, episode 0: far's prototype is x1 (1, 0) alone; the query word m2 (0.55, 0) is nearer it (0.2025)
+    # than O's (0, 0) (0.3025): tagged far, right. With the name, far's prototype is the mean of (1, 0) and
+    # (0, 3), (0.5, 1.5), 2.2525 away: m2 is O, the span missed.
+    without = evaluate_tagging(learner, ds, episodes[:1], progress=False)
+    np.testing.assert_array_equal(without.episode_counts, [[1, 1, 1]])
+    np.testing.assert_array_equal(named.episode_counts[:1], [[0, 0, 1]])

@@ -181,3 +181,19 @@ def test_domain_episodes_are_refused_where_they_do_not_apply(fewnerd_root, tiny_
         Trainer(learner, _domains_dataset(), TrainConfig(tag_episodes="domain", train_way=3, val_episodes=2))
     with pytest.raises(ValueError, match=r"must be one of \('fewnerd', 'domain'\), got 'snips'"):
         TrainConfig(tag_episodes="snips")
+
+
+def test_class_names_add_each_type_name_to_training_and_validation_support_sets(tiny_text_model_dir):
+    ds = _domains_dataset()
+    learner = create_learner("protobert", create_encoder(str(tiny_text_model_dir)))
+    trainer = Trainer(learner, ds, TrainConfig(steps=2, eval_every=2, patience=0, lr=1e-3, val_episodes=2,
+                                               tag_episodes="domain", class_names=True))
+    ep = trainer.sampler.sample(0)
+    support, sy, query, qy = trainer.episode_inputs(ep)
+    n = len(ep.support)
+    assert support[n:] == [("a",), ("b",)]  # D1:a -> "a": one name sentence per type, after the sampled ones
+    assert sy[-2:].tolist() == [1, 2] and len(sy) == sum(len(s) for s in support)
+    assert len(query) == len(ep.query) and len(qy) == sum(len(s) for s in query)
+    plain = Trainer(learner, ds, TrainConfig(steps=2, val_episodes=2, tag_episodes="domain"))
+    assert plain.episode_inputs(ep)[0] == support[:n]
+    assert np.isfinite(trainer.fit()["best_val_accuracy"])

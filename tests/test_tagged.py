@@ -166,3 +166,13 @@ def test_domains_must_cover_every_type_and_nothing_else():
         TaggedDataset("bad", sentences, tags, domains={"x": "D"})
     with pytest.raises(ValueError, match=r"domains of unknown types: \['z'\]"):
         TaggedDataset("bad", sentences, tags, domains={"x": "D", "y": "E", "z": "E"})
+
+
+def test_type_names_are_read_from_the_types():
+    from fewshot.tagged import type_name
+
+    assert type_name("GetWeather:timeRange") == ("time", "Range")
+    assert type_name("AddToPlaylist:playlist_owner") == ("playlist", "owner")
+    assert type_name("person-actor") == ("person", "actor") and type_name("location-GPE") == ("location", "GPE")
+    assert type_name("creative-work") == ("creative", "work") and type_name("city") == ("city",)
+    assert type_name("--") == ("--",)  # nothing left after the split: the type as it is

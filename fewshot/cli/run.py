@@ -45,8 +45,9 @@ RUN_MAPPING = {
               "first --episodes N.")
 @click.option("--class-names/--no-class-names", default=None,
               help="Add each class's description (its name, or name and definition, as the dataset gives it: "
-              "clinc150, fewrel*) to its support set as one more example. Inductive (no query is used) but "
-              "side information: report it apart. Default off.")
+              "clinc150, fewrel*) to its support set as one more example; tagged data: each type's name (read "
+              "from the type: GetWeather:timeRange -> 'time Range') as one more support sentence. Inductive (no "
+              "query is used) but side information: report it apart. Default off.")
 @click.option("--encoder", default=None, help="Encoder name (minilm, mpnet, conv4, mobilenetv2) or a transformers "
               "model folder. Default: minilm for text, mobilenetv2 for images.")
 @click.option("--pooling", type=click.Choice(["mean", "entities"]), default=None,
@@ -131,7 +132,8 @@ def run(ctx, config_path, out, as_json, class_table, no_cache, quiet, **_):
 def _echo_tagging(d: dict) -> None:
     """``fewshot run`` on NER data: span F1 with its bootstrap interval; with --report the per-type table."""
     click.echo(
-        f"{d['dataset']} {d['way']}-way {d['shot']}~{2 * d['shot']}-shot NER, {d['learner']} on {d['encoder']}: "
+        f"{d['dataset']} {d['way']}-way {d['shot']}~{2 * d['shot']}-shot NER"
+        f"{' + type names' if d['class_names'] else ''}, {d['learner']} on {d['encoder']}: "
         f"span F1 {100 * d['f1']:.2f}% (95% CI {100 * d['f1_ci95_low']:.2f}-{100 * d['f1_ci95_high']:.2f}, "
         f"bootstrap over episodes), precision {100 * d['precision']:.2f}%, recall {100 * d['recall']:.2f}% "
         f"over {d['episodes']} episodes, seed {d['seed']}, {d['elapsed_s']:.1f} s "

@@ -86,8 +86,9 @@ TRAIN_MAPPING = {
 @click.option("--val-episodes", type=int, default=None, help="Number of validation episodes (default 100).")
 @click.option("--seed", type=int, default=None, help="Training seed (default 0).")
 @click.option("--class-names/--no-class-names", default=None,
-              help="Episodic learners: each class's description (clinc150, fewrel*) joins the support set of "
-              "every training and validation episode, as `fewshot run --class-names` adds it. Default off.")
+              help="Episodic learners: each class's description (clinc150, fewrel*; tagged data: each type's "
+              "name) joins the support set of every training and validation episode, as `fewshot run "
+              "--class-names` adds it. Default off.")
 @click.option("--include-val/--no-include-val", default=None,
               help="A final model: the val classes train too, nothing validates and the last step is the "
               "checkpoint. Fix --steps first with a validated run (its best step). Default off.")
