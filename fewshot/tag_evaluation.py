@@ -285,7 +285,8 @@ class SupportSetResult:
 
 
 def evaluate_support_sets(learner, support_sets: Sequence[TaggedDataset], test: TaggedDataset, batch_size: int = 32,
-                          progress: bool = True, cache: EmbeddingCache | None = None) -> SupportSetResult:
+                          progress: bool = True, cache: EmbeddingCache | None = None,
+                          type_names: bool = False) -> SupportSetResult:
     """Tag every sentence of ``test`` from each of ``support_sets`` in turn (the WNUT-17 few-shot protocol of
     Yang & Katiyar 2020); each support set must hold every type of ``test`` (a type of its own that the test
     set lacks is read as O).
@@ -293,11 +294,14 @@ def evaluate_support_sets(learner, support_sets: Sequence[TaggedDataset], test: 
     ``cache``: word embeddings by sentence (its words: :func:`word_cache` without a dataset); pass one to several
     calls whose learners share one frozen encoder and each sentence is embedded once for all of them. A learner
     that tunes its encoder per task (``adapts_encoder``) is given each support set's sentences and the test
-    sentences instead.
+    sentences instead. ``type_names``: each support set ends with its types' names
+    (:meth:`~fewshot.tagged.TaggedDataset.with_type_names`).
     """
     check_tagger(learner)
     start = time.perf_counter()
     learner.prepare_tagging(test)
+    if type_names:
+        support_sets = [s.with_type_names() for s in support_sets]
     types = tuple(test.types)
     classes = (OUTSIDE, *types)
     for s in support_sets:

@@ -23,7 +23,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .data import SPLITS
 
@@ -181,6 +181,15 @@ class TaggedDataset:
             raise ValueError(f"dataset {self.name!r} has no {split!r} split of types (it has "
                              f"{sorted(self.splits) or 'none'}); use --classes all to sample from every type")
         return list(self.splits[split])
+
+    def with_type_names(self) -> "TaggedDataset":
+        """This dataset with one more sentence per type after its own: the type's name (:func:`type_name`), every
+        word tagged with the type (a support set given its types' names, as ``--class-names`` gives them)."""
+        names = [type_name(t) for t in self.types]
+        return replace(self, sentences=[*self.sentences, *names],
+                       tags=[*self.tags, *(tuple([t] * len(n)) for t, n in zip(self.types, names))],
+                       origins=[*(self.where(i) for i in range(len(self.sentences))),
+                                *(f"the name of type {t!r}" for t in self.types)])
 
     def take(self, ids: Sequence[int]) -> list[tuple[str, ...]]:
         """The sentences with these ids."""

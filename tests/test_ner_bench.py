@@ -237,3 +237,32 @@ def test_ner_bench_scores_snips_checkpoints_one_per_target_domain(tmp_path, md, 
     with pytest.raises(SystemExit):
         bench_ner.main(["--protocol", "snips", "--checkpoint", str(tmp_path / "ck"), "--data-root", str(shared_data)])
     assert "SNIPS needs one checkpoint per target domain" in capsys.readouterr().err
+
+
+def test_ner_bench_scores_a_checkpoint_trained_with_type_names_with_them(tmp_path, md, fewnerd_root,
+                                                                        tiny_text_model_dir, capsys):
+    """A checkpoint trained with --class-names is scored with its types' names in every support set, frozen rows
+    too, in a section of its own; its trained row is `fewshot run --checkpoint --class-names`."""
+    from benchmarks_md import read_section
+    from click.testing import CliRunner
+    from fewshot.cli import main
+
+    out = tmp_path / "ck"
+    base = ["--dataset", "fewnerd-inter", "--data-root", str(fewnerd_root)]
+    res = CliRunner().invoke(main, ["train", *base, "--encoder", str(tiny_text_model_dir), "--steps", "2",
+                                    "--eval-every", "2", "--train-way", "3", "--val-way", "3", "--val-episodes", "2",
+                                    "--lr", "1e-3", "--class-names", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    capsys.readouterr()
+    assert bench_ner.main(["--checkpoint", str(out), "--setting", "5w1s", "--episodes", "3",
+                           "--data-root", str(fewnerd_root)]) == 0
+    rows = rows_of(capsys.readouterr().out)
+    runs = {}
+    for names in ("--class-names",):
+        r = CliRunner().invoke(main, ["run", *base, "--checkpoint", str(out), "--way", "5", "--shot", "1",
+                                      "--episodes", "3", "--seed", "0", "--json", "--quiet", names])
+        assert r.exit_code == 0, r.output
+        runs[names] = json.loads(r.output)["f1"]
+    assert rows[1]["f1"] == pytest.approx(runs["--class-names"])
+    text = read_section(f"ner-fewnerd-trained-protobert-{tiny_text_model_dir.name}-names", md)
+    assert "--learner protobert --class-names --train-way 3" in text and "its name (`fewshot.tagged.type_name`)" in text

@@ -123,6 +123,8 @@ def trained_record(checkpoint: str) -> dict:
     keys = ("train_shot", "val_shot") if domain else ("train_way", "train_shot", "val_way", "val_shot")
     if domain:
         flags += ["--tag-episodes", "domain"]
+    if t.get("class_names"):
+        flags += ["--class-names"]
     for key in (*keys, "val_episodes", "steps", "eval_every", "patience", "lr", "seed"):
         flags += [f"--{key.replace('_', '-')}", f"{t[key]:g}" if isinstance(t[key], float) else str(t[key])]
     defaults = asdict(learner_config({"name": rec["learner"]}))  # the learner's options that differ, as -L flags
@@ -156,7 +158,7 @@ def fewnerd_trained_rows(args, tuned):
             for name in args.learner:
                 learner = build(name, options(name, shot, tuned[model]))
                 cache = word_cache(learner, ds, progress=False) if cache is None else cache
-                r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
+                r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache, type_names=args.type_names)
                 counts[(model, name)] = r.episode_counts
                 low, high = r.f1_interval()
                 row = {"setting": f"{way}w{shot}s", "way": way, "shot": shot, "learner": name, "model": model,
@@ -188,7 +190,8 @@ def wnut_trained_rows(args, tuned):
                     caches[model] = word_cache(learner, progress=False)
                 if name == "structshot":
                     learner.set_transitions(transitions)
-                r = evaluate_support_sets(learner, sets, test, progress=False, cache=caches[model])
+                r = evaluate_support_sets(learner, sets, test, progress=False, cache=caches[model],
+                                          type_names=args.type_names)
                 s = r.summary()
                 f1s[(model, name)] = np.asarray([x["f1"] for x in s["sets"]])
                 row = {"protocol": "wnut17", "learner": name, "model": model, "shot": shot, "n_sets": s["n_sets"],
@@ -282,7 +285,7 @@ def snips_trained_rows(args, tuned):
                 for name in args.learner:
                     learner = build(name)
                     cache = word_cache(learner, ds, progress=False) if cache is None else cache
-                    r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache)
+                    r = evaluate_tagging(learner, ds, eps, progress=False, cache=cache, type_names=args.type_names)
                     counts[(model, shot, name, intent)] = r.episode_counts
                     low, high = r.f1_interval()
                     row = {"protocol": "snips", "domain": intent, "learner": name, "model": model, "shot": shot,
@@ -521,7 +524,10 @@ def training_line(rec: dict) -> str:
     return (f"Trained model: `{rec['command']}` ({rec['learner']} on {rec['dataset']}'s train types only, "
             f"{episode_shape(t, 'train')} episodes, seed {t['seed']}; {rec['steps_run']} steps run, {val} on "
             f"{t['val_episodes']} {episode_shape(t, 'val')} episodes of the val types (seed {t['val_seed']}); the "
-            f"test types were never read in training or selection{minutes}; CPU, 2 cores shared with other jobs).")
+            f"test types were never read in training or selection{minutes}; CPU, 2 cores shared with other jobs)."
+            + (" With `--class-names`: every training, validation and test episode's support set (frozen and "
+               "trained rows alike) ends with one sentence per type, its name (`fewshot.tagged.type_name`), every "
+               "word tagged with the type." if t.get("class_names") else ""))
 
 
 def episode_shape(t: dict, part: str) -> str:
@@ -696,15 +702,17 @@ def main(argv=None) -> int:
         p.error(f"--checkpoint {args.checkpoint}: not a readable fewshot train checkpoint ({exc}); train one with "
                 "`fewshot train --dataset fewnerd-inter --learner protobert --val-way 3 --out DIR`")
     args.learner = args.learner or [args.record["learner"]]
+    args.type_names = bool(args.record["train"].get("class_names"))  # trained with them: scored with them
     if args.protocol == "snips":  # a checkpoint per domain: learner defaults, nothing tuned
         tuned = {}
     else:
         args.models = models_of(args)
         tuned = {model: choose_options(args.learner, shots, args.tune_episodes, args.seed + 1, args.data_root,
-                                       build) for model, build in args.models.items()}
+                                       build, args.type_names) for model, build in args.models.items()}
     # one per trained learner and encoder (the default encoder's without a suffix)
     section = f"{TRAINED_SECTIONS[args.protocol]}-{args.record['learner']}" + (
-        f"-{Path(args.record['encoder']).name}" if args.record["encoder"] != ENCODER else "")
+        f"-{Path(args.record['encoder']).name}" if args.record["encoder"] != ENCODER else "") + (
+        "-names" if args.type_names else "")
     publish_rows(section, "bench-ner", TRAINED_ROWS[args.protocol](args, tuned),
                  lambda rows, cmd: TRAINED_MARKDOWN[args.protocol](rows, cmd, tuned, args.record), argv,
                  write=not args.no_write)

@@ -27,10 +27,12 @@ def option_label(opts: dict) -> str:
     return " ".join(f"{k}={v:g}" for k, v in opts.items())
 
 
-def choose_options(learners, shots, episodes: int, seed: int, root, build) -> dict[str, dict[int, dict]]:
+def choose_options(learners, shots, episodes: int, seed: int, root, build,
+                   type_names: bool = False) -> dict[str, dict[int, dict]]:
     """Per learner of ``learners`` with a grid in :data:`GRIDS` and per shot: its F1 on 3-way episodes of Few-NERD
     INTER's val types for each option set of the grid, and the best (ties: the first in the grid's order).
-    ``build(name, options)`` makes the learner (over a frozen encoder, or from a checkpoint)."""
+    ``build(name, options)`` makes the learner (over a frozen encoder, or from a checkpoint); ``type_names``: the
+    episodes' support sets end with their types' names, as the rows it tunes are scored."""
     if not shots or not set(learners) & set(GRIDS):
         return {}
     ds = load_dataset("fewnerd-inter", root)
@@ -44,7 +46,8 @@ def choose_options(learners, shots, episodes: int, seed: int, root, build) -> di
                 learner = build(name, opts)
                 cache = word_cache(learner, ds, progress=False) if cache is None else cache
                 try:
-                    f1.append(evaluate_tagging(learner, ds, eps, progress=False, cache=cache).f1)
+                    f1.append(evaluate_tagging(learner, ds, eps, progress=False, cache=cache,
+                                               type_names=type_names).f1)
                 except ValueError:  # an option set the learner refuses (decomposed's zero head left at 0 steps)
                     f1.append(None)
             best = GRIDS[name][int(np.argmax([-1.0 if f is None else f for f in f1]))]  # the first of the ties
