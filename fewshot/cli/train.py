@@ -222,7 +222,8 @@ def tag_shape(cfg, dataset) -> str:
 
 def tag_run_flags(cfg, dataset) -> str:
     """The ``fewshot run`` flags that score the test types as the run validated (whole-domain: every test type,
-    minimum-including), or nothing."""
-    if cfg.train.tag_episodes != "domain":
-        return ""
-    return f" --way {len(dataset.split_classes('test'))} --shot {cfg.train.val_shot} --sampler minimum-including"
+    minimum-including; type names), or nothing."""
+    flags = ""
+    if cfg.train.tag_episodes == "domain":
+        flags += f" --way {len(dataset.split_classes('test'))} --shot {cfg.train.val_shot} --sampler minimum-including"
+    return flags + (" --class-names" if cfg.train.class_names else "")
