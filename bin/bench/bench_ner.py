@@ -530,6 +530,11 @@ def training_line(rec: dict) -> str:
                "word tagged with the type." if t.get("class_names") else ""))
 
 
+def names_title(rec: dict) -> str:
+    """What a section's title adds for a checkpoint trained (and so scored) with type names."""
+    return ", with type names" if rec["train"].get("class_names") else ""
+
+
 def episode_shape(t: dict, part: str) -> str:
     """A run's ``part`` ("train" or "val") episodes in words, from its train config ``t``."""
     shot = t[f"{part}_shot"]
@@ -546,7 +551,7 @@ def gain(r: dict) -> str:
 
 def fewnerd_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict) -> str:
     lines = [f"## Few-shot NER: {rec['learner']} meta-trained on {rec['dataset']}'s train types vs the frozen floor, "
-             "Few-NERD INTER test types",
+             f"Few-NERD INTER test types{names_title(rec)}",
              "", f"Command: `{cmd}`", "", training_line(rec), "",
              f"`frozen` is the pretrained {rec['encoder']} the run started from, `trained` the checkpoint's encoder; "
              "each learner scores both on the **same** episodes: the 17 INTER test types, sampled from "
@@ -621,7 +626,7 @@ def snips_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict) -
 def wnut_trained_markdown(rows: list[dict], cmd: str, tuned: dict, rec: dict) -> str:
     n = rows[0]["test_sentences"] if rows else "-"
     lines = [f"## Few-shot NER: WNUT-17 with StructShot's support sets, {rec['learner']} meta-trained on "
-             f"{rec['dataset']} vs the frozen floor", "",
+             f"{rec['dataset']} vs the frozen floor{names_title(rec)}", "",
              f"Command: `{cmd}`", "", training_line(rec), "",
              f"StructShot's published protocol: each of its five 1-shot and five 5-shot support sets tags the whole "
              f"WNUT-17 gold test set ({n} sentences, 6 types, BIO read as IO); `frozen` is the pretrained "
