@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .episodes import EPISODE_KINDS, SampledEpisodes
 from .seed import episode_rng
@@ -76,6 +77,11 @@ class TaggedEpisode:
         local labels (every word the type's): what ``--class-names`` adds to a tagging episode's support set."""
         names = [type_name(t) for t in self.types]
         return names, [np.full(len(n), j + 1, dtype=np.int64) for j, n in enumerate(names)]
+
+    def with_type_names(self, sentences: Sequence, y: torch.Tensor) -> tuple[list, torch.Tensor]:
+        """Support ``sentences`` and their words' labels ``y`` with :meth:`type_name_support` after them."""
+        names, y_names = self.type_name_support()
+        return [*sentences, *names], torch.cat([y, torch.from_numpy(np.concatenate(y_names))])
 
     def to_json(self) -> dict:
         return {"index": int(self.index), "kind": self.kind, "types": list(self.types),

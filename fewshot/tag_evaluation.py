@@ -104,12 +104,6 @@ def bootstrap_mean_f1(groups: Sequence[np.ndarray], n: int = BOOTSTRAP, seed: in
     return float(low), float(high)
 
 
-def _with_type_names(ep: TaggedEpisode, sentences: list, y: torch.Tensor) -> tuple[list, torch.Tensor]:
-    """Support ``sentences`` and their word labels ``y`` with the episode's type names after them."""
-    names, y_names = ep.type_name_support()
-    return list(sentences) + names, torch.cat([y, torch.from_numpy(np.concatenate(y_names))])
-
-
 @dataclass
 class TagEvalResult:
     """Span counts of every episode (``episode_counts``, (n_episodes, 3): correct, predicted, gold) and
@@ -214,7 +208,6 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
     cache = word_cache(learner, dataset, batch_size, progress) if cache is None or fresh else cache
     before, n_embedded = cache.n, 0
     rows, types, named = [], {}, {}  # named: a type's name sentence embedded, by type
-    with_names = (lambda ep, sentences, y: (sentences, y)) if not type_names else _with_type_names
     with progress_bar(total, "episodes", progress) as bar:
         for block in chunks(episodes, chunk):
             if not learner.adapts_encoder and not fresh:
@@ -224,7 +217,9 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
                 support_y = torch.from_numpy(np.concatenate(ep.token_labels(support_tags)))
                 lengths = [len(dataset.tags[int(i)]) for i in ep.query]
                 if learner.adapts_encoder:
-                    learner.adapt_sentences(*with_names(ep, dataset.take(ep.support.tolist()), support_y))
+                    support = dataset.take(ep.support.tolist())
+                    learner.adapt_sentences(*(ep.with_type_names(support, support_y) if type_names
+                                              else (support, support_y)))
                     scores = learner.logits_sentences(dataset.take(ep.query.tolist()))
                     n_embedded += len(ep.support) + len(ep.query)
                 else:
@@ -235,13 +230,11 @@ def evaluate_tagging(learner, dataset: TaggedDataset, episodes: Iterable[TaggedE
                         n_embedded += words.n
                     z, lengths_s = words.take(ep.support.tolist()), [len(t) for t in support_tags]
                     if type_names:
-                        names, y_names = ep.type_name_support()
-                        missing = [(t, n) for t, n in zip(ep.types, names) if t not in named]
-                        if missing:
-                            for (t, _), e in zip(missing, learner.embed_words([n for _, n in missing])):
-                                named[t] = torch.from_numpy(e)
+                        names, support_y = ep.with_type_names([], support_y)
+                        new = [(t, n) for t, n in zip(ep.types, names) if t not in named]
+                        named.update((t, torch.from_numpy(e))
+                                     for (t, _), e in zip(new, learner.embed_words([n for _, n in new])))
                         z = torch.cat([z, *(named[t] for t in ep.types)])
-                        support_y = torch.cat([support_y, torch.from_numpy(np.concatenate(y_names))])
                         lengths_s += [len(n) for n in names]
                     learner.adapt_features(z, support_y, lengths=lengths_s)
                     scores = learner.tag_scores(words.take(ep.query.tolist()))

@@ -22,13 +22,15 @@ A tagged dataset (:class:`fewshot.tagged.TaggedDataset`, ``task = "ner"``: sente
 into train / val / test entity *types*) trains a tagging learner (protobert, nnshot, structshot, decomposed:
 :mod:`fewshot.learners.tagging`) on Few-NERD's N-way K~2K episodes of its train types
 (:class:`fewshot.tag_episodes.GreedyTypeSampler`, ``train_way`` / ``train_shot``, the query set K~2K
-too), whose items are sentences and whose labels are their words' local labels; it validates on
+too; or, with ``tag_episodes="domain"``, every type of one domain, Hou et al. 2020's), whose items are
+sentences and whose labels are their words' local labels (``class_names``: each type's name joins the
+support set as a sentence of its own, as evaluation adds it); it validates on
 episodes of its val types (``val_way`` / ``val_shot``) with :func:`fewshot.tag_evaluation.evaluate_tagging`:
 the log's ``val_accuracy`` is then span micro F1 (``val_metric`` "span_f1") and ``val_ci95`` half its
 bootstrap interval. The test types are never read here; ``include_val`` trains on the train and val
 types together and validates nothing, as for classes.
 
-Why one module of ~570 lines: :class:`Trainer` is one state machine (step, optimizer, schedule, best
+Why one module of ~600 lines: :class:`Trainer` is one state machine (step, optimizer, schedule, best
 score, resume state, the DDP wrap) whose parts read and write that shared state at every step; the
 pieces that stand alone already live elsewhere (episodes, evaluation, checkpoints, the process group
 in :mod:`fewshot.distributed`). The resident-input helpers (``_make_resident`` to ``_device_labels``)
@@ -373,8 +375,7 @@ class Trainer:
                       for ids in (ep.support, ep.query)]
             support = self.train_ds.take(ep.support)
             if self.cfg.class_names:  # the types' names join the support set, as evaluation adds them
-                names, y_names = ep.type_name_support()
-                support, labels[0] = support + names, torch.cat([labels[0], torch.from_numpy(np.concatenate(y_names))])
+                support, labels[0] = ep.with_type_names(support, labels[0])
             return support, labels[0], self.train_ds.take(ep.query), labels[1]
         sx, qx = self._items(ep.support), self._items(ep.query)
         if self.augmenter is not None and aug_rng is not None:
